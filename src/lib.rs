@@ -23,11 +23,15 @@
 
 pub mod activation;
 pub mod cpu;
+pub mod curvature;
 pub mod data;
+pub mod error;
 pub mod gpu;
 pub mod loss;
 pub mod model;
 
 pub use activation::Activation;
+pub use curvature::Curvature;
+pub use error::{Error, Result};
 pub use loss::Loss;
 pub use model::{LayerLayout, Mlp, ModelError};

@@ -256,8 +256,16 @@ mod tests {
     use super::*;
 
     fn cases() -> Vec<(Loss, Activation)> {
-        let mut v = vec![(Loss::Ce, Activation::Softmax), (Loss::Bce, Activation::Sigmoid)];
-        for act in [Activation::Identity, Activation::Sigmoid, Activation::Tanh, Activation::Softplus] {
+        let mut v = vec![
+            (Loss::Ce, Activation::Softmax),
+            (Loss::Bce, Activation::Sigmoid),
+        ];
+        for act in [
+            Activation::Identity,
+            Activation::Sigmoid,
+            Activation::Tanh,
+            Activation::Softplus,
+        ] {
             v.push((Loss::Sse, act));
             v.push((Loss::Mse, act));
         }
@@ -286,18 +294,28 @@ mod tests {
                 loss.delta(act, &am, &t, &mut dm);
                 for j in 0..3 {
                     let fd2 = (dp[j] - dm[j]) / (2.0 * eps);
-                    assert!((fd2 - h[j * 3 + i]).abs() < 1e-7, "{loss}/{act} H[{j}][{i}]");
+                    assert!(
+                        (fd2 - h[j * 3 + i]).abs() < 1e-7,
+                        "{loss}/{act} H[{j}][{i}]"
+                    );
                 }
             }
             // hessian_times agrees with the explicit matrix.
             let r = [0.5, -0.25, 2.0];
             for gn in [false, true] {
-                let m = if gn { loss.gauss_newton_hessian(act, &a, &t) } else { h.clone() };
+                let m = if gn {
+                    loss.gauss_newton_hessian(act, &a, &t)
+                } else {
+                    h.clone()
+                };
                 let mut out = [0.0; 3];
                 loss.hessian_times(act, &a, &t, &r, gn, &mut out);
                 for i in 0..3 {
                     let want: f64 = (0..3).map(|j| m[i * 3 + j] * r[j]).sum();
-                    assert!((want - out[i]).abs() < 1e-12, "{loss}/{act} Hr[{i}] gn={gn}");
+                    assert!(
+                        (want - out[i]).abs() < 1e-12,
+                        "{loss}/{act} Hr[{i}] gn={gn}"
+                    );
                 }
             }
         }
@@ -314,10 +332,18 @@ mod tests {
 
     #[test]
     fn output_activation_rules() {
-        assert!(Loss::Ce.check_output_activation(Activation::Softmax).is_ok());
-        assert!(Loss::Ce.check_output_activation(Activation::Sigmoid).is_err());
-        assert!(Loss::Bce.check_output_activation(Activation::Sigmoid).is_ok());
-        assert!(Loss::Sse.check_output_activation(Activation::Softmax).is_err());
+        assert!(Loss::Ce
+            .check_output_activation(Activation::Softmax)
+            .is_ok());
+        assert!(Loss::Ce
+            .check_output_activation(Activation::Sigmoid)
+            .is_err());
+        assert!(Loss::Bce
+            .check_output_activation(Activation::Sigmoid)
+            .is_ok());
+        assert!(Loss::Sse
+            .check_output_activation(Activation::Softmax)
+            .is_err());
         assert!(Loss::Mse.check_output_activation(Activation::Tanh).is_ok());
     }
 }

@@ -20,7 +20,11 @@ pub enum ModelError {
     #[error("layer size {index} is zero in {sizes:?}: every layer needs at least one unit")]
     ZeroWidth { index: usize, sizes: Vec<usize> },
     #[error("{sizes} layer sizes make {layers} layers of weights, but {given} activations were given: give one per layer of weights, output last")]
-    ActivationCount { sizes: usize, layers: usize, given: usize },
+    ActivationCount {
+        sizes: usize,
+        layers: usize,
+        given: usize,
+    },
     #[error("`softmax` can only be the output activation (with loss `ce`), but layer {layer} of {layers} uses it: use e.g. `sigmoid` for hidden layers")]
     HiddenSoftmax { layer: usize, layers: usize },
     #[error("{0}")]
@@ -258,15 +262,37 @@ mod tests {
     #[test]
     fn invalid_specifications_are_errors() {
         use ModelError as E;
-        let bad = |s: &[usize], a: &[Activation], l: Loss, l2: f64| Mlp::new(s, a, l, l2).unwrap_err();
+        let bad =
+            |s: &[usize], a: &[Activation], l: Loss, l2: f64| Mlp::new(s, a, l, l2).unwrap_err();
         assert!(matches!(bad(&[3], &[], Loss::Sse, 0.0), E::TooFewSizes(_)));
-        assert!(matches!(bad(&[3, 0, 1], &[Tanh, Identity], Loss::Sse, 0.0), E::ZeroWidth { index: 1, .. }));
-        assert!(matches!(bad(&[3, 1], &[Tanh, Tanh], Loss::Sse, 0.0), E::ActivationCount { .. }));
-        assert!(matches!(bad(&[3, 2, 2], &[Softmax, Softmax], Loss::Ce, 0.0), E::HiddenSoftmax { .. }));
-        assert!(matches!(bad(&[3, 2], &[Sigmoid], Loss::Ce, 0.0), E::OutputMismatch(_)));
-        assert!(matches!(bad(&[3, 2], &[Softmax], Loss::Mse, 0.0), E::OutputMismatch(_)));
-        assert!(matches!(bad(&[3, 2], &[Identity], Loss::Sse, -1.0), E::BadL2(_)));
-        assert!(matches!(bad(&[3, 2], &[Identity], Loss::Sse, f64::NAN), E::BadL2(_)));
+        assert!(matches!(
+            bad(&[3, 0, 1], &[Tanh, Identity], Loss::Sse, 0.0),
+            E::ZeroWidth { index: 1, .. }
+        ));
+        assert!(matches!(
+            bad(&[3, 1], &[Tanh, Tanh], Loss::Sse, 0.0),
+            E::ActivationCount { .. }
+        ));
+        assert!(matches!(
+            bad(&[3, 2, 2], &[Softmax, Softmax], Loss::Ce, 0.0),
+            E::HiddenSoftmax { .. }
+        ));
+        assert!(matches!(
+            bad(&[3, 2], &[Sigmoid], Loss::Ce, 0.0),
+            E::OutputMismatch(_)
+        ));
+        assert!(matches!(
+            bad(&[3, 2], &[Softmax], Loss::Mse, 0.0),
+            E::OutputMismatch(_)
+        ));
+        assert!(matches!(
+            bad(&[3, 2], &[Identity], Loss::Sse, -1.0),
+            E::BadL2(_)
+        ));
+        assert!(matches!(
+            bad(&[3, 2], &[Identity], Loss::Sse, f64::NAN),
+            E::BadL2(_)
+        ));
         let msg = bad(&[3, 2], &[Sigmoid], Loss::Ce, 0.0).to_string();
         assert!(msg.contains("softmax"), "{msg}");
     }

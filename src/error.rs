@@ -1,0 +1,15 @@
+//! The crate's error type: one enum whose variants carry each module's own error.
+
+use crate::model::ModelError;
+
+/// Everything that can go wrong in `curvature`, with the context to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// A vector, block or row range whose shape does not fit the model or data.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
