@@ -23,9 +23,11 @@
 
 pub mod activation;
 pub mod cpu;
+
 pub mod curvature;
 pub mod data;
 pub mod error;
+pub mod files;
 pub mod gpu;
 pub mod loss;
 pub mod model;
