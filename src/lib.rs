@@ -31,6 +31,7 @@ pub mod files;
 pub mod gpu;
 pub mod loss;
 pub mod model;
+pub mod plot;
 
 pub use activation::Activation;
 pub use curvature::Curvature;
