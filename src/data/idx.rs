@@ -111,7 +111,7 @@ fn parse_header(bytes: &[u8], path: &Path, magic: u32) -> Result<Vec<usize>, Dat
         };
         return Err(DataError::new(
             DataErrorKind::BadIdxMagic(format!(
-                "IDX magic is 0x{found:08x}{hint} but an {what} file starts with 0x{magic:08x} — pass MNIST-format {what} (gzip or raw)"
+                "IDX magic is 0x{found:08x}{hint} but IDX {what} files start with 0x{magic:08x} — pass MNIST-format {what} (gzip or raw)"
             )),
             path,
             Some(Position::Byte(0)),
