@@ -23,6 +23,7 @@
 
 pub mod activation;
 pub mod cpu;
+pub mod cpu_engine;
 
 pub mod curvature;
 pub mod data;
