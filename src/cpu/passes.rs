@@ -21,7 +21,7 @@
 //!
 //! Shapes are the caller's responsibility (this is the internal reference):
 //! θ and v have len `mlp.num_params()`, X is (N, D), T is (N, K); they are
-//! checked only by `debug_assert!`.
+//! checked only by `debug_assert!` (a θ of the wrong length panics on slicing).
 
 use crate::activation::Activation;
 use crate::loss::softmax;
@@ -55,24 +55,35 @@ fn elementwise(a: &Array2<f64>, f: impl Fn(f64) -> f64) -> Array2<f64> {
     a.mapv(f)
 }
 
-/// Applies a per-sample function of (a_n, t_n, r_n) → out_n to every row; the
-/// loss functions take contiguous slices, so each row is copied once.
-fn per_row(
-    a: &Array2<f64>,
+/// δ at the output, one row per sample: ∂E_n/∂a (`Loss::delta`), (N, K).
+/// Not yet divided by N.
+fn output_delta(mlp: &Mlp, a_out: &Array2<f64>, t: ArrayView2<f64>) -> Array2<f64> {
+    let (loss, act) = (mlp.loss(), mlp.output_activation());
+    let mut delta = Array2::zeros(a_out.dim());
+    for ((a_n, t_n), mut d_n) in a_out.rows().into_iter().zip(t.rows()).zip(delta.rows_mut()) {
+        let mut out = vec![0.0; a_n.len()];
+        loss.delta(act, &a_n.to_vec(), &t_n.to_vec(), &mut out);
+        d_n.assign(&ArrayView1::from(&out));
+    }
+    delta
+}
+
+/// R{δ} at the output, one row per sample: (∂²E_n/∂a²) r_n (`Loss::hessian_times`,
+/// exact or its Gauss-Newton part), (N, K). Not yet divided by N.
+fn output_hessian_times(
+    mlp: &Mlp,
+    a_out: &Array2<f64>,
     t: ArrayView2<f64>,
-    r: Option<&Array2<f64>>,
-    mut f: impl FnMut(&[f64], &[f64], &[f64], &mut [f64]),
+    r: &Array2<f64>,
+    gauss_newton: bool,
 ) -> Array2<f64> {
-    let (n, k) = a.dim();
-    let mut out = Array2::zeros((n, k));
-    let empty: Vec<f64> = Vec::new();
-    for i in 0..n {
-        let a_n = a.row(i).to_vec();
-        let t_n = t.row(i).to_vec();
-        let r_n = r.map(|r| r.row(i).to_vec());
-        let mut out_n = vec![0.0; k];
-        f(&a_n, &t_n, r_n.as_deref().unwrap_or(&empty), &mut out_n);
-        out.row_mut(i).assign(&ArrayView1::from(&out_n));
+    let (loss, act) = (mlp.loss(), mlp.output_activation());
+    let mut out = Array2::zeros(a_out.dim());
+    for (n, mut o_n) in out.rows_mut().into_iter().enumerate() {
+        let mut row = vec![0.0; a_out.ncols()];
+        let (a_n, t_n, r_n) = (a_out.row(n).to_vec(), t.row(n).to_vec(), r.row(n).to_vec());
+        loss.hessian_times(act, &a_n, &t_n, &r_n, gauss_newton, &mut row);
+        o_n.assign(&ArrayView1::from(&row));
     }
     out
 }
@@ -137,6 +148,7 @@ pub fn loss(mlp: &Mlp, theta: &[f64], x: ArrayView2<f64>, t: ArrayView2<f64>) ->
 
 fn loss_from_forward(mlp: &Mlp, theta: &[f64], fw: &Forward, t: ArrayView2<f64>) -> f64 {
     let a_out = &fw.a[fw.a.len() - 1];
+    debug_assert_eq!(t.dim(), a_out.dim(), "T must be (N, K)");
     per_sample_loss(mlp, a_out, t).mean().unwrap_or(0.0) + mlp.l2_penalty(theta)
 }
 
@@ -146,12 +158,10 @@ fn loss_from_forward(mlp: &Mlp, theta: &[f64], fw: &Forward, t: ArrayView2<f64>)
 pub fn backward(mlp: &Mlp, theta: &[f64], fw: &Forward, t: ArrayView2<f64>) -> Vec<Array2<f64>> {
     let layers = mlp.layout();
     let last = layers.len() - 1;
+    debug_assert_eq!(t.dim(), fw.a[last].dim(), "T must be (N, K)");
     let n = fw.a[last].nrows() as f64;
-    let (loss, out_act) = (mlp.loss(), mlp.output_activation());
     let mut delta = vec![Array2::zeros((0, 0)); layers.len()];
-    delta[last] = per_row(&fw.a[last], t, None, |a, t, _, out| {
-        loss.delta(out_act, a, t, out)
-    }) / n;
+    delta[last] = output_delta(mlp, &fw.a[last], t) / n;
     for l in (0..last).rev() {
         let act = mlp.activations()[l];
         let back = delta[l + 1].dot(&weights(&layers[l + 1], theta)); // (N, out_l)
@@ -245,11 +255,8 @@ fn r_pass(
     }
 
     // Output: R{δ} = H_out R{a} / N.
-    let (loss, out_act) = (mlp.loss(), mlp.output_activation());
     let mut r_delta = vec![Array2::zeros((0, 0)); layers.len()];
-    r_delta[last] = per_row(&fw.a[last], t, Some(&r_a[last]), |a, t, r, out| {
-        loss.hessian_times(out_act, a, t, r, gauss_newton, out)
-    }) / n;
+    r_delta[last] = output_hessian_times(mlp, &fw.a[last], t, &r_a[last], gauss_newton) / n;
 
     // R-backward.
     for l in (0..last).rev() {
