@@ -7,7 +7,7 @@
 //! Layer l = 0..L−1 maps z[l] → a[l] → z[l+1]:
 //! ```text
 //!   a[l]   = z[l] W_lᵀ + b_l        (N, out_l)     PRML 5.98 (batched)
-//!   z[l+1] = h_l(a[l])              (N, out_l)     PRML 5.99
+//!   z[l+1] = h_l(a[l])              (N, out_l)     PRML 5.99 (5.100 at the output)
 //!   z[0]   = X                      (N, D)
 //! ```
 //! The output pre-activations are a[L−1] (N, K). The loss is written in them
@@ -88,7 +88,7 @@ fn output_hessian_times(
     out
 }
 
-/// The forward pass (PRML 5.98–5.99 batched): a[l] = z[l] W_lᵀ + b_l,
+/// The forward pass (PRML 5.98–5.100 batched): a[l] = z[l] W_lᵀ + b_l,
 /// z[l+1] = h_l(a[l]), for θ (W) and X (N, D). The last z is the network
 /// output y as [`outputs`] defines it.
 pub fn forward(mlp: &Mlp, theta: &[f64], x: ArrayView2<f64>) -> Forward {
@@ -216,16 +216,18 @@ pub fn gradient(
 
 /// One R-pass for direction v (W): R-forward, then R-backward, then R{∇E}.
 ///
-/// R-forward (PRML 5.101–5.102, generalised): R{z[0]} = 0,
+/// R-forward (PRML 5.101–5.103, generalised): R{z[0]} = 0,
 ///   R{a[l]}   = R{z[l]} W_lᵀ + z[l] V_lᵀ + Vb_l      (N, out_l)
 ///   R{z[l+1]} = h_l′(a[l]) ⊙ R{a[l]}
-/// Output: R{δ[L−1]} = (∂²E_n/∂a²) R{a[L−1]} / N   (`Loss::hessian_times`;
-///   its Gauss-Newton part when `gauss_newton`).
-/// R-backward (PRML 5.105–5.106, generalised):
+/// Output (PRML 5.106, generalised):
+///   R{δ[L−1]} = (∂²E_n/∂a²) R{a[L−1]} / N
+///   (`Loss::hessian_times`; its Gauss-Newton part when `gauss_newton`).
+/// R-backward (PRML 5.107, generalised):
 ///   R{δ[l]} = h_l″(a[l]) ⊙ R{a[l]} ⊙ (δ[l+1] W_{l+1})
 ///           + h_l′(a[l]) ⊙ (R{δ[l+1]} W_{l+1} + δ[l+1] V_{l+1})
-/// Gradient (PRML 5.110–5.111): R{∂E/∂W_l} = R{δ[l]}ᵀ z[l] + δ[l]ᵀ R{z[l]},
-///   R{∂E/∂b_l} = Σ_n R{δ[l]}; plus λ V_w.
+/// Gradient (PRML 5.110–5.111; a bias is a weight on a constant input 1):
+///   R{∂E/∂W_l} = R{δ[l]}ᵀ z[l] + δ[l]ᵀ R{z[l]},
+///   R{∂E/∂b_l} = Σ_n R{δ[l]};   plus λ V_w.
 /// With `gauss_newton` the second-order terms (the h″ term, δ·V and δᵀR{z})
 /// are dropped: what remains is Jᵀ H_out,GN J v, the Gauss-Newton product.
 fn r_pass(
@@ -242,23 +244,24 @@ fn r_pass(
     let last = layers.len() - 1;
     let n = fw.a[last].nrows() as f64;
 
-    // R-forward.
+    // R-forward (5.101–5.103).
     let mut r_a: Vec<Array2<f64>> = Vec::with_capacity(layers.len()); // R{a[l]} (N, out_l)
     let mut r_z: Vec<Array2<f64>> = vec![Array2::zeros(fw.z[0].dim())]; // R{z[l]} (N, in_l)
     for (l, layer) in layers.iter().enumerate() {
         let act = mlp.activations()[l];
+        // R{a[l]} = R{z[l]} W_lᵀ + z[l] V_lᵀ + Vb_l
         let r_a_l = r_z[l].dot(&weights(layer, theta).t())
             + fw.z[l].dot(&weights(layer, v).t())
             + bias(layer, v);
-        r_z.push(elementwise(&fw.a[l], |a| act.dh(a)) * &r_a_l);
+        r_z.push(elementwise(&fw.a[l], |a| act.dh(a)) * &r_a_l); // R{z[l+1]} = h′(a[l]) ⊙ R{a[l]}
         r_a.push(r_a_l);
     }
 
-    // Output: R{δ} = H_out R{a} / N.
+    // Output (5.106): R{δ} = H_out R{a} / N.
     let mut r_delta = vec![Array2::zeros((0, 0)); layers.len()];
     r_delta[last] = output_hessian_times(mlp, &fw.a[last], t, &r_a[last], gauss_newton) / n;
 
-    // R-backward.
+    // R-backward (5.107): R{δ[l]} = h″ ⊙ R{a} ⊙ (δ W) + h′ ⊙ (R{δ} W + δ V).
     for l in (0..last).rev() {
         let act = mlp.activations()[l];
         let w_next = weights(&layers[l + 1], theta);
@@ -274,7 +277,7 @@ fn r_pass(
         };
     }
 
-    // R{∇E}.
+    // R{∇E} (5.110–5.111): R{δ[l]}ᵀ z[l] (+ δ[l]ᵀ R{z[l]} below).
     let mut out = vec![0.0; theta.len()];
     weight_gradient(mlp, &r_delta, &fw.z, &mut out);
     if !gauss_newton {
