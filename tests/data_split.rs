@@ -32,9 +32,9 @@ fn xor_is_the_exclusive_or_of_its_inputs_with_one_sigmoid_target() {
     assert_eq!(ds.task, Task::Classification { classes: 2 });
     assert_eq!(ds.num_outputs(), 1);
     let labels = ds.labels.as_ref().unwrap();
-    for n in 0..4 {
+    for (n, &label) in labels.iter().enumerate() {
         let xor = (ds.x[[n, 0]] != ds.x[[n, 1]]) as usize;
-        assert_eq!(labels[n], xor);
+        assert_eq!(label, xor);
         assert_eq!(ds.t[[n, 0]], xor as f32);
     }
     // The softmax/ce form: one-hot (4, 2) agreeing with the labels.
@@ -57,12 +57,12 @@ fn gaussians_are_seeded_balanced_and_centred_on_their_means() {
         assert_eq!(rows.len(), GAUSSIANS_PER_CLASS);
         let class = ds.subset(&rows);
         assert!(class.t.iter().all(|&t| t == c as f32));
-        for j in 0..2 {
+        for (j, &mean_j) in mean.iter().enumerate() {
             let column = class.x.column(j);
             let m = column.sum() / rows.len() as f32;
             let var = column.iter().map(|v| (v - m).powi(2)).sum::<f32>() / (rows.len() - 1) as f32;
             assert!(
-                (m - mean[j]).abs() < SAMPLE_MEAN_TOLERANCE,
+                (m - mean_j).abs() < SAMPLE_MEAN_TOLERANCE,
                 "class {c} coord {j} mean {m}"
             );
             assert!(
