@@ -14,6 +14,8 @@ pub enum Error {
     /// A vector, block or row range whose shape does not fit the model or data.
     #[error("shape mismatch: {0}")]
     Shape(String),
+    #[error(transparent)]
+    Gpu(#[from] crate::gpu::GpuError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -115,11 +115,7 @@ fn mnist10k_loads_with_its_documented_shape_balance_and_natural_split() {
     for n in [0, MNIST10K_ROWS - 1] {
         for i in 0..784 {
             let byte = images[16 + n * 784 + i];
-            assert_eq!(
-                ds.x[[n, i]],
-                byte as f32 * (1.0 / 255.0),
-                "image {n} pixel {i}"
-            );
+            assert_eq!(ds.x[[n, i]], byte as f32 / 255.0, "image {n} pixel {i}");
         }
     }
     let file_labels: Vec<usize> = labels[8..].iter().map(|&l| l as usize).collect();

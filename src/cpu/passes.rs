@@ -7,7 +7,7 @@
 //! Layer l = 0..L−1 maps z[l] → a[l] → z[l+1]:
 //! ```text
 //!   a[l]   = z[l] W_lᵀ + b_l        (N, out_l)     PRML 5.98 (batched)
-//!   z[l+1] = h_l(a[l])              (N, out_l)     PRML 5.99
+//!   z[l+1] = h_l(a[l])              (N, out_l)     PRML 5.99 (5.100 at the output)
 //!   z[0]   = X                      (N, D)
 //! ```
 //! The output pre-activations are a[L−1] (N, K). The loss is written in them
@@ -21,7 +21,7 @@
 //!
 //! Shapes are the caller's responsibility (this is the internal reference):
 //! θ and v have len `mlp.num_params()`, X is (N, D), T is (N, K); they are
-//! checked only by `debug_assert!`.
+//! checked only by `debug_assert!` (a θ of the wrong length panics on slicing).
 
 use crate::activation::Activation;
 use crate::loss::softmax;
@@ -55,29 +55,40 @@ fn elementwise(a: &Array2<f64>, f: impl Fn(f64) -> f64) -> Array2<f64> {
     a.mapv(f)
 }
 
-/// Applies a per-sample function of (a_n, t_n, r_n) → out_n to every row; the
-/// loss functions take contiguous slices, so each row is copied once.
-fn per_row(
-    a: &Array2<f64>,
+/// δ at the output, one row per sample: ∂E_n/∂a (`Loss::delta`), (N, K).
+/// Not yet divided by N.
+fn output_delta(mlp: &Mlp, a_out: &Array2<f64>, t: ArrayView2<f64>) -> Array2<f64> {
+    let (loss, act) = (mlp.loss(), mlp.output_activation());
+    let mut delta = Array2::zeros(a_out.dim());
+    for ((a_n, t_n), mut d_n) in a_out.rows().into_iter().zip(t.rows()).zip(delta.rows_mut()) {
+        let mut out = vec![0.0; a_n.len()];
+        loss.delta(act, &a_n.to_vec(), &t_n.to_vec(), &mut out);
+        d_n.assign(&ArrayView1::from(&out));
+    }
+    delta
+}
+
+/// R{δ} at the output, one row per sample: (∂²E_n/∂a²) r_n (`Loss::hessian_times`,
+/// exact or its Gauss-Newton part), (N, K). Not yet divided by N.
+fn output_hessian_times(
+    mlp: &Mlp,
+    a_out: &Array2<f64>,
     t: ArrayView2<f64>,
-    r: Option<&Array2<f64>>,
-    mut f: impl FnMut(&[f64], &[f64], &[f64], &mut [f64]),
+    r: &Array2<f64>,
+    gauss_newton: bool,
 ) -> Array2<f64> {
-    let (n, k) = a.dim();
-    let mut out = Array2::zeros((n, k));
-    let empty: Vec<f64> = Vec::new();
-    for i in 0..n {
-        let a_n = a.row(i).to_vec();
-        let t_n = t.row(i).to_vec();
-        let r_n = r.map(|r| r.row(i).to_vec());
-        let mut out_n = vec![0.0; k];
-        f(&a_n, &t_n, r_n.as_deref().unwrap_or(&empty), &mut out_n);
-        out.row_mut(i).assign(&ArrayView1::from(&out_n));
+    let (loss, act) = (mlp.loss(), mlp.output_activation());
+    let mut out = Array2::zeros(a_out.dim());
+    for (n, mut o_n) in out.rows_mut().into_iter().enumerate() {
+        let mut row = vec![0.0; a_out.ncols()];
+        let (a_n, t_n, r_n) = (a_out.row(n).to_vec(), t.row(n).to_vec(), r.row(n).to_vec());
+        loss.hessian_times(act, &a_n, &t_n, &r_n, gauss_newton, &mut row);
+        o_n.assign(&ArrayView1::from(&row));
     }
     out
 }
 
-/// The forward pass (PRML 5.98–5.99 batched): a[l] = z[l] W_lᵀ + b_l,
+/// The forward pass (PRML 5.98–5.100 batched): a[l] = z[l] W_lᵀ + b_l,
 /// z[l+1] = h_l(a[l]), for θ (W) and X (N, D). The last z is the network
 /// output y as [`outputs`] defines it.
 pub fn forward(mlp: &Mlp, theta: &[f64], x: ArrayView2<f64>) -> Forward {
@@ -137,6 +148,7 @@ pub fn loss(mlp: &Mlp, theta: &[f64], x: ArrayView2<f64>, t: ArrayView2<f64>) ->
 
 fn loss_from_forward(mlp: &Mlp, theta: &[f64], fw: &Forward, t: ArrayView2<f64>) -> f64 {
     let a_out = &fw.a[fw.a.len() - 1];
+    debug_assert_eq!(t.dim(), a_out.dim(), "T must be (N, K)");
     per_sample_loss(mlp, a_out, t).mean().unwrap_or(0.0) + mlp.l2_penalty(theta)
 }
 
@@ -146,12 +158,10 @@ fn loss_from_forward(mlp: &Mlp, theta: &[f64], fw: &Forward, t: ArrayView2<f64>)
 pub fn backward(mlp: &Mlp, theta: &[f64], fw: &Forward, t: ArrayView2<f64>) -> Vec<Array2<f64>> {
     let layers = mlp.layout();
     let last = layers.len() - 1;
+    debug_assert_eq!(t.dim(), fw.a[last].dim(), "T must be (N, K)");
     let n = fw.a[last].nrows() as f64;
-    let (loss, out_act) = (mlp.loss(), mlp.output_activation());
     let mut delta = vec![Array2::zeros((0, 0)); layers.len()];
-    delta[last] = per_row(&fw.a[last], t, None, |a, t, _, out| {
-        loss.delta(out_act, a, t, out)
-    }) / n;
+    delta[last] = output_delta(mlp, &fw.a[last], t) / n;
     for l in (0..last).rev() {
         let act = mlp.activations()[l];
         let back = delta[l + 1].dot(&weights(&layers[l + 1], theta)); // (N, out_l)
@@ -206,16 +216,18 @@ pub fn gradient(
 
 /// One R-pass for direction v (W): R-forward, then R-backward, then R{∇E}.
 ///
-/// R-forward (PRML 5.101–5.102, generalised): R{z[0]} = 0,
+/// R-forward (PRML 5.101–5.103, generalised): R{z[0]} = 0,
 ///   R{a[l]}   = R{z[l]} W_lᵀ + z[l] V_lᵀ + Vb_l      (N, out_l)
 ///   R{z[l+1]} = h_l′(a[l]) ⊙ R{a[l]}
-/// Output: R{δ[L−1]} = (∂²E_n/∂a²) R{a[L−1]} / N   (`Loss::hessian_times`;
-///   its Gauss-Newton part when `gauss_newton`).
-/// R-backward (PRML 5.105–5.106, generalised):
+/// Output (PRML 5.106, generalised):
+///   R{δ[L−1]} = (∂²E_n/∂a²) R{a[L−1]} / N
+///   (`Loss::hessian_times`; its Gauss-Newton part when `gauss_newton`).
+/// R-backward (PRML 5.107, generalised):
 ///   R{δ[l]} = h_l″(a[l]) ⊙ R{a[l]} ⊙ (δ[l+1] W_{l+1})
 ///           + h_l′(a[l]) ⊙ (R{δ[l+1]} W_{l+1} + δ[l+1] V_{l+1})
-/// Gradient (PRML 5.110–5.111): R{∂E/∂W_l} = R{δ[l]}ᵀ z[l] + δ[l]ᵀ R{z[l]},
-///   R{∂E/∂b_l} = Σ_n R{δ[l]}; plus λ V_w.
+/// Gradient (PRML 5.110–5.111; a bias is a weight on a constant input 1):
+///   R{∂E/∂W_l} = R{δ[l]}ᵀ z[l] + δ[l]ᵀ R{z[l]},
+///   R{∂E/∂b_l} = Σ_n R{δ[l]};   plus λ V_w.
 /// With `gauss_newton` the second-order terms (the h″ term, δ·V and δᵀR{z})
 /// are dropped: what remains is Jᵀ H_out,GN J v, the Gauss-Newton product.
 fn r_pass(
@@ -232,26 +244,24 @@ fn r_pass(
     let last = layers.len() - 1;
     let n = fw.a[last].nrows() as f64;
 
-    // R-forward.
+    // R-forward (5.101–5.103).
     let mut r_a: Vec<Array2<f64>> = Vec::with_capacity(layers.len()); // R{a[l]} (N, out_l)
     let mut r_z: Vec<Array2<f64>> = vec![Array2::zeros(fw.z[0].dim())]; // R{z[l]} (N, in_l)
     for (l, layer) in layers.iter().enumerate() {
         let act = mlp.activations()[l];
+        // R{a[l]} = R{z[l]} W_lᵀ + z[l] V_lᵀ + Vb_l
         let r_a_l = r_z[l].dot(&weights(layer, theta).t())
             + fw.z[l].dot(&weights(layer, v).t())
             + bias(layer, v);
-        r_z.push(elementwise(&fw.a[l], |a| act.dh(a)) * &r_a_l);
+        r_z.push(elementwise(&fw.a[l], |a| act.dh(a)) * &r_a_l); // R{z[l+1]} = h′(a[l]) ⊙ R{a[l]}
         r_a.push(r_a_l);
     }
 
-    // Output: R{δ} = H_out R{a} / N.
-    let (loss, out_act) = (mlp.loss(), mlp.output_activation());
+    // Output (5.106): R{δ} = H_out R{a} / N.
     let mut r_delta = vec![Array2::zeros((0, 0)); layers.len()];
-    r_delta[last] = per_row(&fw.a[last], t, Some(&r_a[last]), |a, t, r, out| {
-        loss.hessian_times(out_act, a, t, r, gauss_newton, out)
-    }) / n;
+    r_delta[last] = output_hessian_times(mlp, &fw.a[last], t, &r_a[last], gauss_newton) / n;
 
-    // R-backward.
+    // R-backward (5.107): R{δ[l]} = h″ ⊙ R{a} ⊙ (δ W) + h′ ⊙ (R{δ} W + δ V).
     for l in (0..last).rev() {
         let act = mlp.activations()[l];
         let w_next = weights(&layers[l + 1], theta);
@@ -267,7 +277,7 @@ fn r_pass(
         };
     }
 
-    // R{∇E}.
+    // R{∇E} (5.110–5.111): R{δ[l]}ᵀ z[l] (+ δ[l]ᵀ R{z[l]} below).
     let mut out = vec![0.0; theta.len()];
     weight_gradient(mlp, &r_delta, &fw.z, &mut out);
     if !gauss_newton {

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 pub enum Position {
     /// A text line (1-based) and, when known, a column (1-based, counted in cells).
     Line { line: usize, column: Option<usize> },
-    /// A byte offset (0-based) in the file as stored (compressed bytes for gzip).
+    /// A byte offset (0-based): for gzip errors in the file as stored, for other errors in
+    /// the decompressed contents.
     Byte(u64),
     /// A record (0-based): an image or label index in an IDX file.
     Record(usize),

@@ -57,17 +57,16 @@ pub fn load_idx(images: &Path, labels: &Path) -> Result<Dataset, DataError> {
         }
         label_list.push(usize::from(label));
     }
-    // (N, rows·columns) row-major, straight from the bytes. Multiplied by the same f32
-    // 1/255 that `scaling` holds, so scaling raw pixels for prediction gives identical inputs.
-    let scale = 1.0 / MAX_PIXEL;
+    // (N, rows·columns) row-major, straight from the bytes; pixel / 255 correctly rounded
+    // (`scaling` multiplies by the f32 nearest 1/255 instead: the same to within 1 ulp).
     let pixels: Vec<f32> = image_bytes[header_len(3)..]
         .iter()
-        .map(|&b| f32::from(b) * scale)
+        .map(|&b| f32::from(b) / MAX_PIXEL)
         .collect();
     let x = Array2::from_shape_vec((count, width), pixels)
         .map_err(|e| DataError::new(DataErrorKind::Io(e.to_string()), images, None))?;
     let mut ds = Dataset::from_labels(images.display().to_string(), x, label_list, IDX_CLASSES);
-    ds.scaling = Some(Scaling::fixed(vec![scale; width]));
+    ds.scaling = Some(Scaling::fixed(vec![1.0 / MAX_PIXEL; width]));
     Ok(ds)
 }
 

@@ -46,7 +46,7 @@ pub fn data_dir() -> PathBuf {
 /// - `mnist10k`: 10000×784, pixels/255, 10 classes, one-hot T (N, 10); natural split 8000/2000.
 /// - `xor`: the 4 points of {0,1}², label = x₁ XOR x₂; two classes with T (4, 1) of 0/1 for a
 ///   single sigmoid output and `bce` (`with_one_hot_targets` gives (4, 2) for softmax/`ce`).
-/// - `gaussians`: 100 points, 50 per class (class 0 first), class c ~ N(GAUSSIANS_MEANS[c], I)
+/// - `gaussians`: 100 points, 50 per class (class 0 first), class c ~ N(`GAUSSIANS_MEANS[c]`, I)
 ///   drawn from ChaCha8(GAUSSIANS_SEED) by Box–Muller; T (100, 1) of 0/1 like `xor`.
 /// - `study-hours`: X = [[3, 5], [5, 1], [10, 2]] (hours slept, hours studied) divided by the
 ///   column maxima [10, 5]; T = [75, 82, 93] / 100 as (3, 1); regression.
