@@ -29,6 +29,8 @@ pub mod error;
 pub mod gpu;
 pub mod loss;
 pub mod model;
+pub mod optim;
+pub mod train;
 
 pub use activation::Activation;
 pub use curvature::Curvature;
