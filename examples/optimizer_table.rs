@@ -44,7 +44,13 @@ fn rows() -> Vec<(&'static str, &'static str, usize, Option<usize>)> {
 fn main() -> Result<(), Box<dyn Error>> {
     let only: Vec<String> = std::env::args().skip(1).collect();
     let digits = load_named("digits")?;
-    let parts = split(&digits, &SplitSpec::Shuffled { test_fraction: 0.2, seed: 0 })?;
+    let parts = split(
+        &digits,
+        &SplitSpec::Shuffled {
+            test_fraction: 0.2,
+            seed: 0,
+        },
+    )?;
     let mlp = Mlp::with_hidden(&[64, 50, 10], Activation::Sigmoid, Loss::Ce, L2)?;
     let theta0 = mlp.init_params(0);
     println!(
@@ -78,15 +84,25 @@ fn main() -> Result<(), Box<dyn Error>> {
             optimizer.as_mut(),
             &mut factory,
             &mut theta,
-            DataView { x: parts.train.x.view(), t: parts.train.t.view() },
-            Some(DataView { x: parts.test.x.view(), t: parts.test.t.view() }),
+            DataView {
+                x: parts.train.x.view(),
+                t: parts.train.t.view(),
+            },
+            Some(DataView {
+                x: parts.test.x.view(),
+                t: parts.test.t.view(),
+            }),
             &mut [],
         )?;
         let last = history.last().ok_or("no epochs recorded")?;
         println!(
             "| {} | {} | {} | {} | {} ({}) | {:.5} | {:.2} % | {:.1} |",
             name,
-            if params.is_empty() { "defaults" } else { params },
+            if params.is_empty() {
+                "defaults"
+            } else {
+                params
+            },
             batch.map_or("full".to_string(), |b| b.to_string()),
             history.last_epoch(),
             history.updates,

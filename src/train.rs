@@ -265,6 +265,19 @@ fn epoch_permutation(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     perm
 }
 
+/// Asks every callback (none is skipped, so all see the event) and says
+/// whether any of them asked to stop.
+fn any_stop(
+    callbacks: &mut [&mut dyn Callback],
+    mut ask: impl FnMut(&mut dyn Callback) -> Control,
+) -> bool {
+    let mut stop = false;
+    for cb in callbacks.iter_mut() {
+        stop |= ask(&mut **cb) == Control::Stop;
+    }
+    stop
+}
+
 /// Trains θ (W) in place with `optimizer` on `train`, evaluating on
 /// `validation` after every epoch; engines come from `factory`.
 pub fn train(
@@ -308,12 +321,12 @@ pub fn train(
     };
     // Evaluates θ into a record; `t` is the targets in the engine's current row order.
     let record = |engine: &mut dyn Curvature,
-                      t: ArrayView2<f32>,
-                      val_engine: &mut Option<(Box<dyn Curvature>, ArrayView2<f32>)>,
-                      theta: &[f64],
-                      epoch: usize,
-                      updates: usize,
-                      rejected: usize|
+                  t: ArrayView2<f32>,
+                  val_engine: &mut Option<(Box<dyn Curvature>, ArrayView2<f32>)>,
+                  theta: &[f64],
+                  epoch: usize,
+                  updates: usize,
+                  rejected: usize|
      -> Result<EpochRecord> {
         let (train_loss, train_accuracy) = evaluate(engine, theta, t)?;
         let (val_loss, val_accuracy) = match val_engine {
@@ -334,17 +347,20 @@ pub fn train(
             rejected,
         })
     };
-    history
-        .records
-        .push(record(engine.as_mut(), train.t, &mut val_engine, theta, 0, 0, 0)?);
+    history.records.push(record(
+        engine.as_mut(),
+        train.t,
+        &mut val_engine,
+        theta,
+        0,
+        0,
+        0,
+    )?);
     let monitored = |r: &EpochRecord| r.val_loss.unwrap_or(r.train_loss);
     let mut best = (monitored(&history.records[0]), 0usize, theta.to_vec());
     let mut shuffled_t: Option<Array2<f32>> = None;
     'epochs: for epoch in 1..=config.epochs {
-        if callbacks
-            .iter_mut()
-            .any(|cb| cb.on_epoch_start(epoch) == Control::Stop)
-        {
+        if any_stop(callbacks, |cb| cb.on_epoch_start(epoch)) {
             history.stop = StopReason::Callback;
             break;
         }
@@ -367,10 +383,7 @@ pub fn train(
             } else {
                 rejected += 1;
             }
-            if callbacks
-                .iter_mut()
-                .fold(false, |stop, cb| cb.on_update_end(&report) == Control::Stop || stop)
-            {
+            if any_stop(callbacks, |cb| cb.on_update_end(&report)) {
                 stop_now = true;
                 break;
             }
@@ -409,10 +422,7 @@ pub fn train(
                 break 'epochs;
             }
         }
-        if callbacks
-            .iter_mut()
-            .fold(false, |stop, cb| cb.on_epoch_end(&history) == Control::Stop || stop)
-        {
+        if any_stop(callbacks, |cb| cb.on_epoch_end(&history)) {
             history.stop = StopReason::Callback;
             break;
         }

@@ -14,7 +14,9 @@ mod optim_support;
 use curvature::optim::OptimizerSpec;
 use curvature::{Activation, Loss, Mlp};
 use ndarray::{Array2, ArrayView2};
-use optim_support::{max_abs_diff, min_eigenvalue, run, spd_solve, uniform_inputs, Device, CPU, GRAD_STOP};
+use optim_support::{
+    max_abs_diff, min_eigenvalue, run, spd_solve, uniform_inputs, Device, CPU, GRAD_STOP,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -35,7 +37,10 @@ struct Problem {
 /// X̃ = [X, 1] (N, D+1) in f64.
 fn augmented(x: ArrayView2<f32>) -> Array2<f64> {
     let (n, d) = x.dim();
-    Array2::from_shape_fn((n, d + 1), |(i, j)| if j < d { x[[i, j]] as f64 } else { 1.0 })
+    Array2::from_shape_fn(
+        (n, d + 1),
+        |(i, j)| if j < d { x[[i, j]] as f64 } else { 1.0 },
+    )
 }
 
 /// X̃ᵀ diag(s) X̃ / N + λ diag(1,…,1,0) ((D+1), (D+1)): the per-output Hessian.
@@ -73,7 +78,9 @@ fn least_squares() -> Problem {
     let x = uniform_inputs(N, D, 1);
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let t = Array2::from_shape_fn((N, K), |(n, k)| {
-        let signal: f32 = (0..D).map(|i| x[[n, i]] * (i as f32 + 1.0 - k as f32)).sum();
+        let signal: f32 = (0..D)
+            .map(|i| x[[n, i]] * (i as f32 + 1.0 - k as f32))
+            .sum();
         signal + 0.5 + rng.random_range(-0.3f32..0.3)
     });
     let xa = augmented(x.view());
@@ -104,7 +111,8 @@ fn logistic() -> Problem {
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     // A noisy linear rule: the classes overlap, so the data are not separable.
     let t = Array2::from_shape_fn((N, 1), |(n, _)| {
-        let s = 2.0 * x[[n, 0]] - x[[n, 1]] + 0.5 * x[[n, 2]] + 0.3 + rng.random_range(-1.0f32..1.0);
+        let s =
+            2.0 * x[[n, 0]] - x[[n, 1]] + 0.5 * x[[n, 2]] + 0.3 + rng.random_range(-1.0f32..1.0);
         f32::from(s > 0.0)
     });
     let xa = augmented(x.view());
@@ -196,7 +204,10 @@ fn check_all(device: &Device, problem: &Problem) {
             err
         );
         if !(err <= device.theta_tolerance) {
-            failures.push(format!("{spec:?} ({} steps): max|θ−θ*| = {err:e}", reports.len()));
+            failures.push(format!(
+                "{spec:?} ({} steps): max|θ−θ*| = {err:e}",
+                reports.len()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}: {failures:#?}", problem.name);

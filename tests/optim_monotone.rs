@@ -51,7 +51,10 @@ fn check(name: &str, spec: &str, engine: &mut dyn Curvature, mut theta: Vec<f64>
         }
     }
     println!("{name}: {accepted} accepted, {rejected} rejected");
-    assert!(rejected > 0, "{name}: no step was rejected, the start was too easy");
+    assert!(
+        rejected > 0,
+        "{name}: no step was rejected, the start was too easy"
+    );
     assert!(accepted > 0, "{name}: no step was accepted in {STEPS}");
 }
 
@@ -65,17 +68,31 @@ fn saturated_logistic() -> (Mlp, Array2<f32>, Array2<f32>, Vec<f64>) {
 fn far_xor() -> (Mlp, Array2<f32>, Array2<f32>, Vec<f64>) {
     let x = array![[0.0f32, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]];
     let t = array![[0.0f32], [1.0], [1.0], [0.0]];
-    let mlp = Mlp::new(&[2, 3, 1], &[Activation::Tanh, Activation::Sigmoid], Loss::Bce, 0.0).unwrap();
+    let mlp = Mlp::new(
+        &[2, 3, 1],
+        &[Activation::Tanh, Activation::Sigmoid],
+        Loss::Bce,
+        0.0,
+    )
+    .unwrap();
     let theta = mlp.init_params(1).iter().map(|v| 4.0 * v).collect();
     (mlp, x, t, theta)
 }
 
 #[test]
 fn newton_and_lm_never_accept_an_increase() {
-    for (problem, (mlp, x, t, theta)) in [("saturated logistic", saturated_logistic()), ("far xor", far_xor())] {
+    for (problem, (mlp, x, t, theta)) in [
+        ("saturated logistic", saturated_logistic()),
+        ("far xor", far_xor()),
+    ] {
         for spec in ["newton", "levenberg-marquardt"] {
             let mut engine = (CPU.make)(&mlp, x.view(), t.view());
-            check(&format!("{spec} on {problem}"), spec, engine.as_mut(), theta.clone());
+            check(
+                &format!("{spec} on {problem}"),
+                spec,
+                engine.as_mut(),
+                theta.clone(),
+            );
         }
     }
 }

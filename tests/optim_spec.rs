@@ -14,8 +14,14 @@ fn every_listed_name_parses_and_aliases_map_to_canonical_names() {
         let built = spec.build();
         assert_eq!(built.name(), spec.name(), "{name}");
     }
-    assert_eq!("lm".parse::<OptimizerSpec>().unwrap().name(), "levenberg-marquardt");
-    assert_eq!("hf".parse::<OptimizerSpec>().unwrap().name(), "hessian-free");
+    assert_eq!(
+        "lm".parse::<OptimizerSpec>().unwrap().name(),
+        "levenberg-marquardt"
+    );
+    assert_eq!(
+        "hf".parse::<OptimizerSpec>().unwrap().name(),
+        "hessian-free"
+    );
     assert_eq!(" CG-PR ".parse::<OptimizerSpec>().unwrap().name(), "cg-pr");
 }
 
@@ -35,14 +41,18 @@ fn parameters_are_checked() {
     spec.set("line-search", "hessian").unwrap();
     assert!(spec.set("line-search", "exact").is_err());
     let err = spec.set("lr", "0.1").unwrap_err().to_string();
-    assert!(err.contains("line-search") && err.contains("restart"), "{err}");
+    assert!(
+        err.contains("line-search") && err.contains("restart"),
+        "{err}"
+    );
     let mut gd: OptimizerSpec = "gd".parse().unwrap();
     assert!(gd.set("lr", "-1").is_err());
     assert!(gd.set("lr", "abc").is_err());
     gd.set_all("lr=0.5").unwrap();
     assert!(gd.set_all("lr").is_err());
     let mut hf: OptimizerSpec = "hf".parse().unwrap();
-    hf.set_all("preconditioner=true, curvature-fraction=0.25, max-cg=50").unwrap();
+    hf.set_all("preconditioner=true, curvature-fraction=0.25, max-cg=50")
+        .unwrap();
     assert!(hf.set("curvature-fraction", "1.5").is_err());
 }
 
@@ -56,8 +66,14 @@ fn dense_methods_name_the_largest_w_they_allow() {
         spec.set("max-dense", "5").unwrap();
         let mut engine = (CPU.make)(&mlp, x.view(), t.view());
         let mut theta = vec![0.1; mlp.num_params()];
-        let err = spec.build().step(engine.as_mut(), &mut theta, 0..10).unwrap_err();
-        assert!(matches!(err, OptimError::TooLargeForDense { w: 8, max: 5, .. }), "{err:?}");
+        let err = spec
+            .build()
+            .step(engine.as_mut(), &mut theta, 0..10)
+            .unwrap_err();
+        assert!(
+            matches!(err, OptimError::TooLargeForDense { w: 8, max: 5, .. }),
+            "{err:?}"
+        );
         let msg = err.to_string();
         assert!(msg.contains("8×8") && msg.contains("is 5"), "{msg}");
     }

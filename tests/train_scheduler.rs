@@ -23,7 +23,9 @@ fn mlp() -> Mlp {
     Mlp::new(&[3, 1], &[Activation::Sigmoid], Loss::Bce, 0.0).unwrap()
 }
 
-fn factory(mlp: &Mlp) -> impl FnMut(ArrayView2<f32>, ArrayView2<f32>) -> curvature::Result<Box<dyn Curvature>> + '_ {
+fn factory(
+    mlp: &Mlp,
+) -> impl FnMut(ArrayView2<f32>, ArrayView2<f32>) -> curvature::Result<Box<dyn Curvature>> + '_ {
     move |x, t| Ok((CPU.make)(mlp, x, t))
 }
 
@@ -39,14 +41,23 @@ fn full_batch_history_has_one_update_per_epoch_and_falls() {
     let (vx, vt) = data(1);
     let mlp = mlp();
     let mut theta = vec![0.0; mlp.num_params()];
-    let config = TrainConfig { epochs: 20, ..TrainConfig::default() };
+    let config = TrainConfig {
+        epochs: 20,
+        ..TrainConfig::default()
+    };
     let h = train(
         &config,
         gd("1.0").as_mut(),
         &mut factory(&mlp),
         &mut theta,
-        DataView { x: x.view(), t: t.view() },
-        Some(DataView { x: vx.view(), t: vt.view() }),
+        DataView {
+            x: x.view(),
+            t: t.view(),
+        },
+        Some(DataView {
+            x: vx.view(),
+            t: vt.view(),
+        }),
         &mut [],
     )
     .unwrap();
@@ -62,7 +73,10 @@ fn full_batch_history_has_one_update_per_epoch_and_falls() {
     assert!(last.train_accuracy.unwrap() > 0.9, "{last:?}");
     assert!(h.records.windows(2).all(|w| w[1].seconds >= w[0].seconds));
     let json = h.to_json();
-    assert!(json.starts_with("{\"optimizer\":\"gd\",\"last_epoch\":20,\"updates\":20"), "{json}");
+    assert!(
+        json.starts_with("{\"optimizer\":\"gd\",\"last_epoch\":20,\"updates\":20"),
+        "{json}"
+    );
     assert_eq!(json.matches("\"epoch\":").count(), 21);
 }
 
@@ -75,37 +89,74 @@ fn mini_batches_see_a_seeded_permutation_each_epoch() {
         seen.borrow_mut().push(bx.to_owned());
         Ok((CPU.make)(&mlp, bx, bt))
     };
-    let config = TrainConfig { epochs: 3, batch_size: Some(16), shuffle_seed: 7, ..TrainConfig::default() };
+    let config = TrainConfig {
+        epochs: 3,
+        batch_size: Some(16),
+        shuffle_seed: 7,
+        ..TrainConfig::default()
+    };
     let mut theta = vec![0.0; mlp.num_params()];
     let h = train(
         &config,
         gd("0.5").as_mut(),
         &mut recording,
         &mut theta,
-        DataView { x: x.view(), t: t.view() },
+        DataView {
+            x: x.view(),
+            t: t.view(),
+        },
         None,
         &mut [],
     )
     .unwrap();
-    assert_eq!(h.updates, 3 * 4, "64 rows in batches of 16: 4 updates per epoch");
+    assert_eq!(
+        h.updates,
+        3 * 4,
+        "64 rows in batches of 16: 4 updates per epoch"
+    );
     let seen = seen.into_inner();
-    assert_eq!(seen.len(), 4, "one engine for the unshuffled start, one per epoch");
+    assert_eq!(
+        seen.len(),
+        4,
+        "one engine for the unshuffled start, one per epoch"
+    );
     let sorted = |a: &Array2<f32>| {
-        let mut rows: Vec<Vec<u32>> = a.outer_iter().map(|r| r.iter().map(|v| v.to_bits()).collect()).collect();
+        let mut rows: Vec<Vec<u32>> = a
+            .outer_iter()
+            .map(|r| r.iter().map(|v| v.to_bits()).collect())
+            .collect();
         rows.sort();
         rows
     };
     for epoch in 1..4 {
-        assert_eq!(sorted(&seen[epoch]), sorted(&x), "epoch {epoch} is not a permutation");
+        assert_eq!(
+            sorted(&seen[epoch]),
+            sorted(&x),
+            "epoch {epoch} is not a permutation"
+        );
         assert_ne!(seen[epoch], x, "epoch {epoch} was not shuffled");
     }
     assert_ne!(seen[1], seen[2]);
     // The same seed gives the same run; another seed another.
     let rerun = |seed: u64| {
         let mut th = vec![0.0; mlp.num_params()];
-        let cfg = TrainConfig { shuffle_seed: seed, ..config.clone() };
-        train(&cfg, gd("0.5").as_mut(), &mut factory(&mlp), &mut th, DataView { x: x.view(), t: t.view() }, None, &mut [])
-            .unwrap();
+        let cfg = TrainConfig {
+            shuffle_seed: seed,
+            ..config.clone()
+        };
+        train(
+            &cfg,
+            gd("0.5").as_mut(),
+            &mut factory(&mlp),
+            &mut th,
+            DataView {
+                x: x.view(),
+                t: t.view(),
+            },
+            None,
+            &mut [],
+        )
+        .unwrap();
         th
     };
     assert_eq!(rerun(7), theta);
@@ -121,14 +172,24 @@ fn early_stopping_restores_the_best_epoch() {
     let mlp = mlp();
     let start = vec![0.0; mlp.num_params()];
     let mut theta = start.clone();
-    let config = TrainConfig { epochs: 50, patience: Some(3), ..TrainConfig::default() };
+    let config = TrainConfig {
+        epochs: 50,
+        patience: Some(3),
+        ..TrainConfig::default()
+    };
     let h = train(
         &config,
         gd("1.0").as_mut(),
         &mut factory(&mlp),
         &mut theta,
-        DataView { x: x.view(), t: t.view() },
-        Some(DataView { x: x.view(), t: flipped.view() }),
+        DataView {
+            x: x.view(),
+            t: t.view(),
+        },
+        Some(DataView {
+            x: x.view(),
+            t: flipped.view(),
+        }),
         &mut [],
     )
     .unwrap();
@@ -181,17 +242,45 @@ fn callbacks_see_every_event_and_can_stop_training() {
     let mlp = mlp();
     let run = |cb: &mut Counter, batch: Option<usize>| {
         let mut theta = vec![0.0; mlp.num_params()];
-        let config = TrainConfig { epochs: 10, batch_size: batch, ..TrainConfig::default() };
-        train(&config, gd("0.5").as_mut(), &mut factory(&mlp), &mut theta, DataView { x: x.view(), t: t.view() }, None, &mut [cb])
-            .unwrap()
+        let config = TrainConfig {
+            epochs: 10,
+            batch_size: batch,
+            ..TrainConfig::default()
+        };
+        train(
+            &config,
+            gd("0.5").as_mut(),
+            &mut factory(&mlp),
+            &mut theta,
+            DataView {
+                x: x.view(),
+                t: t.view(),
+            },
+            None,
+            &mut [cb],
+        )
+        .unwrap()
     };
-    let mut mid_epoch = Counter { stop_after_updates: Some(6), ..Counter::default() };
+    let mut mid_epoch = Counter {
+        stop_after_updates: Some(6),
+        ..Counter::default()
+    };
     let h = run(&mut mid_epoch, Some(16));
     assert_eq!(h.stop, StopReason::Callback);
     assert_eq!(h.updates, 6);
-    assert_eq!(h.last_epoch(), 2, "the 6th update of 4 per epoch is in epoch 2");
-    assert_eq!((mid_epoch.starts, mid_epoch.ends, mid_epoch.epochs_started), (1, 1, 2));
-    let mut at_epoch = Counter { stop_after_epoch: Some(4), ..Counter::default() };
+    assert_eq!(
+        h.last_epoch(),
+        2,
+        "the 6th update of 4 per epoch is in epoch 2"
+    );
+    assert_eq!(
+        (mid_epoch.starts, mid_epoch.ends, mid_epoch.epochs_started),
+        (1, 1, 2)
+    );
+    let mut at_epoch = Counter {
+        stop_after_epoch: Some(4),
+        ..Counter::default()
+    };
     let h = run(&mut at_epoch, None);
     assert_eq!(h.stop, StopReason::Callback);
     assert_eq!((h.last_epoch(), h.updates, at_epoch.updates), (4, 4, 4));
@@ -205,12 +294,34 @@ fn rejected_steps_are_counted() {
     let mut theta = vec![6.0, 6.0, 6.0, -6.0];
     let mut spec: OptimizerSpec = "newton".parse().unwrap();
     spec.set("damping", "1e-8").unwrap();
-    let config = TrainConfig { epochs: 30, ..TrainConfig::default() };
-    let h = train(&config, spec.build().as_mut(), &mut factory(&mlp), &mut theta, DataView { x: x.view(), t: t.view() }, None, &mut [])
-        .unwrap();
-    assert!(h.rejected > 0 && h.updates > 0, "{} accepted, {} rejected", h.updates, h.rejected);
+    let config = TrainConfig {
+        epochs: 30,
+        ..TrainConfig::default()
+    };
+    let h = train(
+        &config,
+        spec.build().as_mut(),
+        &mut factory(&mlp),
+        &mut theta,
+        DataView {
+            x: x.view(),
+            t: t.view(),
+        },
+        None,
+        &mut [],
+    )
+    .unwrap();
+    assert!(
+        h.rejected > 0 && h.updates > 0,
+        "{} accepted, {} rejected",
+        h.updates,
+        h.rejected
+    );
     assert_eq!(h.updates + h.rejected, 30);
-    assert!(h.records.windows(2).all(|w| w[1].train_loss <= w[0].train_loss));
+    assert!(h
+        .records
+        .windows(2)
+        .all(|w| w[1].train_loss <= w[0].train_loss));
 }
 
 #[test]
@@ -222,5 +333,9 @@ fn accuracy_reads_classes_from_one_hot_or_binary_targets() {
     let t = array![[1.0f32], [0.0], [0.0]];
     assert_eq!(accuracy(&y, t.view()), Some(2.0 / 3.0));
     let t = array![[1.5f32], [0.0], [0.0]];
-    assert_eq!(accuracy(&y, t.view()), None, "real-valued targets have no accuracy");
+    assert_eq!(
+        accuracy(&y, t.view()),
+        None,
+        "real-valued targets have no accuracy"
+    );
 }

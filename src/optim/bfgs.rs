@@ -14,7 +14,7 @@
 
 use super::dense::{check_dense, max_dense_params};
 use super::line_search::{strong_wolfe, WolfeConfig};
-use super::vector::{dot, norm, sub};
+use super::vector::{dot, is_negative, norm, sub};
 use super::{GradCache, Optimizer, Result, StepReport};
 use crate::curvature::Curvature;
 use ndarray::{Array1, Array2, ArrayView1};
@@ -110,7 +110,7 @@ impl Optimizer for Bfgs {
         let mut direction: Vec<f64> = b.dot(&ArrayView1::from(&grad[..])).mapv(|v| -v).to_vec();
         let mut slope = dot(&grad, &direction);
         let mut steepest = !self.updated;
-        if !(slope < 0.0) {
+        if !is_negative(slope) {
             *b = Array2::eye(w);
             self.updated = false;
             direction = grad.iter().map(|g| -g).collect();

@@ -17,7 +17,7 @@
 //! a failed line search.
 
 use super::line_search::{strong_wolfe, WolfeConfig};
-use super::vector::{added, dot, norm, sub};
+use super::vector::{added, dot, is_negative, norm, sub};
 use super::{GradCache, Optimizer, Result, StepReport};
 use crate::curvature::Curvature;
 use std::ops::Range;
@@ -150,7 +150,7 @@ impl Optimizer for ConjugateGradient {
         };
         let mut slope = dot(&grad, &direction);
         let mut restarted = continued.is_none();
-        if !(slope < 0.0) {
+        if !is_negative(slope) {
             direction = grad.iter().map(|g| -g).collect();
             slope = -grad_norm * grad_norm;
             restarted = true;

@@ -18,11 +18,12 @@
 //!   q the undamped model; ρ < ¼ ⇒ λ ← 3/2·λ, ρ > ¾ ⇒ λ ← 2/3·λ (λ₀ = 1);
 //! - optional diagonal preconditioner M = (diag(G) + λ)^0.75 (§4.7 uses the
 //!   empirical Fisher diagonal; the exact diag(G) from `diag_ggn` is used here).
+//!
 //! A step whose E is not below the current one is rejected (θ stays).
 //!
 //! φ(x_i) is free inside CG: with r = b − Ax, b = −g, φ(x) = −½ xᵀ(b + r).
 
-use super::vector::{axpy, dot, norm};
+use super::vector::{axpy, dot, is_positive, norm};
 use super::{Optimizer, Result, StepReport};
 use crate::curvature::Curvature;
 use std::ops::Range;
@@ -133,7 +134,7 @@ impl HessianFree {
             }
             let ap = apply(&p)?;
             let pap = dot(&p, &ap);
-            if !(pap > 0.0) {
+            if !is_positive(pap) {
                 break; // cannot happen for G + λI with λ > 0, but never divide by it
             }
             let alpha = ry / pap;
@@ -225,7 +226,7 @@ impl Optimizer for HessianFree {
             let trial: Vec<f64> = theta.iter().zip(&it.x).map(|(t, x)| t + x).collect();
             let e = engine.loss(&trial, rows.clone())?;
             match best {
-                Some((_, best_e)) if !(e < best_e) => break,
+                Some((_, best_e)) if e >= best_e || e.is_nan() => break,
                 _ if e.is_finite() => best = Some((j, e)),
                 _ => {}
             }

@@ -12,7 +12,7 @@
 //! clears the history. The first step is α₀ = min(1, 1/‖g‖) along −g.
 
 use super::line_search::{strong_wolfe, WolfeConfig};
-use super::vector::{axpy, dot, norm, sub};
+use super::vector::{axpy, dot, is_negative, norm, sub};
 use super::{GradCache, Optimizer, Result, StepReport};
 use crate::curvature::Curvature;
 use std::collections::VecDeque;
@@ -103,7 +103,7 @@ impl Optimizer for Lbfgs {
         }
         let mut direction: Vec<f64> = self.apply_inverse(&grad).iter().map(|v| -v).collect();
         let mut slope = dot(&grad, &direction);
-        if !(slope < 0.0) {
+        if !is_negative(slope) {
             self.pairs.clear();
             direction = grad.iter().map(|g| -g).collect();
             slope = -grad_norm * grad_norm;

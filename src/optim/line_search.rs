@@ -14,7 +14,7 @@
 //! 0.1 for conjugate gradients (which need a more exact step to keep their
 //! directions conjugate), at most 25 evaluations, α ≤ 1e10.
 
-use super::vector::{added, dot};
+use super::vector::{added, dot, is_negative};
 use super::Result;
 use crate::curvature::Curvature;
 use std::ops::Range;
@@ -209,7 +209,7 @@ pub fn strong_wolfe(
     alpha0: f64,
     config: &WolfeConfig,
 ) -> Result<Option<LineSearchOutcome>> {
-    if !(slope0 < 0.0) {
+    if !is_negative(slope0) {
         return Ok(None);
     }
     let mut search = Search {

@@ -137,12 +137,26 @@ pub trait Optimizer {
 /// step's line search already computed at the point it moved to.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct GradCache {
-    entry: Option<(Vec<f64>, Range<usize>, f64, Vec<f64>)>,
+    entry: Option<CachedPoint>,
+}
+
+/// θ (W), the rows, E and ∇E (W) there.
+#[derive(Clone, Debug)]
+struct CachedPoint {
+    theta: Vec<f64>,
+    rows: Range<usize>,
+    loss: f64,
+    grad: Vec<f64>,
 }
 
 impl GradCache {
     pub fn store(&mut self, theta: &[f64], rows: Range<usize>, loss: f64, grad: Vec<f64>) {
-        self.entry = Some((theta.to_vec(), rows, loss, grad));
+        self.entry = Some(CachedPoint {
+            theta: theta.to_vec(),
+            rows,
+            loss,
+            grad,
+        });
     }
     pub fn clear(&mut self) {
         self.entry = None;
@@ -154,9 +168,9 @@ impl GradCache {
         theta: &[f64],
         rows: Range<usize>,
     ) -> Result<(f64, Vec<f64>)> {
-        if let Some((t, r, loss, grad)) = self.entry.take() {
-            if r == rows && t == theta {
-                return Ok((loss, grad));
+        if let Some(p) = self.entry.take() {
+            if p.rows == rows && p.theta == theta {
+                return Ok((p.loss, p.grad));
             }
         }
         Ok(engine.loss_grad(theta, rows)?)

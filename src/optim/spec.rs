@@ -99,9 +99,9 @@ impl fmt::Display for OptimizerSpec {
     }
 }
 
-fn parse<T: FromStr>(optimizer: &str, key: &str, value: &str, positive: bool) -> Result<T>
+fn parse<T>(optimizer: &str, key: &str, value: &str, positive: bool) -> Result<T>
 where
-    T: PartialOrd + Default,
+    T: FromStr + PartialOrd + Default,
 {
     let bad = |reason: &str| OptimError::BadParameter {
         optimizer: optimizer.to_string(),
@@ -110,7 +110,7 @@ where
         reason: reason.to_string(),
     };
     let v: T = value.trim().parse().map_err(|_| bad("not a number"))?;
-    if positive && !(v > T::default()) {
+    if positive && v.partial_cmp(&T::default()) != Some(std::cmp::Ordering::Greater) {
         return Err(bad("must be positive"));
     }
     Ok(v)

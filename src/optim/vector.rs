@@ -36,3 +36,13 @@ pub fn sub(x: &[f64], y: &[f64]) -> Vec<f64> {
 pub fn all_finite(x: &[f64]) -> bool {
     x.iter().all(|v| v.is_finite())
 }
+
+/// v < 0, false for NaN: a slope gᵀd that makes d a descent direction.
+pub fn is_negative(v: f64) -> bool {
+    v < 0.0
+}
+
+/// v > 0, false for NaN: a curvature dᵀAd that CG may divide by.
+pub fn is_positive(v: f64) -> bool {
+    v > 0.0
+}

@@ -81,7 +81,10 @@ pub fn run_optimizer(
 
 /// max_i |a_i − b_i|.
 pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }
 
 /// Solves the symmetric positive definite system A x = b (A (n, n)) by faer's Cholesky.
@@ -99,6 +102,8 @@ pub fn spd_solve(a: &Array2<f64>, b: &[f64]) -> Vec<f64> {
 pub fn min_eigenvalue(a: &Array2<f64>) -> f64 {
     let n = a.nrows();
     let m = faer::Mat::<f64>::from_fn(n, n, |i, j| a[[i, j]]);
-    let ev = m.self_adjoint_eigenvalues(faer::Side::Lower).expect("eigenvalues");
+    let ev = m
+        .self_adjoint_eigenvalues(faer::Side::Lower)
+        .expect("eigenvalues");
     ev.into_iter().fold(f64::INFINITY, f64::min)
 }
