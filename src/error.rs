@@ -7,9 +7,15 @@ use crate::model::ModelError;
 pub enum Error {
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
     /// A vector, block or row range whose shape does not fit the model or data.
     #[error("shape mismatch: {0}")]
     Shape(String),
+    #[error(transparent)]
+    Gpu(#[from] crate::gpu::GpuError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

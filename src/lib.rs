@@ -23,13 +23,17 @@
 
 pub mod activation;
 pub mod cpu;
+pub mod cpu_engine;
+
 pub mod curvature;
 pub mod data;
 pub mod error;
+pub mod files;
 pub mod gpu;
 pub mod loss;
 pub mod model;
 pub mod optim;
+pub mod plot;
 pub mod train;
 
 pub use activation::Activation;

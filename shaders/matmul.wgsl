@@ -1,0 +1,144 @@
+// Matrix products C[b] = β·C[b] + α·op(A)[b]·op(B)[b] with arbitrary element strides,
+// so A·B, A·Bᵀ and Aᵀ·B (and batches sharing one operand, batch stride 0) are one kernel.
+// Correct for every shape: all loads and stores are bounds-checked (tails, M = 1, width 1).
+//
+// | group | binding | name   | access     | contents                                    |
+// |-------|---------|--------|------------|---------------------------------------------|
+// | 0     | 0       | a      | read       | A, element (m, k) of batch b at             |
+// |       |         |        |            |   a_off + b·a_bs + m·a_rs + k·a_cs          |
+// | 0     | 1       | b      | read       | B, element (k, n) at b_off + b·b_bs + k·b_rs + n·b_cs |
+// | 0     | 2       | c      | read_write | C, element (m, n) at c_off + b·c_bs + m·c_rs + n |
+// | 1     | 0       | p      | uniform    | MatmulParams (dynamic offset)               |
+//
+// Two variants, chosen per adapter by timing at context creation (src/gpu/context.rs):
+// - `matmul_tiled`: 16×16 threads, a 64×64 tile of C per workgroup, A and B staged through
+//   workgroup memory 16 k-steps at a time, 4×4 outputs per thread (what real GPUs want);
+// - `matmul_reg`: 8×8 threads, 4×4 outputs per thread read straight from global memory,
+//   no workgroup memory or barriers and no alignment assumptions (what CPU rasterisers
+//   such as llvmpipe run fastest).
+// Dispatch: (ceil(N / tile), ceil(M / tile), batch), tile = 64 (tiled) or 32 (reg).
+
+struct MatmulParams {
+    m: u32, n: u32, k: u32, batch: u32,
+    a_off: u32, a_rs: u32, a_cs: u32, a_bs: u32,
+    b_off: u32, b_rs: u32, b_cs: u32, b_bs: u32,
+    c_off: u32, c_rs: u32, c_bs: u32,
+    alpha: f32, beta: f32,
+}
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> c: array<f32>;
+@group(1) @binding(0) var<uniform> p: MatmulParams;
+
+fn load_a(batch: u32, m: u32, k: u32) -> f32 {
+    if (m < p.m && k < p.k) {
+        return a[p.a_off + batch * p.a_bs + m * p.a_rs + k * p.a_cs];
+    }
+    return 0.0;
+}
+
+fn load_b(batch: u32, k: u32, n: u32) -> f32 {
+    if (k < p.k && n < p.n) {
+        return b[p.b_off + batch * p.b_bs + k * p.b_rs + n * p.b_cs];
+    }
+    return 0.0;
+}
+
+fn store_c(batch: u32, m: u32, n: u32, value: f32) {
+    if (m < p.m && n < p.n) {
+        let i = p.c_off + batch * p.c_bs + m * p.c_rs + n;
+        // β = 0 must overwrite whatever is there (even NaN), so it is not β·C.
+        if (p.beta == 0.0) {
+            c[i] = p.alpha * value;
+        } else {
+            c[i] = p.beta * c[i] + p.alpha * value;
+        }
+    }
+}
+
+const TILE: u32 = 64u;
+const TK: u32 = 16u;
+
+var<workgroup> tile_a: array<f32, 1024>; // [TK][TILE]: tile_a[kk * TILE + mm]
+var<workgroup> tile_b: array<f32, 1024>; // [TK][TILE]: tile_b[kk * TILE + nn]
+
+@compute @workgroup_size(16, 16, 1)
+fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let batch = wid.z;
+    let m0 = wid.y * TILE;
+    let n0 = wid.x * TILE;
+    let t = lid.y * 16u + lid.x;
+    var acc: array<array<f32, 4>, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            acc[i][j] = 0.0;
+        }
+    }
+    for (var k0 = 0u; k0 < p.k; k0 += TK) {
+        for (var q = 0u; q < 4u; q++) {
+            let idx = t + 256u * q;
+            // A: consecutive threads walk k (stride a_cs), B: consecutive threads walk n.
+            let am = idx / TK;
+            let ak = idx % TK;
+            tile_a[ak * TILE + am] = load_a(batch, m0 + am, k0 + ak);
+            let bk = idx / TILE;
+            let bn = idx % TILE;
+            tile_b[bk * TILE + bn] = load_b(batch, k0 + bk, n0 + bn);
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TK; kk++) {
+            var av: array<f32, 4>;
+            var bv: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                av[i] = tile_a[kk * TILE + lid.y + 16u * i];
+                bv[i] = tile_b[kk * TILE + lid.x + 16u * i];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) {
+                    acc[i][j] = fma(av[i], bv[j], acc[i][j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            store_c(batch, m0 + lid.y + 16u * i, n0 + lid.x + 16u * j, acc[i][j]);
+        }
+    }
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn matmul_reg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let batch = wid.z;
+    let m0 = wid.y * 32u + lid.y * 4u;
+    let n0 = wid.x * 32u + lid.x * 4u;
+    if (m0 >= p.m || n0 >= p.n) {
+        return;
+    }
+    var acc: array<array<f32, 4>, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            acc[i][j] = 0.0;
+        }
+    }
+    for (var k = 0u; k < p.k; k++) {
+        var av: array<f32, 4>;
+        var bv: array<f32, 4>;
+        for (var i = 0u; i < 4u; i++) {
+            av[i] = load_a(batch, m0 + i, k);
+            bv[i] = load_b(batch, k, n0 + i);
+        }
+        for (var i = 0u; i < 4u; i++) {
+            for (var j = 0u; j < 4u; j++) {
+                acc[i][j] = fma(av[i], bv[j], acc[i][j]);
+            }
+        }
+    }
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            store_c(batch, m0 + i, n0 + j, acc[i][j]);
+        }
+    }
+}

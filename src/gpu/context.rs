@@ -1,0 +1,718 @@
+//! The wgpu context: instance, adapter, device, queue and every compute pipeline, built
+//! once. This is the ONLY file that calls wgpu (pinned to one exact version in
+//! Cargo.toml); the rest of `gpu` records work as an [`Op`] and runs it with a [`Runner`].
+
+use super::error::GpuError;
+use super::kernels::{self, matmul_params, Family, Kernel, Strided};
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Which adapter `GpuContext::new` may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdapterChoice {
+    /// A hardware GPU, else `Err(NoHardware)` so that the caller falls back to the CPU
+    /// path (a software adapter is slower than the CPU path on the same cores).
+    Auto,
+    /// Any adapter, software ones included (hardware preferred).
+    Gpu,
+}
+
+/// How to pick the adapter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdapterOptions {
+    pub choice: AdapterChoice,
+    /// Only adapters whose name contains this (case-insensitive).
+    pub name: Option<String>,
+}
+
+impl Default for AdapterOptions {
+    fn default() -> Self {
+        AdapterOptions {
+            choice: AdapterChoice::Auto,
+            name: None,
+        }
+    }
+}
+
+/// What an adapter is and the limits that size our buffers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub is_software: bool,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_workgroup_size_x: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroup_storage_size: u32,
+    pub shader_f64: bool,
+    pub subgroups: bool,
+}
+
+impl AdapterSummary {
+    /// The largest buffer one storage binding can cover, in bytes.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.max_storage_buffer_binding_size.min(self.max_buffer_size)
+    }
+}
+
+/// Bytes of one kernel's uniform parameters (the largest struct, MatmulParams, is 68).
+const PARAM_BYTES: u64 = 128;
+/// Product timed to choose the matmul variant: (M, N, K) of about the size of the
+/// forward and gradient products of the digits network on one batch.
+const MATMUL_PROBE: (usize, usize, usize) = (1024, 128, 256);
+/// Timed runs per variant (after one warm-up run); the minimum is kept.
+const MATMUL_PROBE_RUNS: usize = 3;
+
+fn instance() -> wgpu::Instance {
+    // From the environment, so that WGPU_BACKEND (and WGPU_VALIDATION …) work.
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle().with_env())
+}
+
+fn adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    pollster::block_on(instance.enumerate_adapters(backends))
+}
+
+fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
+    let info = adapter.get_info();
+    let limits = adapter.limits();
+    let features = adapter.features();
+    AdapterSummary {
+        name: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        is_software: info.device_type == wgpu::DeviceType::Cpu,
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+        max_buffer_size: limits.max_buffer_size,
+        max_compute_workgroup_size_x: limits.max_compute_workgroup_size_x,
+        max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+        max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+        shader_f64: features.contains(wgpu::Features::SHADER_F64),
+        subgroups: features.contains(wgpu::Features::SUBGROUP),
+    }
+}
+
+/// Every adapter wgpu can reach (on the backends in `WGPU_BACKEND`, else all).
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    adapters(&instance()).iter().map(summarize).collect()
+}
+
+/// Preference among adapters: discrete, integrated, other hardware, then software.
+fn rank(adapter: &wgpu::Adapter) -> u32 {
+    match adapter.get_info().device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu | wgpu::DeviceType::Other => 2,
+        wgpu::DeviceType::Cpu => 3,
+    }
+}
+
+fn pick_adapter(
+    instance: &wgpu::Instance,
+    opts: &AdapterOptions,
+) -> Result<wgpu::Adapter, GpuError> {
+    let mut all = adapters(instance);
+    if all.is_empty() {
+        let backends = std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "all backends".into());
+        return Err(GpuError::NoAdapter(format!("searched {backends}")));
+    }
+    let names = |list: &[wgpu::Adapter]| {
+        list.iter()
+            .map(|a| format!("{} ({:?})", a.get_info().name, a.get_info().device_type))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(wanted) = &opts.name {
+        let available = names(&all);
+        let lower = wanted.to_lowercase();
+        all.retain(|a| a.get_info().name.to_lowercase().contains(&lower));
+        if all.is_empty() {
+            return Err(GpuError::NoMatch {
+                name: wanted.clone(),
+                available,
+            });
+        }
+    }
+    all.sort_by_key(rank);
+    let best = all.remove(0);
+    if opts.choice == AdapterChoice::Auto && best.get_info().device_type == wgpu::DeviceType::Cpu
+    {
+        return Err(GpuError::NoHardware(best.get_info().name));
+    }
+    Ok(best)
+}
+
+/// A storage buffer of f32 (our only element type on the device), with an id that keys
+/// the bind-group cache. Cloning shares the same device buffer.
+#[derive(Clone, Debug)]
+pub struct GpuBuffer {
+    id: u64,
+    raw: wgpu::Buffer,
+    len: usize,
+}
+
+impl GpuBuffer {
+    /// Length in f32 elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+static NEXT_BUFFER_ID: AtomicU64 = AtomicU64::new(1);
+
+struct KernelPipeline {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+/// The device, its queue and every pipeline, built once and shared (`Arc`).
+pub struct GpuContext {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    summary: AdapterSummary,
+    pipelines: Vec<KernelPipeline>,
+    params_layout: wgpu::BindGroupLayout,
+    param_slot: u64,
+    matmul: Kernel,
+    matmul_note: String,
+    /// The first error the device reported outside any error scope (validation, OOM).
+    device_error: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for GpuContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuContext")
+            .field("adapter", &self.summary.name)
+            .field("matmul", &self.matmul_note)
+            .finish()
+    }
+}
+
+impl GpuContext {
+    /// Picks an adapter, opens a device with the adapter's own limits, compiles every
+    /// kernel, and times both matmul variants to choose one.
+    pub fn new(opts: &AdapterOptions) -> Result<Arc<GpuContext>, GpuError> {
+        let instance = instance();
+        let adapter = pick_adapter(&instance, opts)?;
+        let summary = summarize(&adapter);
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("curvature"),
+            required_features: wgpu::Features::empty(),
+            // Everything the adapter offers: the storage-binding and buffer sizes size our chunks.
+            required_limits: adapter.limits(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| GpuError::RequestDevice {
+            adapter: summary.name.clone(),
+            reason: e.to_string(),
+        })?;
+        let device_error = Arc::new(Mutex::new(None::<String>));
+        let sink = device_error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut slot) = sink.lock() {
+                slot.get_or_insert_with(|| e.to_string());
+            }
+        }));
+        let align = device.limits().min_uniform_buffer_offset_alignment as u64;
+        let param_slot = PARAM_BYTES.div_ceil(align) * align;
+        let params_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("params"),
+            entries: &[wgpu::BindGroupLayoutEntry {
+                binding: 0,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: true,
+                    min_binding_size: NonZeroU64::new(PARAM_BYTES),
+                },
+                count: None,
+            }],
+        });
+        let modules: HashMap<Family, wgpu::ShaderModule> = Family::ALL
+            .iter()
+            .map(|&family| {
+                let source = family.source();
+                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(family.name()),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                });
+                (family, module)
+            })
+            .collect();
+        let pipelines = Kernel::ALL
+            .iter()
+            .map(|&kernel| build_pipeline(&device, &modules, &params_layout, kernel))
+            .collect();
+        let mut ctx = GpuContext {
+            device,
+            queue,
+            summary,
+            pipelines,
+            params_layout,
+            param_slot,
+            matmul: Kernel::MatmulTiled,
+            matmul_note: String::new(),
+            device_error,
+        };
+        ctx.check("compiling the kernels")?;
+        ctx.choose_matmul()?;
+        Ok(Arc::new(ctx))
+    }
+
+    pub fn summary(&self) -> &AdapterSummary {
+        &self.summary
+    }
+
+    /// Which matmul variant was chosen and why (the measured times).
+    pub fn matmul_variant(&self) -> &str {
+        &self.matmul_note
+    }
+
+    /// The matmul kernel in use.
+    pub fn matmul_kernel(&self) -> Kernel {
+        self.matmul
+    }
+
+    /// An error the device reported since the last check, as `Operation { op }`.
+    fn check(&self, op: &str) -> Result<(), GpuError> {
+        let taken = self.device_error.lock().ok().and_then(|mut e| e.take());
+        match taken {
+            Some(reason) => Err(GpuError::Operation {
+                op: op.to_string(),
+                reason,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// A zeroed storage buffer of `len` f32, checked against the adapter's limits.
+    pub fn buffer(&self, what: &str, len: usize) -> Result<GpuBuffer, GpuError> {
+        let bytes = (len.max(1) * 4) as u64;
+        let limit = self.summary.max_binding_bytes();
+        if bytes > limit {
+            return Err(GpuError::Allocation {
+                what: what.to_string(),
+                bytes,
+                limit: format!(
+                    "the adapter binds at most {limit} bytes per storage buffer"
+                ),
+            });
+        }
+        let raw = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(what),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.check(&format!("allocating {what}")).map_err(|e| GpuError::Allocation {
+            what: what.to_string(),
+            bytes,
+            limit: e.to_string(),
+        })?;
+        Ok(GpuBuffer {
+            id: NEXT_BUFFER_ID.fetch_add(1, Ordering::Relaxed),
+            raw,
+            len,
+        })
+    }
+
+    /// Queues a write of `data` at element `offset` of `buf`; it lands before the next submit.
+    pub fn write(&self, buf: &GpuBuffer, offset: usize, data: &[f32]) {
+        if !data.is_empty() {
+            self.queue
+                .write_buffer(&buf.raw, (offset * 4) as u64, bytemuck::cast_slice(data));
+        }
+    }
+
+    /// Times both matmul variants on the probe product and keeps the faster.
+    fn choose_matmul(&mut self) -> Result<(), GpuError> {
+        let (m, n, k) = MATMUL_PROBE;
+        let a = self.buffer("matmul probe A", m * k)?;
+        let b = self.buffer("matmul probe B", k * n)?;
+        let c = self.buffer("matmul probe C", m * n)?;
+        let fill: Vec<f32> = (0..m * k).map(|i| ((i % 17) as f32) * 0.1).collect();
+        self.write(&a, 0, &fill);
+        self.write(&b, 0, &fill[..k * n]);
+        let mut runner = Runner::with_context(self);
+        let mut times = Vec::new();
+        for kernel in [Kernel::MatmulTiled, Kernel::MatmulReg] {
+            let mut best = f64::INFINITY;
+            for run in 0..=MATMUL_PROBE_RUNS {
+                let mut op = Op::new("matmul probe");
+                op.dispatch(
+                    kernel,
+                    &[&a, &b, &c],
+                    matmul_params(
+                        m,
+                        n,
+                        k,
+                        1,
+                        Strided::rows(0, k),
+                        Strided::rows(0, n),
+                        Strided::rows(0, n),
+                        1.0,
+                        0.0,
+                    ),
+                    kernels::matmul_groups(kernel, m, n, 1),
+                );
+                let start = Instant::now();
+                runner.run_on(self, op, Some((&c, 0, 1)))?;
+                if run > 0 {
+                    best = best.min(start.elapsed().as_secs_f64());
+                }
+            }
+            times.push((kernel, best));
+        }
+        let (tiled, reg) = (times[0].1, times[1].1);
+        self.matmul = if reg < tiled {
+            Kernel::MatmulReg
+        } else {
+            Kernel::MatmulTiled
+        };
+        self.matmul_note = format!(
+            "{} (timed on {m}x{k}·{k}x{n}: tiled {:.2} ms, register-blocked {:.2} ms)",
+            if self.matmul == Kernel::MatmulReg {
+                "register-blocked"
+            } else {
+                "shared-memory tiled"
+            },
+            tiled * 1e3,
+            reg * 1e3
+        );
+        Ok(())
+    }
+}
+
+fn build_pipeline(
+    device: &wgpu::Device,
+    modules: &HashMap<Family, wgpu::ShaderModule>,
+    params_layout: &wgpu::BindGroupLayout,
+    kernel: Kernel,
+) -> KernelPipeline {
+    let (family, entry, bindings) = kernel.spec();
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
+        .iter()
+        .map(|b| wgpu::BindGroupLayoutEntry {
+            binding: b.index,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage {
+                    read_only: !b.writable,
+                },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        })
+        .collect();
+    let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(entry),
+        entries: &entries,
+    });
+    let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(entry),
+        bind_group_layouts: &[Some(&layout), Some(params_layout)],
+        immediate_size: 0,
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(entry),
+        layout: Some(&pipeline_layout),
+        module: &modules[&family],
+        entry_point: Some(entry),
+        compilation_options: wgpu::PipelineCompilationOptions::default(),
+        cache: None,
+    });
+    KernelPipeline { pipeline, layout }
+}
+
+enum Cmd {
+    Dispatch {
+        kernel: Kernel,
+        buffers: Vec<GpuBuffer>,
+        params: Vec<u32>,
+        groups: [u32; 3],
+    },
+    Clear(GpuBuffer),
+}
+
+/// The recorded work of one operation: dispatches and clears, run as one command
+/// encoder and one submit by [`Runner::run`].
+pub struct Op {
+    label: String,
+    cmds: Vec<Cmd>,
+}
+
+impl Op {
+    pub fn new(label: &str) -> Op {
+        Op {
+            label: label.to_string(),
+            cmds: Vec::new(),
+        }
+    }
+
+    /// Records one dispatch; `buffers` follow the order of `kernel.spec()`'s bindings and
+    /// `params` are the words of its uniform struct.
+    pub fn dispatch(
+        &mut self,
+        kernel: Kernel,
+        buffers: &[&GpuBuffer],
+        params: Vec<u32>,
+        groups: [u32; 3],
+    ) {
+        debug_assert_eq!(buffers.len(), kernel.spec().2.len(), "{kernel:?}");
+        debug_assert!(params.len() * 4 <= PARAM_BYTES as usize);
+        self.cmds.push(Cmd::Dispatch {
+            kernel,
+            buffers: buffers.iter().map(|&b| b.clone()).collect(),
+            params,
+            groups,
+        });
+    }
+
+    /// Records zeroing a whole buffer.
+    pub fn clear(&mut self, buf: &GpuBuffer) {
+        self.cmds.push(Cmd::Clear(buf.clone()));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cmds.is_empty()
+    }
+}
+
+/// Runs [`Op`]s: owns the uniform-parameter buffer, the staging buffer for results and
+/// a cache of bind groups, all reused from one operation to the next.
+pub struct Runner {
+    ctx: Option<Arc<GpuContext>>,
+    params: Option<(wgpu::Buffer, wgpu::BindGroup, usize)>,
+    staging: Option<(wgpu::Buffer, u64)>,
+    groups: HashMap<(Kernel, Vec<u64>), wgpu::BindGroup>,
+}
+
+/// (buffer, first element, element count) to read back after an operation.
+pub type Readback<'a> = (&'a GpuBuffer, usize, usize);
+
+impl Runner {
+    pub fn new(ctx: Arc<GpuContext>) -> Runner {
+        Runner {
+            ctx: Some(ctx),
+            params: None,
+            staging: None,
+            groups: HashMap::new(),
+        }
+    }
+
+    fn with_context(_ctx: &GpuContext) -> Runner {
+        Runner {
+            ctx: None,
+            params: None,
+            staging: None,
+            groups: HashMap::new(),
+        }
+    }
+
+    pub fn context(&self) -> Option<&Arc<GpuContext>> {
+        self.ctx.as_ref()
+    }
+
+    /// Runs `op` (one encoder, one submit) and returns the `readback` range (empty if none).
+    pub fn run(&mut self, op: Op, readback: Option<Readback>) -> Result<Vec<f32>, GpuError> {
+        let ctx = self.ctx.clone().ok_or_else(|| GpuError::Operation {
+            op: op.label.clone(),
+            reason: "runner has no context".into(),
+        })?;
+        self.run_on(&ctx, op, readback)
+    }
+
+    fn run_on(
+        &mut self,
+        ctx: &GpuContext,
+        op: Op,
+        readback: Option<Readback>,
+    ) -> Result<Vec<f32>, GpuError> {
+        let dispatches = op
+            .cmds
+            .iter()
+            .filter(|c| matches!(c, Cmd::Dispatch { .. }))
+            .count();
+        self.ensure_params(ctx, dispatches)?;
+        let slot = ctx.param_slot as usize;
+        let mut words = vec![0u8; dispatches.max(1) * slot];
+        let mut i = 0;
+        for cmd in &op.cmds {
+            if let Cmd::Dispatch { params, .. } = cmd {
+                let bytes: &[u8] = bytemuck::cast_slice(params);
+                words[i * slot..i * slot + bytes.len()].copy_from_slice(bytes);
+                i += 1;
+            }
+        }
+        let Some((param_buf, param_group, _)) = &self.params else {
+            return Err(GpuError::Operation {
+                op: op.label,
+                reason: "no parameter buffer".into(),
+            });
+        };
+        ctx.queue.write_buffer(param_buf, 0, &words);
+        for cmd in &op.cmds {
+            if let Cmd::Dispatch {
+                kernel, buffers, ..
+            } = cmd
+            {
+                let key = (*kernel, buffers.iter().map(|b| b.id).collect::<Vec<_>>());
+                self.groups.entry(key).or_insert_with(|| {
+                    let pipe = &ctx.pipelines[kernel.index()];
+                    let entries: Vec<wgpu::BindGroupEntry> = kernel
+                        .spec()
+                        .2
+                        .iter()
+                        .zip(buffers)
+                        .map(|(b, buf)| wgpu::BindGroupEntry {
+                            binding: b.index,
+                            resource: buf.raw.as_entire_binding(),
+                        })
+                        .collect();
+                    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some(kernel.spec().1),
+                        layout: &pipe.layout,
+                        entries: &entries,
+                    })
+                });
+            }
+        }
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some(&op.label),
+            });
+        let mut slot_index = 0u64;
+        let mut cmds = op.cmds.iter().peekable();
+        while let Some(cmd) = cmds.next() {
+            match cmd {
+                Cmd::Clear(buf) => encoder.clear_buffer(&buf.raw, 0, None),
+                Cmd::Dispatch { .. } => {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some(&op.label),
+                        timestamp_writes: None,
+                    });
+                    let mut next = Some(cmd);
+                    while let Some(Cmd::Dispatch {
+                        kernel,
+                        buffers,
+                        groups,
+                        ..
+                    }) = next
+                    {
+                        let key = (*kernel, buffers.iter().map(|b| b.id).collect::<Vec<_>>());
+                        pass.set_pipeline(&ctx.pipelines[kernel.index()].pipeline);
+                        pass.set_bind_group(0, &self.groups[&key], &[]);
+                        pass.set_bind_group(1, param_group, &[(slot_index * ctx.param_slot) as u32]);
+                        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                        slot_index += 1;
+                        next = match cmds.peek() {
+                            Some(Cmd::Dispatch { .. }) => cmds.next(),
+                            _ => None,
+                        };
+                    }
+                }
+            }
+        }
+        let mut result = Vec::new();
+        if let Some((buf, offset, len)) = readback {
+            let bytes = (len * 4) as u64;
+            self.ensure_staging(ctx, bytes);
+            if let Some((staging, _)) = &self.staging {
+                encoder.copy_buffer_to_buffer(&buf.raw, (offset * 4) as u64, staging, 0, bytes);
+            }
+            ctx.queue.submit([encoder.finish()]);
+            result = self.read_staging(ctx, &op.label, len)?;
+        } else {
+            ctx.queue.submit([encoder.finish()]);
+        }
+        ctx.check(&op.label)?;
+        Ok(result)
+    }
+
+    fn ensure_params(&mut self, ctx: &GpuContext, dispatches: usize) -> Result<(), GpuError> {
+        let have = self.params.as_ref().map_or(0, |p| p.2);
+        if have >= dispatches.max(1) {
+            return Ok(());
+        }
+        let slots = dispatches.max(64).next_power_of_two();
+        let bytes = slots as u64 * ctx.param_slot;
+        let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kernel parameters"),
+            size: bytes,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("kernel parameters"),
+            layout: &ctx.params_layout,
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &buffer,
+                    offset: 0,
+                    size: NonZeroU64::new(PARAM_BYTES),
+                }),
+            }],
+        });
+        ctx.check("allocating kernel parameters")?;
+        self.params = Some((buffer, group, slots));
+        Ok(())
+    }
+
+    fn ensure_staging(&mut self, ctx: &GpuContext, bytes: u64) {
+        if self.staging.as_ref().is_some_and(|s| s.1 >= bytes) {
+            return;
+        }
+        let size = bytes.next_power_of_two().max(256);
+        let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.staging = Some((buffer, size));
+    }
+
+    fn read_staging(&self, ctx: &GpuContext, label: &str, len: usize) -> Result<Vec<f32>, GpuError> {
+        let Some((staging, _)) = &self.staging else {
+            return Err(GpuError::Readback(label.to_string()));
+        };
+        let bytes = (len * 4) as u64;
+        let slice = staging.slice(0..bytes);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r.is_ok());
+        });
+        ctx.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Operation {
+                op: label.to_string(),
+                reason: e.to_string(),
+            })?;
+        if rx.recv() != Ok(true) {
+            return Err(GpuError::Readback(label.to_string()));
+        }
+        let data = {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|_| GpuError::Readback(label.to_string()))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(data)
+    }
+}
