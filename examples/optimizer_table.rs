@@ -11,7 +11,7 @@
 //! line-search methods (one update per epoch), mini-batches of 32 for the
 //! first-order methods.
 
-use curvature::cpu::CpuEngine;
+use curvature::cpu_engine::CpuEngine;
 use curvature::data::{load_named, split, SplitSpec};
 use curvature::optim::OptimizerSpec;
 use curvature::train::{train, DataView, TrainConfig};
