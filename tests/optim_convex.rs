@@ -159,46 +159,46 @@ fn logistic() -> Problem {
 /// classical safe step; Hessian-diagonal uses η = ¼ because each output's
 /// block of D⁻¹H is 4×4 with unit diagonal, so its eigenvalues are ≤ 4 and
 /// η·λ_max(D⁻¹H) ≤ 1 < 2. Budgets are generous multiples of what each needs.
-fn optimizers(p: &Problem) -> Vec<(OptimizerSpec, usize)> {
+fn optimizers(p: &Problem) -> Vec<(String, OptimizerSpec, usize)> {
     let lr = (1.0 / p.curvature_bound).to_string();
-    let spec = |name: &str, params: &str| {
+    let spec = |name: &str, params: &str, budget: usize| {
         let mut s: OptimizerSpec = name.parse().unwrap();
         s.set_all(params).unwrap();
-        s
+        (format!("{name} {params}"), s, budget)
     };
     vec![
-        (spec("gd", &format!("lr={lr}")), 5000),
-        (spec("momentum", &format!("lr={lr}")), 5000),
-        (spec("nesterov", &format!("lr={lr}")), 5000),
-        (spec("newton", ""), 100),
-        (spec("hessian-diag", "lr=0.25"), 5000),
-        (spec("lm", ""), 100),
-        (spec("cg-fr", ""), 500),
-        (spec("cg-pr", ""), 500),
-        (spec("cg-hs", ""), 500),
-        (spec("cg-dy", ""), 500),
-        (spec("cg-pr", "line-search=hessian"), 500),
-        (spec("cg-fr", "line-search=hessian"), 500),
-        (spec("bfgs", ""), 200),
-        (spec("lbfgs", ""), 200),
-        (spec("hf", ""), 100),
-        (spec("hf", "preconditioner=true"), 100),
+        spec("gd", &format!("lr={lr}"), 5000),
+        spec("momentum", &format!("lr={lr}"), 5000),
+        spec("nesterov", &format!("lr={lr}"), 5000),
+        spec("newton", "", 100),
+        spec("hessian-diag", "lr=0.25", 5000),
+        spec("lm", "", 100),
+        spec("cg-fr", "", 500),
+        spec("cg-pr", "", 500),
+        spec("cg-hs", "", 500),
+        spec("cg-dy", "", 500),
+        spec("cg-pr", "line-search=hessian", 500),
+        spec("cg-fr", "line-search=hessian", 500),
+        spec("bfgs", "", 200),
+        spec("lbfgs", "", 200),
+        spec("hf", "", 100),
+        spec("hf", "preconditioner=true", 100),
     ]
 }
 
 fn check_all(device: &Device, problem: &Problem) {
     let mut failures = Vec::new();
-    for (spec, budget) in optimizers(problem) {
+    for (label, spec, budget) in optimizers(problem) {
         let mut engine = (device.make)(&problem.mlp, problem.x.view(), problem.t.view());
         let mut theta = vec![0.0; problem.mlp.num_params()];
         let reports = run(&spec, engine.as_mut(), &mut theta, budget, GRAD_STOP);
         let err = max_abs_diff(&theta, &problem.optimum);
         let last = reports.last().unwrap();
         println!(
-            "{} {} {:<22} steps {:>5} ‖g‖ {:.2e} max|θ−θ*| {:.2e}",
+            "{} {} {:<28} steps {:>5} ‖g‖ {:.2e} max|θ−θ*| {:.2e}",
             device.name,
             problem.name,
-            format!("{spec:?}").chars().take(22).collect::<String>(),
+            label,
             reports.len(),
             last.grad_norm,
             err
