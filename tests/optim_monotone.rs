@@ -97,7 +97,10 @@ fn newton_and_lm_never_accept_an_increase() {
                 theta.clone(),
             );
             if (spec, problem) == ("newton", "far xor") {
-                assert!(tries > 1, "H + cI was never indefinite: the retry path was not exercised");
+                assert!(
+                    tries > 1,
+                    "H + cI was never indefinite: the retry path was not exercised"
+                );
             }
         }
     }
