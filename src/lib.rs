@@ -34,7 +34,9 @@ pub mod files;
 pub mod gpu;
 pub mod loss;
 pub mod model;
+pub mod optim;
 pub mod plot;
+pub mod train;
 
 pub use activation::Activation;
 pub use curvature::Curvature;

@@ -1,0 +1,116 @@
+//! The digits optimizer table (issue 5): every optimizer trains the 64-50-10
+//! network (sigmoid hidden, softmax + ce, λ = 1e-3, θ₀ = init seed 0) on the
+//! digits training split (test fraction 0.2, shuffle seed 0) with the f64 CPU
+//! engine, and the table reports epochs, updates, the final training loss,
+//! the test accuracy and the wall time.
+//!
+//!   cargo run --release --example optimizer_table              # every row
+//!   cargo run --release --example optimizer_table -- newton lm # some rows
+//!
+//! Budgets and parameters are in `rows()`: full-batch for the second-order and
+//! line-search methods (one update per epoch), mini-batches of 32 for the
+//! first-order methods.
+
+use curvature::cpu_engine::CpuEngine;
+use curvature::data::{load_named, split, SplitSpec};
+use curvature::optim::OptimizerSpec;
+use curvature::train::{train, DataView, TrainConfig};
+use curvature::{Activation, Curvature, Loss, Mlp};
+use std::error::Error;
+
+/// L2 coefficient of the table's network.
+const L2: f64 = 1e-3;
+
+/// (optimizer, parameters, epochs, batch size).
+fn rows() -> Vec<(&'static str, &'static str, usize, Option<usize>)> {
+    vec![
+        ("gd", "lr=0.5", 100, Some(32)),
+        ("momentum", "lr=0.1", 100, Some(32)),
+        ("nesterov", "lr=0.1", 100, Some(32)),
+        ("hessian-diag", "lr=0.1", 100, Some(32)),
+        ("cg-fr", "", 200, None),
+        ("cg-pr", "", 200, None),
+        ("cg-hs", "", 200, None),
+        ("cg-dy", "", 200, None),
+        ("cg-pr", "line-search=hessian", 200, None),
+        ("bfgs", "", 200, None),
+        ("lbfgs", "", 200, None),
+        ("hessian-free", "", 30, None),
+        ("levenberg-marquardt", "", 20, None),
+        ("newton", "", 20, None),
+    ]
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let digits = load_named("digits")?;
+    let parts = split(
+        &digits,
+        &SplitSpec::Shuffled {
+            test_fraction: 0.2,
+            seed: 0,
+        },
+    )?;
+    let mlp = Mlp::with_hidden(&[64, 50, 10], Activation::Sigmoid, Loss::Ce, L2)?;
+    let theta0 = mlp.init_params(0);
+    println!(
+        "digits {} train / {} test, {}, W = {}, θ₀ = init seed 0, CPU f64 engine",
+        parts.train.x.nrows(),
+        parts.test.x.nrows(),
+        mlp.describe(),
+        mlp.num_params()
+    );
+    println!("| optimizer | parameters | batch | epochs | updates (rejected) | final train loss | test accuracy | wall time (s) |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, params, epochs, batch) in rows() {
+        if !only.is_empty() && !only.iter().any(|o| o == name) {
+            continue;
+        }
+        let mut spec: OptimizerSpec = name.parse()?;
+        spec.set_all(params)?;
+        let mut optimizer = spec.build();
+        let mut theta = theta0.clone();
+        let config = TrainConfig {
+            epochs,
+            batch_size: batch,
+            shuffle_seed: 0,
+            ..TrainConfig::default()
+        };
+        let mut factory = |x: ndarray::ArrayView2<f32>, t: ndarray::ArrayView2<f32>| {
+            Ok(Box::new(CpuEngine::new(&mlp, x, t)?) as Box<dyn Curvature>)
+        };
+        let history = train(
+            &config,
+            optimizer.as_mut(),
+            &mut factory,
+            &mut theta,
+            DataView {
+                x: parts.train.x.view(),
+                t: parts.train.t.view(),
+            },
+            Some(DataView {
+                x: parts.test.x.view(),
+                t: parts.test.t.view(),
+            }),
+            &mut [],
+        )?;
+        let last = history.last().ok_or("no epochs recorded")?;
+        println!(
+            "| {} | {} | {} | {} | {} ({}) | {:.5} | {:.2} % | {:.1} |",
+            name,
+            if params.is_empty() {
+                "defaults"
+            } else {
+                params
+            },
+            batch.map_or("full".to_string(), |b| b.to_string()),
+            history.last_epoch(),
+            history.updates,
+            history.rejected,
+            last.train_loss,
+            100.0 * last.val_accuracy.unwrap_or(f64::NAN),
+            last.seconds
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! BFGS with a dense inverse-Hessian estimate H⁻¹ ≈ B (W, W) (Nocedal & Wright
+//! §6.1), for W up to a few thousand:
+//!
+//!   d = −B g,  θ ← θ + α d  (α by a strong-Wolfe search, c₂ = 0.9, α₀ = 1)
+//!   s = α d,  y = g_new − g,  ρ = 1 / yᵀs
+//!   B ← (I − ρ s yᵀ) B (I − ρ y sᵀ) + ρ s sᵀ                     (N&W 6.17)
+//!
+//! B₀ = I; before the first update it is rescaled to (yᵀs / yᵀy) I (N&W 6.20)
+//! so the first step's length carries over. The update is SKIPPED when
+//! yᵀs ≤ 1e-10·‖s‖‖y‖ (curvature condition fails, e.g. a mini-batch changed
+//! under the step): it would make B indefinite. When d is not a descent
+//! direction or the search fails, B is reset to I. The first step is
+//! α₀ = min(1, 1/‖g‖) along −g. O(W²) memory and work per step on the host.
+
+use super::dense::{check_dense, max_dense_params};
+use super::line_search::{strong_wolfe, WolfeConfig};
+use super::vector::{dot, is_negative, norm, sub};
+use super::{GradCache, Optimizer, Result, StepReport};
+use crate::curvature::Curvature;
+use ndarray::{Array1, Array2, ArrayView1};
+use std::ops::Range;
+
+/// The relative threshold on yᵀs below which the update is skipped.
+const CURVATURE_SKIP: f64 = 1e-10;
+
+/// Parameters of [`Bfgs`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct BfgsConfig {
+    /// Default: strong Wolfe with c₂ = 0.9.
+    pub wolfe: WolfeConfig,
+    /// The largest W allowed for the dense B (default [`max_dense_params`]).
+    pub max_dense_params: usize,
+}
+
+impl Default for BfgsConfig {
+    fn default() -> BfgsConfig {
+        BfgsConfig {
+            wolfe: WolfeConfig::quasi_newton(),
+            max_dense_params: max_dense_params(),
+        }
+    }
+}
+
+/// BFGS; its state is B (None until the first step: then B = I, unscaled).
+pub struct Bfgs {
+    config: BfgsConfig,
+    inverse: Option<Array2<f64>>,
+    /// Whether B has been updated since the last reset (the 6.20 scaling is due before the first).
+    updated: bool,
+    cache: GradCache,
+    /// Updates skipped because yᵀs ≤ 0 (for tests and diagnostics).
+    pub skipped_updates: usize,
+}
+
+impl Bfgs {
+    pub fn new(config: BfgsConfig) -> Bfgs {
+        Bfgs {
+            config,
+            inverse: None,
+            updated: false,
+            cache: GradCache::default(),
+            skipped_updates: 0,
+        }
+    }
+
+    /// B ← (I − ρ s yᵀ) B (I − ρ y sᵀ) + ρ s sᵀ, expanded to rank-two updates with
+    /// u = B y:  B ← B − ρ (s uᵀ + u sᵀ) + (ρ² yᵀu + ρ) s sᵀ.
+    fn update(b: &mut Array2<f64>, s: &[f64], y: &[f64]) {
+        let rho = 1.0 / dot(y, s);
+        let u: Array1<f64> = b.dot(&ArrayView1::from(y));
+        let coef = rho * rho * ArrayView1::from(y).dot(&u) + rho;
+        let n = s.len();
+        for i in 0..n {
+            for j in 0..n {
+                b[[i, j]] += -rho * (s[i] * u[j] + u[i] * s[j]) + coef * s[i] * s[j];
+            }
+        }
+    }
+}
+
+impl Optimizer for Bfgs {
+    fn name(&self) -> &str {
+        "bfgs"
+    }
+
+    fn step(
+        &mut self,
+        engine: &mut dyn Curvature,
+        theta: &mut [f64],
+        rows: Range<usize>,
+    ) -> Result<StepReport> {
+        let w = theta.len();
+        check_dense(
+            "bfgs",
+            "inverse-Hessian estimate",
+            w,
+            self.config.max_dense_params,
+        )?;
+        let (loss, grad) = self.cache.loss_grad(engine, theta, rows.clone())?;
+        let grad_norm = norm(&grad);
+        if grad_norm == 0.0 {
+            return Ok(StepReport::stationary(loss, None));
+        }
+        let fresh = self.inverse.as_ref().is_none_or(|b| b.nrows() != w);
+        if fresh {
+            self.inverse = Some(Array2::eye(w));
+            self.updated = false;
+        }
+        let b = self.inverse.get_or_insert_with(|| Array2::eye(w));
+        let mut direction: Vec<f64> = b.dot(&ArrayView1::from(&grad[..])).mapv(|v| -v).to_vec();
+        let mut slope = dot(&grad, &direction);
+        let mut steepest = !self.updated;
+        if !is_negative(slope) {
+            *b = Array2::eye(w);
+            self.updated = false;
+            direction = grad.iter().map(|g| -g).collect();
+            slope = -grad_norm * grad_norm;
+            steepest = true;
+        }
+        // A unit step is natural for a quasi-Newton direction, not for −g.
+        let alpha0 = if steepest {
+            (1.0 / grad_norm).min(1.0)
+        } else {
+            1.0
+        };
+        let outcome = strong_wolfe(
+            engine,
+            theta,
+            rows.clone(),
+            loss,
+            slope,
+            &direction,
+            alpha0,
+            &self.config.wolfe,
+        )?;
+        let Some(o) = outcome else {
+            *b = Array2::eye(w);
+            self.updated = false;
+            return Ok(StepReport {
+                loss_before: loss,
+                loss_after: loss,
+                grad_norm,
+                step_norm: 0.0,
+                damping: None,
+                inner_iterations: self.config.wolfe.max_evaluations,
+                accepted: false,
+            });
+        };
+        let s: Vec<f64> = direction.iter().map(|d| o.alpha * d).collect();
+        let y = sub(&o.grad, &grad);
+        let ys = dot(&y, &s);
+        if ys > CURVATURE_SKIP * norm(&s) * norm(&y) {
+            if !self.updated {
+                *b *= ys / dot(&y, &y);
+            }
+            Bfgs::update(b, &s, &y);
+            self.updated = true;
+        } else {
+            self.skipped_updates += 1;
+        }
+        for (t, si) in theta.iter_mut().zip(&s) {
+            *t += si;
+        }
+        self.cache.store(theta, rows, o.loss, o.grad);
+        Ok(StepReport {
+            loss_before: loss,
+            loss_after: o.loss,
+            grad_norm,
+            step_norm: norm(&s),
+            damping: None,
+            inner_iterations: o.evaluations,
+            accepted: true,
+        })
+    }
+
+    fn reset(&mut self) {
+        self.inverse = None;
+        self.updated = false;
+        self.cache.clear();
+    }
+
+    fn forget_cached(&mut self) {
+        self.cache.clear();
+    }
+}

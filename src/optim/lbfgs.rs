@@ -1,0 +1,172 @@
+//! Limited-memory BFGS (Nocedal & Wright Algorithm 7.4 and 7.5): the m most
+//! recent pairs (s_i, y_i) stand for the inverse Hessian, applied to g by the
+//! two-loop recursion in O(m·W):
+//!
+//!   q = g;  for i newest→oldest: a_i = ρ_i s_iᵀq, q −= a_i y_i
+//!   r = γ q, γ = s_kᵀy_k / y_kᵀy_k  (N&W 7.20)
+//!   for i oldest→newest: b = ρ_i y_iᵀr, r += s_i (a_i − b)
+//!   d = −r,  θ ← θ + α d  (strong Wolfe, c₂ = 0.9, α₀ = 1)
+//!
+//! Defaults: m = 10. A pair with yᵀs ≤ 1e-10·‖s‖‖y‖ is not stored (it would
+//! break positive definiteness); a non-descent direction or a failed search
+//! clears the history. The first step is α₀ = min(1, 1/‖g‖) along −g.
+
+use super::line_search::{strong_wolfe, WolfeConfig};
+use super::vector::{axpy, dot, is_negative, norm, sub};
+use super::{GradCache, Optimizer, Result, StepReport};
+use crate::curvature::Curvature;
+use std::collections::VecDeque;
+use std::ops::Range;
+
+/// The relative threshold on yᵀs below which a pair is not stored.
+const CURVATURE_SKIP: f64 = 1e-10;
+
+/// Parameters of [`Lbfgs`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct LbfgsConfig {
+    /// m, the pairs kept (default 10).
+    pub history: usize,
+    /// Default: strong Wolfe with c₂ = 0.9.
+    pub wolfe: WolfeConfig,
+}
+
+impl Default for LbfgsConfig {
+    fn default() -> LbfgsConfig {
+        LbfgsConfig {
+            history: 10,
+            wolfe: WolfeConfig::quasi_newton(),
+        }
+    }
+}
+
+/// One stored pair with ρ = 1 / yᵀs.
+struct Pair {
+    s: Vec<f64>,
+    y: Vec<f64>,
+    rho: f64,
+}
+
+/// L-BFGS; its state is the last m pairs.
+pub struct Lbfgs {
+    config: LbfgsConfig,
+    pairs: VecDeque<Pair>,
+    cache: GradCache,
+}
+
+impl Lbfgs {
+    pub fn new(config: LbfgsConfig) -> Lbfgs {
+        Lbfgs {
+            config,
+            pairs: VecDeque::new(),
+            cache: GradCache::default(),
+        }
+    }
+
+    /// The two-loop recursion: r ≈ H⁻¹ g (W).
+    fn apply_inverse(&self, g: &[f64]) -> Vec<f64> {
+        let mut q = g.to_vec();
+        let mut a = vec![0.0; self.pairs.len()];
+        for (i, p) in self.pairs.iter().enumerate().rev() {
+            a[i] = p.rho * dot(&p.s, &q);
+            axpy(-a[i], &p.y, &mut q);
+        }
+        if let Some(last) = self.pairs.back() {
+            let gamma = dot(&last.s, &last.y) / dot(&last.y, &last.y);
+            q.iter_mut().for_each(|v| *v *= gamma);
+        }
+        for (i, p) in self.pairs.iter().enumerate() {
+            let b = p.rho * dot(&p.y, &q);
+            axpy(a[i] - b, &p.s, &mut q);
+        }
+        q
+    }
+}
+
+impl Optimizer for Lbfgs {
+    fn name(&self) -> &str {
+        "lbfgs"
+    }
+
+    fn step(
+        &mut self,
+        engine: &mut dyn Curvature,
+        theta: &mut [f64],
+        rows: Range<usize>,
+    ) -> Result<StepReport> {
+        let (loss, grad) = self.cache.loss_grad(engine, theta, rows.clone())?;
+        let grad_norm = norm(&grad);
+        if grad_norm == 0.0 {
+            return Ok(StepReport::stationary(loss, None));
+        }
+        if self.pairs.front().is_some_and(|p| p.s.len() != grad.len()) {
+            self.pairs.clear();
+        }
+        let mut direction: Vec<f64> = self.apply_inverse(&grad).iter().map(|v| -v).collect();
+        let mut slope = dot(&grad, &direction);
+        if !is_negative(slope) {
+            self.pairs.clear();
+            direction = grad.iter().map(|g| -g).collect();
+            slope = -grad_norm * grad_norm;
+        }
+        let alpha0 = if self.pairs.is_empty() {
+            (1.0 / grad_norm).min(1.0)
+        } else {
+            1.0
+        };
+        let outcome = strong_wolfe(
+            engine,
+            theta,
+            rows.clone(),
+            loss,
+            slope,
+            &direction,
+            alpha0,
+            &self.config.wolfe,
+        )?;
+        let Some(o) = outcome else {
+            self.pairs.clear();
+            return Ok(StepReport {
+                loss_before: loss,
+                loss_after: loss,
+                grad_norm,
+                step_norm: 0.0,
+                damping: None,
+                inner_iterations: self.config.wolfe.max_evaluations,
+                accepted: false,
+            });
+        };
+        let s: Vec<f64> = direction.iter().map(|d| o.alpha * d).collect();
+        let y = sub(&o.grad, &grad);
+        let ys = dot(&y, &s);
+        if ys > CURVATURE_SKIP * norm(&s) * norm(&y) && self.config.history > 0 {
+            if self.pairs.len() == self.config.history {
+                self.pairs.pop_front();
+            }
+            self.pairs.push_back(Pair {
+                s: s.clone(),
+                y,
+                rho: 1.0 / ys,
+            });
+        }
+        axpy(1.0, &s, theta);
+        self.cache.store(theta, rows, o.loss, o.grad);
+        Ok(StepReport {
+            loss_before: loss,
+            loss_after: o.loss,
+            grad_norm,
+            step_norm: norm(&s),
+            damping: None,
+            inner_iterations: o.evaluations,
+            accepted: true,
+        })
+    }
+
+    fn reset(&mut self) {
+        self.pairs.clear();
+        self.cache.clear();
+    }
+
+    fn forget_cached(&mut self) {
+        self.cache.clear();
+    }
+}

@@ -1,0 +1,178 @@
+//! Optimizers: each a small state machine that works only through the
+//! [`Curvature`] trait, so it runs on the CPU reference or the GPU alike.
+//!
+//! θ (W) lives on the host as `Vec<f64>`; O(W) vector algebra and the dense
+//! W×W solves (Newton, Levenberg-Marquardt, BFGS) run on the host; every
+//! O(N·W) operation — loss, gradient, Hv, Gv, diagonals, full H or G — goes
+//! through the engine. One [`Optimizer::step`] is one attempted update on the
+//! batch `rows`; it reports what it did in a [`StepReport`].
+//!
+//! | name (CLI)                  | file                       | update |
+//! |-----------------------------|----------------------------|--------|
+//! | `gd`, `momentum`, `nesterov`| `gd.rs`                    | θ ← θ + v, v ← μv − η∇E |
+//! | `newton`                    | `newton.rs`                | Δ = −(H + cI)⁻¹g |
+//! | `hessian-diag`              | `hessian_diag.rs`          | Δ = −η g / max(\|d\|, m) |
+//! | `levenberg-marquardt`, `lm` | `levenberg_marquardt.rs`   | Δ = −(G + μI)⁻¹g |
+//! | `cg-fr`, `cg-pr`, `cg-hs`, `cg-dy` | `cg.rs`             | d = −g + βd, α by line search |
+//! | `bfgs`                      | `bfgs.rs`                  | d = −H⁻¹g (dense inverse) |
+//! | `lbfgs`                     | `lbfgs.rs`                 | two-loop recursion, m = 10 |
+//! | `hessian-free`, `hf`        | `hessian_free.rs`          | CG on (G + λI)d = −g |
+
+pub mod bfgs;
+pub mod cg;
+pub mod damping;
+pub mod dense;
+pub mod gd;
+pub mod hessian_diag;
+pub mod hessian_free;
+pub mod lbfgs;
+pub mod levenberg_marquardt;
+pub mod line_search;
+pub mod newton;
+pub mod spec;
+pub mod vector;
+
+pub use spec::{OptimizerSpec, OPTIMIZER_NAMES};
+
+use crate::curvature::Curvature;
+use std::ops::Range;
+
+/// What can go wrong while optimizing, with the context to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum OptimError {
+    /// An engine operation failed (shapes, device).
+    #[error(transparent)]
+    Engine(#[from] crate::Error),
+    #[error("unknown optimizer `{name}`: choose one of {}", OPTIMIZER_NAMES.join(", "))]
+    UnknownOptimizer { name: String },
+    #[error("optimizer `{optimizer}` has no parameter `{key}`: its parameters are {}", known.join(", "))]
+    UnknownParameter {
+        optimizer: String,
+        key: String,
+        known: Vec<&'static str>,
+    },
+    #[error("bad value `{value}` for `{key}` of `{optimizer}`: {reason}")]
+    BadParameter {
+        optimizer: String,
+        key: String,
+        value: String,
+        reason: String,
+    },
+    /// A dense W×W matrix that is too large for the host solve.
+    #[error("{method} needs a dense {what} of W×W = {w}×{w} entries, but the largest W allowed for a dense matrix is {max} ({max_mib} MiB of f64): use `hessian-free`, `lbfgs` or a `cg-*` method for this network")]
+    TooLargeForDense {
+        method: &'static str,
+        what: &'static str,
+        w: usize,
+        max: usize,
+        max_mib: usize,
+    },
+    /// A solve or a loss that produced NaN or ∞ where no retry can help.
+    #[error("{method}: {detail}")]
+    Numerical {
+        method: &'static str,
+        detail: String,
+    },
+    #[error("training: {0}")]
+    Training(String),
+}
+
+pub type Result<T, E = OptimError> = std::result::Result<T, E>;
+
+/// What one [`Optimizer::step`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepReport {
+    /// E(θ) on the step's rows before the step.
+    pub loss_before: f64,
+    /// E(θ) on the same rows after the step (equal to `loss_before` when rejected).
+    pub loss_after: f64,
+    /// ‖∇E(θ)‖₂ before the step.
+    pub grad_norm: f64,
+    /// ‖Δθ‖₂ of the step taken (0 when rejected).
+    pub step_norm: f64,
+    /// The damping in force after the step (c, μ, λ) for damped methods.
+    pub damping: Option<f64>,
+    /// Inner iterations: line-search evaluations, CG iterations, Cholesky retries.
+    pub inner_iterations: usize,
+    /// False when the step was rejected and θ left unchanged.
+    pub accepted: bool,
+}
+
+impl StepReport {
+    /// A report for a point where the gradient vanishes: nothing to do.
+    pub(crate) fn stationary(loss: f64, damping: Option<f64>) -> StepReport {
+        StepReport {
+            loss_before: loss,
+            loss_after: loss,
+            grad_norm: 0.0,
+            step_norm: 0.0,
+            damping,
+            inner_iterations: 0,
+            accepted: true,
+        }
+    }
+}
+
+/// An optimizer: a state machine advanced one update at a time.
+pub trait Optimizer {
+    /// The CLI name, e.g. `cg-pr`.
+    fn name(&self) -> &str;
+    /// Attempts one update of θ (W) using the batch `rows` of the engine's data.
+    /// A rejected step leaves θ unchanged and reports `accepted: false`.
+    fn step(
+        &mut self,
+        engine: &mut dyn Curvature,
+        theta: &mut [f64],
+        rows: Range<usize>,
+    ) -> Result<StepReport>;
+    /// Forgets all state (velocities, inverse-Hessian estimates, damping) and
+    /// starts afresh, as a newly built optimizer.
+    fn reset(&mut self) {}
+    /// The engine's data changed (a new epoch's permutation): drop losses,
+    /// gradients or matrices cached for (θ, rows), keep the learned state.
+    fn forget_cached(&mut self) {}
+}
+
+/// (E, ∇E) at one (θ, rows), kept so a step can reuse what the previous
+/// step's line search already computed at the point it moved to.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct GradCache {
+    entry: Option<CachedPoint>,
+}
+
+/// θ (W), the rows, E and ∇E (W) there.
+#[derive(Clone, Debug)]
+struct CachedPoint {
+    theta: Vec<f64>,
+    rows: Range<usize>,
+    loss: f64,
+    grad: Vec<f64>,
+}
+
+impl GradCache {
+    pub fn store(&mut self, theta: &[f64], rows: Range<usize>, loss: f64, grad: Vec<f64>) {
+        self.entry = Some(CachedPoint {
+            theta: theta.to_vec(),
+            rows,
+            loss,
+            grad,
+        });
+    }
+    pub fn clear(&mut self) {
+        self.entry = None;
+    }
+    /// (E, ∇E) at (θ, rows): from the cache when it holds this exact point, else from the engine.
+    pub fn loss_grad(
+        &mut self,
+        engine: &mut dyn Curvature,
+        theta: &[f64],
+        rows: Range<usize>,
+    ) -> Result<(f64, Vec<f64>)> {
+        if let Some(p) = self.entry.take() {
+            if p.rows == rows && p.theta == theta {
+                return Ok((p.loss, p.grad));
+            }
+        }
+        Ok(engine.loss_grad(theta, rows)?)
+    }
+}

@@ -1,0 +1,434 @@
+//! The training scheduler: runs any [`Optimizer`] for epochs over mini-batches
+//! or the full batch, evaluates on held-out data after every epoch, keeps a
+//! [`History`], stops early on a stalled validation loss, and lets
+//! [`Callback`]s watch and stop training.
+//!
+//! ## Mini-batches and the shuffle
+//! An engine is bound to one data set and every operation takes a contiguous
+//! `rows` range. So the scheduler holds the training set on the host and, at
+//! the start of every epoch, permutes its rows with a seeded shuffle and binds
+//! the permuted copy to a fresh engine through the caller's factory closure
+//! (`(x (N, D), t (N, K)) → Box<dyn Curvature>`): one upload per epoch, after
+//! which the batches are the contiguous ranges 0..B, B..2B, … (the last one
+//! possibly shorter). The permutation of epoch e comes from ChaCha8 seeded
+//! with (seed, e), so a run is reproducible and independent of the device.
+//! Full-batch training (`batch_size: None`, or B ≥ N) binds the data once,
+//! unshuffled, and makes one update per epoch. After a rebind the optimizer is
+//! told to [`forget_cached`](Optimizer::forget_cached) what it computed on the
+//! old rows; its learned state (velocity, B, damping) carries over.
+//!
+//! ## Evaluation
+//! Epoch 0 records the starting point. After every epoch, E(θ) on the whole
+//! training set and on the validation set (one engine bound once), and the
+//! accuracy from `outputs` (argmax against one-hot targets; y ≥ ½ against 0/1
+//! targets for one output; none for real-valued targets).
+
+use crate::curvature::Curvature;
+use crate::optim::{OptimError, Optimizer, Result, StepReport};
+use ndarray::{Array2, ArrayView2, Axis};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::time::Instant;
+
+/// How to train.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Passes over the training data (default 100).
+    pub epochs: usize,
+    /// Rows per update; `None` = the full batch (default).
+    pub batch_size: Option<usize>,
+    /// Seed of the per-epoch shuffle (default 0).
+    pub shuffle_seed: u64,
+    /// Stop after this many epochs without a validation-loss improvement
+    /// (training loss when there is no validation set); `None` = never (default).
+    pub patience: Option<usize>,
+    /// The least decrease that counts as an improvement (default 0).
+    pub min_delta: f64,
+    /// On early stopping, put back the θ of the best epoch (default true).
+    pub restore_best: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> TrainConfig {
+        TrainConfig {
+            epochs: 100,
+            batch_size: None,
+            shuffle_seed: 0,
+            patience: None,
+            min_delta: 0.0,
+            restore_best: true,
+        }
+    }
+}
+
+/// A data set on the host: inputs x (N, D) and targets t (N, K).
+#[derive(Clone, Copy, Debug)]
+pub struct DataView<'a> {
+    pub x: ArrayView2<'a, f32>,
+    pub t: ArrayView2<'a, f32>,
+}
+
+/// Builds an engine bound to (x (N, D), t (N, K)).
+pub type EngineFactory<'f> =
+    dyn FnMut(ArrayView2<f32>, ArrayView2<f32>) -> crate::Result<Box<dyn Curvature>> + 'f;
+
+/// What a callback tells the scheduler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Stop,
+}
+
+/// Hooks into training; every method has a do-nothing default.
+pub trait Callback {
+    fn on_train_start(&mut self, _config: &TrainConfig) {}
+    fn on_train_end(&mut self, _history: &History) {}
+    /// Before epoch `epoch` (1-based).
+    fn on_epoch_start(&mut self, _epoch: usize) -> Control {
+        Control::Continue
+    }
+    /// After an epoch's record was added to `history`.
+    fn on_epoch_end(&mut self, _history: &History) -> Control {
+        Control::Continue
+    }
+    /// After every update (accepted or rejected).
+    fn on_update_end(&mut self, _report: &StepReport) -> Control {
+        Control::Continue
+    }
+}
+
+/// One epoch's figures.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochRecord {
+    /// 0 for the starting point, then 1, 2, …
+    pub epoch: usize,
+    /// E(θ) on the whole training set.
+    pub train_loss: f64,
+    pub train_accuracy: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    /// Wall time since training started, evaluation included (s).
+    pub seconds: f64,
+    /// Accepted updates in this epoch.
+    pub updates: usize,
+    /// Rejected updates in this epoch.
+    pub rejected: usize,
+}
+
+/// Why training ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StopReason {
+    /// All epochs ran.
+    Completed,
+    /// No improvement for `patience` epochs; the best epoch is given.
+    EarlyStopping { best_epoch: usize },
+    /// A callback said stop.
+    Callback,
+    /// The training loss became NaN or infinite.
+    Diverged,
+}
+
+/// The record of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct History {
+    pub optimizer: String,
+    /// Epoch 0 (start) and one per epoch run.
+    pub records: Vec<EpochRecord>,
+    /// Accepted updates in all.
+    pub updates: usize,
+    /// Rejected updates in all.
+    pub rejected: usize,
+    pub stop: StopReason,
+}
+
+impl History {
+    /// The last epoch run (0 if none).
+    pub fn last_epoch(&self) -> usize {
+        self.records.last().map_or(0, |r| r.epoch)
+    }
+    /// The last record.
+    pub fn last(&self) -> Option<&EpochRecord> {
+        self.records.last()
+    }
+
+    /// The history as a JSON object (hand-written: no serde in the crate).
+    pub fn to_json(&self) -> String {
+        fn num(v: f64) -> String {
+            if v.is_finite() {
+                format!("{v}")
+            } else {
+                "null".to_string()
+            }
+        }
+        fn opt(v: Option<f64>) -> String {
+            v.map_or("null".to_string(), num)
+        }
+        let stop = match &self.stop {
+            StopReason::Completed => "\"completed\"".to_string(),
+            StopReason::EarlyStopping { best_epoch } => {
+                format!("{{\"early_stopping\":{{\"best_epoch\":{best_epoch}}}}}")
+            }
+            StopReason::Callback => "\"callback\"".to_string(),
+            StopReason::Diverged => "\"diverged\"".to_string(),
+        };
+        let records: Vec<String> = self
+            .records
+            .iter()
+            .map(|r| {
+                format!(
+                    "{{\"epoch\":{},\"train_loss\":{},\"train_accuracy\":{},\"val_loss\":{},\"val_accuracy\":{},\"seconds\":{},\"updates\":{},\"rejected\":{}}}",
+                    r.epoch,
+                    num(r.train_loss),
+                    opt(r.train_accuracy),
+                    opt(r.val_loss),
+                    opt(r.val_accuracy),
+                    num(r.seconds),
+                    r.updates,
+                    r.rejected
+                )
+            })
+            .collect();
+        format!(
+            "{{\"optimizer\":\"{}\",\"last_epoch\":{},\"updates\":{},\"rejected\":{},\"stop\":{},\"epochs\":[{}]}}",
+            self.optimizer.replace('\\', "\\\\").replace('"', "\\\""),
+            self.last_epoch(),
+            self.updates,
+            self.rejected,
+            stop,
+            records.join(",")
+        )
+    }
+}
+
+/// The fraction of rows whose predicted class matches the target's, or None
+/// when the targets are not classes (one-hot rows, or 0/1 for one output).
+/// y (N, K) network outputs, t (N, K) targets.
+pub fn accuracy(y: &Array2<f64>, t: ArrayView2<f32>) -> Option<f64> {
+    let (n, k) = t.dim();
+    if n == 0 || y.dim() != (n, k) {
+        return None;
+    }
+    let binary = |v: f32| v == 0.0 || v == 1.0;
+    let mut correct = 0usize;
+    for (yr, tr) in y.outer_iter().zip(t.outer_iter()) {
+        if !tr.iter().all(|&v| binary(v)) {
+            return None;
+        }
+        let hit = if k == 1 {
+            (yr[0] >= 0.5) == (tr[0] == 1.0)
+        } else {
+            if tr.iter().filter(|&&v| v == 1.0).count() != 1 {
+                return None;
+            }
+            argmax(yr.iter().copied()) == argmax(tr.iter().map(|&v| v as f64))
+        };
+        correct += usize::from(hit);
+    }
+    Some(correct as f64 / n as f64)
+}
+
+fn argmax(values: impl Iterator<Item = f64>) -> usize {
+    let mut best = (0, f64::NEG_INFINITY);
+    for (i, v) in values.enumerate() {
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best.0
+}
+
+/// (E on all rows, accuracy) of θ on an engine's data.
+fn evaluate(
+    engine: &mut dyn Curvature,
+    theta: &[f64],
+    t: ArrayView2<f32>,
+) -> Result<(f64, Option<f64>)> {
+    let rows = 0..engine.num_rows();
+    let loss = engine.loss(theta, rows.clone())?;
+    let y = engine.outputs(theta, rows)?;
+    Ok((loss, accuracy(&y, t)))
+}
+
+/// The rows of (x, t) in the order `perm`.
+fn permuted(data: DataView, perm: &[usize]) -> (Array2<f32>, Array2<f32>) {
+    (data.x.select(Axis(0), perm), data.t.select(Axis(0), perm))
+}
+
+/// The seeded permutation of 0..n for one epoch.
+fn epoch_permutation(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    // Mix the epoch into the seed with a large odd constant (golden ratio).
+    let mixed = seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut rng = ChaCha8Rng::seed_from_u64(mixed);
+    let mut perm: Vec<usize> = (0..n).collect();
+    perm.shuffle(&mut rng);
+    perm
+}
+
+/// Asks every callback (none is skipped, so all see the event) and says
+/// whether any of them asked to stop.
+fn any_stop(
+    callbacks: &mut [&mut dyn Callback],
+    mut ask: impl FnMut(&mut dyn Callback) -> Control,
+) -> bool {
+    let mut stop = false;
+    for cb in callbacks.iter_mut() {
+        stop |= ask(&mut **cb) == Control::Stop;
+    }
+    stop
+}
+
+/// Trains θ (W) in place with `optimizer` on `train`, evaluating on
+/// `validation` after every epoch; engines come from `factory`.
+pub fn train(
+    config: &TrainConfig,
+    optimizer: &mut dyn Optimizer,
+    factory: &mut EngineFactory,
+    theta: &mut [f64],
+    train: DataView,
+    validation: Option<DataView>,
+    callbacks: &mut [&mut dyn Callback],
+) -> Result<History> {
+    let n = train.x.nrows();
+    if n == 0 || train.t.nrows() != n {
+        return Err(OptimError::Training(format!(
+            "the training set needs rows and as many targets as inputs (x has {n} rows, t has {})",
+            train.t.nrows()
+        )));
+    }
+    if config.batch_size == Some(0) {
+        return Err(OptimError::Training(
+            "batch size 0: give a positive batch size, or none for the full batch".to_string(),
+        ));
+    }
+    let batch = config.batch_size.unwrap_or(n).min(n);
+    let full_batch = batch == n;
+    let start = Instant::now();
+    for cb in callbacks.iter_mut() {
+        cb.on_train_start(config);
+    }
+    let mut engine = factory(train.x, train.t)?;
+    let mut val_engine = match validation {
+        Some(v) => Some((factory(v.x, v.t)?, v.t)),
+        None => None,
+    };
+    let mut history = History {
+        optimizer: optimizer.name().to_string(),
+        records: Vec::new(),
+        updates: 0,
+        rejected: 0,
+        stop: StopReason::Completed,
+    };
+    // Evaluates θ into a record; `t` is the targets in the engine's current row order.
+    let record = |engine: &mut dyn Curvature,
+                  t: ArrayView2<f32>,
+                  val_engine: &mut Option<(Box<dyn Curvature>, ArrayView2<f32>)>,
+                  theta: &[f64],
+                  epoch: usize,
+                  updates: usize,
+                  rejected: usize|
+     -> Result<EpochRecord> {
+        let (train_loss, train_accuracy) = evaluate(engine, theta, t)?;
+        let (val_loss, val_accuracy) = match val_engine {
+            Some((e, vt)) => {
+                let (l, a) = evaluate(e.as_mut(), theta, *vt)?;
+                (Some(l), a)
+            }
+            None => (None, None),
+        };
+        Ok(EpochRecord {
+            epoch,
+            train_loss,
+            train_accuracy,
+            val_loss,
+            val_accuracy,
+            seconds: start.elapsed().as_secs_f64(),
+            updates,
+            rejected,
+        })
+    };
+    history.records.push(record(
+        engine.as_mut(),
+        train.t,
+        &mut val_engine,
+        theta,
+        0,
+        0,
+        0,
+    )?);
+    let monitored = |r: &EpochRecord| r.val_loss.unwrap_or(r.train_loss);
+    let mut best = (monitored(&history.records[0]), 0usize, theta.to_vec());
+    let mut shuffled_t: Option<Array2<f32>> = None;
+    'epochs: for epoch in 1..=config.epochs {
+        if any_stop(callbacks, |cb| cb.on_epoch_start(epoch)) {
+            history.stop = StopReason::Callback;
+            break;
+        }
+        if !full_batch {
+            let perm = epoch_permutation(n, config.shuffle_seed, epoch);
+            let (x, t) = permuted(train, &perm);
+            engine = factory(x.view(), t.view())?;
+            shuffled_t = Some(t);
+            optimizer.forget_cached();
+        }
+        let (mut updates, mut rejected) = (0, 0);
+        let mut stop_now = false;
+        let mut begin = 0;
+        while begin < n {
+            let rows = begin..(begin + batch).min(n);
+            begin = rows.end;
+            let report = optimizer.step(engine.as_mut(), theta, rows)?;
+            if report.accepted {
+                updates += 1;
+            } else {
+                rejected += 1;
+            }
+            if any_stop(callbacks, |cb| cb.on_update_end(&report)) {
+                stop_now = true;
+                break;
+            }
+        }
+        history.updates += updates;
+        history.rejected += rejected;
+        let t_now = shuffled_t.as_ref().map_or(train.t, |t| t.view());
+        let rec = record(
+            engine.as_mut(),
+            t_now,
+            &mut val_engine,
+            theta,
+            epoch,
+            updates,
+            rejected,
+        )?;
+        let diverged = !rec.train_loss.is_finite();
+        let value = monitored(&rec);
+        history.records.push(rec);
+        if stop_now {
+            history.stop = StopReason::Callback;
+            break;
+        }
+        if diverged {
+            history.stop = StopReason::Diverged;
+            break;
+        }
+        if value < best.0 - config.min_delta {
+            best = (value, epoch, theta.to_vec());
+        } else if let Some(patience) = config.patience {
+            if epoch - best.1 >= patience {
+                if config.restore_best {
+                    theta.copy_from_slice(&best.2);
+                }
+                history.stop = StopReason::EarlyStopping { best_epoch: best.1 };
+                break 'epochs;
+            }
+        }
+        if any_stop(callbacks, |cb| cb.on_epoch_end(&history)) {
+            history.stop = StopReason::Callback;
+            break;
+        }
+    }
+    for cb in callbacks.iter_mut() {
+        cb.on_train_end(&history);
+    }
+    Ok(history)
+}

@@ -1,0 +1,341 @@
+//! The training scheduler: history, mini-batch shuffling, early stopping,
+//! callbacks, rejected-step accounting and the JSON form.
+
+mod optim_support;
+
+use curvature::optim::{OptimizerSpec, StepReport};
+use curvature::train::{accuracy, train, Callback, Control, DataView, StopReason, TrainConfig};
+use curvature::{Activation, Curvature, Loss, Mlp};
+use ndarray::{array, Array2, ArrayView2};
+use optim_support::{uniform_inputs, CPU};
+use std::cell::RefCell;
+
+const N: usize = 64;
+
+/// Logistic-regression data: x (N, 3), t (N, 1) with a linear rule.
+fn data(seed: u64) -> (Array2<f32>, Array2<f32>) {
+    let x = uniform_inputs(N, 3, seed);
+    let t = Array2::from_shape_fn((N, 1), |(n, _)| f32::from(x[[n, 0]] + x[[n, 1]] > 0.0));
+    (x, t)
+}
+
+fn mlp() -> Mlp {
+    Mlp::new(&[3, 1], &[Activation::Sigmoid], Loss::Bce, 0.0).unwrap()
+}
+
+fn factory(
+    mlp: &Mlp,
+) -> impl FnMut(ArrayView2<f32>, ArrayView2<f32>) -> curvature::Result<Box<dyn Curvature>> + '_ {
+    move |x, t| Ok((CPU.make)(mlp, x, t))
+}
+
+fn gd(lr: &str) -> Box<dyn curvature::optim::Optimizer> {
+    let mut spec: OptimizerSpec = "gd".parse().unwrap();
+    spec.set("lr", lr).unwrap();
+    spec.build()
+}
+
+#[test]
+fn full_batch_history_has_one_update_per_epoch_and_falls() {
+    let (x, t) = data(0);
+    let (vx, vt) = data(1);
+    let mlp = mlp();
+    let mut theta = vec![0.0; mlp.num_params()];
+    let config = TrainConfig {
+        epochs: 20,
+        ..TrainConfig::default()
+    };
+    let h = train(
+        &config,
+        gd("1.0").as_mut(),
+        &mut factory(&mlp),
+        &mut theta,
+        DataView {
+            x: x.view(),
+            t: t.view(),
+        },
+        Some(DataView {
+            x: vx.view(),
+            t: vt.view(),
+        }),
+        &mut [],
+    )
+    .unwrap();
+    assert_eq!(h.records.len(), 21);
+    assert_eq!(h.last_epoch(), 20);
+    assert_eq!(h.updates, 20);
+    assert_eq!(h.stop, StopReason::Completed);
+    // θ = 0 predicts ½ everywhere: E = ln 2 exactly, and GD on this convex loss lowers it.
+    assert!((h.records[0].train_loss - std::f64::consts::LN_2).abs() < 1e-12);
+    let last = h.last().unwrap();
+    assert!(last.train_loss < h.records[0].train_loss);
+    assert!(last.val_loss.unwrap() < h.records[0].val_loss.unwrap());
+    assert!(last.train_accuracy.unwrap() > 0.9, "{last:?}");
+    assert!(h.records.windows(2).all(|w| w[1].seconds >= w[0].seconds));
+    let json = h.to_json();
+    assert!(
+        json.starts_with("{\"optimizer\":\"gd\",\"last_epoch\":20,\"updates\":20"),
+        "{json}"
+    );
+    assert_eq!(json.matches("\"epoch\":").count(), 21);
+}
+
+#[test]
+fn mini_batches_see_a_seeded_permutation_each_epoch() {
+    let (x, t) = data(0);
+    let mlp = mlp();
+    let seen: RefCell<Vec<Array2<f32>>> = RefCell::new(Vec::new());
+    let mut recording = |bx: ArrayView2<f32>, bt: ArrayView2<f32>| {
+        seen.borrow_mut().push(bx.to_owned());
+        Ok((CPU.make)(&mlp, bx, bt))
+    };
+    let config = TrainConfig {
+        epochs: 3,
+        batch_size: Some(16),
+        shuffle_seed: 7,
+        ..TrainConfig::default()
+    };
+    let mut theta = vec![0.0; mlp.num_params()];
+    let h = train(
+        &config,
+        gd("0.5").as_mut(),
+        &mut recording,
+        &mut theta,
+        DataView {
+            x: x.view(),
+            t: t.view(),
+        },
+        None,
+        &mut [],
+    )
+    .unwrap();
+    assert_eq!(
+        h.updates,
+        3 * 4,
+        "64 rows in batches of 16: 4 updates per epoch"
+    );
+    let seen = seen.into_inner();
+    assert_eq!(
+        seen.len(),
+        4,
+        "one engine for the unshuffled start, one per epoch"
+    );
+    let sorted = |a: &Array2<f32>| {
+        let mut rows: Vec<Vec<u32>> = a
+            .outer_iter()
+            .map(|r| r.iter().map(|v| v.to_bits()).collect())
+            .collect();
+        rows.sort();
+        rows
+    };
+    for epoch in 1..4 {
+        assert_eq!(
+            sorted(&seen[epoch]),
+            sorted(&x),
+            "epoch {epoch} is not a permutation"
+        );
+        assert_ne!(seen[epoch], x, "epoch {epoch} was not shuffled");
+    }
+    assert_ne!(seen[1], seen[2]);
+    // The same seed gives the same run; another seed another.
+    let rerun = |seed: u64| {
+        let mut th = vec![0.0; mlp.num_params()];
+        let cfg = TrainConfig {
+            shuffle_seed: seed,
+            ..config.clone()
+        };
+        train(
+            &cfg,
+            gd("0.5").as_mut(),
+            &mut factory(&mlp),
+            &mut th,
+            DataView {
+                x: x.view(),
+                t: t.view(),
+            },
+            None,
+            &mut [],
+        )
+        .unwrap();
+        th
+    };
+    assert_eq!(rerun(7), theta);
+    assert_ne!(rerun(8), theta);
+}
+
+#[test]
+fn early_stopping_restores_the_best_epoch() {
+    // Validation targets are the training targets flipped: every improvement on
+    // the training set worsens the validation loss, so epoch 0 stays the best.
+    let (x, t) = data(0);
+    let flipped = t.mapv(|v| 1.0 - v);
+    let mlp = mlp();
+    let start = vec![0.0; mlp.num_params()];
+    let mut theta = start.clone();
+    let config = TrainConfig {
+        epochs: 50,
+        patience: Some(3),
+        ..TrainConfig::default()
+    };
+    let h = train(
+        &config,
+        gd("1.0").as_mut(),
+        &mut factory(&mlp),
+        &mut theta,
+        DataView {
+            x: x.view(),
+            t: t.view(),
+        },
+        Some(DataView {
+            x: x.view(),
+            t: flipped.view(),
+        }),
+        &mut [],
+    )
+    .unwrap();
+    assert_eq!(h.stop, StopReason::EarlyStopping { best_epoch: 0 });
+    assert_eq!(h.last_epoch(), 3);
+    assert_eq!(theta, start, "θ of epoch 0 restored");
+}
+
+#[derive(Default)]
+struct Counter {
+    starts: usize,
+    ends: usize,
+    epochs_started: usize,
+    updates: usize,
+    stop_after_updates: Option<usize>,
+    stop_after_epoch: Option<usize>,
+}
+
+impl Callback for Counter {
+    fn on_train_start(&mut self, _: &TrainConfig) {
+        self.starts += 1;
+    }
+    fn on_train_end(&mut self, _: &curvature::train::History) {
+        self.ends += 1;
+    }
+    fn on_epoch_start(&mut self, _: usize) -> Control {
+        self.epochs_started += 1;
+        Control::Continue
+    }
+    fn on_epoch_end(&mut self, h: &curvature::train::History) -> Control {
+        if Some(h.last_epoch()) == self.stop_after_epoch {
+            Control::Stop
+        } else {
+            Control::Continue
+        }
+    }
+    fn on_update_end(&mut self, _: &StepReport) -> Control {
+        self.updates += 1;
+        if Some(self.updates) == self.stop_after_updates {
+            Control::Stop
+        } else {
+            Control::Continue
+        }
+    }
+}
+
+#[test]
+fn callbacks_see_every_event_and_can_stop_training() {
+    let (x, t) = data(0);
+    let mlp = mlp();
+    let run = |cb: &mut Counter, batch: Option<usize>| {
+        let mut theta = vec![0.0; mlp.num_params()];
+        let config = TrainConfig {
+            epochs: 10,
+            batch_size: batch,
+            ..TrainConfig::default()
+        };
+        train(
+            &config,
+            gd("0.5").as_mut(),
+            &mut factory(&mlp),
+            &mut theta,
+            DataView {
+                x: x.view(),
+                t: t.view(),
+            },
+            None,
+            &mut [cb],
+        )
+        .unwrap()
+    };
+    let mut mid_epoch = Counter {
+        stop_after_updates: Some(6),
+        ..Counter::default()
+    };
+    let h = run(&mut mid_epoch, Some(16));
+    assert_eq!(h.stop, StopReason::Callback);
+    assert_eq!(h.updates, 6);
+    assert_eq!(
+        h.last_epoch(),
+        2,
+        "the 6th update of 4 per epoch is in epoch 2"
+    );
+    assert_eq!(
+        (mid_epoch.starts, mid_epoch.ends, mid_epoch.epochs_started),
+        (1, 1, 2)
+    );
+    let mut at_epoch = Counter {
+        stop_after_epoch: Some(4),
+        ..Counter::default()
+    };
+    let h = run(&mut at_epoch, None);
+    assert_eq!(h.stop, StopReason::Callback);
+    assert_eq!((h.last_epoch(), h.updates, at_epoch.updates), (4, 4, 4));
+}
+
+#[test]
+fn rejected_steps_are_counted() {
+    // Newton nearly undamped from a saturated start (see optim_monotone.rs) rejects steps.
+    let (x, t) = data(5);
+    let mlp = mlp();
+    let mut theta = vec![6.0, 6.0, 6.0, -6.0];
+    let mut spec: OptimizerSpec = "newton".parse().unwrap();
+    spec.set("damping", "1e-8").unwrap();
+    let config = TrainConfig {
+        epochs: 30,
+        ..TrainConfig::default()
+    };
+    let h = train(
+        &config,
+        spec.build().as_mut(),
+        &mut factory(&mlp),
+        &mut theta,
+        DataView {
+            x: x.view(),
+            t: t.view(),
+        },
+        None,
+        &mut [],
+    )
+    .unwrap();
+    assert!(
+        h.rejected > 0 && h.updates > 0,
+        "{} accepted, {} rejected",
+        h.updates,
+        h.rejected
+    );
+    assert_eq!(h.updates + h.rejected, 30);
+    assert!(h
+        .records
+        .windows(2)
+        .all(|w| w[1].train_loss <= w[0].train_loss));
+}
+
+#[test]
+fn accuracy_reads_classes_from_one_hot_or_binary_targets() {
+    let y = array![[0.2, 0.7, 0.1], [0.5, 0.3, 0.2]];
+    let t = array![[0.0f32, 1.0, 0.0], [0.0, 0.0, 1.0]];
+    assert_eq!(accuracy(&y, t.view()), Some(0.5));
+    let y = array![[0.9], [0.4], [0.6]];
+    let t = array![[1.0f32], [0.0], [0.0]];
+    assert_eq!(accuracy(&y, t.view()), Some(2.0 / 3.0));
+    let t = array![[1.5f32], [0.0], [0.0]];
+    assert_eq!(
+        accuracy(&y, t.view()),
+        None,
+        "real-valued targets have no accuracy"
+    );
+}
