@@ -14,6 +14,12 @@ pub enum Error {
     /// An argument or input that cannot be used, with what to do instead.
     #[error("{0}")]
     Input(String),
+    /// An optimizer or the training loop failed (boxed: it can itself carry an `Error`).
+    #[error(transparent)]
+    Optim(Box<crate::optim::OptimError>),
+    /// The device disagreed with the CPU reference (`train --verify-every`).
+    #[error("verification failed: {0}")]
+    Verification(String),
     /// A vector, block or row range whose shape does not fit the model or data.
     #[error("shape mismatch: {0}")]
     Shape(String),
@@ -22,3 +28,13 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<crate::optim::OptimError> for Error {
+    fn from(e: crate::optim::OptimError) -> Error {
+        match e {
+            // Unwrap an engine error so its message is not wrapped twice.
+            crate::optim::OptimError::Engine(inner) => inner,
+            other => Error::Optim(Box::new(other)),
+        }
+    }
+}

@@ -37,6 +37,7 @@ pub mod model;
 pub mod optim;
 pub mod plot;
 pub mod train;
+pub mod verify;
 
 pub use activation::Activation;
 pub use curvature::Curvature;

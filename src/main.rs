@@ -29,6 +29,13 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Train an MLP (default: the main job — digits, 64-50-10 sigmoid/softmax, damped Newton).
+    #[command(after_help = "Examples:\n  \
+curvature train                                   # the main job on the bundled digits\n  \
+curvature train --optimizer lm --epochs 10 --device gpu\n  \
+curvature train --data mnist10k --hidden 128 --optimizer hessian-free --plot mnist.svg\n  \
+curvature train --data xor --hidden 2 --optimizer bfgs --validation-fraction 0 --test-fraction 0")]
+    Train(Box<cli::train::TrainArgs>),
     /// Loss, accuracy and confusion matrix of a saved model on a data set.
     #[command(
         after_help = "Example:\n  curvature eval --model runs/X/model.safetensors --data digits --split test"
@@ -56,6 +63,7 @@ Vectors come in tensor `v` (W) or `V` (k, W); the result is the tensor named aft
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match &cli.command {
+        Command::Train(args) => cli::train::run(args).map(|()| true),
         Command::Eval(args) => cli::eval::run(args).map(|()| true),
         Command::Predict(args) => cli::predict::run(args).map(|()| true),
         Command::Compute(args) => cli::compute::run(args).map(|()| true),

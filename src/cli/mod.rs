@@ -6,3 +6,4 @@ pub mod devices;
 pub mod eval;
 pub mod parity;
 pub mod predict;
+pub mod train;

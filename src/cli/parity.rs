@@ -79,10 +79,12 @@ pub fn run(args: &ParityArgs) -> Result<bool> {
         mlp.describe(),
         ds.len()
     );
+    let started = std::time::Instant::now();
     let all = 0..ds.len();
     let few = 0..MATRIX_ROWS.min(ds.len());
     let mut rows: Vec<(String, usize, Comparison)> = Vec::new();
     let mut check = |name: &str, r: &Range<usize>, g: Vec<f64>, c: Vec<f64>, tol: Tolerance| {
+        eprintln!("{name}: {:.2?}", started.elapsed());
         rows.push((name.to_string(), r.len(), compare(&g, &c, tol)));
     };
     check(

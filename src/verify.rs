@@ -1,0 +1,257 @@
+//! Runtime verification against the CPU reference (`train --verify-every K`):
+//! a `Curvature` wrapper that passes every call to the device's engine and, on
+//! the first update and every K-th, recomputes that update's loss, gradient
+//! and first curvature product with the f64 CPU reference, compares them with
+//! the shared comparator, and stops with a clear error if they disagree.
+
+use crate::compare::{compare, Comparison, Tolerance};
+use crate::cpu_engine::CpuEngine;
+use crate::curvature::Curvature;
+use crate::error::{Error, Result};
+use crate::model::Mlp;
+use ndarray::{Array2, ArrayView2};
+use std::cell::{Cell, RefCell};
+use std::ops::Range;
+use std::rc::Rc;
+
+/// Device (f32) against reference (f64): vectors and scalars accumulate over
+/// the batch in f32, so a relative error near 1e-4 of the largest entries is
+/// expected; `abs` covers entries that cancel to near zero. Diagonals and
+/// dense matrices sum more terms per entry.
+pub const VERIFY_TOL: Tolerance = Tolerance {
+    abs: 1e-5,
+    rel: 1e-3,
+};
+pub const VERIFY_TOL_MATRIX: Tolerance = Tolerance {
+    abs: 2e-5,
+    rel: 2e-3,
+};
+
+/// One verified quantity.
+#[derive(Clone, Debug)]
+pub struct Check {
+    /// The update (0-based) it belonged to.
+    pub update: usize,
+    pub quantity: &'static str,
+    pub comparison: Comparison,
+}
+
+/// What the verifier shares with the training loop: the update counter (the
+/// loop's callback advances it) and the checks made so far.
+#[derive(Default)]
+pub struct VerifyState {
+    pub updates: Cell<usize>,
+    pub checks: RefCell<Vec<Check>>,
+    /// The update whose gradient / curvature product was already checked.
+    grad_checked: Cell<Option<usize>>,
+    curvature_checked: Cell<Option<usize>>,
+}
+
+impl VerifyState {
+    /// The largest relative error seen so far, with its quantity.
+    pub fn worst(&self) -> Option<(f64, &'static str, usize)> {
+        self.checks
+            .borrow()
+            .iter()
+            .map(|c| (c.comparison.worst_rel, c.quantity, c.update))
+            .fold(None, |best, x| match best {
+                Some(b) if b.0 >= x.0 => Some(b),
+                _ => Some(x),
+            })
+    }
+}
+
+/// The wrapper: an engine plus the CPU reference bound to the same rows.
+pub struct Verifying {
+    inner: Box<dyn Curvature>,
+    reference: CpuEngine,
+    every: usize,
+    state: Rc<VerifyState>,
+}
+
+impl Verifying {
+    /// Wraps `inner` (bound to x (N, D), t (N, K)); verifies update 0 and every
+    /// `every`-th (`every` = 0: update 0 only).
+    pub fn new(
+        inner: Box<dyn Curvature>,
+        mlp: &Mlp,
+        x: ArrayView2<f32>,
+        t: ArrayView2<f32>,
+        every: usize,
+        state: Rc<VerifyState>,
+    ) -> Result<Verifying> {
+        Ok(Verifying {
+            reference: CpuEngine::new(mlp, x, t)?,
+            inner,
+            every,
+            state,
+        })
+    }
+
+    fn due(&self, checked: &Cell<Option<usize>>) -> Option<usize> {
+        let u = self.state.updates.get();
+        let due = u == 0 || (self.every > 0 && u % self.every == 0);
+        (due && checked.get() != Some(u)).then_some(u)
+    }
+
+    fn record(
+        &self,
+        update: usize,
+        quantity: &'static str,
+        got: &[f64],
+        want: &[f64],
+        tol: Tolerance,
+    ) -> Result<()> {
+        let comparison = compare(got, want, tol);
+        let passed = comparison.passed();
+        let message = format!("{comparison}");
+        self.state.checks.borrow_mut().push(Check {
+            update,
+            quantity,
+            comparison,
+        });
+        if passed {
+            Ok(())
+        } else {
+            Err(Error::Verification(format!(
+                "update {update}: the device's {quantity} disagrees with the CPU reference: {message}. \
+                 Run `curvature parity` to check this adapter, or train with `--device cpu`"
+            )))
+        }
+    }
+
+    /// Checks the first curvature product of a due update.
+    fn check_curvature(
+        &mut self,
+        quantity: &'static str,
+        got: &[f64],
+        want: impl FnOnce(&mut CpuEngine) -> Result<Vec<f64>>,
+        tol: Tolerance,
+    ) -> Result<()> {
+        if let Some(u) = self.due(&self.state.curvature_checked) {
+            self.state.curvature_checked.set(Some(u));
+            let want = want(&mut self.reference)?;
+            self.record(u, quantity, got, &want, tol)?;
+        }
+        Ok(())
+    }
+}
+
+fn flat(m: &Array2<f64>) -> Vec<f64> {
+    m.iter().copied().collect()
+}
+
+impl Curvature for Verifying {
+    fn mlp(&self) -> &Mlp {
+        self.inner.mlp()
+    }
+    fn num_rows(&self) -> usize {
+        self.inner.num_rows()
+    }
+    fn loss(&mut self, theta: &[f64], rows: Range<usize>) -> Result<f64> {
+        self.inner.loss(theta, rows)
+    }
+    fn loss_grad(&mut self, theta: &[f64], rows: Range<usize>) -> Result<(f64, Vec<f64>)> {
+        let (loss, grad) = self.inner.loss_grad(theta, rows.clone())?;
+        if let Some(u) = self.due(&self.state.grad_checked) {
+            self.state.grad_checked.set(Some(u));
+            let (want_loss, want_grad) = self.reference.loss_grad(theta, rows)?;
+            self.record(u, "loss", &[loss], &[want_loss], VERIFY_TOL)?;
+            self.record(u, "gradient", &grad, &want_grad, VERIFY_TOL)?;
+        }
+        Ok((loss, grad))
+    }
+    fn outputs(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
+        self.inner.outputs(theta, rows)
+    }
+    fn hvp_block(
+        &mut self,
+        theta: &[f64],
+        rows: Range<usize>,
+        v: ArrayView2<f64>,
+    ) -> Result<Array2<f64>> {
+        let got = self.inner.hvp_block(theta, rows.clone(), v)?;
+        self.check_curvature(
+            "Hv",
+            &flat(&got),
+            |r| Ok(flat(&r.hvp_block(theta, rows, v)?)),
+            VERIFY_TOL,
+        )?;
+        Ok(got)
+    }
+    fn gvp_block(
+        &mut self,
+        theta: &[f64],
+        rows: Range<usize>,
+        v: ArrayView2<f64>,
+    ) -> Result<Array2<f64>> {
+        let got = self.inner.gvp_block(theta, rows.clone(), v)?;
+        self.check_curvature(
+            "Gv",
+            &flat(&got),
+            |r| Ok(flat(&r.gvp_block(theta, rows, v)?)),
+            VERIFY_TOL,
+        )?;
+        Ok(got)
+    }
+    fn hessian(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
+        let got = self.inner.hessian(theta, rows.clone())?;
+        self.check_curvature(
+            "Hessian",
+            &flat(&got),
+            |r| Ok(flat(&r.hessian(theta, rows)?)),
+            VERIFY_TOL_MATRIX,
+        )?;
+        Ok(got)
+    }
+    fn ggn(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
+        let got = self.inner.ggn(theta, rows.clone())?;
+        self.check_curvature(
+            "GGN",
+            &flat(&got),
+            |r| Ok(flat(&r.ggn(theta, rows)?)),
+            VERIFY_TOL_MATRIX,
+        )?;
+        Ok(got)
+    }
+    fn diag_hessian(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Vec<f64>> {
+        let got = self.inner.diag_hessian(theta, rows.clone())?;
+        self.check_curvature(
+            "diag Hessian",
+            &got,
+            |r| r.diag_hessian(theta, rows),
+            VERIFY_TOL_MATRIX,
+        )?;
+        Ok(got)
+    }
+    fn diag_ggn(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Vec<f64>> {
+        let got = self.inner.diag_ggn(theta, rows.clone())?;
+        self.check_curvature(
+            "diag GGN",
+            &got,
+            |r| r.diag_ggn(theta, rows),
+            VERIFY_TOL_MATRIX,
+        )?;
+        Ok(got)
+    }
+    fn diag_becker_lecun(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Vec<f64>> {
+        let got = self.inner.diag_becker_lecun(theta, rows.clone())?;
+        self.check_curvature(
+            "diag Becker-LeCun",
+            &got,
+            |r| r.diag_becker_lecun(theta, rows),
+            VERIFY_TOL_MATRIX,
+        )?;
+        Ok(got)
+    }
+    fn outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
+        let got = self.inner.outer_product(theta, rows.clone())?;
+        self.check_curvature(
+            "outer product",
+            &flat(&got),
+            |r| Ok(flat(&r.outer_product(theta, rows)?)),
+            VERIFY_TOL_MATRIX,
+        )?;
+        Ok(got)
+    }
+}

@@ -1,0 +1,505 @@
+//! End to end: every command of the `curvature` binary on small data, and each
+//! bad input gets a one-line error, a non-zero exit, and nothing overwritten.
+
+use curvature::cpu_engine::CpuEngine;
+use curvature::curvature::Curvature;
+use curvature::files::{
+    load_model, read_tensors, save_model, write_tensors, NamedTensor, Overwrite,
+};
+use curvature::{data, Activation, Loss, Mlp};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn curvature(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_curvature"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the curvature binary runs")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Asserts a failure with a one-line `error:` message containing each of `needles`.
+fn assert_one_line_error(o: &Output, needles: &[&str]) {
+    let (out, err) = text(o);
+    assert!(
+        !o.status.success(),
+        "expected failure; stdout: {out}\nstderr: {err}"
+    );
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(lines.len(), 1, "one error line expected, stderr: {err}");
+    for n in needles {
+        assert!(lines[0].contains(n), "error line lacks `{n}`: {}", lines[0]);
+    }
+}
+
+/// A 64-7-10 digits model with seeded weights, saved in `dir`.
+fn digits_model(dir: &Path) -> (PathBuf, Mlp, Vec<f64>) {
+    let mlp = Mlp::with_hidden(&[64, 7, 10], Activation::Tanh, Loss::Ce, 1e-3).unwrap();
+    let theta = mlp.init_params(5);
+    let path = dir.join("model.safetensors");
+    save_model(&path, &mlp, &theta, &HashMap::new(), Overwrite::Refuse).unwrap();
+    // θ as the file holds it (f32).
+    let theta = load_model(&path).unwrap().theta;
+    (path, mlp, theta)
+}
+
+#[test]
+fn train_eval_predict_round_trip_on_xor_and_gaussians() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = curvature(
+        &[
+            "train",
+            "--data",
+            "gaussians",
+            "--hidden",
+            "3",
+            "--optimizer",
+            "bfgs",
+            "--epochs",
+            "15",
+            "--device",
+            "cpu",
+            "--out",
+            "g.safetensors",
+            "--quiet",
+        ],
+        d,
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "train failed: {out}\n{err}");
+    assert!(out.contains("test accuracy"), "{out}");
+    for f in ["g.safetensors", "g.history.json", "g.curves.png"] {
+        assert!(d.join(f).exists(), "{f} missing; {out}");
+    }
+    let history = std::fs::read_to_string(d.join("g.history.json")).unwrap();
+    assert!(
+        history.starts_with('{') && history.contains("\"epochs\":["),
+        "{history}"
+    );
+
+    // eval on the same split the model was trained with.
+    let o = curvature(
+        &[
+            "eval",
+            "--model",
+            "g.safetensors",
+            "--data",
+            "gaussians",
+            "--device",
+            "cpu",
+        ],
+        d,
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "eval failed: {out}\n{err}");
+    assert!(
+        out.contains("accuracy") && out.contains("confusion matrix"),
+        "{out}"
+    );
+
+    // predict two rows.
+    std::fs::write(d.join("rows.csv"), "x1,x2\n-1.5,-1.2\n1.4,1.1\n").unwrap();
+    let o = curvature(
+        &["predict", "--model", "g.safetensors", "--input", "rows.csv"],
+        d,
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "predict failed: {out}\n{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[1].starts_with("0,0,") && lines[2].starts_with("1,1,"),
+        "{out}"
+    );
+
+    // Training again onto the same file without --force is refused, the model kept.
+    let before = std::fs::read(d.join("g.safetensors")).unwrap();
+    let o = curvature(
+        &[
+            "train",
+            "--data",
+            "xor",
+            "--hidden",
+            "2",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            "g.safetensors",
+        ],
+        d,
+    );
+    assert_one_line_error(&o, &["g.safetensors", "--force"]);
+    assert_eq!(std::fs::read(d.join("g.safetensors")).unwrap(), before);
+}
+
+#[test]
+fn train_default_run_directory_holds_model_history_and_picture() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = curvature(
+        &[
+            "train",
+            "--data",
+            "xor",
+            "--hidden",
+            "3",
+            "--optimizer",
+            "lm",
+            "--epochs",
+            "3",
+            "--test-fraction",
+            "0",
+            "--validation-fraction",
+            "0",
+            "--device",
+            "cpu",
+            "--plot",
+            "xor.svg",
+        ],
+        dir.path(),
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    let runs: Vec<_> = std::fs::read_dir(dir.path().join("runs"))
+        .unwrap()
+        .collect();
+    assert_eq!(runs.len(), 1);
+    let run = runs[0].as_ref().unwrap().path();
+    assert!(run.join("model.safetensors").exists() && run.join("history.json").exists());
+    assert!(std::fs::read_to_string(dir.path().join("xor.svg"))
+        .unwrap()
+        .contains("<svg"));
+}
+
+#[test]
+fn compute_grad_and_hvp_equal_the_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (model, mlp, theta) = digits_model(d);
+    let ds = data::load_named("digits").unwrap();
+    let mut engine = CpuEngine::new(&mlp, ds.x.view(), ds.t.view()).unwrap();
+    let rows = 0..ds.len();
+
+    let o = curvature(
+        &[
+            "compute",
+            "grad",
+            "--model",
+            "model.safetensors",
+            "--data",
+            "digits",
+            "--device",
+            "cpu",
+            "--out",
+            "g.safetensors",
+        ],
+        d,
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    let (t, _) = read_tensors(&d.join("g.safetensors")).unwrap();
+    assert_eq!(t[0].name, "grad");
+    let want = engine.loss_grad(&theta, rows.clone()).unwrap().1;
+    // Same inputs, same f64 code path: equal to the last bit.
+    assert_eq!(t[0].data, want);
+
+    let w = mlp.num_params();
+    let v: Vec<f64> = (0..w)
+        .map(|i| ((i * 7919) % 13) as f64 / 13.0 - 0.5)
+        .collect();
+    write_tensors(
+        &d.join("v.safetensors"),
+        &[NamedTensor {
+            name: "v".into(),
+            shape: vec![w],
+            data: v.clone(),
+        }],
+        HashMap::new(),
+        false,
+        Overwrite::Refuse,
+    )
+    .unwrap();
+    let o = curvature(
+        &[
+            "compute",
+            "hvp",
+            "--model",
+            "model.safetensors",
+            "--data",
+            "digits",
+            "--vectors",
+            "v.safetensors",
+            "--device",
+            "cpu",
+            "--out",
+            "hv.safetensors",
+        ],
+        d,
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    let (t, meta) = read_tensors(&d.join("hv.safetensors")).unwrap();
+    assert_eq!(t[0].name, "hvp");
+    assert_eq!(t[0].shape, vec![w]);
+    assert_eq!(t[0].data, engine.hvp(&theta, rows, &v).unwrap());
+    assert_eq!(meta["quantity"], "hvp");
+    let _ = model;
+}
+
+#[test]
+fn compute_writes_every_cheap_quantity() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mlp = Mlp::with_hidden(&[2, 3, 1], Activation::Tanh, Loss::Bce, 0.01).unwrap();
+    let theta = mlp.init_params(1);
+    save_model(
+        &d.join("m.safetensors"),
+        &mlp,
+        &theta,
+        &HashMap::new(),
+        Overwrite::Refuse,
+    )
+    .unwrap();
+    let w = mlp.num_params();
+    for (q, shape) in [
+        ("loss", vec![]),
+        ("hessian", vec![w, w]),
+        ("ggn", vec![w, w]),
+        ("diag-hessian", vec![w]),
+        ("diag-ggn", vec![w]),
+        ("diag-becker-lecun", vec![w]),
+        ("outer-product", vec![w, w]),
+        ("inverse-outer-product", vec![w, w]),
+        ("fd-hessian", vec![w, w]),
+    ] {
+        let out = format!("{q}.safetensors");
+        let o = curvature(
+            &[
+                "compute",
+                q,
+                "--model",
+                "m.safetensors",
+                "--data",
+                "gaussians",
+                "--device",
+                "cpu",
+                "--out",
+                &out,
+            ],
+            d,
+        );
+        let (so, se) = text(&o);
+        assert!(o.status.success(), "{q}: {so}\n{se}");
+        let (t, _) = read_tensors(&d.join(&out)).unwrap();
+        assert_eq!(t[0].shape, shape, "{q}");
+    }
+    // fd-hessian against hessian: PRML 5.91 to finite-difference accuracy.
+    let (h, _) = read_tensors(&d.join("hessian.safetensors")).unwrap();
+    let (f, _) = read_tensors(&d.join("fd-hessian.safetensors")).unwrap();
+    let worst = h[0]
+        .data
+        .iter()
+        .zip(&f[0].data)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(worst < 1e-6, "fd-hessian differs by {worst}");
+}
+
+#[test]
+fn bad_inputs_get_one_line_errors_and_overwrite_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_, mlp, _) = digits_model(d);
+
+    // A missing model.
+    let o = curvature(
+        &["eval", "--model", "nope.safetensors", "--data", "digits"],
+        d,
+    );
+    assert_one_line_error(&o, &["nope.safetensors"]);
+    // A corrupt model.
+    std::fs::write(
+        d.join("corrupt.safetensors"),
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{not json",
+    )
+    .unwrap();
+    let o = curvature(
+        &["eval", "--model", "corrupt.safetensors", "--data", "digits"],
+        d,
+    );
+    assert_one_line_error(&o, &["corrupt.safetensors"]);
+    // A model whose shapes disagree with the data.
+    let wide = Mlp::with_hidden(&[784, 5, 10], Activation::Sigmoid, Loss::Ce, 0.0).unwrap();
+    save_model(
+        &d.join("wide.safetensors"),
+        &wide,
+        &wide.init_params(0),
+        &HashMap::new(),
+        Overwrite::Refuse,
+    )
+    .unwrap();
+    let o = curvature(
+        &[
+            "eval",
+            "--model",
+            "wide.safetensors",
+            "--data",
+            "digits",
+            "--device",
+            "cpu",
+        ],
+        d,
+    );
+    assert_one_line_error(&o, &["784 inputs", "64"]);
+    // A corrupt data file (a truncated gzip).
+    let gz = std::fs::read(data::data_dir().join("digits.csv.gz")).unwrap();
+    std::fs::write(d.join("cut.csv.gz"), &gz[..gz.len() / 2]).unwrap();
+    let o = curvature(
+        &[
+            "eval",
+            "--model",
+            "model.safetensors",
+            "--data",
+            "cut.csv.gz",
+            "--device",
+            "cpu",
+        ],
+        d,
+    );
+    assert_one_line_error(&o, &["cut.csv.gz"]);
+    // An unknown optimizer.
+    let o = curvature(
+        &[
+            "train",
+            "--optimizer",
+            "adamw",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+        ],
+        d,
+    );
+    assert_one_line_error(&o, &["adamw", "newton"]);
+    // An unknown quantity (clap's usage error).
+    let o = curvature(
+        &[
+            "compute",
+            "jacobian",
+            "--model",
+            "model.safetensors",
+            "--data",
+            "digits",
+            "--out",
+            "x.safetensors",
+        ],
+        d,
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("jacobian"));
+    // Vectors of the wrong length.
+    write_tensors(
+        &d.join("short.safetensors"),
+        &[NamedTensor {
+            name: "v".into(),
+            shape: vec![3],
+            data: vec![1.0, 2.0, 3.0],
+        }],
+        HashMap::new(),
+        false,
+        Overwrite::Refuse,
+    )
+    .unwrap();
+    let o = curvature(
+        &[
+            "compute",
+            "hvp",
+            "--model",
+            "model.safetensors",
+            "--data",
+            "digits",
+            "--vectors",
+            "short.safetensors",
+            "--device",
+            "cpu",
+            "--out",
+            "hv.safetensors",
+        ],
+        d,
+    );
+    assert_one_line_error(
+        &o,
+        &["short.safetensors", &format!("W = {}", mlp.num_params())],
+    );
+    assert!(!d.join("hv.safetensors").exists());
+    // An existing --out is refused before any work and kept as it was.
+    std::fs::write(d.join("keep.safetensors"), b"precious").unwrap();
+    let o = curvature(
+        &[
+            "compute",
+            "loss",
+            "--model",
+            "model.safetensors",
+            "--data",
+            "digits",
+            "--device",
+            "cpu",
+            "--out",
+            "keep.safetensors",
+        ],
+        d,
+    );
+    assert_one_line_error(&o, &["keep.safetensors", "--force"]);
+    assert_eq!(
+        std::fs::read(d.join("keep.safetensors")).unwrap(),
+        b"precious"
+    );
+    // ... and replaced with --force.
+    let o = curvature(
+        &[
+            "compute",
+            "loss",
+            "--model",
+            "model.safetensors",
+            "--data",
+            "digits",
+            "--device",
+            "cpu",
+            "--out",
+            "keep.safetensors",
+            "--force",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_eq!(
+        read_tensors(&d.join("keep.safetensors")).unwrap().0[0].name,
+        "loss"
+    );
+}
+
+#[test]
+fn devices_and_help_explain_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = curvature(&["devices"], dir.path());
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("--device auto"), "{out}");
+    for cmd in ["train", "eval", "predict", "compute", "devices", "parity"] {
+        let o = curvature(&[cmd, "--help"], dir.path());
+        assert!(o.status.success());
+        assert!(!text(&o).0.is_empty());
+    }
+    let o = curvature(&["--help"], dir.path());
+    assert!(text(&o).0.contains("Examples"));
+}
