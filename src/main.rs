@@ -29,7 +29,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Train an MLP (default: the main job — digits, 64-50-10 sigmoid/softmax, damped Newton).
+    /// Train an MLP (default: the main job — digits, 64-50-10 sigmoid/softmax, Hessian-free).
     #[command(after_help = "Examples:\n  \
 curvature train                                   # the main job on the bundled digits\n  \
 curvature train --optimizer lm --epochs 10 --device gpu\n  \

@@ -19,10 +19,10 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
-/// The optimizer of the main job: damped Newton with the exact Hessian, the
-/// method the PRML §5.4 notes build up to; it reaches ≥ 97% on digits in a few
-/// full-batch steps (see the README's optimizer table).
-const DEFAULT_OPTIMIZER: &str = "newton";
+/// The optimizer of the main job: Hessian-free (Gauss-Newton products and CG,
+/// Martens 2010), the second-order method that reaches ≥ 97% test accuracy on
+/// digits in seconds without forming a W×W matrix (see the README's table).
+const DEFAULT_OPTIMIZER: &str = "hessian-free";
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
