@@ -6,6 +6,7 @@ pub mod context;
 pub mod engine;
 pub mod error;
 pub mod kernels;
+pub mod probe;
 
 pub use context::{list_adapters, AdapterChoice, AdapterOptions, AdapterSummary, GpuContext};
 pub use engine::GpuEngine;

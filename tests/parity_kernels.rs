@@ -1,0 +1,119 @@
+//! Kernel-level parity: both matmul variants in the three layouts the passes use
+//! (A·B, A·Bᵀ, Aᵀ·B), batched with a shared operand, with β, on shapes that are not
+//! multiples of any tile (1, 3, 7, 33, 65, 257), against host loops in f64. And the
+//! comparator itself: a perturbed result must fail.
+
+mod gpu_support;
+
+use curvature::gpu::kernels::{Kernel, Strided};
+use curvature::gpu::probe;
+use gpu_support::{assert_close, compare, gpu, Tol, TOL_MATMUL};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn random(len: usize, seed: u64) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    /// A (m, k) row-major · B (k, n) row-major
+    AB,
+    /// A (m, k) · Bᵀ with B stored (n, k)
+    ABt,
+    /// Aᵀ with A stored (k, m) · B (k, n)
+    AtB,
+}
+
+/// Runs one product on the GPU and on the host; `shared_b`: B has batch stride 0.
+fn check(kernel: Kernel, layout: Layout, (m, n, k): (usize, usize, usize), batch: usize, beta: f32, seed: u64) {
+    let Some(ctx) = gpu() else { return };
+    let shared_b = batch > 1 && seed % 2 == 0;
+    let a = random(batch * m * k, seed);
+    let b = random(if shared_b { k * n } else { batch * k * n }, seed + 1);
+    let c0 = random(batch * m * n, seed + 2);
+    let (sa, sb) = match layout {
+        Layout::AB => (Strided::rows(0, k), Strided::rows(0, n)),
+        Layout::ABt => (Strided::rows(0, k), Strided::transposed(0, k)),
+        Layout::AtB => (Strided::transposed(0, m), Strided::rows(0, n)),
+    };
+    let sa = sa.batch(m * k);
+    let sb = sb.batch(if shared_b { 0 } else { k * n });
+    let sc = Strided::rows(0, n).batch(m * n);
+    let alpha = 0.75;
+    let got = probe::matmul(&ctx, kernel, (m, n, k, batch), (&a, sa), (&b, sb), (&c0, sc), alpha, beta)
+        .expect("matmul");
+    let mut want = vec![0.0f64; batch * m * n];
+    for bi in 0..batch {
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0.0f64;
+                for kk in 0..k {
+                    let av = a[sa.off + bi * sa.bs + i * sa.rs + kk * sa.cs] as f64;
+                    let bv = b[sb.off + bi * sb.bs + kk * sb.rs + j * sb.cs] as f64;
+                    s += av * bv;
+                }
+                let ci = bi * m * n + i * n + j;
+                want[ci] = beta as f64 * c0[ci] as f64 + alpha as f64 * s;
+            }
+        }
+    }
+    let got: Vec<f64> = got.iter().map(|&v| v as f64).collect();
+    // abs scaled to √k: the sum of k products of magnitude < 1 has typical size √k.
+    let tol = Tol { abs: TOL_MATMUL.abs * (k as f64).sqrt().max(1.0), rel: TOL_MATMUL.rel };
+    assert_close(&format!("{kernel:?} {layout:?} m{m} n{n} k{k} batch{batch} β{beta}"), &got, &want, tol);
+}
+
+const SHAPES: [(usize, usize, usize); 9] = [
+    (1, 1, 1),
+    (1, 7, 3),
+    (7, 1, 33),
+    (3, 65, 7),
+    (33, 33, 1),
+    (65, 7, 257),
+    (257, 3, 65),
+    (31, 257, 33),
+    (130, 70, 90),
+];
+
+fn sweep(kernel: Kernel) {
+    for (i, &shape) in SHAPES.iter().enumerate() {
+        for layout in [Layout::AB, Layout::ABt, Layout::AtB] {
+            check(kernel, layout, shape, 1, 0.0, i as u64 * 10);
+        }
+        check(kernel, Layout::AB, shape, 3, 1.0, i as u64 * 10 + 2);
+        check(kernel, Layout::ABt, shape, 2, 0.5, i as u64 * 10 + 3);
+    }
+}
+
+#[test]
+fn matmul_tiled_matches_host() {
+    sweep(Kernel::MatmulTiled);
+}
+
+#[test]
+fn matmul_register_blocked_matches_host() {
+    sweep(Kernel::MatmulReg);
+}
+
+#[test]
+fn context_reports_adapter_and_variant() {
+    let Some(ctx) = gpu() else { return };
+    assert!(!ctx.summary().name.is_empty());
+    assert!(ctx.summary().max_binding_bytes() >= 1 << 20);
+    let note = ctx.matmul_variant();
+    assert!(note.contains("tiled") && note.contains("ms"), "{note}");
+}
+
+#[test]
+fn comparator_rejects_a_perturbed_result() {
+    let cpu: Vec<f64> = (0..100).map(|i| (i as f64 * 0.37).sin()).collect();
+    let mut gpu_like = cpu.clone();
+    assert!(compare("identical", &gpu_like, &cpu, TOL_MATMUL).is_ok());
+    gpu_like[42] += 1e-3;
+    let report = compare("perturbed", &gpu_like, &cpu, TOL_MATMUL).unwrap_err();
+    assert!(report.contains("[42]"), "{report}");
+    gpu_like[42] = f64::NAN;
+    assert!(compare("nan", &gpu_like, &cpu, TOL_MATMUL).is_err());
+}
