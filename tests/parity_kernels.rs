@@ -117,3 +117,27 @@ fn comparator_rejects_a_perturbed_result() {
     gpu_like[42] = f64::NAN;
     assert!(compare("nan", &gpu_like, &cpu, TOL_MATMUL).is_err());
 }
+
+#[test]
+fn adapter_choice_and_errors() {
+    use curvature::gpu::{list_adapters, AdapterChoice, AdapterOptions, GpuContext, GpuError};
+    let adapters = list_adapters();
+    if adapters.is_empty() {
+        println!("SKIPPED (no GPU adapter)");
+        return;
+    }
+    // A name no adapter has: NoMatch, listing what there is.
+    let err = GpuContext::new(&AdapterOptions { choice: AdapterChoice::Gpu, name: Some("no-such-adapter-xyz".into()) })
+        .unwrap_err();
+    assert!(matches!(err, GpuError::NoMatch { .. }), "{err}");
+    assert!(err.to_string().contains(&adapters[0].name), "{err}");
+    // `auto` never takes a software adapter: only software here → NoHardware.
+    if adapters.iter().all(|a| a.is_software) {
+        let err = GpuContext::new(&AdapterOptions { choice: AdapterChoice::Auto, name: None }).unwrap_err();
+        assert!(matches!(err, GpuError::NoHardware(_)), "{err}");
+        assert!(err.to_string().contains("--device gpu"), "{err}");
+    }
+    // The no-adapter message says how to get one.
+    let msg = GpuError::NoAdapter("searched vulkan".into()).to_string();
+    assert!(msg.contains("mesa-vulkan-drivers"), "{msg}");
+}
