@@ -9,7 +9,13 @@ use curvature::{Activation, Curvature, Loss};
 use gpu_support::{assert_close, flat, gpu, Case, TOL_CURVATURE};
 use ndarray::s;
 
-fn check_diagonals(label: &str, case: &Case, rows: std::ops::Range<usize>, with_exact: bool, max_chunk: Option<usize>) {
+fn check_diagonals(
+    label: &str,
+    case: &Case,
+    rows: std::ops::Range<usize>,
+    with_exact: bool,
+    max_chunk: Option<usize>,
+) {
     let Some(ctx) = gpu() else { return };
     let mut eng = case.engine(&ctx);
     if let Some(rows) = max_chunk {
@@ -30,7 +36,12 @@ fn check_diagonals(label: &str, case: &Case, rows: std::ops::Range<usize>, with_
         assert_close(&format!("{label} diag H"), &d, &d_cpu, tol(&d_cpu));
         let g = eng.outer_product(&case.theta, rows).unwrap();
         let g_cpu = flat(&cpu::outer_product(&case.mlp, &case.theta, x, t));
-        assert_close(&format!("{label} outer product"), &flat(&g), &g_cpu, tol(&g_cpu));
+        assert_close(
+            &format!("{label} outer product"),
+            &flat(&g),
+            &g_cpu,
+            tol(&g_cpu),
+        );
     }
 }
 
@@ -40,9 +51,21 @@ fn every_activation_and_loss() {
     for loss in Loss::ALL {
         for hidden in Activation::ELEMENTWISE {
             let case = Case::new(&[7, 3, 3], hidden, loss, 0.01, 31, seed);
-            check_diagonals(&format!("{loss}/{hidden} 7-3-3 N=31"), &case, 0..31, true, None);
+            check_diagonals(
+                &format!("{loss}/{hidden} 7-3-3 N=31"),
+                &case,
+                0..31,
+                true,
+                None,
+            );
             let case = Case::new(&[3, 7, 1, 3], hidden, loss, 0.0, 2, seed + 1000);
-            check_diagonals(&format!("{loss}/{hidden} 3-7-1-3 N=2"), &case, 0..2, true, None);
+            check_diagonals(
+                &format!("{loss}/{hidden} 3-7-1-3 N=2"),
+                &case,
+                0..2,
+                true,
+                None,
+            );
             seed += 1;
         }
     }

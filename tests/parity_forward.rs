@@ -28,7 +28,12 @@ fn check_case(label: &str, case: &Case, rows: std::ops::Range<usize>) {
     let (e_cpu, g_cpu) = cpu::gradient(&case.mlp, &case.theta, x, t);
     assert_close(&format!("{label} loss"), &[e], &[e_cpu], TOL_FORWARD);
     let (e2, g) = eng.loss_grad(&case.theta, rows).unwrap();
-    assert_close(&format!("{label} loss (with gradient)"), &[e2], &[e_cpu], TOL_FORWARD);
+    assert_close(
+        &format!("{label} loss (with gradient)"),
+        &[e2],
+        &[e_cpu],
+        TOL_FORWARD,
+    );
     assert_close(
         &format!("{label} gradient"),
         &g,
@@ -42,7 +47,11 @@ fn every_activation_and_loss_small_shapes() {
     let mut seed = 1;
     for loss in Loss::ALL {
         for hidden in Activation::ELEMENTWISE {
-            for (sizes, n) in [(&[7usize, 3, 3][..], 31usize), (&[3, 7, 1][..], 2), (&[1, 33, 7, 3][..], 31)] {
+            for (sizes, n) in [
+                (&[7usize, 3, 3][..], 31usize),
+                (&[3, 7, 1][..], 2),
+                (&[1, 33, 7, 3][..], 31),
+            ] {
                 if loss == Loss::Ce && sizes[sizes.len() - 1] == 1 {
                     continue; // softmax over one output is constant
                 }
@@ -115,7 +124,10 @@ fn chunked_rows_accumulate_like_one_chunk() {
     assert_close("chunked gradient", &g2, &g1, TOL_GRADIENT.scaled_to(&g1));
     let y1 = whole.outputs(&case.theta, 3..30).unwrap();
     let y2 = chunked.outputs(&case.theta, 3..30).unwrap();
-    assert_eq!(y1, y2, "outputs are per row: chunking must not change a bit");
+    assert_eq!(
+        y1, y2,
+        "outputs are per row: chunking must not change a bit"
+    );
 }
 
 #[test]

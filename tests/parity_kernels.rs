@@ -27,9 +27,16 @@ enum Layout {
 }
 
 /// Runs one product on the GPU and on the host; `shared_b`: B has batch stride 0.
-fn check(kernel: Kernel, layout: Layout, (m, n, k): (usize, usize, usize), batch: usize, beta: f32, seed: u64) {
+fn check(
+    kernel: Kernel,
+    layout: Layout,
+    (m, n, k): (usize, usize, usize),
+    batch: usize,
+    beta: f32,
+    seed: u64,
+) {
     let Some(ctx) = gpu() else { return };
-    let shared_b = batch > 1 && seed % 2 == 0;
+    let shared_b = batch > 1 && seed.is_multiple_of(2);
     let a = random(batch * m * k, seed);
     let b = random(if shared_b { k * n } else { batch * k * n }, seed + 1);
     let c0 = random(batch * m * n, seed + 2);
@@ -42,8 +49,17 @@ fn check(kernel: Kernel, layout: Layout, (m, n, k): (usize, usize, usize), batch
     let sb = sb.batch(if shared_b { 0 } else { k * n });
     let sc = Strided::rows(0, n).batch(m * n);
     let alpha = 0.75;
-    let got = probe::matmul(&ctx, kernel, (m, n, k, batch), (&a, sa), (&b, sb), (&c0, sc), alpha, beta)
-        .expect("matmul");
+    let got = probe::matmul(
+        &ctx,
+        kernel,
+        (m, n, k, batch),
+        (&a, sa),
+        (&b, sb),
+        (&c0, sc),
+        alpha,
+        beta,
+    )
+    .expect("matmul");
     let mut want = vec![0.0f64; batch * m * n];
     for bi in 0..batch {
         for i in 0..m {
@@ -61,8 +77,16 @@ fn check(kernel: Kernel, layout: Layout, (m, n, k): (usize, usize, usize), batch
     }
     let got: Vec<f64> = got.iter().map(|&v| v as f64).collect();
     // abs scaled to √k: the sum of k products of magnitude < 1 has typical size √k.
-    let tol = Tol { abs: TOL_MATMUL.abs * (k as f64).sqrt().max(1.0), rel: TOL_MATMUL.rel };
-    assert_close(&format!("{kernel:?} {layout:?} m{m} n{n} k{k} batch{batch} β{beta}"), &got, &want, tol);
+    let tol = Tol {
+        abs: TOL_MATMUL.abs * (k as f64).sqrt().max(1.0),
+        rel: TOL_MATMUL.rel,
+    };
+    assert_close(
+        &format!("{kernel:?} {layout:?} m{m} n{n} k{k} batch{batch} β{beta}"),
+        &got,
+        &want,
+        tol,
+    );
 }
 
 const SHAPES: [(usize, usize, usize); 9] = [
@@ -127,13 +151,20 @@ fn adapter_choice_and_errors() {
         return;
     }
     // A name no adapter has: NoMatch, listing what there is.
-    let err = GpuContext::new(&AdapterOptions { choice: AdapterChoice::Gpu, name: Some("no-such-adapter-xyz".into()) })
-        .unwrap_err();
+    let err = GpuContext::new(&AdapterOptions {
+        choice: AdapterChoice::Gpu,
+        name: Some("no-such-adapter-xyz".into()),
+    })
+    .unwrap_err();
     assert!(matches!(err, GpuError::NoMatch { .. }), "{err}");
     assert!(err.to_string().contains(&adapters[0].name), "{err}");
     // `auto` never takes a software adapter: only software here → NoHardware.
     if adapters.iter().all(|a| a.is_software) {
-        let err = GpuContext::new(&AdapterOptions { choice: AdapterChoice::Auto, name: None }).unwrap_err();
+        let err = GpuContext::new(&AdapterOptions {
+            choice: AdapterChoice::Auto,
+            name: None,
+        })
+        .unwrap_err();
         assert!(matches!(err, GpuError::NoHardware(_)), "{err}");
         assert!(err.to_string().contains("--device gpu"), "{err}");
     }

@@ -11,7 +11,13 @@ use curvature::{Activation, Curvature, Loss};
 use gpu_support::{assert_close, flat, gpu, Case, TOL_CURVATURE};
 use ndarray::s;
 
-fn check_products(label: &str, case: &Case, rows: std::ops::Range<usize>, k: usize, matmul: Option<Kernel>) {
+fn check_products(
+    label: &str,
+    case: &Case,
+    rows: std::ops::Range<usize>,
+    k: usize,
+    matmul: Option<Kernel>,
+) {
     let Some(ctx) = gpu() else { return };
     let mut eng = case.engine(&ctx);
     if let Some(kernel) = matmul {
@@ -23,12 +29,29 @@ fn check_products(label: &str, case: &Case, rows: std::ops::Range<usize>, k: usi
     let hv = eng.hvp_block(&case.theta, rows.clone(), v.view()).unwrap();
     let hv_cpu = cpu::hvp_block(&case.mlp, &case.theta, x, t, v.view());
     let hv_cpu = flat(&hv_cpu);
-    assert_close(&format!("{label} Hv k={k}"), &flat(&hv), &hv_cpu, TOL_CURVATURE.scaled_to(&hv_cpu));
+    assert_close(
+        &format!("{label} Hv k={k}"),
+        &flat(&hv),
+        &hv_cpu,
+        TOL_CURVATURE.scaled_to(&hv_cpu),
+    );
     let gv = eng.gvp_block(&case.theta, rows.clone(), v.view()).unwrap();
     let gv_cpu = flat(&cpu::gvp_block(&case.mlp, &case.theta, x, t, v.view()));
-    assert_close(&format!("{label} Gv k={k}"), &flat(&gv), &gv_cpu, TOL_CURVATURE.scaled_to(&gv_cpu));
-    let one = eng.hvp(&case.theta, rows, v.row(0).as_slice().unwrap()).unwrap();
-    assert_close(&format!("{label} Hv single"), &one, &hv_cpu[..one.len()], TOL_CURVATURE.scaled_to(&hv_cpu));
+    assert_close(
+        &format!("{label} Gv k={k}"),
+        &flat(&gv),
+        &gv_cpu,
+        TOL_CURVATURE.scaled_to(&gv_cpu),
+    );
+    let one = eng
+        .hvp(&case.theta, rows, v.row(0).as_slice().unwrap())
+        .unwrap();
+    assert_close(
+        &format!("{label} Hv single"),
+        &one,
+        &hv_cpu[..one.len()],
+        TOL_CURVATURE.scaled_to(&hv_cpu),
+    );
 }
 
 #[test]
@@ -38,7 +61,13 @@ fn hv_and_gv_every_activation_and_loss() {
         for hidden in Activation::ELEMENTWISE {
             for (sizes, n) in [(&[7usize, 3, 3][..], 31usize), (&[3, 7, 1, 3][..], 2)] {
                 let case = Case::new(sizes, hidden, loss, 0.01, n, seed);
-                check_products(&format!("{loss}/{hidden} {sizes:?} N={n}"), &case, 0..n, 3, None);
+                check_products(
+                    &format!("{loss}/{hidden} {sizes:?} N={n}"),
+                    &case,
+                    0..n,
+                    3,
+                    None,
+                );
                 seed += 1;
             }
         }
@@ -49,7 +78,15 @@ fn hv_and_gv_every_activation_and_loss() {
 fn sse_with_curved_outputs_keeps_the_residual_term() {
     use curvature::Mlp;
     // Exact H includes (y − t)·h″(a_out); G drops it: both must match their CPU forms.
-    for (i, out) in [Activation::Sigmoid, Activation::Tanh, Activation::Softplus, Activation::Elu].into_iter().enumerate() {
+    for (i, out) in [
+        Activation::Sigmoid,
+        Activation::Tanh,
+        Activation::Softplus,
+        Activation::Elu,
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let mlp = Mlp::new(&[3, 7, 3], &[Activation::Sigmoid, out], Loss::Mse, 0.0).unwrap();
         let case = Case::with_mlp(mlp, 31, 200 + i as u64);
         check_products(&format!("mse output {out}"), &case, 0..31, 2, None);
@@ -61,7 +98,13 @@ fn blocks_larger_than_a_vector_group_and_both_matmul_variants() {
     // k = 17 > VECTOR_GROUP (16): two groups in one submit.
     let case = Case::new(&[7, 33, 3], Activation::Tanh, Loss::Ce, 0.001, 31, 5);
     for kernel in [Kernel::MatmulTiled, Kernel::MatmulReg] {
-        check_products(&format!("{kernel:?} 7-33-3"), &case, 0..31, 17, Some(kernel));
+        check_products(
+            &format!("{kernel:?} 7-33-3"),
+            &case,
+            0..31,
+            17,
+            Some(kernel),
+        );
     }
 }
 
@@ -77,18 +120,42 @@ fn digits_sized_network() {
 fn full_hessian_and_gauss_newton() {
     let Some(ctx) = gpu() else { return };
     // W = 7·8 + 3·8 + 3·4 = 92 > HESSIAN_BLOCK_COLUMNS: several blocks, a tail block.
-    for (i, (hidden, loss)) in [(Activation::Tanh, Loss::Ce), (Activation::Softplus, Loss::Sse), (Activation::Elu, Loss::Bce)]
-        .into_iter()
-        .enumerate()
+    for (i, (hidden, loss)) in [
+        (Activation::Tanh, Loss::Ce),
+        (Activation::Softplus, Loss::Sse),
+        (Activation::Elu, Loss::Bce),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let case = Case::new(&[7, 8, 3, 3], hidden, loss, 0.01, 31, 300 + i as u64);
         let mut eng = case.engine(&ctx);
         let h = eng.hessian(&case.theta, 0..31).unwrap();
-        let h_cpu = flat(&cpu::hessian(&case.mlp, &case.theta, case.x.view(), case.t.view()));
-        assert_close(&format!("{loss}/{hidden} H"), &flat(&h), &h_cpu, TOL_CURVATURE.scaled_to(&h_cpu));
+        let h_cpu = flat(&cpu::hessian(
+            &case.mlp,
+            &case.theta,
+            case.x.view(),
+            case.t.view(),
+        ));
+        assert_close(
+            &format!("{loss}/{hidden} H"),
+            &flat(&h),
+            &h_cpu,
+            TOL_CURVATURE.scaled_to(&h_cpu),
+        );
         let g = eng.ggn(&case.theta, 0..31).unwrap();
-        let g_cpu = flat(&cpu::ggn(&case.mlp, &case.theta, case.x.view(), case.t.view()));
-        assert_close(&format!("{loss}/{hidden} G"), &flat(&g), &g_cpu, TOL_CURVATURE.scaled_to(&g_cpu));
+        let g_cpu = flat(&cpu::ggn(
+            &case.mlp,
+            &case.theta,
+            case.x.view(),
+            case.t.view(),
+        ));
+        assert_close(
+            &format!("{loss}/{hidden} G"),
+            &flat(&g),
+            &g_cpu,
+            TOL_CURVATURE.scaled_to(&g_cpu),
+        );
     }
 }
 
@@ -101,12 +168,23 @@ fn chunked_products_equal_one_chunk() {
     let mut chunked = case.engine(&ctx).with_max_chunk_rows(5).unwrap();
     for exact in [true, false] {
         let (a, b) = if exact {
-            (whole.hvp_block(&case.theta, 2..29, v.view()).unwrap(), chunked.hvp_block(&case.theta, 2..29, v.view()).unwrap())
+            (
+                whole.hvp_block(&case.theta, 2..29, v.view()).unwrap(),
+                chunked.hvp_block(&case.theta, 2..29, v.view()).unwrap(),
+            )
         } else {
-            (whole.gvp_block(&case.theta, 2..29, v.view()).unwrap(), chunked.gvp_block(&case.theta, 2..29, v.view()).unwrap())
+            (
+                whole.gvp_block(&case.theta, 2..29, v.view()).unwrap(),
+                chunked.gvp_block(&case.theta, 2..29, v.view()).unwrap(),
+            )
         };
         let a = flat(&a);
         // Only the summation order over chunks differs.
-        assert_close(&format!("chunked exact={exact}"), &flat(&b), &a, TOL_CURVATURE.scaled_to(&a));
+        assert_close(
+            &format!("chunked exact={exact}"),
+            &flat(&b),
+            &a,
+            TOL_CURVATURE.scaled_to(&a),
+        );
     }
 }

@@ -55,7 +55,10 @@ impl Tol {
     /// over many samples or units cancel, so their f32 error scales with the size of the
     /// summed terms (≈ the largest entry), not with the entry itself.
     pub fn scaled_to(self, reference: &[f64]) -> Tol {
-        let scale = reference.iter().fold(0.0f64, |m, &c| m.max(c.abs())).max(1e-30);
+        let scale = reference
+            .iter()
+            .fold(0.0f64, |m, &c| m.max(c.abs()))
+            .max(1e-30);
         Tol {
             abs: self.abs * scale,
             rel: self.rel,
@@ -68,26 +71,42 @@ pub const F32_U: f64 = 5.96e-8;
 
 /// Matmul on host data: dot products of up to 257 terms in f32; a worst-case bound is
 /// K·u·Σ|a||b| = 257·6e-8 ≈ 1.5e-5 relative to the summed magnitudes.
-pub const TOL_MATMUL: Tol = Tol { abs: 2e-5, rel: 2e-5 };
+pub const TOL_MATMUL: Tol = Tol {
+    abs: 2e-5,
+    rel: 2e-5,
+};
 /// Outputs and loss: forward products of ≤ 257 terms (≤ 1.5e-5 relative each), through
 /// exp/log/softmax (which keep relative error), summed over ≤ 1797 rows by the
 /// deterministic tree (≈ 20·u more).
-pub const TOL_FORWARD: Tol = Tol { abs: 1e-5, rel: 1e-4 };
+pub const TOL_FORWARD: Tol = Tol {
+    abs: 1e-5,
+    rel: 1e-4,
+};
 /// Gradient: one more f32 pass (δ·W, and δᵀz summed over ≤ 1797 samples): typical error
 /// √1797·u ≈ 2.5e-6 of the summed magnitudes per pass; abs is scaled to the largest
 /// entry (see `Tol::scaled_to`). Worst seen on llvmpipe: 0.2 of this (weights × 60).
-pub const TOL_GRADIENT: Tol = Tol { abs: 2e-5, rel: 2e-4 };
+pub const TOL_GRADIENT: Tol = Tol {
+    abs: 2e-5,
+    rel: 2e-4,
+};
 /// Second-order quantities (Hv, Gv, H, G, diagonals, outer product): forward, backward,
 /// R-forward and R-backward each accumulate in f32 (≈ 2.5e-6 per pass as above, four
 /// passes, ×2 margin), and h″ terms multiply errors of the first pass into the second;
 /// abs scaled to the largest entry.
-pub const TOL_CURVATURE: Tol = Tol { abs: 2e-5, rel: 2e-4 };
+pub const TOL_CURVATURE: Tol = Tol {
+    abs: 2e-5,
+    rel: 2e-4,
+};
 
 /// The one comparator. Ok(worst relative excess) or Err(report) naming the worst index
 /// and the first mismatches.
 pub fn compare(what: &str, gpu: &[f64], cpu: &[f64], tol: Tol) -> Result<f64, String> {
     if gpu.len() != cpu.len() {
-        return Err(format!("{what}: GPU gave {} values, CPU {}", gpu.len(), cpu.len()));
+        return Err(format!(
+            "{what}: GPU gave {} values, CPU {}",
+            gpu.len(),
+            cpu.len()
+        ));
     }
     let mut worst = (0usize, 0.0f64, 0.0f64); // (index, |g − c|, ratio to allowed)
     let mut first = Vec::new();
@@ -95,11 +114,17 @@ pub fn compare(what: &str, gpu: &[f64], cpu: &[f64], tol: Tol) -> Result<f64, St
     for (i, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
         let err = (g - c).abs();
         let allowed = tol.abs + tol.rel * c.abs();
-        let ratio = if err.is_nan() { f64::INFINITY } else { err / allowed };
-        if !(err <= allowed) {
+        let ratio = if err.is_nan() {
+            f64::INFINITY
+        } else {
+            err / allowed
+        };
+        if err.is_nan() || err > allowed {
             failures += 1;
             if first.len() < 5 {
-                first.push(format!("[{i}] gpu {g:.9e} cpu {c:.9e} |Δ| {err:.3e} > {allowed:.3e}"));
+                first.push(format!(
+                    "[{i}] gpu {g:.9e} cpu {c:.9e} |Δ| {err:.3e} > {allowed:.3e}"
+                ));
             }
         }
         if ratio > worst.2 || (i == 0 && worst.2 == 0.0) {
@@ -147,7 +172,14 @@ pub struct Case {
 }
 
 impl Case {
-    pub fn new(sizes: &[usize], hidden: Activation, loss: Loss, l2: f64, n: usize, seed: u64) -> Case {
+    pub fn new(
+        sizes: &[usize],
+        hidden: Activation,
+        loss: Loss,
+        l2: f64,
+        n: usize,
+        seed: u64,
+    ) -> Case {
         let mlp = Mlp::with_hidden(sizes, hidden, loss, l2).expect("valid test network");
         Case::with_mlp(mlp, n, seed)
     }
@@ -170,7 +202,9 @@ impl Case {
                 }
                 t
             }
-            Loss::Bce => Array2::from_shape_fn((n, k), |_| if rng.random_bool(0.5) { 1.0 } else { 0.0 }),
+            Loss::Bce => {
+                Array2::from_shape_fn((n, k), |_| if rng.random_bool(0.5) { 1.0 } else { 0.0 })
+            }
             Loss::Sse | Loss::Mse => Array2::from_shape_fn((n, k), |_| rng.random_range(-1.0..1.0)),
         };
         Case { mlp, theta, x, t }
