@@ -262,20 +262,20 @@ pub fn matmul_params(
     ]
 }
 
-/// Output tile edge of each matmul variant (matmul.wgsl).
-pub fn matmul_tile(kernel: Kernel) -> usize {
+/// Output tile (rows, columns) of C per workgroup of each matmul variant (matmul.wgsl).
+pub fn matmul_tile(kernel: Kernel) -> (usize, usize) {
     match kernel {
-        Kernel::MatmulTiled => 64,
-        _ => 32,
+        Kernel::MatmulTiled => (64, 64),
+        _ => (64, 32),
     }
 }
 
 /// The workgroup grid of a matmul variant for C (m, n) × batch.
 pub fn matmul_groups(kernel: Kernel, m: usize, n: usize, batch: usize) -> [u32; 3] {
-    let t = matmul_tile(kernel);
+    let (tm, tn) = matmul_tile(kernel);
     [
-        n.div_ceil(t).max(1) as u32,
-        m.div_ceil(t).max(1) as u32,
+        n.div_ceil(tn).max(1) as u32,
+        m.div_ceil(tm).max(1) as u32,
         batch.max(1) as u32,
     ]
 }
