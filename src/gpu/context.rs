@@ -185,6 +185,8 @@ pub struct GpuContext {
     matmul_note: String,
     /// The first error the device reported outside any error scope (validation, OOM).
     device_error: Arc<Mutex<Option<String>>>,
+    /// Why the device was lost, once it has been.
+    lost: Arc<Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -223,6 +225,13 @@ impl GpuContext {
                 slot.get_or_insert_with(|| e.to_string());
             }
         }));
+        let lost = Arc::new(Mutex::new(None::<String>));
+        let lost_sink = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut slot) = lost_sink.lock() {
+                slot.get_or_insert_with(|| format!("{reason:?}: {message}"));
+            }
+        });
         let align = device.limits().min_uniform_buffer_offset_alignment as u64;
         let param_slot = PARAM_BYTES.div_ceil(align) * align;
         let params_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -263,6 +272,7 @@ impl GpuContext {
             matmul: Kernel::MatmulTiled,
             matmul_note: String::new(),
             device_error,
+            lost,
         };
         ctx.check("compiling the kernels")?;
         ctx.choose_matmul()?;
@@ -285,6 +295,9 @@ impl GpuContext {
 
     /// An error the device reported since the last check, as `Operation { op }`.
     fn check(&self, op: &str) -> Result<(), GpuError> {
+        if let Some(reason) = self.lost.lock().ok().and_then(|l| l.clone()) {
+            return Err(GpuError::Lost(reason));
+        }
         let taken = self.device_error.lock().ok().and_then(|mut e| e.take());
         match taken {
             Some(reason) => Err(GpuError::Operation {

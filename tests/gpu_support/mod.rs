@@ -2,6 +2,7 @@
 //! comparator, the named tolerances, and seeded random networks and data.
 #![allow(dead_code)]
 
+use curvature::gpu::kernels::Kernel;
 use curvature::gpu::{AdapterChoice, AdapterOptions, GpuContext, GpuEngine};
 use curvature::{Activation, Loss, Mlp};
 use ndarray::Array2;
@@ -210,15 +211,21 @@ impl Case {
         Case { mlp, theta, x, t }
     }
 
-    /// A GPU engine bound to this case's data (as f32).
+    /// A GPU engine bound to this case's data (as f32). CURVATURE_MATMUL=tiled|reg forces
+    /// a matmul variant, so the whole suite can be run with each.
     pub fn engine(&self, ctx: &Arc<GpuContext>) -> GpuEngine {
-        GpuEngine::new(
+        let eng = GpuEngine::new(
             ctx.clone(),
             &self.mlp,
             self.x.mapv(|v| v as f32).view(),
             self.t.mapv(|v| v as f32).view(),
         )
-        .expect("engine")
+        .expect("engine");
+        match std::env::var("CURVATURE_MATMUL").as_deref() {
+            Ok("tiled") => eng.with_matmul_kernel(Kernel::MatmulTiled),
+            Ok("reg") => eng.with_matmul_kernel(Kernel::MatmulReg),
+            _ => eng,
+        }
     }
 
     /// Seeded random vectors V (k, W) in (−1, 1).
