@@ -7,6 +7,13 @@ use crate::model::ModelError;
 pub enum Error {
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
+    /// An argument or input that cannot be used, with what to do instead.
+    #[error("{0}")]
+    Input(String),
     /// A vector, block or row range whose shape does not fit the model or data.
     #[error("shape mismatch: {0}")]
     Shape(String),

@@ -22,13 +22,19 @@
 //! | k      | vectors in a block (H·V with V of shape (k, W)) |
 
 pub mod activation;
+pub mod compare;
 pub mod cpu;
+pub mod cpu_engine;
+
 pub mod curvature;
 pub mod data;
+pub mod device;
 pub mod error;
+pub mod files;
 pub mod gpu;
 pub mod loss;
 pub mod model;
+pub mod plot;
 
 pub use activation::Activation;
 pub use curvature::Curvature;

@@ -254,7 +254,7 @@ mod tests {
     }
 
     #[test]
-    fn digits_network_has_3260_params() {
+    fn digits_network_has_3760_params() {
         let mlp = Mlp::with_hidden(&[64, 50, 10], Sigmoid, Loss::Ce, 0.0).unwrap();
         assert_eq!(mlp.num_params(), 50 * 65 + 10 * 51);
     }

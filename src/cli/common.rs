@@ -1,0 +1,129 @@
+//! What the commands share: loading a data set and taking a split of it,
+//! opening the device, and loading a model checked against the data.
+
+use clap::{Args, ValueEnum};
+use curvature::data::{self, Dataset, SplitSpec, DEFAULT_TEST_FRACTION};
+use curvature::device::{Device, DeviceChoice};
+use curvature::files::{load_model, SavedModel};
+use curvature::{Error, Result};
+use std::path::Path;
+
+/// `--device` and `--adapter`.
+#[derive(Args, Clone, Debug)]
+pub struct DeviceArgs {
+    /// Where to compute: `auto` (a hardware GPU if present, else the CPU, saying so),
+    /// `gpu` (any adapter, software ones such as llvmpipe included) or `cpu`.
+    #[arg(long, default_value = "auto", value_parser = parse_device)]
+    pub device: DeviceChoice,
+    /// Pick the GPU adapter whose name contains this text (see `curvature devices`).
+    #[arg(long, value_name = "NAME")]
+    pub adapter: Option<String>,
+}
+
+fn parse_device(s: &str) -> std::result::Result<DeviceChoice, String> {
+    s.parse()
+}
+
+impl DeviceArgs {
+    /// Opens the device, printing on stderr why `auto` fell back to the CPU.
+    pub fn open(&self) -> Result<Device> {
+        let (device, note) = Device::open(self.device, self.adapter.as_deref())?;
+        if let Some(note) = note {
+            eprintln!("note: {note}");
+        }
+        Ok(device)
+    }
+}
+
+/// Which rows of a data set a command works on.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SplitPart {
+    /// Every row, in file order (reproducible curvature computations).
+    All,
+    /// The training part of the split the model was trained with.
+    Train,
+    /// The held-out part of that split.
+    Test,
+}
+
+/// How a data set is split into training and test rows: the natural split for
+/// mnist10k, else a seeded shuffle with a test fraction.
+pub fn split_spec(data_name: &str, test_fraction: f64, seed: u64) -> SplitSpec {
+    if data_name == "mnist10k" && test_fraction == DEFAULT_TEST_FRACTION {
+        SplitSpec::Natural
+    } else {
+        SplitSpec::Shuffled {
+            test_fraction,
+            seed,
+        }
+    }
+}
+
+/// The requested part of a loaded data set.
+pub fn take_part(ds: Dataset, part: SplitPart, test_fraction: f64, seed: u64) -> Result<Dataset> {
+    if part == SplitPart::All {
+        return Ok(ds);
+    }
+    let split = data::split(&ds, &split_spec(&ds.name, test_fraction, seed))?;
+    let chosen = if part == SplitPart::Train {
+        split.train
+    } else {
+        split.test
+    };
+    if chosen.is_empty() {
+        return Err(Error::Input(format!(
+            "the {part:?} part of `{}` is empty: use `--split all` or a test fraction above 0",
+            ds.name
+        )));
+    }
+    Ok(chosen)
+}
+
+/// Loads a model file and checks that it fits `ds` (input and output widths).
+pub fn load_model_for(path: &Path, ds: Option<&Dataset>) -> Result<SavedModel> {
+    let model = load_model(path)?;
+    if let Some(ds) = ds {
+        check_fits(&model, path, ds)?;
+    }
+    Ok(model)
+}
+
+/// The model's input and output widths against the data's.
+pub fn check_fits(model: &SavedModel, path: &Path, ds: &Dataset) -> Result<()> {
+    let mlp = &model.mlp;
+    if ds.num_inputs() != mlp.num_inputs() {
+        return Err(Error::Input(format!(
+            "{} takes {} inputs but `{}` has {} input columns: use the data the model was trained on",
+            path.display(),
+            mlp.num_inputs(),
+            ds.name,
+            ds.num_inputs()
+        )));
+    }
+    if ds.num_outputs() != mlp.num_outputs() {
+        return Err(Error::Input(format!(
+            "{} has {} outputs but `{}` has {} target columns: use the data the model was trained on",
+            path.display(),
+            mlp.num_outputs(),
+            ds.name,
+            ds.num_outputs()
+        )));
+    }
+    Ok(())
+}
+
+/// The split seed and test fraction stored in a model's metadata by `train`
+/// (so that `eval --split test` sees the rows training did not), else the defaults.
+pub fn stored_split(model: &SavedModel) -> (f64, u64) {
+    let fraction = model
+        .metadata
+        .get("test_fraction")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_TEST_FRACTION);
+    let seed = model
+        .metadata
+        .get("split_seed")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (fraction, seed)
+}

@@ -1,0 +1,8 @@
+//! The command-line tool's commands, one file each.
+
+pub mod common;
+pub mod compute;
+pub mod devices;
+pub mod eval;
+pub mod parity;
+pub mod predict;

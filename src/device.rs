@@ -1,0 +1,198 @@
+//! Where the curvature operations run: the runtime `Device` (CPU reference or a
+//! wgpu adapter), chosen by `--device auto|gpu|cpu` and optionally an adapter
+//! name, and the `Engine` it binds to a model and data set.
+//!
+//! `auto` takes a hardware GPU when there is one and otherwise the CPU path,
+//! saying so: a software adapter (llvmpipe) is slower than the CPU path on the
+//! same cores. `gpu` takes any adapter, software ones included.
+
+use crate::cpu_engine::CpuEngine;
+use crate::curvature::Curvature;
+use crate::error::{Error, Result};
+use crate::gpu::{AdapterChoice, AdapterOptions, GpuContext, GpuEngine, GpuError};
+use crate::model::Mlp;
+use ndarray::{Array2, ArrayView2};
+use std::fmt;
+use std::ops::Range;
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// The user's choice of device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// A hardware GPU if present, else the CPU.
+    Auto,
+    /// Any GPU adapter, software ones included; an error if there is none.
+    Gpu,
+    /// The CPU reference path.
+    Cpu,
+}
+
+impl FromStr for DeviceChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(DeviceChoice::Auto),
+            "gpu" => Ok(DeviceChoice::Gpu),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            other => Err(format!("unknown device `{other}`: use auto, gpu or cpu")),
+        }
+    }
+}
+
+/// A device, opened once and shared by every engine bound on it.
+#[derive(Clone)]
+pub enum Device {
+    Cpu,
+    Gpu(Arc<GpuContext>),
+}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl Device {
+    /// Opens the device the user chose. The second value is a note for the
+    /// user when `auto` fell back to the CPU (why), else `None`.
+    pub fn open(choice: DeviceChoice, adapter: Option<&str>) -> Result<(Device, Option<String>)> {
+        let opts = |choice| AdapterOptions {
+            choice,
+            name: adapter.map(str::to_string),
+        };
+        match choice {
+            DeviceChoice::Cpu => Ok((Device::Cpu, None)),
+            DeviceChoice::Gpu => Ok((
+                Device::Gpu(GpuContext::new(&opts(AdapterChoice::Gpu))?),
+                None,
+            )),
+            DeviceChoice::Auto => match GpuContext::new(&opts(AdapterChoice::Auto)) {
+                Ok(ctx) => Ok((Device::Gpu(ctx), None)),
+                // A named adapter that does not exist is the user's mistake, not a reason to fall back.
+                Err(e @ GpuError::NoMatch { .. }) => Err(Error::Gpu(e)),
+                Err(e) => Ok((Device::Cpu, Some(format!("using the CPU device: {e}")))),
+            },
+        }
+    }
+
+    /// E.g. `cpu (f64 reference)` or `gpu: NVIDIA H100 (Vulkan)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Device::Cpu => "cpu (f64 reference)".to_string(),
+            Device::Gpu(ctx) => {
+                let s = ctx.summary();
+                format!("gpu: {} ({}, {})", s.name, s.backend, s.device_type)
+            }
+        }
+    }
+
+    pub fn is_gpu(&self) -> bool {
+        matches!(self, Device::Gpu(_))
+    }
+
+    /// Binds `mlp` to X (N, D) and T (N, K) on this device (uploading them once on a GPU).
+    pub fn engine(&self, mlp: &Mlp, x: ArrayView2<f32>, t: ArrayView2<f32>) -> Result<Engine> {
+        crate::cpu_engine::check_data_shape(mlp, x, t)?;
+        Ok(match self {
+            Device::Cpu => Engine::Cpu(CpuEngine::new(mlp, x, t)?),
+            Device::Gpu(ctx) => Engine::Gpu(Box::new(GpuEngine::new(ctx.clone(), mlp, x, t)?)),
+        })
+    }
+}
+
+/// A device bound to one model and data set: every operation of [`Curvature`].
+pub enum Engine {
+    Cpu(CpuEngine),
+    Gpu(Box<GpuEngine>),
+}
+
+impl Engine {
+    /// Checks θ, the rows and the block width once, for both devices.
+    fn check(
+        &self,
+        theta: &[f64],
+        rows: &Range<usize>,
+        block: Option<ArrayView2<f64>>,
+    ) -> Result<()> {
+        crate::curvature::check_args(
+            self.mlp(),
+            self.num_rows(),
+            theta,
+            rows,
+            block.map(|v| v.ncols()),
+        )
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $e:ident => $body:expr) => {
+        match $self {
+            Engine::Cpu($e) => $body,
+            Engine::Gpu($e) => $body,
+        }
+    };
+}
+
+impl Curvature for Engine {
+    fn mlp(&self) -> &Mlp {
+        dispatch!(self, e => e.mlp())
+    }
+    fn num_rows(&self) -> usize {
+        dispatch!(self, e => e.num_rows())
+    }
+    fn loss(&mut self, theta: &[f64], rows: Range<usize>) -> Result<f64> {
+        self.check(theta, &rows, None)?;
+        dispatch!(self, e => e.loss(theta, rows))
+    }
+    fn loss_grad(&mut self, theta: &[f64], rows: Range<usize>) -> Result<(f64, Vec<f64>)> {
+        self.check(theta, &rows, None)?;
+        dispatch!(self, e => e.loss_grad(theta, rows))
+    }
+    fn outputs(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
+        self.check(theta, &rows, None)?;
+        dispatch!(self, e => e.outputs(theta, rows))
+    }
+    fn hvp_block(
+        &mut self,
+        theta: &[f64],
+        rows: Range<usize>,
+        v: ArrayView2<f64>,
+    ) -> Result<Array2<f64>> {
+        self.check(theta, &rows, Some(v))?;
+        dispatch!(self, e => e.hvp_block(theta, rows, v))
+    }
+    fn gvp_block(
+        &mut self,
+        theta: &[f64],
+        rows: Range<usize>,
+        v: ArrayView2<f64>,
+    ) -> Result<Array2<f64>> {
+        self.check(theta, &rows, Some(v))?;
+        dispatch!(self, e => e.gvp_block(theta, rows, v))
+    }
+    fn hessian(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
+        self.check(theta, &rows, None)?;
+        dispatch!(self, e => e.hessian(theta, rows))
+    }
+    fn ggn(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
+        self.check(theta, &rows, None)?;
+        dispatch!(self, e => e.ggn(theta, rows))
+    }
+    fn diag_hessian(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Vec<f64>> {
+        self.check(theta, &rows, None)?;
+        dispatch!(self, e => e.diag_hessian(theta, rows))
+    }
+    fn diag_ggn(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Vec<f64>> {
+        self.check(theta, &rows, None)?;
+        dispatch!(self, e => e.diag_ggn(theta, rows))
+    }
+    fn diag_becker_lecun(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Vec<f64>> {
+        self.check(theta, &rows, None)?;
+        dispatch!(self, e => e.diag_becker_lecun(theta, rows))
+    }
+    fn outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
+        self.check(theta, &rows, None)?;
+        dispatch!(self, e => e.outer_product(theta, rows))
+    }
+}

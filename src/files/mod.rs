@@ -1,0 +1,12 @@
+//! Files in and out: models and vectors as safetensors (DESIGN.md "Files"),
+//! written atomically and never over an existing file unless asked.
+
+mod atomic;
+mod error;
+mod model_file;
+mod tensors;
+
+pub use atomic::{write_atomic, Overwrite};
+pub use error::FileError;
+pub use model_file::{load_model, save_model, SavedModel, MODEL_FORMAT};
+pub use tensors::{read_tensors, write_tensors, NamedTensor};

@@ -1,0 +1,74 @@
+//! `curvature`: train small MLPs on any GPU and compute the second-order
+//! structure of their loss, every result checked against a CPU reference.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "curvature",
+    version,
+    about = "Train MNIST-sized MLPs on any GPU (wgpu) and compute exact second-order structure of their loss",
+    long_about = "Train MNIST-sized MLPs on any GPU that wgpu reaches (Vulkan, Metal, DX12) and compute the \
+second-order structure of their loss — exact Hessian-vector products by R-propagation, Gauss-Newton products, \
+the Hessian diagonal, the full Hessian and its inverse — every result checked against a CPU reference.\n\n\
+The objective is the batch mean plus an L2 penalty on weights, E(θ) = (1/N) Σ E_n(θ) + (λ/2) Σ ‖W_l‖².",
+    after_help = "Examples:\n  \
+curvature train                                  # the main job: digits, 64-50-10, a second-order optimizer\n  \
+curvature eval --model runs/X/model.safetensors --data digits\n  \
+curvature compute hvp --model m.safetensors --data digits --vectors v.safetensors --out hv.safetensors\n  \
+curvature devices                                # which adapters there are, and what `auto` picks\n  \
+curvature parity                                 # check this machine's GPU against the CPU reference"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Loss, accuracy and confusion matrix of a saved model on a data set.
+    #[command(
+        after_help = "Example:\n  curvature eval --model runs/X/model.safetensors --data digits --split test"
+    )]
+    Eval(cli::eval::EvalArgs),
+    /// One prediction and its class probabilities per row of a CSV of inputs.
+    #[command(
+        after_help = "Example:\n  curvature predict --model runs/X/model.safetensors --input rows.csv"
+    )]
+    Predict(cli::predict::PredictArgs),
+    /// Compute one curvature quantity of a saved model and write it to a safetensors file.
+    #[command(after_help = "Examples:\n  \
+curvature compute grad --model m.safetensors --data digits --out g.safetensors\n  \
+curvature compute hvp --model m.safetensors --data digits --vectors v.safetensors --out hv.safetensors\n\n\
+Vectors come in tensor `v` (W) or `V` (k, W); the result is the tensor named after the quantity\n\
+(hvp, diag_hessian, ...), in f64. In Python: safetensors.numpy.load_file(\"hv.safetensors\")[\"hvp\"].")]
+    Compute(cli::compute::ComputeArgs),
+    /// List the GPU adapters, their limits, and which device `--device auto` picks.
+    Devices,
+    /// Check this machine's GPU against the CPU reference on the digits network; exit 1 on any failure.
+    #[command(after_help = "Example:\n  curvature parity --adapter nvidia")]
+    Parity(cli::parity::ParityArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match &cli.command {
+        Command::Eval(args) => cli::eval::run(args).map(|()| true),
+        Command::Predict(args) => cli::predict::run(args).map(|()| true),
+        Command::Compute(args) => cli::compute::run(args).map(|()| true),
+        Command::Devices => cli::devices::run().map(|()| true),
+        Command::Parity(args) => cli::parity::run(args),
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            // One line: the error already names the file, position and what to do.
+            eprintln!("error: {}", e.to_string().replace('\n', " "));
+            ExitCode::from(1)
+        }
+    }
+}
