@@ -6,7 +6,7 @@ mod gpu_support;
 
 use curvature::cpu;
 use curvature::{Activation, Curvature, Loss};
-use gpu_support::{assert_close, flat, gpu, Case, TOL_CURVATURE};
+use gpu_support::{assert_close, flat, gpu, scaled_to, Case, TOL_CURVATURE};
 use ndarray::s;
 
 fn check_diagonals(
@@ -23,7 +23,7 @@ fn check_diagonals(
     }
     let x = case.x.slice(s![rows.clone(), ..]);
     let t = case.t.slice(s![rows.clone(), ..]);
-    let tol = |c: &[f64]| TOL_CURVATURE.scaled_to(c);
+    let tol = |c: &[f64]| scaled_to(TOL_CURVATURE, c);
     let d = eng.diag_ggn(&case.theta, rows.clone()).unwrap();
     let d_cpu = cpu::diag_ggn(&case.mlp, &case.theta, x, t);
     assert_close(&format!("{label} diag G"), &d, &d_cpu, tol(&d_cpu));

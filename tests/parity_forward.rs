@@ -7,7 +7,7 @@ mod gpu_support;
 
 use curvature::cpu;
 use curvature::{Activation, Curvature, Loss};
-use gpu_support::{assert_close, flat, gpu, Case, TOL_FORWARD, TOL_GRADIENT};
+use gpu_support::{assert_close, flat, gpu, scaled_to, Case, TOL_FORWARD, TOL_GRADIENT};
 use ndarray::s;
 
 /// Checks outputs, loss and gradient of `case` on rows `rows`.
@@ -38,7 +38,7 @@ fn check_case(label: &str, case: &Case, rows: std::ops::Range<usize>) {
         &format!("{label} gradient"),
         &g,
         &g_cpu,
-        TOL_GRADIENT.scaled_to(&g_cpu),
+        scaled_to(TOL_GRADIENT, &g_cpu),
     );
 }
 
@@ -121,7 +121,7 @@ fn chunked_rows_accumulate_like_one_chunk() {
     let (e2, g2) = chunked.loss_grad(&case.theta, 3..30).unwrap();
     // Only the summation order differs (per-chunk partial sums): f32 roundoff only.
     assert_close("chunked loss", &[e2], &[e1], TOL_FORWARD);
-    assert_close("chunked gradient", &g2, &g1, TOL_GRADIENT.scaled_to(&g1));
+    assert_close("chunked gradient", &g2, &g1, scaled_to(TOL_GRADIENT, &g1));
     let y1 = whole.outputs(&case.theta, 3..30).unwrap();
     let y2 = chunked.outputs(&case.theta, 3..30).unwrap();
     assert_eq!(

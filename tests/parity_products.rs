@@ -8,7 +8,7 @@ mod gpu_support;
 use curvature::cpu;
 use curvature::gpu::kernels::Kernel;
 use curvature::{Activation, Curvature, Loss};
-use gpu_support::{assert_close, flat, gpu, Case, TOL_CURVATURE};
+use gpu_support::{assert_close, flat, gpu, scaled_to, Case, TOL_CURVATURE};
 use ndarray::s;
 
 fn check_products(
@@ -33,7 +33,7 @@ fn check_products(
         &format!("{label} Hv k={k}"),
         &flat(&hv),
         &hv_cpu,
-        TOL_CURVATURE.scaled_to(&hv_cpu),
+        scaled_to(TOL_CURVATURE, &hv_cpu),
     );
     let gv = eng.gvp_block(&case.theta, rows.clone(), v.view()).unwrap();
     let gv_cpu = flat(&cpu::gvp_block(&case.mlp, &case.theta, x, t, v.view()));
@@ -41,7 +41,7 @@ fn check_products(
         &format!("{label} Gv k={k}"),
         &flat(&gv),
         &gv_cpu,
-        TOL_CURVATURE.scaled_to(&gv_cpu),
+        scaled_to(TOL_CURVATURE, &gv_cpu),
     );
     let one = eng
         .hvp(&case.theta, rows, v.row(0).as_slice().unwrap())
@@ -50,7 +50,7 @@ fn check_products(
         &format!("{label} Hv single"),
         &one,
         &hv_cpu[..one.len()],
-        TOL_CURVATURE.scaled_to(&hv_cpu),
+        scaled_to(TOL_CURVATURE, &hv_cpu),
     );
 }
 
@@ -141,7 +141,7 @@ fn full_hessian_and_gauss_newton() {
             &format!("{loss}/{hidden} H"),
             &flat(&h),
             &h_cpu,
-            TOL_CURVATURE.scaled_to(&h_cpu),
+            scaled_to(TOL_CURVATURE, &h_cpu),
         );
         let g = eng.ggn(&case.theta, 0..31).unwrap();
         let g_cpu = flat(&cpu::ggn(
@@ -154,7 +154,7 @@ fn full_hessian_and_gauss_newton() {
             &format!("{loss}/{hidden} G"),
             &flat(&g),
             &g_cpu,
-            TOL_CURVATURE.scaled_to(&g_cpu),
+            scaled_to(TOL_CURVATURE, &g_cpu),
         );
     }
 }
@@ -184,7 +184,7 @@ fn chunked_products_equal_one_chunk() {
             &format!("chunked exact={exact}"),
             &flat(&b),
             &a,
-            TOL_CURVATURE.scaled_to(&a),
+            scaled_to(TOL_CURVATURE, &a),
         );
     }
 }

@@ -44,26 +44,20 @@ pub fn gpu() -> Option<Arc<GpuContext>> {
     }
 }
 
-/// A tolerance |g − c| ≤ abs + rel·|c|.
-#[derive(Clone, Copy, Debug)]
-pub struct Tol {
-    pub abs: f64,
-    pub rel: f64,
-}
+/// The crate's one comparator's tolerance, |g − c| ≤ abs + rel·|c| (`curvature::compare`).
+pub use curvature::compare::Tolerance as Tol;
 
-impl Tol {
-    /// The same tolerance with `abs` multiplied by the largest |c|: entries that are sums
-    /// over many samples or units cancel, so their f32 error scales with the size of the
-    /// summed terms (≈ the largest entry), not with the entry itself.
-    pub fn scaled_to(self, reference: &[f64]) -> Tol {
-        let scale = reference
-            .iter()
-            .fold(0.0f64, |m, &c| m.max(c.abs()))
-            .max(1e-30);
-        Tol {
-            abs: self.abs * scale,
-            rel: self.rel,
-        }
+/// `tol` with `abs` multiplied by the largest |c|: entries that are sums over many samples
+/// or units cancel, so their f32 error scales with the size of the summed terms (≈ the
+/// largest entry), not with the entry itself.
+pub fn scaled_to(tol: Tol, reference: &[f64]) -> Tol {
+    let scale = reference
+        .iter()
+        .fold(0.0f64, |m, &c| m.max(c.abs()))
+        .max(1e-30);
+    Tol {
+        abs: tol.abs * scale,
+        rel: tol.rel,
     }
 }
 
@@ -99,52 +93,18 @@ pub const TOL_CURVATURE: Tol = Tol {
     rel: 2e-4,
 };
 
-/// The one comparator. Ok(worst relative excess) or Err(report) naming the worst index
-/// and the first mismatches.
+/// The crate's one comparator (`curvature::compare::compare`): Ok(the worst error as a
+/// fraction of its allowance) or Err(its report: worst index, first mismatches).
 pub fn compare(what: &str, gpu: &[f64], cpu: &[f64], tol: Tol) -> Result<f64, String> {
-    if gpu.len() != cpu.len() {
-        return Err(format!(
-            "{what}: GPU gave {} values, CPU {}",
-            gpu.len(),
-            cpu.len()
-        ));
+    let result = curvature::compare::compare(gpu, cpu, tol);
+    if !result.passed() {
+        return Err(format!("{what}: {result}"));
     }
-    let mut worst = (0usize, 0.0f64, 0.0f64); // (index, |g − c|, ratio to allowed)
-    let mut first = Vec::new();
-    let mut failures = 0;
-    for (i, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
-        let err = (g - c).abs();
-        let allowed = tol.abs + tol.rel * c.abs();
-        let ratio = if err.is_nan() {
-            f64::INFINITY
-        } else {
-            err / allowed
-        };
-        if err.is_nan() || err > allowed {
-            failures += 1;
-            if first.len() < 5 {
-                first.push(format!(
-                    "[{i}] gpu {g:.9e} cpu {c:.9e} |Δ| {err:.3e} > {allowed:.3e}"
-                ));
-            }
-        }
-        if ratio > worst.2 || (i == 0 && worst.2 == 0.0) {
-            worst = (i, err, ratio);
-        }
-    }
-    if failures > 0 {
-        return Err(format!(
-            "{what}: {failures} of {} entries outside |g − c| ≤ {:.2e} + {:.2e}·|c|; worst at [{}] |Δ| = {:.3e} ({:.1}× allowed); first: {}",
-            gpu.len(),
-            tol.abs,
-            tol.rel,
-            worst.0,
-            worst.1,
-            worst.2,
-            first.join("; ")
-        ));
-    }
-    Ok(worst.2)
+    Ok(gpu
+        .iter()
+        .zip(cpu)
+        .map(|(g, c)| (g - c).abs() / (tol.abs + tol.rel * c.abs()))
+        .fold(0.0f64, f64::max))
 }
 
 /// `compare`, panicking with its report; prints the worst error for the record.
@@ -156,7 +116,7 @@ pub fn assert_close(what: &str, gpu: &[f64], cpu: &[f64], tol: Tol) {
                 .zip(cpu)
                 .map(|(g, c)| (g - c).abs())
                 .fold(0.0f64, f64::max);
-            println!("{what}: max |Δ| {worst:.3e}, {:.3} of allowed", ratio);
+            println!("{what}: max |Δ| {worst:.3e}, {ratio:.3} of allowed");
         }
         Err(report) => panic!("{report}"),
     }
