@@ -188,3 +188,25 @@ fn chunked_products_equal_one_chunk() {
         );
     }
 }
+
+#[test]
+fn repeated_calls_are_bitwise_identical() {
+    // Reductions are fixed-order trees (no float atomics): the same call gives the same bits.
+    let Some(ctx) = gpu() else { return };
+    let case = Case::new(&[33, 65, 7], Activation::Tanh, Loss::Ce, 0.01, 31, 13);
+    let mut eng = case.engine(&ctx);
+    let v = case.vectors(3, 1);
+    let first = (
+        eng.loss_grad(&case.theta, 0..31).unwrap(),
+        eng.hvp_block(&case.theta, 0..31, v.view()).unwrap(),
+        eng.diag_ggn(&case.theta, 0..31).unwrap(),
+    );
+    for _ in 0..3 {
+        let again = (
+            eng.loss_grad(&case.theta, 0..31).unwrap(),
+            eng.hvp_block(&case.theta, 0..31, v.view()).unwrap(),
+            eng.diag_ggn(&case.theta, 0..31).unwrap(),
+        );
+        assert_eq!(first, again);
+    }
+}

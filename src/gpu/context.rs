@@ -538,6 +538,12 @@ impl Runner {
         self.ctx.as_ref()
     }
 
+    /// Drops the cached bind groups that use `buf`, which is about to be replaced (so the
+    /// cache does not keep replaced buffers alive).
+    pub fn forget(&mut self, buf: &GpuBuffer) {
+        self.groups.retain(|(_, ids), _| !ids.contains(&buf.id));
+    }
+
     /// Runs `op` (one encoder, one submit) and returns the `readback` range (empty if none).
     pub fn run(&mut self, op: Op, readback: Option<Readback>) -> Result<Vec<f32>, GpuError> {
         let ctx = self.ctx.clone().ok_or_else(|| GpuError::Operation {

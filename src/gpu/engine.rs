@@ -833,6 +833,12 @@ impl GpuEngine {
     fn vector_buffers(&mut self, count: usize) -> Result<(GpuBuffer, GpuBuffer), GpuError> {
         let need = count * self.num_params;
         if self.bufs.vecs.as_ref().is_none_or(|b| b.len() < need) {
+            for old in [self.bufs.vecs.take(), self.bufs.hv.take()]
+                .into_iter()
+                .flatten()
+            {
+                self.runner.forget(&old);
+            }
             self.bufs.vecs = Some(self.ctx.buffer("vectors V", need)?);
             self.bufs.hv = Some(self.ctx.buffer("products H·V", need)?);
         }
@@ -1118,6 +1124,9 @@ impl Curvature for GpuEngine {
         let kk = self.mlp.num_outputs();
         let need = rows.len() * kk;
         if self.bufs.outputs.as_ref().is_none_or(|b| b.len() < need) {
+            if let Some(old) = self.bufs.outputs.take() {
+                self.runner.forget(&old);
+            }
             self.bufs.outputs = Some(self.ctx.buffer("outputs y", need)?);
         }
         let Some(ybuf) = self.bufs.outputs.clone() else {
