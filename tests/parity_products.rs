@@ -210,3 +210,34 @@ fn repeated_calls_are_bitwise_identical() {
         assert_eq!(first, again);
     }
 }
+
+#[test]
+fn full_hessian_and_gauss_newton_every_activation_and_loss() {
+    let Some(ctx) = gpu() else { return };
+    let mut seed = 400;
+    for loss in Loss::ALL {
+        for hidden in Activation::ELEMENTWISE {
+            // W = 3·4 + 4 + 4·2 + 2 = 26: one block of columns.
+            let case = Case::new(&[3, 4, 2], hidden, loss, 0.01, 7, seed);
+            seed += 1;
+            let mut eng = case.engine(&ctx);
+            let (x, t) = (case.x.view(), case.t.view());
+            let h = flat(&eng.hessian(&case.theta, 0..7).unwrap());
+            let h_cpu = flat(&cpu::hessian(&case.mlp, &case.theta, x, t));
+            assert_close(
+                &format!("{loss}/{hidden} 3-4-2 H"),
+                &h,
+                &h_cpu,
+                scaled_to(TOL_CURVATURE, &h_cpu),
+            );
+            let g = flat(&eng.ggn(&case.theta, 0..7).unwrap());
+            let g_cpu = flat(&cpu::ggn(&case.mlp, &case.theta, x, t));
+            assert_close(
+                &format!("{loss}/{hidden} 3-4-2 G"),
+                &g,
+                &g_cpu,
+                scaled_to(TOL_CURVATURE, &g_cpu),
+            );
+        }
+    }
+}
