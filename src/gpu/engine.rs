@@ -474,8 +474,9 @@ impl GpuEngine {
         );
     }
 
-    /// Forward pass of slice `s`, then the loss kernel: E_n, δ_out·scale, and y
-    /// (into `y` at `y_off`, or the output layer's z region).
+    /// Forward pass of slice `s` (PRML 5.48–5.49: a_l = z_l·W_lᵀ + b_l (n, out_l),
+    /// z_{l+1} = h(a_l), keeping h′(a_l), h″(a_l)), then the loss kernel: E_n (n),
+    /// δ_out·scale (n, K), and y (n, K) into `y` at `y_off` (else the output layer's z region).
     fn record_forward(&self, op: &mut Op, s: &Slice, scale: f32, y: Option<(&GpuBuffer, usize)>) {
         let n = s.n;
         for (l, g) in self.layers.iter().enumerate() {
@@ -541,8 +542,9 @@ impl GpuEngine {
         );
     }
 
-    /// Backpropagation of δ through slice `s` (after `record_forward`): δ_l and δ_l·W_l
-    /// for every layer, and, with `grad`, ∇E += (δ_lᵀ z_l, colsum δ_l) per layer.
+    /// Backpropagation of δ through slice `s` (after `record_forward`; PRML 5.56:
+    /// δ_{l−1} = h′(a_{l−1}) ⊙ (δ_l·W_l), (n, in_l)): δ_l and δ_l·W_l for every layer, and,
+    /// with `grad`, ∇E += (δ_lᵀ z_l (out_l, in_l), colsum δ_l (out_l)) per layer (PRML 5.53).
     fn record_backward(&self, op: &mut Op, s: &Slice, grad: Option<&GpuBuffer>) {
         let n = s.n;
         for l in (0..self.layers.len()).rev() {
@@ -597,7 +599,9 @@ impl GpuEngine {
         }
     }
 
-    /// R-forward of `batch` vectors (rows v0.. of `vecs`) through slice `s`: R{a_l}, R{z_l}.
+    /// R-forward of `batch` vectors (rows v0.. of `vecs`, (batch, W)) through slice `s`
+    /// (PRML 5.101–5.102): R{a_l} = R{z_l}·W_lᵀ + z_l·V_lᵀ + v_b,l and R{z_{l+1}} = h′ ⊙ R{a_l},
+    /// each (batch, n, out_l).
     fn record_r_forward(&self, op: &mut Op, s: &Slice, vecs: &GpuBuffer, v0: usize, batch: usize) {
         let (n, w) = (s.n, self.num_params);
         for (l, g) in self.layers.iter().enumerate() {
@@ -655,8 +659,11 @@ impl GpuEngine {
     }
 
     /// H·v (exact) or G·v (Gauss-Newton) for rows v0..v0+batch of `vecs`, accumulated into
-    /// the same rows of `out`, over slice `s` (after `record_forward`, and for the exact
-    /// product `record_backward`).
+    /// the same rows of `out` (batch, W), over slice `s` (after `record_forward`, and for the
+    /// exact product `record_backward`). R-backward, PRML 5.106–5.111: R{δ_out} = H_out·R{a_out};
+    /// R{δ_{l−1}} = h″ ⊙ R{a_{l−1}} ⊙ (δ_l W_l) + h′ ⊙ (R{δ_l} W_l + δ_l V_l);
+    /// R{∇W_l} = R{δ_l}ᵀ z_l + δ_lᵀ R{z_l}, R{∇b_l} = colsum R{δ_l}. Gauss-Newton: H_out
+    /// replaced by its Gauss-Newton part and the second-order terms (h″, δ·V, δᵀR{z}) dropped.
     #[allow(clippy::too_many_arguments)]
     fn record_r_backward(
         &self,
