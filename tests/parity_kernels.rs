@@ -35,6 +35,20 @@ fn check(
     beta: f32,
     seed: u64,
 ) {
+    check_split(kernel, layout, (m, n, k), batch, beta, seed, 1);
+}
+
+/// `check` with `splits` K splits (split-K partial sums, then their fixed-order sum).
+#[allow(clippy::too_many_arguments)]
+fn check_split(
+    kernel: Kernel,
+    layout: Layout,
+    (m, n, k): (usize, usize, usize),
+    batch: usize,
+    beta: f32,
+    seed: u64,
+    splits: usize,
+) {
     let Some(ctx) = gpu() else { return };
     let shared_b = batch > 1 && seed.is_multiple_of(2);
     let a = random(batch * m * k, seed);
@@ -58,6 +72,7 @@ fn check(
         (&c0, sc),
         alpha,
         beta,
+        splits,
     )
     .expect("matmul");
     let mut want = vec![0.0f64; batch * m * n];
@@ -82,7 +97,7 @@ fn check(
         rel: TOL_MATMUL.rel,
     };
     assert_close(
-        &format!("{kernel:?} {layout:?} m{m} n{n} k{k} batch{batch} β{beta}"),
+        &format!("{kernel:?} {layout:?} m{m} n{n} k{k} batch{batch} β{beta} splits{splits}"),
         &got,
         &want,
         tol,
@@ -109,6 +124,58 @@ fn sweep(kernel: Kernel) {
         check(kernel, Layout::AB, shape, 3, 1.0, i as u64 * 10 + 2);
         check(kernel, Layout::ABt, shape, 2, 0.5, i as u64 * 10 + 3);
     }
+}
+
+/// Split-K: K ranges that are and are not multiples of the 16-long split unit, more splits
+/// than whole units (empty splits), batches, β.
+fn split_sweep(kernel: Kernel) {
+    for (i, &(shape, batch, splits)) in [
+        ((50, 64, 1797), 1, 7),
+        ((1, 1, 1000), 1, 3),
+        ((10, 3, 40), 2, 5),
+        ((7, 33, 513), 3, 32),
+        ((3, 1, 17), 1, 4),
+    ]
+    .iter()
+    .enumerate()
+    {
+        check_split(
+            kernel,
+            Layout::AtB,
+            shape,
+            batch,
+            0.0,
+            500 + i as u64,
+            splits,
+        );
+        check_split(
+            kernel,
+            Layout::AB,
+            shape,
+            batch,
+            1.0,
+            510 + i as u64,
+            splits,
+        );
+    }
+}
+
+#[test]
+fn split_k_matches_host() {
+    split_sweep(Kernel::MatmulTiled);
+    split_sweep(Kernel::MatmulReg);
+}
+
+#[test]
+fn split_k_is_chosen_for_few_tiles_and_long_k() {
+    use curvature::gpu::kernels::split_k;
+    // The digits gradient δᵀz: 50×64 outputs summed over 1797 rows → split.
+    assert!(split_k(Kernel::MatmulTiled, (50, 64, 1797, 1), 1 << 22) > 1);
+    // Many output tiles, or a short K → no split.
+    assert_eq!(split_k(Kernel::MatmulTiled, (1797, 512, 64, 1), 1 << 22), 1);
+    assert_eq!(split_k(Kernel::MatmulTiled, (50, 64, 300, 1), 1 << 22), 1);
+    // No room for the partial sums → no split.
+    assert_eq!(split_k(Kernel::MatmulTiled, (50, 64, 1797, 1), 50 * 64), 1);
 }
 
 #[test]

@@ -61,7 +61,7 @@ impl AdapterSummary {
     }
 }
 
-/// Bytes of one kernel's uniform parameters (the largest struct, MatmulParams, is 68).
+/// Bytes of one kernel's uniform parameters (the largest struct, MatmulParams, is 72).
 const PARAM_BYTES: u64 = 128;
 /// Product timed to choose the matmul variant: (M, N, K) of about the size of the
 /// forward and gradient products of the digits network on one batch.
@@ -367,15 +367,13 @@ impl GpuContext {
                     kernel,
                     &[&a, &b, &c],
                     matmul_params(
-                        m,
-                        n,
-                        k,
-                        1,
+                        (m, n, k, 1),
                         Strided::rows(0, k),
                         Strided::rows(0, n),
                         Strided::rows(0, n),
                         1.0,
                         0.0,
+                        1,
                     ),
                     kernels::matmul_groups(kernel, m, n, 1),
                 );

@@ -14,7 +14,7 @@
 
 use super::context::{GpuBuffer, GpuContext, Op, Runner};
 use super::error::GpuError;
-use super::kernels::{self as k, elementwise_groups, f, matmul_params, Kernel, Strided};
+use super::kernels::{self as k, elementwise_groups, f, Kernel, Strided};
 use crate::curvature::{check_args, Curvature};
 use crate::error::{Error, Result};
 use crate::model::Mlp;
@@ -27,6 +27,9 @@ use std::sync::Arc;
 pub const VECTOR_GROUP: usize = 16;
 /// Columns of H or G computed per submit by `hessian`, `ggn` and `diag_hessian`.
 pub const HESSIAN_BLOCK_COLUMNS: usize = 32;
+/// Room for split-K partial sums (16 MiB): products whose partial sums would not fit
+/// get fewer splits.
+pub const SPLIT_K_SCRATCH_FLOATS: usize = 1 << 22;
 /// Device memory the per-chunk activation buffers may take together; with the binding
 /// limit it sizes `chunk_rows`.
 pub const ACTIVATION_BUDGET_BYTES: u64 = 1 << 30;
@@ -78,6 +81,8 @@ struct Buffers {
     prod: GpuBuffer,
     /// (rows, max width) scratch: Σ_k S², squares of inputs.
     sq: GpuBuffer,
+    /// Partial sums of split-K products.
+    split_scratch: GpuBuffer,
     vecs: Option<GpuBuffer>,
     hv: Option<GpuBuffer>,
     outputs: Option<GpuBuffer>,
@@ -284,6 +289,10 @@ impl GpuEngine {
             rd: ctx.buffer("R{δ}", g * rows * sum_out)?,
             prod: ctx.buffer("backward products", g * rows * max_width)?,
             sq: ctx.buffer("squares", rows * max_width)?,
+            split_scratch: ctx.buffer(
+                "split-K partial sums",
+                SPLIT_K_SCRATCH_FLOATS.min((ctx.summary().max_binding_bytes() / 4) as usize),
+            )?,
             vecs: None,
             hv: None,
             outputs: None,
@@ -340,23 +349,21 @@ impl GpuEngine {
         self.ctx.write(&self.bufs.theta, 0, &th);
     }
 
-    /// Records C (m, n) = β·C + α·A (m, kk)·B (kk, n), `batch` times.
+    /// Records C (m, n) = β·C + A (m, kk)·B (kk, n), `batch` times (split-K when the
+    /// product has few output tiles and a long K: `kernels::split_k`).
     #[allow(clippy::too_many_arguments)]
     fn matmul(
         &self,
         op: &mut Op,
-        (m, n, kk, batch): (usize, usize, usize, usize),
+        dims: (usize, usize, usize, usize),
         a: (&GpuBuffer, Strided),
         b: (&GpuBuffer, Strided),
         c: (&GpuBuffer, Strided),
         beta: f32,
     ) {
-        op.dispatch(
-            self.matmul,
-            &[a.0, b.0, c.0],
-            matmul_params(m, n, kk, batch, a.1, b.1, c.1, 1.0, beta),
-            k::matmul_groups(self.matmul, m, n, batch),
-        );
+        let scratch = &self.bufs.split_scratch;
+        let splits = k::split_k(self.matmul, dims, scratch.len());
+        k::record_matmul(op, self.matmul, dims, a, b, c, (1.0, beta), splits, scratch);
     }
 
     /// Records column sums dst[b][c] (+)= Σ_r src[b][r][c] of (batch, rows, cols) blocks.

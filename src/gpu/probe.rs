@@ -4,11 +4,11 @@
 
 use super::context::{GpuContext, Op, Runner};
 use super::error::GpuError;
-use super::kernels::{matmul_groups, matmul_params, Kernel, Strided};
+use super::kernels::{record_matmul, Kernel, Strided};
 use std::sync::Arc;
 
-/// C = β·C₀ + α·op(A)·op(B) with `kernel` (a matmul variant), operands laid out as the
-/// `Strided` descriptions say; returns the whole C buffer.
+/// C = β·C₀ + α·op(A)·op(B) with `kernel` (a matmul variant) and `splits` K splits,
+/// operands laid out as the `Strided` descriptions say; returns the whole C buffer.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     ctx: &Arc<GpuContext>,
@@ -19,6 +19,7 @@ pub fn matmul(
     c: (&[f32], Strided),
     alpha: f32,
     beta: f32,
+    splits: usize,
 ) -> Result<Vec<f32>, GpuError> {
     let abuf = ctx.buffer("probe A", a.0.len())?;
     let bbuf = ctx.buffer("probe B", b.0.len())?;
@@ -26,12 +27,18 @@ pub fn matmul(
     ctx.write(&abuf, 0, a.0);
     ctx.write(&bbuf, 0, b.0);
     ctx.write(&cbuf, 0, c.0);
+    let scratch = ctx.buffer("probe split-K partial sums", splits.max(1) * batch * m * n)?;
     let mut op = Op::new("matmul probe");
-    op.dispatch(
+    record_matmul(
+        &mut op,
         kernel,
-        &[&abuf, &bbuf, &cbuf],
-        matmul_params(m, n, k, batch, a.1, b.1, c.1, alpha, beta),
-        matmul_groups(kernel, m, n, batch),
+        (m, n, k, batch),
+        (&abuf, a.1),
+        (&bbuf, b.1),
+        (&cbuf, c.1),
+        (alpha, beta),
+        splits,
+        &scratch,
     );
     Runner::new(ctx.clone()).run(op, Some((&cbuf, 0, c.0.len())))
 }
