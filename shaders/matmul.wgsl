@@ -107,12 +107,21 @@ fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     for (var k0 = kr.x; k0 < kr.y; k0 += TK) {
         for (var q = 0u; q < 4u; q++) {
             let idx = t + 256u * q;
-            // A: consecutive threads walk k (stride a_cs), B: consecutive threads walk n.
-            let am = idx / TK;
-            let ak = idx % TK;
+            // Consecutive threads walk the operand's unit-stride direction, so that global
+            // loads coalesce for A and Aᵀ, B and Bᵀ alike (the choice is uniform per dispatch).
+            var am = idx / TK;
+            var ak = idx % TK;
+            if (p.a_cs != 1u) {
+                am = idx % TILE;
+                ak = idx / TILE;
+            }
             tile_a[ak * TILE + am] = load_a(batch, m0 + am, k0 + ak, kr.y);
-            let bk = idx / TILE;
-            let bn = idx % TILE;
+            var bk = idx / TILE;
+            var bn = idx % TILE;
+            if (p.b_cs != 1u && p.b_rs == 1u) {
+                bk = idx % TK;
+                bn = idx / TK;
+            }
             tile_b[bk * TILE + bn] = load_b(batch, k0 + bk, n0 + bn, kr.y);
         }
         workgroupBarrier();
