@@ -61,7 +61,7 @@ impl AdapterSummary {
     }
 }
 
-/// Bytes of one kernel's uniform parameters (the largest struct, MatmulParams, is 68).
+/// Bytes of one kernel's uniform parameters (the largest struct, MatmulParams, is 72).
 const PARAM_BYTES: u64 = 128;
 /// Product timed to choose the matmul variant: (M, N, K) of about the size of the
 /// forward and gradient products of the digits network on one batch.
@@ -88,7 +88,7 @@ fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
         backend: format!("{:?}", info.backend),
         device_type: format!("{:?}", info.device_type),
         is_software: info.device_type == wgpu::DeviceType::Cpu,
-        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
         max_buffer_size: limits.max_buffer_size,
         max_compute_workgroup_size_x: limits.max_compute_workgroup_size_x,
         max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
@@ -185,6 +185,8 @@ pub struct GpuContext {
     matmul_note: String,
     /// The first error the device reported outside any error scope (validation, OOM).
     device_error: Arc<Mutex<Option<String>>>,
+    /// Why the device was lost, once it has been.
+    lost: Arc<Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -223,6 +225,13 @@ impl GpuContext {
                 slot.get_or_insert_with(|| e.to_string());
             }
         }));
+        let lost = Arc::new(Mutex::new(None::<String>));
+        let lost_sink = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut slot) = lost_sink.lock() {
+                slot.get_or_insert_with(|| format!("{reason:?}: {message}"));
+            }
+        });
         let align = device.limits().min_uniform_buffer_offset_alignment as u64;
         let param_slot = PARAM_BYTES.div_ceil(align) * align;
         let params_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -263,6 +272,7 @@ impl GpuContext {
             matmul: Kernel::MatmulTiled,
             matmul_note: String::new(),
             device_error,
+            lost,
         };
         ctx.check("compiling the kernels")?;
         ctx.choose_matmul()?;
@@ -285,6 +295,9 @@ impl GpuContext {
 
     /// An error the device reported since the last check, as `Operation { op }`.
     fn check(&self, op: &str) -> Result<(), GpuError> {
+        if let Some(reason) = self.lost.lock().ok().and_then(|l| l.clone()) {
+            return Err(GpuError::Lost(reason));
+        }
         let taken = self.device_error.lock().ok().and_then(|mut e| e.take());
         match taken {
             Some(reason) => Err(GpuError::Operation {
@@ -354,15 +367,13 @@ impl GpuContext {
                     kernel,
                     &[&a, &b, &c],
                     matmul_params(
-                        m,
-                        n,
-                        k,
-                        1,
+                        (m, n, k, 1),
                         Strided::rows(0, k),
                         Strided::rows(0, n),
                         Strided::rows(0, n),
                         1.0,
                         0.0,
+                        1,
                     ),
                     kernels::matmul_groups(kernel, m, n, 1),
                 );
@@ -523,6 +534,12 @@ impl Runner {
 
     pub fn context(&self) -> Option<&Arc<GpuContext>> {
         self.ctx.as_ref()
+    }
+
+    /// Drops the cached bind groups that use `buf`, which is about to be replaced (so the
+    /// cache does not keep replaced buffers alive).
+    pub fn forget(&mut self, buf: &GpuBuffer) {
+        self.groups.retain(|(_, ids), _| !ids.contains(&buf.id));
     }
 
     /// Runs `op` (one encoder, one submit) and returns the `readback` range (empty if none).

@@ -27,6 +27,9 @@ pub enum GpuError {
     /// The device reported an error (validation, out of memory, lost) during an operation.
     #[error("GPU operation `{op}` failed: {reason}")]
     Operation { op: String, reason: String },
+    /// The device was lost (driver reset, GPU removed, or a kernel ran too long).
+    #[error("the GPU device was lost: {0}; create a new context")]
+    Lost(String),
     /// Reading a result back from the device failed.
     #[error("reading `{0}` back from the GPU failed (device lost or out of memory?)")]
     Readback(String),

@@ -2,6 +2,8 @@
 //! its file it uses, and how its uniform parameters are laid out. Nothing here calls
 //! wgpu; `context.rs` compiles every kernel at start-up from this table.
 
+use super::context::{GpuBuffer, Op};
+
 /// A WGSL file (one per kernel family). Elementwise families get `shaders/common.wgsl`
 /// (activation and loss formulas, the flat-index helper) prepended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -98,6 +100,7 @@ const W7: Binding = w(7);
 pub enum Kernel {
     MatmulTiled,
     MatmulReg,
+    MatmulSumSplits,
     BiasAct,
     LossDelta,
     LossHess,
@@ -118,9 +121,10 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 19] = [
+    pub const ALL: [Kernel; 20] = [
         Kernel::MatmulTiled,
         Kernel::MatmulReg,
+        Kernel::MatmulSumSplits,
         Kernel::BiasAct,
         Kernel::LossDelta,
         Kernel::LossHess,
@@ -151,6 +155,7 @@ impl Kernel {
         match self {
             Kernel::MatmulTiled => (F::Matmul, "matmul_tiled", &[R0, R1, W2]),
             Kernel::MatmulReg => (F::Matmul, "matmul_reg", &[R0, R1, W2]),
+            Kernel::MatmulSumSplits => (F::Matmul, "matmul_sum_splits", &[R0, W2]),
             Kernel::BiasAct => (F::Activation, "bias_act", &[R0, W1, W2, W3, W4]),
             Kernel::LossDelta => (F::Loss, "loss_delta", &[R0, R1, W3, W4, W5]),
             Kernel::LossHess => (F::Loss, "loss_hess", &[R0, R1, R2, W4]),
@@ -227,18 +232,17 @@ impl Strided {
 }
 
 /// The words of `MatmulParams` (matmul.wgsl) for C (m, n) [+]= α·A (m, k)·B (k, n),
-/// `batch` times; C is row-major with row stride `c.rs` (its `cs` must be 1).
+/// `batch` times, the K range cut in `splits` (1: no split-K); C is row-major with row
+/// stride `c.rs` (its `cs` must be 1).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_params(
-    m: usize,
-    n: usize,
-    k: usize,
-    batch: usize,
+    (m, n, k, batch): (usize, usize, usize, usize),
     a: Strided,
     b: Strided,
     c: Strided,
     alpha: f32,
     beta: f32,
+    splits: usize,
 ) -> Vec<u32> {
     let u = |x: usize| x as u32;
     vec![
@@ -259,23 +263,102 @@ pub fn matmul_params(
         u(c.bs),
         f(alpha),
         f(beta),
+        u(splits.max(1)),
     ]
 }
 
-/// Output tile edge of each matmul variant (matmul.wgsl).
-pub fn matmul_tile(kernel: Kernel) -> usize {
+/// Split-K only when the output tiles alone give fewer workgroups than this (enough to
+/// keep a large GPU's compute units, or every core of a CPU rasteriser, busy).
+pub const SPLIT_K_TARGET_WORKGROUPS: usize = 64;
+/// The shortest K range one split sums (shorter splits cost more in partial sums than
+/// they gain in parallelism).
+pub const SPLIT_K_MIN_DEPTH: usize = 256;
+/// The most splits of one product.
+pub const SPLIT_K_MAX: usize = 32;
+
+/// How many K splits a product gets: 1 unless its output tiles are too few to fill the
+/// device and K is long, and never more than `scratch_len` floats of partial sums.
+pub fn split_k(
+    kernel: Kernel,
+    (m, n, k, batch): (usize, usize, usize, usize),
+    scratch_len: usize,
+) -> usize {
+    let g = matmul_groups(kernel, m, n, batch);
+    let tiles = (g[0] * g[1] * g[2]) as usize;
+    if tiles >= SPLIT_K_TARGET_WORKGROUPS || k < 2 * SPLIT_K_MIN_DEPTH {
+        return 1;
+    }
+    let by_room = scratch_len / (batch * m * n).max(1);
+    let by_groups =
+        (m * n).div_ceil(ELEMENTWISE_WORKGROUP as usize) <= MAX_WORKGROUPS_PER_DIM as usize;
+    if !by_groups {
+        return 1;
+    }
+    SPLIT_K_TARGET_WORKGROUPS
+        .div_ceil(tiles)
+        .min(k / SPLIT_K_MIN_DEPTH)
+        .min(SPLIT_K_MAX)
+        .min(by_room)
+        .max(1)
+}
+
+/// Records C (m, n) = β·C + α·A·B, `batch` times, with `splits` K splits (partial sums in
+/// `scratch`, then `matmul_sum_splits`); one dispatch when `splits` is 1.
+#[allow(clippy::too_many_arguments)]
+pub fn record_matmul(
+    op: &mut Op,
+    kernel: Kernel,
+    dims: (usize, usize, usize, usize),
+    a: (&GpuBuffer, Strided),
+    b: (&GpuBuffer, Strided),
+    c: (&GpuBuffer, Strided),
+    (alpha, beta): (f32, f32),
+    splits: usize,
+    scratch: &GpuBuffer,
+) {
+    let (m, n, _, batch) = dims;
+    if splits <= 1 {
+        op.dispatch(
+            kernel,
+            &[a.0, b.0, c.0],
+            matmul_params(dims, a.1, b.1, c.1, alpha, beta, 1),
+            matmul_groups(kernel, m, n, batch),
+        );
+        return;
+    }
+    let parts = Strided::rows(0, n);
+    op.dispatch(
+        kernel,
+        &[a.0, b.0, scratch],
+        matmul_params(dims, a.1, b.1, parts, 1.0, 0.0, splits),
+        matmul_groups(kernel, m, n, batch * splits),
+    );
+    op.dispatch(
+        Kernel::MatmulSumSplits,
+        &[scratch, c.0],
+        matmul_params(dims, parts, parts, c.1, alpha, beta, splits),
+        [
+            (m * n).div_ceil(ELEMENTWISE_WORKGROUP as usize) as u32,
+            batch as u32,
+            1,
+        ],
+    );
+}
+
+/// Output tile (rows, columns) of C per workgroup of each matmul variant (matmul.wgsl).
+pub fn matmul_tile(kernel: Kernel) -> (usize, usize) {
     match kernel {
-        Kernel::MatmulTiled => 64,
-        _ => 32,
+        Kernel::MatmulTiled => (64, 64),
+        _ => (64, 32),
     }
 }
 
 /// The workgroup grid of a matmul variant for C (m, n) × batch.
 pub fn matmul_groups(kernel: Kernel, m: usize, n: usize, batch: usize) -> [u32; 3] {
-    let t = matmul_tile(kernel);
+    let (tm, tn) = matmul_tile(kernel);
     [
-        n.div_ceil(t).max(1) as u32,
-        m.div_ceil(t).max(1) as u32,
+        n.div_ceil(tn).max(1) as u32,
+        m.div_ceil(tm).max(1) as u32,
         batch.max(1) as u32,
     ]
 }

@@ -1,0 +1,486 @@
+//! `GpuEngine`: the curvature operations of one model on one data set, in f32 on a
+//! wgpu device. Layers are 0-based: layer l maps z_l (n, in_l) to a_l = z_l·W_lᵀ + b_l
+//! (n, out_l) and z_{l+1} = h_l(a_l); z_0 = X; the output is a_{L−1}.
+//!
+//! Every operation is one [`Op`] (one encoder, one submit; the full H, G and the exact
+//! diagonal: one per block of columns) that walks the requested rows in slices: a
+//! slice lies inside one data chunk (the data are uploaded once, in chunks sized from
+//! the adapter's binding limits) and holds at most `chunk_rows` rows. Results
+//! accumulate over the slices on the device; only the result is read back.
+//!
+//! The derivative outputs of the loss kernels carry the 1/N of the mean (1/√N for the
+//! Gauss-Newton factor), and every backward recursion is linear in them, so no pass
+//! rescales afterwards.
+
+use super::context::{GpuBuffer, GpuContext, Op, Runner};
+use super::error::GpuError;
+use super::kernels::{self as k, elementwise_groups, f, Kernel, Strided};
+use crate::error::{Error, Result};
+use crate::model::Mlp;
+use ndarray::{Array2, ArrayView2};
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Vectors R-propagated together in one pass (rows of V in one batched product);
+/// larger blocks are processed in groups of this many inside the same submit.
+pub const VECTOR_GROUP: usize = 16;
+/// Columns of H or G computed per submit by `hessian`, `ggn` and `diag_hessian`.
+pub const HESSIAN_BLOCK_COLUMNS: usize = 32;
+/// Room for split-K partial sums (16 MiB): products whose partial sums would not fit
+/// get fewer splits.
+pub const SPLIT_K_SCRATCH_FLOATS: usize = 1 << 22;
+/// Device memory the per-chunk activation buffers may take together; with the binding
+/// limit it sizes `chunk_rows`.
+pub const ACTIVATION_BUDGET_BYTES: u64 = 1 << 30;
+
+/// Where one layer sits in θ and in the per-layer activation buffers.
+#[derive(Clone, Debug)]
+struct LayerGeom {
+    fan_in: usize,
+    fan_out: usize,
+    w_off: usize,
+    b_off: usize,
+    act: u32,
+    /// Σ_{m<l} out_m: the layer's region starts at rows·out_cum in per-layer buffers.
+    out_cum: usize,
+}
+
+/// A run of rows inside one data chunk.
+#[derive(Clone, Copy, Debug)]
+struct Slice {
+    chunk: usize,
+    /// First row inside the chunk.
+    local: usize,
+    /// Rows in the slice.
+    n: usize,
+    /// First row relative to the start of the requested range.
+    rel: usize,
+}
+
+/// Buffers sized by the model and `chunk_rows`, allocated once and reused by every call.
+struct Buffers {
+    theta: GpuBuffer,
+    mask: GpuBuffer,
+    theta_sq: GpuBuffer,
+    /// Gradient (W) followed by one loss sum per slice.
+    grad: GpuBuffer,
+    diag: GpuBuffer,
+    pre: GpuBuffer,
+    z: GpuBuffer,
+    d1: GpuBuffer,
+    d2: GpuBuffer,
+    delta: GpuBuffer,
+    /// δ_l·W_l, stored in layer l−1's region (it is (n, in_l) = (n, out_{l−1})).
+    ew: GpuBuffer,
+    row_loss: GpuBuffer,
+    ra: GpuBuffer,
+    rz: GpuBuffer,
+    rd: GpuBuffer,
+    /// Batched matmul results of the backward passes, (VECTOR_GROUP, rows, max width).
+    prod: GpuBuffer,
+    /// (rows, max width) scratch: Σ_k S², squares of inputs.
+    sq: GpuBuffer,
+    /// Partial sums of split-K products.
+    split_scratch: GpuBuffer,
+    vecs: Option<GpuBuffer>,
+    hv: Option<GpuBuffer>,
+    outputs: Option<GpuBuffer>,
+    /// Outer product: (G rows, W) factor rows and the (W, W) result.
+    outer: Option<(GpuBuffer, GpuBuffer)>,
+}
+
+/// The curvature engine on a GPU (f32 on the device, f64 at the interface).
+pub struct GpuEngine {
+    ctx: Arc<GpuContext>,
+    runner: Runner,
+    mlp: Mlp,
+    matmul: Kernel,
+    layers: Vec<LayerGeom>,
+    num_rows: usize,
+    num_params: usize,
+    chunk_rows: usize,
+    /// (X_c (rows_c, D), T_c (rows_c, K)) per chunk of `chunk_rows` rows.
+    chunks: Vec<(GpuBuffer, GpuBuffer)>,
+    host_x: Array2<f32>,
+    host_t: Array2<f32>,
+    bufs: Buffers,
+}
+
+impl std::fmt::Debug for GpuEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuEngine")
+            .field("mlp", &self.mlp.describe())
+            .field("rows", &self.num_rows)
+            .field("chunk_rows", &self.chunk_rows)
+            .finish()
+    }
+}
+
+fn shape_err(msg: String) -> Error {
+    Error::Shape(msg)
+}
+
+impl GpuEngine {
+    /// Binds `mlp` and the data X (N, D), T (N, K) to the device: uploads the data once,
+    /// in chunks sized from the adapter's limits, and allocates the working buffers.
+    pub fn new(
+        ctx: Arc<GpuContext>,
+        mlp: &Mlp,
+        x: ArrayView2<f32>,
+        t: ArrayView2<f32>,
+    ) -> Result<GpuEngine> {
+        let (n, d) = x.dim();
+        if d != mlp.num_inputs() || t.dim() != (n, mlp.num_outputs()) || n == 0 {
+            return Err(shape_err(format!(
+                "data X {:?}, T {:?} do not fit the {} network (need N ≥ 1 rows, {} inputs, {} outputs)",
+                x.dim(),
+                t.dim(),
+                mlp.describe(),
+                mlp.num_inputs(),
+                mlp.num_outputs()
+            )));
+        }
+        let mut out_cum = 0;
+        let layers = mlp
+            .layout()
+            .into_iter()
+            .zip(mlp.activations())
+            .map(|(l, act)| {
+                let g = LayerGeom {
+                    fan_in: l.fan_in,
+                    fan_out: l.fan_out,
+                    w_off: l.weights.start,
+                    b_off: l.bias.start,
+                    act: act.code(),
+                    out_cum,
+                };
+                out_cum += l.fan_out;
+                g
+            })
+            .collect();
+        let matmul = ctx.matmul_kernel();
+        let host_x = x.as_standard_layout().to_owned();
+        let host_t = t.as_standard_layout().to_owned();
+        let chunk_rows = Self::rows_per_chunk(&ctx, mlp, n, None);
+        let (chunks, bufs) = Self::allocate(&ctx, mlp, chunk_rows, &host_x, &host_t)?;
+        Ok(GpuEngine {
+            runner: Runner::new(ctx.clone()),
+            ctx,
+            mlp: mlp.clone(),
+            matmul,
+            layers,
+            num_rows: n,
+            num_params: mlp.num_params(),
+            chunk_rows,
+            chunks,
+            host_x,
+            host_t,
+            bufs,
+        })
+    }
+
+    /// The same engine with data chunks (and slices) of at most `rows` rows: every
+    /// operation then accumulates over several chunks, which tests of chunking compare
+    /// with the one-chunk result. Re-uploads the data.
+    pub fn with_max_chunk_rows(self, rows: usize) -> Result<Self> {
+        let chunk_rows = Self::rows_per_chunk(&self.ctx, &self.mlp, self.num_rows, Some(rows));
+        let (chunks, bufs) =
+            Self::allocate(&self.ctx, &self.mlp, chunk_rows, &self.host_x, &self.host_t)?;
+        Ok(GpuEngine {
+            runner: Runner::new(self.ctx.clone()),
+            chunk_rows,
+            chunks,
+            bufs,
+            ..self
+        })
+    }
+
+    /// The same engine running its products with another matmul variant
+    /// (`Kernel::MatmulTiled` or `Kernel::MatmulReg`); every variant must pass the same tests.
+    pub fn with_matmul_kernel(mut self, kernel: Kernel) -> Self {
+        self.matmul = kernel;
+        self
+    }
+
+    /// Rows per data chunk and slice.
+    pub fn chunk_rows(&self) -> usize {
+        self.chunk_rows
+    }
+
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+
+    fn rows_per_chunk(ctx: &GpuContext, mlp: &Mlp, n: usize, cap: Option<usize>) -> usize {
+        let sizes = mlp.sizes();
+        let sum_out: usize = sizes[1..].iter().sum();
+        let max_width = sizes.iter().copied().max().unwrap_or(1);
+        let g = VECTOR_GROUP;
+        // The widest single buffer per row (the batched R-buffers, or the data).
+        let widest = (g * sum_out).max(g * max_width).max(sizes[0]).max(1);
+        let by_binding = (ctx.summary().max_binding_bytes() / 4) as usize / widest;
+        // All per-row buffers together: 5 forward/backward, 3 batched, scratch, data.
+        let per_row = 6 * sum_out
+            + 3 * g * sum_out
+            + (g + 1) * max_width
+            + sizes[0]
+            + 2 * sizes[sizes.len() - 1];
+        let by_budget = (ACTIVATION_BUDGET_BYTES / 4) as usize / per_row.max(1);
+        n.min(by_binding)
+            .min(by_budget)
+            .min(cap.unwrap_or(usize::MAX))
+            .max(1)
+    }
+
+    fn allocate(
+        ctx: &GpuContext,
+        mlp: &Mlp,
+        rows: usize,
+        x: &Array2<f32>,
+        t: &Array2<f32>,
+    ) -> Result<(Vec<(GpuBuffer, GpuBuffer)>, Buffers), GpuError> {
+        let sizes = mlp.sizes();
+        let (d, kk) = (mlp.num_inputs(), mlp.num_outputs());
+        let n = x.nrows();
+        let mut chunks = Vec::new();
+        for start in (0..n).step_by(rows) {
+            let end = (start + rows).min(n);
+            let xb = ctx.buffer("X chunk", (end - start) * d)?;
+            let tb = ctx.buffer("T chunk", (end - start) * kk)?;
+            let xs = x.slice(ndarray::s![start..end, ..]);
+            let ts = t.slice(ndarray::s![start..end, ..]);
+            ctx.write(
+                &xb,
+                0,
+                xs.as_slice()
+                    .unwrap_or(&xs.to_owned().into_raw_vec_and_offset().0),
+            );
+            ctx.write(
+                &tb,
+                0,
+                ts.as_slice()
+                    .unwrap_or(&ts.to_owned().into_raw_vec_and_offset().0),
+            );
+            chunks.push((xb, tb));
+        }
+        let w = mlp.num_params();
+        let sum_out: usize = sizes[1..].iter().sum();
+        let max_width = sizes.iter().copied().max().unwrap_or(1);
+        let g = VECTOR_GROUP;
+        let mask = ctx.buffer("weight mask", w)?;
+        let mask_host: Vec<f32> = mlp.weight_mask().iter().map(|&m| m as f32).collect();
+        ctx.write(&mask, 0, &mask_host);
+        let bufs = Buffers {
+            theta: ctx.buffer("θ", w)?,
+            mask,
+            theta_sq: ctx.buffer("θ²", w)?,
+            grad: ctx.buffer("gradient and loss sums", w + n)?,
+            diag: ctx.buffer("diagonal", w)?,
+            pre: ctx.buffer("pre-activations a", rows * sum_out)?,
+            z: ctx.buffer("activations z", rows * sum_out)?,
+            d1: ctx.buffer("h′(a)", rows * sum_out)?,
+            d2: ctx.buffer("h″(a)", rows * sum_out)?,
+            delta: ctx.buffer("δ", rows * sum_out)?,
+            ew: ctx.buffer("δ·W", rows * sum_out)?,
+            row_loss: ctx.buffer("E_n", rows)?,
+            ra: ctx.buffer("R{a}", g * rows * sum_out)?,
+            rz: ctx.buffer("R{z}", g * rows * sum_out)?,
+            rd: ctx.buffer("R{δ}", g * rows * sum_out)?,
+            prod: ctx.buffer("backward products", g * rows * max_width)?,
+            sq: ctx.buffer("squares", rows * max_width)?,
+            split_scratch: ctx.buffer(
+                "split-K partial sums",
+                SPLIT_K_SCRATCH_FLOATS.min((ctx.summary().max_binding_bytes() / 4) as usize),
+            )?,
+            vecs: None,
+            hv: None,
+            outputs: None,
+            outer: None,
+        };
+        Ok((chunks, bufs))
+    }
+
+    /// The slices covering `rows`, each inside one chunk and at most `max_rows` long.
+    fn slices(&self, rows: &Range<usize>, max_rows: usize) -> Vec<Slice> {
+        let mut out = Vec::new();
+        let mut row = rows.start;
+        while row < rows.end {
+            let chunk = row / self.chunk_rows;
+            let chunk_end = ((chunk + 1) * self.chunk_rows).min(rows.end);
+            let n = (chunk_end - row).min(max_rows.max(1));
+            out.push(Slice {
+                chunk,
+                local: row - chunk * self.chunk_rows,
+                n,
+                rel: row - rows.start,
+            });
+            row += n;
+        }
+        out
+    }
+
+    fn last(&self) -> usize {
+        self.layers.len() - 1
+    }
+
+    /// Offset of layer l's region in the per-layer buffers (pre, z, d1, d2, δ, δW).
+    fn region(&self, l: usize) -> usize {
+        self.chunk_rows * self.layers[l].out_cum
+    }
+
+    /// Offset of layer l's region in the batched buffers (R{a}, R{z}, R{δ}).
+    fn batched_region(&self, l: usize) -> usize {
+        VECTOR_GROUP * self.chunk_rows * self.layers[l].out_cum
+    }
+
+    /// z_l of a slice: (buffer, offset, row stride).
+    fn input(&self, s: &Slice, l: usize) -> (&GpuBuffer, usize, usize) {
+        if l == 0 {
+            let d = self.mlp.num_inputs();
+            (&self.chunks[s.chunk].0, s.local * d, d)
+        } else {
+            (&self.bufs.z, self.region(l - 1), self.layers[l].fan_in)
+        }
+    }
+
+    fn upload_theta(&self, theta: &[f64]) {
+        let th: Vec<f32> = theta.iter().map(|&v| v as f32).collect();
+        self.ctx.write(&self.bufs.theta, 0, &th);
+    }
+
+    /// Records C (m, n) = β·C + A (m, kk)·B (kk, n), `batch` times (split-K when the
+    /// product has few output tiles and a long K: `kernels::split_k`).
+    #[allow(clippy::too_many_arguments)]
+    fn matmul(
+        &self,
+        op: &mut Op,
+        dims: (usize, usize, usize, usize),
+        a: (&GpuBuffer, Strided),
+        b: (&GpuBuffer, Strided),
+        c: (&GpuBuffer, Strided),
+        beta: f32,
+    ) {
+        let scratch = &self.bufs.split_scratch;
+        let splits = k::split_k(self.matmul, dims, scratch.len());
+        k::record_matmul(op, self.matmul, dims, a, b, c, (1.0, beta), splits, scratch);
+    }
+
+    /// Records column sums dst[b][c] (+)= Σ_r src[b][r][c] of (batch, rows, cols) blocks.
+    #[allow(clippy::too_many_arguments)]
+    fn colsum(
+        &self,
+        op: &mut Op,
+        (rows, cols, batch): (usize, usize, usize),
+        src: (&GpuBuffer, usize, usize, usize),
+        dst: (&GpuBuffer, usize, usize),
+        accumulate: bool,
+    ) {
+        let u = |x: usize| x as u32;
+        op.dispatch(
+            Kernel::Colsum,
+            &[src.0, dst.0],
+            vec![
+                u(rows),
+                u(cols),
+                u(src.1),
+                u(src.2),
+                u(src.3),
+                u(dst.1),
+                u(dst.2),
+                u(accumulate as usize),
+                f(1.0),
+            ],
+            [cols as u32, batch as u32, 1],
+        );
+    }
+
+    /// Records an `update.wgsl` kernel.
+    #[allow(clippy::too_many_arguments)]
+    fn update(
+        &self,
+        op: &mut Op,
+        kernel: Kernel,
+        buffers: &[&GpuBuffer],
+        count: usize,
+        d_off: usize,
+        s_off: usize,
+        s_bs: usize,
+        col0: usize,
+        alpha: f32,
+    ) {
+        let u = |x: usize| x as u32;
+        op.dispatch(
+            kernel,
+            buffers,
+            vec![
+                u(count),
+                u(self.num_params),
+                u(d_off),
+                u(s_off),
+                u(s_bs),
+                u(col0),
+                f(alpha),
+            ],
+            elementwise_groups(count),
+        );
+    }
+
+    /// Records a `rop.wgsl` kernel over `count` = batch·n·w entries of a layer of width w.
+    #[allow(clippy::too_many_arguments)]
+    fn rop(
+        &self,
+        op: &mut Op,
+        kernel: Kernel,
+        buffers: &[&GpuBuffer],
+        (count, nw, w): (usize, usize, usize),
+        store: bool,
+        offs: [usize; 8],
+    ) {
+        let u = |x: usize| x as u32;
+        let mut p = vec![u(count), u(nw), u(w), u(store as usize)];
+        p.extend(offs.iter().map(|&o| u(o)));
+        op.dispatch(kernel, buffers, p, elementwise_groups(count));
+    }
+
+    /// Records a `loss.wgsl` kernel on the output layer of slice `s`.
+    #[allow(clippy::too_many_arguments)]
+    fn loss_kernel(
+        &self,
+        op: &mut Op,
+        kernel: Kernel,
+        buffers: &[&GpuBuffer],
+        s: &Slice,
+        (r_off, rl_off, d_off, y_off): (usize, usize, usize, usize),
+        (batch, k0, gn): (usize, usize, bool),
+        scale: f32,
+        threads: usize,
+    ) {
+        let u = |x: usize| x as u32;
+        let kk = self.mlp.num_outputs();
+        op.dispatch(
+            kernel,
+            buffers,
+            vec![
+                u(s.n),
+                u(kk),
+                self.mlp.loss().code(),
+                self.mlp.output_activation().code(),
+                u(self.region(self.last())),
+                u(s.local * kk),
+                u(r_off),
+                u(rl_off),
+                u(d_off),
+                u(y_off),
+                u(batch),
+                u(k0),
+                u(gn as usize),
+                f(scale),
+            ],
+            elementwise_groups(threads),
+        );
+    }
+}
+
+mod diagonals;
+mod ops;
+mod passes;

@@ -1,0 +1,206 @@
+//! Shared helpers of the GPU parity tests: one context per test binary, the one
+//! comparator, the named tolerances, and seeded random networks and data.
+#![allow(dead_code)]
+
+use curvature::gpu::kernels::Kernel;
+use curvature::gpu::{AdapterChoice, AdapterOptions, GpuContext, GpuEngine};
+use curvature::{Activation, Loss, Mlp};
+use ndarray::Array2;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::sync::{Arc, OnceLock};
+
+/// The context shared by every test in this binary, or `None` (after printing
+/// `SKIPPED (no GPU adapter)`) when there is no adapter — unless CURVATURE_REQUIRE_GPU=1,
+/// where a missing adapter is a failure. Software adapters are allowed (CI uses llvmpipe).
+pub fn gpu() -> Option<Arc<GpuContext>> {
+    static CTX: OnceLock<Result<Arc<GpuContext>, String>> = OnceLock::new();
+    let ctx = CTX.get_or_init(|| {
+        let opts = AdapterOptions {
+            choice: AdapterChoice::Gpu,
+            name: std::env::var("CURVATURE_ADAPTER").ok(),
+        };
+        let ctx = GpuContext::new(&opts).map_err(|e| e.to_string());
+        if let Ok(c) = &ctx {
+            eprintln!(
+                "GPU adapter: {} ({}, {}); matmul: {}",
+                c.summary().name,
+                c.summary().backend,
+                c.summary().device_type,
+                c.matmul_variant()
+            );
+        }
+        ctx
+    });
+    match ctx {
+        Ok(c) => Some(c.clone()),
+        Err(reason) => {
+            if std::env::var("CURVATURE_REQUIRE_GPU").as_deref() == Ok("1") {
+                panic!("CURVATURE_REQUIRE_GPU=1 but no GPU context: {reason}");
+            }
+            println!("SKIPPED (no GPU adapter): {reason}");
+            None
+        }
+    }
+}
+
+/// The crate's one comparator's tolerance, |g − c| ≤ abs + rel·|c| (`curvature::compare`).
+pub use curvature::compare::Tolerance as Tol;
+
+/// `tol` with `abs` multiplied by the largest |c|: entries that are sums over many samples
+/// or units cancel, so their f32 error scales with the size of the summed terms (≈ the
+/// largest entry), not with the entry itself.
+pub fn scaled_to(tol: Tol, reference: &[f64]) -> Tol {
+    let scale = reference
+        .iter()
+        .fold(0.0f64, |m, &c| m.max(c.abs()))
+        .max(1e-30);
+    Tol {
+        abs: tol.abs * scale,
+        rel: tol.rel,
+    }
+}
+
+/// f32 unit roundoff, 2⁻²⁴.
+pub const F32_U: f64 = 5.96e-8;
+
+/// Matmul on host data: dot products of up to 257 terms in f32; a worst-case bound is
+/// K·u·Σ|a||b| = 257·6e-8 ≈ 1.5e-5 relative to the summed magnitudes.
+pub const TOL_MATMUL: Tol = Tol {
+    abs: 2e-5,
+    rel: 2e-5,
+};
+/// Outputs and loss: forward products of ≤ 257 terms (≤ 1.5e-5 relative each), through
+/// exp/log/softmax (which keep relative error), summed over ≤ 1797 rows by the
+/// deterministic tree (≈ 20·u more).
+pub const TOL_FORWARD: Tol = Tol {
+    abs: 1e-5,
+    rel: 1e-4,
+};
+/// Gradient: one more f32 pass (δ·W, and δᵀz summed over ≤ 1797 samples): typical error
+/// √1797·u ≈ 2.5e-6 of the summed magnitudes per pass; abs is scaled to the largest
+/// entry (see `Tol::scaled_to`). Worst seen on llvmpipe: 0.2 of this (weights × 60).
+pub const TOL_GRADIENT: Tol = Tol {
+    abs: 2e-5,
+    rel: 2e-4,
+};
+/// Second-order quantities (Hv, Gv, H, G, diagonals, outer product): forward, backward,
+/// R-forward and R-backward each accumulate in f32 (≈ 2.5e-6 per pass as above, four
+/// passes, ×2 margin), and h″ terms multiply errors of the first pass into the second;
+/// abs scaled to the largest entry.
+pub const TOL_CURVATURE: Tol = Tol {
+    abs: 2e-5,
+    rel: 2e-4,
+};
+
+/// The crate's one comparator (`curvature::compare::compare`): Ok(the worst error as a
+/// fraction of its allowance) or Err(its report: worst index, first mismatches).
+pub fn compare(what: &str, gpu: &[f64], cpu: &[f64], tol: Tol) -> Result<f64, String> {
+    let result = curvature::compare::compare(gpu, cpu, tol);
+    if !result.passed() {
+        return Err(format!("{what}: {result}"));
+    }
+    Ok(gpu
+        .iter()
+        .zip(cpu)
+        .map(|(g, c)| (g - c).abs() / (tol.abs + tol.rel * c.abs()))
+        .fold(0.0f64, f64::max))
+}
+
+/// `compare`, panicking with its report; prints the worst error for the record.
+pub fn assert_close(what: &str, gpu: &[f64], cpu: &[f64], tol: Tol) {
+    match compare(what, gpu, cpu, tol) {
+        Ok(ratio) => {
+            let worst = gpu
+                .iter()
+                .zip(cpu)
+                .map(|(g, c)| (g - c).abs())
+                .fold(0.0f64, f64::max);
+            println!("{what}: max |Δ| {worst:.3e}, {ratio:.3} of allowed");
+        }
+        Err(report) => panic!("{report}"),
+    }
+}
+
+/// A seeded random case: a network, θ (Glorot, biases perturbed off zero so they matter)
+/// and data X (n, D) uniform in (−1, 1), T fitting the loss (one-hot for ce, 0/1 for bce,
+/// uniform for sse/mse).
+pub struct Case {
+    pub mlp: Mlp,
+    pub theta: Vec<f64>,
+    pub x: Array2<f64>,
+    pub t: Array2<f64>,
+}
+
+impl Case {
+    pub fn new(
+        sizes: &[usize],
+        hidden: Activation,
+        loss: Loss,
+        l2: f64,
+        n: usize,
+        seed: u64,
+    ) -> Case {
+        let mlp = Mlp::with_hidden(sizes, hidden, loss, l2).expect("valid test network");
+        Case::with_mlp(mlp, n, seed)
+    }
+
+    pub fn with_mlp(mlp: Mlp, n: usize, seed: u64) -> Case {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut theta = mlp.init_params(seed);
+        for layer in mlp.layout() {
+            for b in &mut theta[layer.bias] {
+                *b = rng.random_range(-0.3..0.3);
+            }
+        }
+        let (d, k) = (mlp.num_inputs(), mlp.num_outputs());
+        let x = Array2::from_shape_fn((n, d), |_| rng.random_range(-1.0..1.0));
+        let t = match mlp.loss() {
+            Loss::Ce => {
+                let mut t = Array2::zeros((n, k));
+                for r in 0..n {
+                    t[[r, rng.random_range(0..k)]] = 1.0;
+                }
+                t
+            }
+            Loss::Bce => {
+                Array2::from_shape_fn((n, k), |_| if rng.random_bool(0.5) { 1.0 } else { 0.0 })
+            }
+            Loss::Sse | Loss::Mse => Array2::from_shape_fn((n, k), |_| rng.random_range(-1.0..1.0)),
+        };
+        Case { mlp, theta, x, t }
+    }
+
+    /// A GPU engine bound to this case's data (as f32). CURVATURE_MATMUL=tiled|reg forces
+    /// a matmul variant, so the whole suite can be run with each.
+    pub fn engine(&self, ctx: &Arc<GpuContext>) -> GpuEngine {
+        let eng = GpuEngine::new(
+            ctx.clone(),
+            &self.mlp,
+            self.x.mapv(|v| v as f32).view(),
+            self.t.mapv(|v| v as f32).view(),
+        )
+        .expect("engine");
+        match std::env::var("CURVATURE_MATMUL").as_deref() {
+            Ok("tiled") => eng.with_matmul_kernel(Kernel::MatmulTiled),
+            Ok("reg") => eng.with_matmul_kernel(Kernel::MatmulReg),
+            _ => eng,
+        }
+    }
+
+    /// Seeded random vectors V (k, W) in (−1, 1).
+    pub fn vectors(&self, k: usize, seed: u64) -> Array2<f64> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        Array2::from_shape_fn((k, self.mlp.num_params()), |_| rng.random_range(-1.0..1.0))
+    }
+}
+
+/// The output activation that goes with each loss, for the sweep over losses.
+pub fn losses() -> [Loss; 4] {
+    Loss::ALL
+}
+
+/// The entries of a matrix in row-major order, whatever its memory layout.
+pub fn flat(a: &Array2<f64>) -> Vec<f64> {
+    a.iter().copied().collect()
+}
