@@ -12,6 +12,7 @@ use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::ops::Range;
+use std::time::Instant;
 
 /// Tolerances of the GPU (f32) against the CPU reference (f64), on the digits
 /// network. The f32 results accumulate over N = 1797 samples and up to 65 inputs
@@ -79,119 +80,81 @@ pub fn run(args: &ParityArgs) -> Result<bool> {
         mlp.describe(),
         ds.len()
     );
-    let started = std::time::Instant::now();
     let all = 0..ds.len();
     let few = 0..MATRIX_ROWS.min(ds.len());
-    let mut rows: Vec<(String, usize, Comparison)> = Vec::new();
-    let mut check = |name: &str, r: &Range<usize>, g: Vec<f64>, c: Vec<f64>, tol: Tolerance| {
-        eprintln!("{name}: {:.2?}", started.elapsed());
-        rows.push((name.to_string(), r.len(), compare(&g, &c, tol)));
-    };
-    check(
-        "loss",
-        &all,
-        vec![gpu.loss(&theta, all.clone())?],
-        vec![cpu.loss(&theta, all.clone())?],
-        TOL_LOSS,
-    );
-    check(
-        "gradient",
-        &all,
-        gpu.loss_grad(&theta, all.clone())?.1,
-        cpu.loss_grad(&theta, all.clone())?.1,
-        TOL_VECTOR,
-    );
-    check(
-        "Hv",
-        &all,
-        gpu.hvp(&theta, all.clone(), &v)?,
-        cpu.hvp(&theta, all.clone(), &v)?,
-        TOL_VECTOR,
-    );
-    check(
-        "Gv",
-        &all,
-        gpu.gvp(&theta, all.clone(), &v)?,
-        cpu.gvp(&theta, all.clone(), &v)?,
-        TOL_VECTOR,
-    );
     let flat = |m: Array2<f64>| m.into_raw_vec_and_offset().0;
-    check(
-        "H·V (8 vectors)",
-        &all,
-        flat(gpu.hvp_block(&theta, all.clone(), block.view())?),
-        flat(cpu.hvp_block(&theta, all.clone(), block.view())?),
-        TOL_VECTOR,
-    );
-    check(
-        "G·V (8 vectors)",
-        &all,
-        flat(gpu.gvp_block(&theta, all.clone(), block.view())?),
-        flat(cpu.gvp_block(&theta, all.clone(), block.view())?),
-        TOL_VECTOR,
-    );
-    check(
-        "diag GGN",
-        &all,
-        gpu.diag_ggn(&theta, all.clone())?,
-        cpu.diag_ggn(&theta, all.clone())?,
-        TOL_MATRIX,
-    );
-    check(
-        "diag Becker-LeCun",
-        &all,
-        gpu.diag_becker_lecun(&theta, all.clone())?,
-        cpu.diag_becker_lecun(&theta, all.clone())?,
-        TOL_MATRIX,
-    );
-    check(
-        "diag Hessian",
-        &few,
-        gpu.diag_hessian(&theta, few.clone())?,
-        cpu.diag_hessian(&theta, few.clone())?,
-        TOL_MATRIX,
-    );
-    check(
-        "Hessian",
-        &few,
-        flat(gpu.hessian(&theta, few.clone())?),
-        flat(cpu.hessian(&theta, few.clone())?),
-        TOL_MATRIX,
-    );
-    check(
-        "GGN",
-        &few,
-        flat(gpu.ggn(&theta, few.clone())?),
-        flat(cpu.ggn(&theta, few.clone())?),
-        TOL_MATRIX,
-    );
-    check(
-        "outer product",
-        &few,
-        flat(gpu.outer_product(&theta, few.clone())?),
-        flat(cpu.outer_product(&theta, few.clone())?),
-        TOL_MATRIX,
-    );
+    // (operation, rows, comparison, GPU seconds, CPU seconds)
+    let mut rows: Vec<(&str, usize, Comparison, f64, f64)> = Vec::new();
+    macro_rules! check {
+        ($name:expr, $r:expr, $tol:expr, |$e:ident| $op:expr) => {{
+            let r: Range<usize> = $r;
+            let t0 = Instant::now();
+            let g = { let $e = &mut gpu; $op };
+            let t1 = Instant::now();
+            let c = { let $e = &mut cpu; $op };
+            let t2 = Instant::now();
+            rows.push(($name, r.len(), compare(&g, &c, $tol), (t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64()));
+        }};
+    }
+    check!("loss", all.clone(), TOL_LOSS, |e| vec![
+        e.loss(&theta, all.clone())?
+    ]);
+    check!("gradient", all.clone(), TOL_VECTOR, |e| e
+        .loss_grad(&theta, all.clone())?
+        .1);
+    check!("Hv", all.clone(), TOL_VECTOR, |e| e.hvp(
+        &theta,
+        all.clone(),
+        &v
+    )?);
+    check!("Gv", all.clone(), TOL_VECTOR, |e| e.gvp(
+        &theta,
+        all.clone(),
+        &v
+    )?);
+    check!("H·V (8 vectors)", all.clone(), TOL_VECTOR, |e| flat(
+        e.hvp_block(&theta, all.clone(), block.view())?
+    ));
+    check!("G·V (8 vectors)", all.clone(), TOL_VECTOR, |e| flat(
+        e.gvp_block(&theta, all.clone(), block.view())?
+    ));
+    check!("diag GGN", all.clone(), TOL_MATRIX, |e| e
+        .diag_ggn(&theta, all.clone())?);
+    check!("diag Becker-LeCun", all.clone(), TOL_MATRIX, |e| e
+        .diag_becker_lecun(&theta, all.clone())?);
+    check!("diag Hessian", few.clone(), TOL_MATRIX, |e| e
+        .diag_hessian(&theta, few.clone())?);
+    check!("Hessian", few.clone(), TOL_MATRIX, |e| flat(
+        e.hessian(&theta, few.clone())?
+    ));
+    check!("GGN", few.clone(), TOL_MATRIX, |e| flat(
+        e.ggn(&theta, few.clone())?
+    ));
+    check!("outer product", few.clone(), TOL_MATRIX, |e| flat(
+        e.outer_product(&theta, few.clone())?
+    ));
 
     println!(
-        "{:<20} {:>5} {:>11} {:>11} {:>20}  result",
-        "operation", "rows", "worst abs", "worst rel", "tolerance abs+rel"
+        "{:<20} {:>5} {:>11} {:>11} {:>20}  {:>9} {:>9}  result",
+        "operation", "rows", "worst abs", "worst rel", "tolerance abs+rel", "GPU s", "CPU s"
     );
     let mut all_passed = true;
-    for (name, n, c) in &rows {
+    for (name, n, c, gpu_s, cpu_s) in &rows {
         all_passed &= c.passed();
         println!(
-            "{:<20} {:>5} {:>11.3e} {:>11.3e} {:>9.0e} + {:<8.0e}  {}",
+            "{:<20} {:>5} {:>11.3e} {:>11.3e} {:>9.0e} + {:<8.0e}  {:>9.4} {:>9.4}  {}",
             name,
             n,
             c.worst_abs,
             c.worst_rel,
             c.tolerance.abs,
             c.tolerance.rel,
+            gpu_s,
+            cpu_s,
             if c.passed() { "pass" } else { "FAIL" }
         );
     }
-    for (name, _, c) in rows.iter().filter(|r| !r.2.passed()) {
+    for (name, _, c, _, _) in rows.iter().filter(|r| !r.2.passed()) {
         println!("{name}: {c}");
     }
     println!(

@@ -69,13 +69,20 @@ const MATMUL_PROBE: (usize, usize, usize) = (1024, 128, 256);
 /// Timed runs per variant (after one warm-up run); the minimum is kept.
 const MATMUL_PROBE_RUNS: usize = 3;
 
+/// The backends searched unless WGPU_BACKEND says otherwise: Vulkan, Metal and
+/// DX12. OpenGL is left out by default: its compute support is the weakest, and
+/// probing EGL on a headless machine prints errors on stderr.
+const DEFAULT_BACKENDS: wgpu::Backends = wgpu::Backends::PRIMARY;
+
 fn instance() -> wgpu::Instance {
     // From the environment, so that WGPU_BACKEND (and WGPU_VALIDATION …) work.
-    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle().with_env())
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = DEFAULT_BACKENDS;
+    wgpu::Instance::new(desc.with_env())
 }
 
 fn adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
-    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    let backends = wgpu::Backends::from_env().unwrap_or(DEFAULT_BACKENDS);
     pollster::block_on(instance.enumerate_adapters(backends))
 }
 
