@@ -90,7 +90,7 @@ impl Verifying {
 
     fn due(&self, checked: &Cell<Option<usize>>) -> Option<usize> {
         let u = self.state.updates.get();
-        let due = u == 0 || (self.every > 0 && u % self.every == 0);
+        let due = u == 0 || (self.every > 0 && u.is_multiple_of(self.every));
         (due && checked.get() != Some(u)).then_some(u)
     }
 
