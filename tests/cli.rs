@@ -503,3 +503,52 @@ fn devices_and_help_explain_themselves() {
     let o = curvature(&["--help"], dir.path());
     assert!(text(&o).0.contains("Examples"));
 }
+
+/// The test accuracy `train` printed ("test accuracy 0.9721 (359 rows)").
+fn printed_test_accuracy(out: &str) -> f64 {
+    let line = out
+        .lines()
+        .find(|l| l.contains("test accuracy"))
+        .expect("a test accuracy line");
+    let after = line.split("test accuracy ").nth(1).expect("a figure");
+    after
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .expect("a number")
+}
+
+/// The main job (`curvature train` with its defaults: digits, 64-50-10 sigmoid/softmax,
+/// Hessian-free, seed 0) reaches the 97% test accuracy on the CPU device.
+#[test]
+fn main_job_reaches_97_percent_on_digits_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = curvature(&["train", "--device", "cpu", "--quiet"], dir.path());
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    let acc = printed_test_accuracy(&out);
+    assert!(acc >= 0.97, "test accuracy {acc}: {out}");
+}
+
+/// The same on the GPU (llvmpipe in CI), with every 5th update verified against the CPU.
+#[test]
+fn main_job_reaches_97_percent_on_digits_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = curvature(
+        &["train", "--device", "gpu", "--quiet", "--verify-every", "5"],
+        dir.path(),
+    );
+    let (out, err) = text(&o);
+    if !o.status.success() && err.contains("no GPU adapter") {
+        if std::env::var("CURVATURE_REQUIRE_GPU").as_deref() == Ok("1") {
+            panic!("CURVATURE_REQUIRE_GPU=1 but no GPU adapter: {err}");
+        }
+        println!("SKIPPED (no GPU adapter)");
+        return;
+    }
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("verified against the CPU reference"), "{out}");
+    let acc = printed_test_accuracy(&out);
+    assert!(acc >= 0.97, "test accuracy {acc}: {out}");
+}

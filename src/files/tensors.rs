@@ -123,11 +123,25 @@ mod tests {
             shape: vec![2, 3],
             data: vec![1.0, -2.5, 3.25, 0.1, 0.2, 0.3],
         };
-        write_tensors(&p, std::slice::from_ref(&t), HashMap::new(), false, Overwrite::Refuse).unwrap();
+        write_tensors(
+            &p,
+            std::slice::from_ref(&t),
+            HashMap::new(),
+            false,
+            Overwrite::Refuse,
+        )
+        .unwrap();
         let (read, _) = read_tensors(&p).unwrap();
         assert_eq!(read, vec![t.clone()]);
         let p32 = dir.path().join("v32.safetensors");
-        write_tensors(&p32, std::slice::from_ref(&t), HashMap::new(), true, Overwrite::Refuse).unwrap();
+        write_tensors(
+            &p32,
+            std::slice::from_ref(&t),
+            HashMap::new(),
+            true,
+            Overwrite::Refuse,
+        )
+        .unwrap();
         let (read, _) = read_tensors(&p32).unwrap();
         for (a, b) in read[0].data.iter().zip(&t.data) {
             assert_eq!(*a, *b as f32 as f64);
