@@ -40,6 +40,16 @@ fn assert_one_line_error(o: &Output, needles: &[&str]) {
     }
 }
 
+/// Writes tensor `v` (W) for `compute hvp|gvp --vectors`.
+fn write_vector(path: &Path, v: Vec<f64>) {
+    let tensor = NamedTensor {
+        name: "v".into(),
+        shape: vec![v.len()],
+        data: v,
+    };
+    write_tensors(path, &[tensor], HashMap::new(), false, Overwrite::Refuse).unwrap();
+}
+
 /// A 64-7-10 digits model with seeded weights, saved in `dir`.
 fn digits_model(dir: &Path) -> (PathBuf, Mlp, Vec<f64>) {
     let mlp = Mlp::with_hidden(&[64, 7, 10], Activation::Tanh, Loss::Ce, 1e-3).unwrap();
@@ -217,18 +227,7 @@ fn compute_grad_and_hvp_equal_the_library() {
     let v: Vec<f64> = (0..w)
         .map(|i| ((i * 7919) % 13) as f64 / 13.0 - 0.5)
         .collect();
-    write_tensors(
-        &d.join("v.safetensors"),
-        &[NamedTensor {
-            name: "v".into(),
-            shape: vec![w],
-            data: v.clone(),
-        }],
-        HashMap::new(),
-        false,
-        Overwrite::Refuse,
-    )
-    .unwrap();
+    write_vector(&d.join("v.safetensors"), v.clone());
     let o = curvature(
         &[
             "compute",
@@ -408,18 +407,7 @@ fn bad_inputs_get_one_line_errors_and_overwrite_nothing() {
     assert!(!o.status.success());
     assert!(text(&o).1.contains("jacobian"));
     // Vectors of the wrong length.
-    write_tensors(
-        &d.join("short.safetensors"),
-        &[NamedTensor {
-            name: "v".into(),
-            shape: vec![3],
-            data: vec![1.0, 2.0, 3.0],
-        }],
-        HashMap::new(),
-        false,
-        Overwrite::Refuse,
-    )
-    .unwrap();
+    write_vector(&d.join("short.safetensors"), vec![1.0, 2.0, 3.0]);
     let o = curvature(
         &[
             "compute",
