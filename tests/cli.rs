@@ -540,3 +540,23 @@ fn main_job_reaches_97_percent_on_digits_gpu() {
     let acc = printed_test_accuracy(&out);
     assert!(acc >= 0.97, "test accuracy {acc}: {out}");
 }
+
+/// `parity` checks this machine's adapter against the CPU reference and prints its table.
+#[test]
+fn parity_command_passes_on_this_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = curvature(&["parity"], dir.path());
+    let (out, err) = text(&o);
+    if !o.status.success() && err.contains("no GPU adapter") {
+        if std::env::var("CURVATURE_REQUIRE_GPU").as_deref() == Ok("1") {
+            panic!("CURVATURE_REQUIRE_GPU=1 but no GPU adapter: {err}");
+        }
+        println!("SKIPPED (no GPU adapter)");
+        return;
+    }
+    assert!(o.status.success(), "{out}\n{err}");
+    for op in ["gradient", "Hv", "Gv", "diag Hessian", "Hessian", "outer product"] {
+        assert!(out.lines().any(|l| l.starts_with(op) && l.ends_with("pass")), "{op}: {out}");
+    }
+    assert!(out.contains("all operations agree"), "{out}");
+}
