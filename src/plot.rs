@@ -40,6 +40,8 @@ pub enum PlotError {
 }
 
 const PANEL_W: u32 = 560;
+/// The ratio max/min of y above which a panel that asks for a log axis gets one.
+const LOG_AXIS_MIN_SPAN: f64 = 20.0;
 const PANEL_H: u32 = 400;
 const COLORS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
@@ -170,7 +172,13 @@ fn render_panel<DB: DrawingBackend>(
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.1));
     let (x0, x1) = padded_range(xs, false);
-    let (y0, y1) = padded_range(ys, panel.log_y);
+    // A log axis only helps across decades; over less than one, plotters labels
+    // too few ticks, so a linear axis reads better.
+    let log_y = panel.log_y && {
+        let (lo, hi) = padded_range(ys.clone(), true);
+        hi / lo > LOG_AXIS_MIN_SPAN
+    };
+    let (y0, y1) = padded_range(ys, log_y);
     let mut builder = ChartBuilder::on(area);
     builder
         .caption(&panel.title, ("sans-serif", 20))
@@ -196,7 +204,7 @@ fn render_panel<DB: DrawingBackend>(
                     .points
                     .iter()
                     .copied()
-                    .filter(|p| p.0.is_finite() && p.1.is_finite() && (!panel.log_y || p.1 > 0.0))
+                    .filter(|p| p.0.is_finite() && p.1.is_finite() && (!log_y || p.1 > 0.0))
                     .collect();
                 chart
                     .draw_series(LineSeries::new(pts, color.stroke_width(2)))
@@ -215,7 +223,7 @@ fn render_panel<DB: DrawingBackend>(
                 .map_err(|e| e.to_string())?;
         }};
     }
-    if panel.log_y {
+    if log_y {
         finish!(builder
             .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
             .map_err(|e| e.to_string())?);

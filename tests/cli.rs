@@ -555,8 +555,19 @@ fn parity_command_passes_on_this_adapter() {
         return;
     }
     assert!(o.status.success(), "{out}\n{err}");
-    for op in ["gradient", "Hv", "Gv", "diag Hessian", "Hessian", "outer product"] {
-        assert!(out.lines().any(|l| l.starts_with(op) && l.ends_with("pass")), "{op}: {out}");
+    for op in [
+        "gradient",
+        "Hv",
+        "Gv",
+        "diag Hessian",
+        "Hessian",
+        "outer product",
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(op) && l.ends_with("pass")),
+            "{op}: {out}"
+        );
     }
     assert!(out.contains("all operations agree"), "{out}");
 }
