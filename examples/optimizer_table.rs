@@ -18,7 +18,7 @@ use curvature::train::{train, DataView, TrainConfig};
 use curvature::{Activation, Curvature, Loss, Mlp};
 use std::error::Error;
 
-/// L2 coefficient of the table's network.
+/// L2 coefficient of the table's network (`--l2=…` overrides).
 const L2: f64 = 1e-3;
 
 /// (optimizer, parameters, epochs, batch size).
@@ -42,7 +42,21 @@ fn rows() -> Vec<(&'static str, &'static str, usize, Option<usize>)> {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let only: Vec<String> = std::env::args().skip(1).collect();
+    let mut l2 = L2;
+    let mut trace = false;
+    let mut epochs_override: Option<usize> = None;
+    let mut only: Vec<String> = Vec::new();
+    for arg in std::env::args().skip(1) {
+        if arg == "--trace" {
+            trace = true; // print every epoch's record
+        } else if let Some(v) = arg.strip_prefix("--epochs=") {
+            epochs_override = Some(v.parse()?);
+        } else if let Some(v) = arg.strip_prefix("--l2=") {
+            l2 = v.parse()?;
+        } else {
+            only.push(arg);
+        }
+    }
     let digits = load_named("digits")?;
     let parts = split(
         &digits,
@@ -51,7 +65,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             seed: 0,
         },
     )?;
-    let mlp = Mlp::with_hidden(&[64, 50, 10], Activation::Sigmoid, Loss::Ce, L2)?;
+    let mlp = Mlp::with_hidden(&[64, 50, 10], Activation::Sigmoid, Loss::Ce, l2)?;
     let theta0 = mlp.init_params(0);
     println!(
         "digits {} train / {} test, {}, W = {}, θ₀ = init seed 0, CPU f64 engine",
@@ -71,7 +85,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         let mut optimizer = spec.build();
         let mut theta = theta0.clone();
         let config = TrainConfig {
-            epochs,
+            epochs: epochs_override.unwrap_or(epochs),
             batch_size: batch,
             shuffle_seed: 0,
             ..TrainConfig::default()
@@ -94,6 +108,18 @@ fn main() -> Result<(), Box<dyn Error>> {
             }),
             &mut [],
         )?;
+        if trace {
+            for r in &history.records {
+                eprintln!(
+                    "  {name} epoch {:>4} train loss {:.5} test loss {:.5} test acc {:.2} % {:.1} s",
+                    r.epoch,
+                    r.train_loss,
+                    r.val_loss.unwrap_or(f64::NAN),
+                    100.0 * r.val_accuracy.unwrap_or(f64::NAN),
+                    r.seconds
+                );
+            }
+        }
         let last = history.last().ok_or("no epochs recorded")?;
         println!(
             "| {} | {} | {} | {} | {} ({}) | {:.5} | {:.2} % | {:.1} |",

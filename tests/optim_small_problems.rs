@@ -116,5 +116,8 @@ fn study_hours_bfgs_reaches_a_cost_near_zero_in_under_100_iterations() {
             .loss_after;
     }
     println!("study-hours bfgs: E = {e:.3e} after {STUDY_HOURS_ITERATIONS} iterations");
-    assert!(e < STUDY_HOURS_EXACT_FIT, "E = {e:e} after {STUDY_HOURS_ITERATIONS} iterations");
+    assert!(
+        e < STUDY_HOURS_EXACT_FIT,
+        "E = {e:e} after {STUDY_HOURS_ITERATIONS} iterations"
+    );
 }
