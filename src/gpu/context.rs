@@ -56,7 +56,8 @@ pub struct AdapterSummary {
 impl AdapterSummary {
     /// The largest buffer one storage binding can cover, in bytes.
     pub fn max_binding_bytes(&self) -> u64 {
-        self.max_storage_buffer_binding_size.min(self.max_buffer_size)
+        self.max_storage_buffer_binding_size
+            .min(self.max_buffer_size)
     }
 }
 
@@ -140,8 +141,7 @@ fn pick_adapter(
     }
     all.sort_by_key(rank);
     let best = all.remove(0);
-    if opts.choice == AdapterChoice::Auto && best.get_info().device_type == wgpu::DeviceType::Cpu
-    {
+    if opts.choice == AdapterChoice::Auto && best.get_info().device_type == wgpu::DeviceType::Cpu {
         return Err(GpuError::NoHardware(best.get_info().name));
     }
     Ok(best)
@@ -303,9 +303,7 @@ impl GpuContext {
             return Err(GpuError::Allocation {
                 what: what.to_string(),
                 bytes,
-                limit: format!(
-                    "the adapter binds at most {limit} bytes per storage buffer"
-                ),
+                limit: format!("the adapter binds at most {limit} bytes per storage buffer"),
             });
         }
         let raw = self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -316,11 +314,12 @@ impl GpuContext {
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        self.check(&format!("allocating {what}")).map_err(|e| GpuError::Allocation {
-            what: what.to_string(),
-            bytes,
-            limit: e.to_string(),
-        })?;
+        self.check(&format!("allocating {what}"))
+            .map_err(|e| GpuError::Allocation {
+                what: what.to_string(),
+                bytes,
+                limit: e.to_string(),
+            })?;
         Ok(GpuBuffer {
             id: NEXT_BUFFER_ID.fetch_add(1, Ordering::Relaxed),
             raw,
@@ -616,7 +615,11 @@ impl Runner {
                         let key = (*kernel, buffers.iter().map(|b| b.id).collect::<Vec<_>>());
                         pass.set_pipeline(&ctx.pipelines[kernel.index()].pipeline);
                         pass.set_bind_group(0, &self.groups[&key], &[]);
-                        pass.set_bind_group(1, param_group, &[(slot_index * ctx.param_slot) as u32]);
+                        pass.set_bind_group(
+                            1,
+                            param_group,
+                            &[(slot_index * ctx.param_slot) as u32],
+                        );
                         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
                         slot_index += 1;
                         next = match cmds.peek() {
@@ -687,7 +690,12 @@ impl Runner {
         self.staging = Some((buffer, size));
     }
 
-    fn read_staging(&self, ctx: &GpuContext, label: &str, len: usize) -> Result<Vec<f32>, GpuError> {
+    fn read_staging(
+        &self,
+        ctx: &GpuContext,
+        label: &str,
+        len: usize,
+    ) -> Result<Vec<f32>, GpuError> {
         let Some((staging, _)) = &self.staging else {
             return Err(GpuError::Readback(label.to_string()));
         };

@@ -216,7 +216,11 @@ impl GpuEngine {
         let widest = (g * sum_out).max(g * max_width).max(sizes[0]).max(1);
         let by_binding = (ctx.summary().max_binding_bytes() / 4) as usize / widest;
         // All per-row buffers together: 5 forward/backward, 3 batched, scratch, data.
-        let per_row = 6 * sum_out + 3 * g * sum_out + (g + 1) * max_width + sizes[0] + 2 * sizes[sizes.len() - 1];
+        let per_row = 6 * sum_out
+            + 3 * g * sum_out
+            + (g + 1) * max_width
+            + sizes[0]
+            + 2 * sizes[sizes.len() - 1];
         let by_budget = (ACTIVATION_BUDGET_BYTES / 4) as usize / per_row.max(1);
         n.min(by_binding)
             .min(by_budget)
@@ -241,8 +245,18 @@ impl GpuEngine {
             let tb = ctx.buffer("T chunk", (end - start) * kk)?;
             let xs = x.slice(ndarray::s![start..end, ..]);
             let ts = t.slice(ndarray::s![start..end, ..]);
-            ctx.write(&xb, 0, xs.as_slice().unwrap_or(&xs.to_owned().into_raw_vec_and_offset().0));
-            ctx.write(&tb, 0, ts.as_slice().unwrap_or(&ts.to_owned().into_raw_vec_and_offset().0));
+            ctx.write(
+                &xb,
+                0,
+                xs.as_slice()
+                    .unwrap_or(&xs.to_owned().into_raw_vec_and_offset().0),
+            );
+            ctx.write(
+                &tb,
+                0,
+                ts.as_slice()
+                    .unwrap_or(&ts.to_owned().into_raw_vec_and_offset().0),
+            );
             chunks.push((xb, tb));
         }
         let w = mlp.num_params();
@@ -470,7 +484,15 @@ impl GpuEngine {
             self.matmul(
                 op,
                 (n, g.fan_out, g.fan_in, 1),
-                (inb, Strided { off: in_off, rs: in_rs, cs: 1, bs: 0 }),
+                (
+                    inb,
+                    Strided {
+                        off: in_off,
+                        rs: in_rs,
+                        cs: 1,
+                        bs: 0,
+                    },
+                ),
                 (&self.bufs.theta, Strided::transposed(g.w_off, g.fan_in)),
                 (&self.bufs.pre, Strided::rows(region, g.fan_out)),
                 0.0,
@@ -479,7 +501,13 @@ impl GpuEngine {
             let count = n * g.fan_out;
             op.dispatch(
                 Kernel::BiasAct,
-                &[&self.bufs.theta, &self.bufs.pre, &self.bufs.z, &self.bufs.d1, &self.bufs.d2],
+                &[
+                    &self.bufs.theta,
+                    &self.bufs.pre,
+                    &self.bufs.z,
+                    &self.bufs.d1,
+                    &self.bufs.d2,
+                ],
                 vec![
                     u(count),
                     u(g.fan_out),
@@ -498,7 +526,13 @@ impl GpuEngine {
         self.loss_kernel(
             op,
             Kernel::LossDelta,
-            &[&self.bufs.pre, &self.chunks[s.chunk].1, &self.bufs.row_loss, &self.bufs.delta, ybuf],
+            &[
+                &self.bufs.pre,
+                &self.chunks[s.chunk].1,
+                &self.bufs.row_loss,
+                &self.bufs.delta,
+                ybuf,
+            ],
             s,
             (0, 0, region, y_off),
             (1, 0, false),
@@ -520,7 +554,15 @@ impl GpuEngine {
                     op,
                     (g.fan_out, g.fan_in, n, 1),
                     (&self.bufs.delta, Strided::transposed(region, g.fan_out)),
-                    (inb, Strided { off: in_off, rs: in_rs, cs: 1, bs: 0 }),
+                    (
+                        inb,
+                        Strided {
+                            off: in_off,
+                            rs: in_rs,
+                            cs: 1,
+                            bs: 0,
+                        },
+                    ),
                     (grad, Strided::rows(g.w_off, g.fan_in)),
                     1.0,
                 );
@@ -575,8 +617,19 @@ impl GpuEngine {
             self.matmul(
                 op,
                 (n, g.fan_out, g.fan_in, batch),
-                (inb, Strided { off: in_off, rs: in_rs, cs: 1, bs: 0 }),
-                (vecs, Strided::transposed(v0 * w + g.w_off, g.fan_in).batch(w)),
+                (
+                    inb,
+                    Strided {
+                        off: in_off,
+                        rs: in_rs,
+                        cs: 1,
+                        bs: 0,
+                    },
+                ),
+                (
+                    vecs,
+                    Strided::transposed(v0 * w + g.w_off, g.fan_in).batch(w),
+                ),
                 (&self.bufs.ra, ra),
                 if l > 0 { 1.0 } else { 0.0 },
             );
@@ -621,7 +674,12 @@ impl GpuEngine {
         self.loss_kernel(
             op,
             Kernel::LossHess,
-            &[&self.bufs.pre, &self.chunks[s.chunk].1, &self.bufs.ra, &self.bufs.rd],
+            &[
+                &self.bufs.pre,
+                &self.chunks[s.chunk].1,
+                &self.bufs.ra,
+                &self.bufs.rd,
+            ],
             s,
             (self.batched_region(last), 0, self.batched_region(last), 0),
             (batch, 0, !exact),
@@ -637,8 +695,19 @@ impl GpuEngine {
             self.matmul(
                 op,
                 (g.fan_out, g.fan_in, n, batch),
-                (&self.bufs.rd, Strided::transposed(self.batched_region(l), g.fan_out).batch(n * g.fan_out)),
-                (inb, Strided { off: in_off, rs: in_rs, cs: 1, bs: 0 }),
+                (
+                    &self.bufs.rd,
+                    Strided::transposed(self.batched_region(l), g.fan_out).batch(n * g.fan_out),
+                ),
+                (
+                    inb,
+                    Strided {
+                        off: in_off,
+                        rs: in_rs,
+                        cs: 1,
+                        bs: 0,
+                    },
+                ),
                 (out, out_w),
                 1.0,
             );
@@ -646,8 +715,14 @@ impl GpuEngine {
                 self.matmul(
                     op,
                     (g.fan_out, g.fan_in, n, batch),
-                    (&self.bufs.delta, Strided::transposed(self.region(l), g.fan_out)),
-                    (&self.bufs.rz, Strided::rows(self.batched_region(l - 1), g.fan_in).batch(n * g.fan_in)),
+                    (
+                        &self.bufs.delta,
+                        Strided::transposed(self.region(l), g.fan_out),
+                    ),
+                    (
+                        &self.bufs.rz,
+                        Strided::rows(self.batched_region(l - 1), g.fan_in).batch(n * g.fan_in),
+                    ),
                     (out, out_w),
                     1.0,
                 );
@@ -655,7 +730,12 @@ impl GpuEngine {
             self.colsum(
                 op,
                 (n, g.fan_out, batch),
-                (&self.bufs.rd, self.batched_region(l), g.fan_out, n * g.fan_out),
+                (
+                    &self.bufs.rd,
+                    self.batched_region(l),
+                    g.fan_out,
+                    n * g.fan_out,
+                ),
                 (out, v0 * w + g.b_off, w),
                 true,
             );
@@ -687,7 +767,14 @@ impl GpuEngine {
                 self.rop(
                     op,
                     Kernel::RopBackward,
-                    &[&self.bufs.d1, &self.bufs.d2, &self.bufs.ew, &self.bufs.prod, &self.bufs.ra, &self.bufs.rd],
+                    &[
+                        &self.bufs.d1,
+                        &self.bufs.d2,
+                        &self.bufs.ew,
+                        &self.bufs.prod,
+                        &self.bufs.ra,
+                        &self.bufs.rd,
+                    ],
                     (batch * nw, nw, g.fan_in),
                     false,
                     [below, below, 0, below_b, 0, below_b, 0, 0],
@@ -783,7 +870,12 @@ impl GpuEngine {
     }
 
     /// The full H or G (W, W), HESSIAN_BLOCK_COLUMNS columns per submit.
-    fn full_matrix(&mut self, theta: &[f64], rows: Range<usize>, exact: bool) -> Result<Array2<f64>> {
+    fn full_matrix(
+        &mut self,
+        theta: &[f64],
+        rows: Range<usize>,
+        exact: bool,
+    ) -> Result<Array2<f64>> {
         check_args(&self.mlp, self.num_rows, theta, &rows, None)?;
         let w = self.num_params;
         let block = HESSIAN_BLOCK_COLUMNS.min(w);
@@ -792,8 +884,22 @@ impl GpuEngine {
         let mut h = Array2::zeros((w, w));
         for j0 in (0..w).step_by(block) {
             let bs = block.min(w - j0);
-            let mut op = Op::new(if exact { "Hessian block" } else { "Gauss-Newton block" });
-            self.update(&mut op, Kernel::FillIdentity, &[&vecs], bs * w, 0, 0, 0, j0, 0.0);
+            let mut op = Op::new(if exact {
+                "Hessian block"
+            } else {
+                "Gauss-Newton block"
+            });
+            self.update(
+                &mut op,
+                Kernel::FillIdentity,
+                &[&vecs],
+                bs * w,
+                0,
+                0,
+                0,
+                j0,
+                0.0,
+            );
             self.record_products(&mut op, &rows, &vecs, &out, bs, exact);
             let r = self.runner.run(op, Some((&out, 0, bs * w)))?;
             for b in 0..bs {
@@ -850,7 +956,17 @@ impl GpuEngine {
         let g = &self.layers[l];
         let n = s.n;
         let (inb, in_off, _) = self.input(s, l);
-        self.update(op, Kernel::Square, &[inb, &self.bufs.prod], n * g.fan_in, 0, in_off, 0, 0, 0.0);
+        self.update(
+            op,
+            Kernel::Square,
+            &[inb, &self.bufs.prod],
+            n * g.fan_in,
+            0,
+            in_off,
+            0,
+            0,
+            0.0,
+        );
         self.matmul(
             op,
             (g.fan_out, g.fan_in, n, 1),
@@ -859,7 +975,13 @@ impl GpuEngine {
             (&self.bufs.diag, Strided::rows(g.w_off, g.fan_in)),
             1.0,
         );
-        self.colsum(op, (n, g.fan_out, 1), (q.0, q.1, g.fan_out, 0), (&self.bufs.diag, g.b_off, 0), true);
+        self.colsum(
+            op,
+            (n, g.fan_out, 1),
+            (q.0, q.1, g.fan_out, 0),
+            (&self.bufs.diag, g.b_off, 0),
+            true,
+        );
     }
 
     /// Backpropagates the factor columns S_l (batch, n, out_l) in `rd` from layer l to l−1.
@@ -869,9 +991,15 @@ impl GpuEngine {
         self.matmul(
             op,
             (n, g.fan_in, g.fan_out, batch),
-            (&self.bufs.rd, Strided::rows(self.batched_region(l), g.fan_out).batch(n * g.fan_out)),
+            (
+                &self.bufs.rd,
+                Strided::rows(self.batched_region(l), g.fan_out).batch(n * g.fan_out),
+            ),
             (&self.bufs.theta, Strided::rows(g.w_off, g.fan_in)),
-            (&self.bufs.prod, Strided::rows(0, g.fan_in).batch(n * g.fan_in)),
+            (
+                &self.bufs.prod,
+                Strided::rows(0, g.fan_in).batch(n * g.fan_in),
+            ),
             0.0,
         );
         let nw = n * g.fan_in;
@@ -881,7 +1009,16 @@ impl GpuEngine {
             &[&self.bufs.d1, &self.bufs.prod, &self.bufs.rd],
             (batch * nw, nw, g.fan_in),
             false,
-            [self.region(l - 1), 0, 0, 0, 0, self.batched_region(l - 1), 0, 0],
+            [
+                self.region(l - 1),
+                0,
+                0,
+                0,
+                0,
+                self.batched_region(l - 1),
+                0,
+                0,
+            ],
         );
     }
 
@@ -913,7 +1050,9 @@ impl GpuEngine {
             });
         }
         if self.bufs.outer.is_none() {
-            let b = self.ctx.buffer("outer-product rows B", VECTOR_GROUP * rows * w)?;
+            let b = self
+                .ctx
+                .buffer("outer-product rows B", VECTOR_GROUP * rows * w)?;
             let g = self.ctx.buffer("outer-product matrix", w * w)?;
             self.bufs.outer = Some((b, g));
         }
@@ -993,11 +1132,21 @@ impl Curvature for GpuEngine {
         to_array(r, rows.len(), kk)
     }
 
-    fn hvp_block(&mut self, theta: &[f64], rows: Range<usize>, v: ArrayView2<f64>) -> Result<Array2<f64>> {
+    fn hvp_block(
+        &mut self,
+        theta: &[f64],
+        rows: Range<usize>,
+        v: ArrayView2<f64>,
+    ) -> Result<Array2<f64>> {
         self.products(theta, rows, v, true)
     }
 
-    fn gvp_block(&mut self, theta: &[f64], rows: Range<usize>, v: ArrayView2<f64>) -> Result<Array2<f64>> {
+    fn gvp_block(
+        &mut self,
+        theta: &[f64],
+        rows: Range<usize>,
+        v: ArrayView2<f64>,
+    ) -> Result<Array2<f64>> {
         self.products(theta, rows, v, false)
     }
 
@@ -1022,11 +1171,33 @@ impl Curvature for GpuEngine {
         for j0 in (0..w).step_by(block) {
             let bs = block.min(w - j0);
             let mut op = Op::new("Hessian diagonal block");
-            self.update(&mut op, Kernel::FillIdentity, &[&vecs], bs * w, 0, 0, 0, j0, 0.0);
+            self.update(
+                &mut op,
+                Kernel::FillIdentity,
+                &[&vecs],
+                bs * w,
+                0,
+                0,
+                0,
+                j0,
+                0.0,
+            );
             self.record_products(&mut op, &rows, &vecs, &out, bs, true);
-            self.update(&mut op, Kernel::GatherDiag, &[&out, &diag], bs, 0, 0, 0, j0, 0.0);
+            self.update(
+                &mut op,
+                Kernel::GatherDiag,
+                &[&out, &diag],
+                bs,
+                0,
+                0,
+                0,
+                j0,
+                0.0,
+            );
             let last = j0 + bs >= w;
-            result = self.runner.run(op, if last { Some((&diag, 0, w)) } else { None })?;
+            result = self
+                .runner
+                .run(op, if last { Some((&diag, 0, w)) } else { None })?;
         }
         Ok(result.into_iter().map(f64::from).collect())
     }
@@ -1050,7 +1221,15 @@ impl Curvature for GpuEngine {
                     op.dispatch(
                         Kernel::SumSqBatch,
                         &[&self.bufs.rd, &self.bufs.sq],
-                        vec![count as u32, batch as u32, 0, 0, 0, self.batched_region(l) as u32, 0],
+                        vec![
+                            count as u32,
+                            batch as u32,
+                            0,
+                            0,
+                            0,
+                            self.batched_region(l) as u32,
+                            0,
+                        ],
                         elementwise_groups(count),
                     );
                     self.record_diag_layer(&mut op, &s, l, (&self.bufs.sq, 0));
@@ -1070,7 +1249,17 @@ impl Curvature for GpuEngine {
         let scale = 1.0 / rows.len() as f32;
         let mut op = Op::new("Becker-LeCun diagonal");
         op.clear(&self.bufs.diag);
-        self.update(&mut op, Kernel::Square, &[&self.bufs.theta, &self.bufs.theta_sq], self.num_params, 0, 0, 0, 0, 0.0);
+        self.update(
+            &mut op,
+            Kernel::Square,
+            &[&self.bufs.theta, &self.bufs.theta_sq],
+            self.num_params,
+            0,
+            0,
+            0,
+            0,
+            0.0,
+        );
         for s in self.slices(&rows, self.chunk_rows) {
             self.record_forward(&mut op, &s, scale, None);
             self.record_backward(&mut op, &s, None);
@@ -1095,7 +1284,10 @@ impl Curvature for GpuEngine {
                 self.matmul(
                     &mut op,
                     (n, g.fan_in, g.fan_out, 1),
-                    (&self.bufs.rd, Strided::rows(self.batched_region(l), g.fan_out)),
+                    (
+                        &self.bufs.rd,
+                        Strided::rows(self.batched_region(l), g.fan_out),
+                    ),
                     (&self.bufs.theta_sq, Strided::rows(g.w_off, g.fan_in)),
                     (&self.bufs.prod, Strided::rows(0, g.fan_in)),
                     0.0,
@@ -1104,8 +1296,22 @@ impl Curvature for GpuEngine {
                 let below = self.region(l - 1);
                 op.dispatch(
                     Kernel::BlBackward,
-                    &[&self.bufs.d1, &self.bufs.d2, &self.bufs.ew, &self.bufs.prod, &self.bufs.rd],
-                    vec![count as u32, 1, below as u32, below as u32, 0, 0, self.batched_region(l - 1) as u32],
+                    &[
+                        &self.bufs.d1,
+                        &self.bufs.d2,
+                        &self.bufs.ew,
+                        &self.bufs.prod,
+                        &self.bufs.rd,
+                    ],
+                    vec![
+                        count as u32,
+                        1,
+                        below as u32,
+                        below as u32,
+                        0,
+                        0,
+                        self.batched_region(l - 1) as u32,
+                    ],
                     elementwise_groups(count),
                 );
             }
@@ -1165,7 +1371,17 @@ impl Curvature for GpuEngine {
                 );
             }
         }
-        self.update(&mut op, Kernel::AddDiag, &[&self.bufs.mask, &gmat], w, 0, 0, 0, 0, self.mlp.l2() as f32);
+        self.update(
+            &mut op,
+            Kernel::AddDiag,
+            &[&self.bufs.mask, &gmat],
+            w,
+            0,
+            0,
+            0,
+            0,
+            self.mlp.l2() as f32,
+        );
         let r = self.runner.run(op, Some((&gmat, 0, w * w)))?;
         to_array(r, w, w)
     }

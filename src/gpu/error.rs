@@ -16,7 +16,9 @@ pub enum GpuError {
     #[error("could not open a device on adapter `{adapter}`: {reason}")]
     RequestDevice { adapter: String, reason: String },
     /// A buffer larger than the adapter allows, or the allocation failed.
-    #[error("cannot allocate {what} ({bytes} bytes): {limit}; use a smaller model, batch or block")]
+    #[error(
+        "cannot allocate {what} ({bytes} bytes): {limit}; use a smaller model, batch or block"
+    )]
     Allocation {
         what: String,
         bytes: u64,
