@@ -17,7 +17,7 @@
 //! were made looking at test-set traces (`--trace`), and test accuracy at these
 //! minima moves by ±2 of 359 samples from epoch to epoch — see the report.
 //! Newton and Levenberg-Marquardt build the full 3760² H or G each step
-//! (~20 s and ~15 s on one core with the CPU engine), hence their 20 epochs.
+//! (~20 s and ~15 s on one core with the CPU engine), hence their 20–30 epochs.
 
 use curvature::cpu_engine::CpuEngine;
 use curvature::data::{load_named, split, SplitSpec};
@@ -46,7 +46,7 @@ fn rows() -> Vec<(&'static str, &'static str, usize, Option<usize>)> {
         ("hessian-free", "", 30, None),
         ("hessian-free", "curvature-fraction=0.25", 30, None),
         ("levenberg-marquardt", "", 20, None),
-        ("newton", "", 20, None),
+        ("newton", "", 30, None),
     ]
 }
 
