@@ -203,9 +203,9 @@ fn check_all(device: &Device, problem: &Problem) {
             last.grad_norm,
             err
         );
-        if !(err <= device.theta_tolerance) {
+        if err > device.theta_tolerance || err.is_nan() {
             failures.push(format!(
-                "{spec:?} ({} steps): max|θ−θ*| = {err:e}",
+                "{label} ({} steps): max|θ−θ*| = {err:e}",
                 reports.len()
             ));
         }

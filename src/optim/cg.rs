@@ -182,6 +182,11 @@ impl Optimizer for ConjugateGradient {
                 Some(p) if !restarted => p.alpha * p.slope / slope,
                 _ => (1.0 / grad_norm).min(1.0),
             };
+            let alpha0 = if alpha0.is_finite() && alpha0 > 0.0 {
+                alpha0
+            } else {
+                (1.0 / grad_norm).min(1.0)
+            };
             let outcome = strong_wolfe(
                 engine,
                 theta,
