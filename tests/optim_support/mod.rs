@@ -17,6 +17,12 @@ pub struct Device {
     pub make: MakeEngine,
     /// Largest allowed |θ_i − θ*_i| at the end of a convex run.
     pub theta_tolerance: f64,
+    /// Largest allowed |θ_i − θ*_i| for methods that accept steps by comparing
+    /// values of E (line searches, reduction ratios): near θ* they can only see a
+    /// decrease larger than the rounding of E, which bounds how close they get.
+    pub loss_limited_tolerance: f64,
+    /// A run stops once ‖∇E‖ falls to this (the device's gradient noise floor, or below).
+    pub grad_stop: f64,
 }
 
 /// The f64 CPU reference engine.
@@ -33,6 +39,9 @@ pub const CPU: Device = Device {
     name: "cpu",
     make: cpu_engine,
     theta_tolerance: 1e-6,
+    // f64: E is resolved to ~1e-16·E, so δ ≈ √(2·1e-16·E*/λ_min) < 1e-7 ≤ 1e-6.
+    loss_limited_tolerance: 1e-6,
+    grad_stop: GRAD_STOP,
 };
 
 /// A run stops once ‖∇E‖ falls to this: the optimum is reached to rounding.
