@@ -54,6 +54,7 @@ Vectors come in tensor `v` (W) or `V` (k, W); the result is the tensor named aft
 (hvp, diag_hessian, ...), in f64. In Python: safetensors.numpy.load_file(\"hv.safetensors\")[\"hvp\"].")]
     Compute(cli::compute::ComputeArgs),
     /// List the GPU adapters, their limits, and which device `--device auto` picks.
+    #[command(after_help = "Example:\n  curvature devices\n  WGPU_BACKEND=gl curvature devices      # search OpenGL adapters instead of Vulkan/Metal/DX12")]
     Devices,
     /// Check this machine's GPU against the CPU reference on the digits network; exit 1 on any failure.
     #[command(after_help = "Example:\n  curvature parity --adapter nvidia")]
