@@ -6,6 +6,11 @@
 //! The tridiagonal T_m = Qᵀ A Q (m, m) is diagonalised densely; its
 //! eigenvalues (Ritz values) approximate the extreme eigenvalues of A first.
 //!
+//! A single starting vector's Krylov space holds each *distinct* eigenvalue
+//! once: multiplicities (such as the eigenvalue λ of the directions a softmax
+//! output is invariant to) are not resolved, and the run stops early at an
+//! invariant subspace when A has fewer distinct eigenvalues than steps.
+//!
 //! Several independent runs advance together, one engine pass per step for
 //! all of them (`apply_block`), which is what the GPU is good at.
 
