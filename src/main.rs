@@ -54,13 +54,19 @@ Vectors come in tensor `v` (W) or `V` (k, W); the result is the tensor named aft
 (hvp, diag_hessian, ...), in f64. In Python: safetensors.numpy.load_file(\"hv.safetensors\")[\"hvp\"].")]
     Compute(cli::compute::ComputeArgs),
     /// Spectrum of H or G: Lanczos eigenvalues, trace, condition number, density picture, per layer.
-    #[command(after_help = "Example:\n  curvature hessian --model runs/X/model.safetensors --data digits --plot density.png")]
+    #[command(
+        after_help = "Example:\n  curvature hessian --model runs/X/model.safetensors --data digits --plot density.png"
+    )]
     Hessian(Box<cli::hessian::HessianArgs>),
     /// Laplace approximation: calibrated predictive, evidence-maximising α; accuracy, NLL, ECE before and after.
-    #[command(after_help = "Example:\n  curvature laplace --model runs/X/model.safetensors --data digits")]
+    #[command(
+        after_help = "Example:\n  curvature laplace --model runs/X/model.safetensors --data digits"
+    )]
     Laplace(Box<cli::laplace::LaplaceArgs>),
     /// Prune weights by OBD, OBS or magnitude; accuracy and loss before and after, beside magnitude pruning.
-    #[command(after_help = "Example:\n  curvature prune --model runs/X/model.safetensors --data digits --method obs --fraction 0.5")]
+    #[command(
+        after_help = "Example:\n  curvature prune --model runs/X/model.safetensors --data digits --method obs --fraction 0.5"
+    )]
     Prune(Box<cli::prune::PruneArgs>),
     /// List the GPU adapters, their limits, and which device `--device auto` picks.
     Devices,

@@ -21,7 +21,11 @@ const INVERSE_REL: f64 = 1e-9;
 /// (E ~ 1, differences ~ 10⁻³): 1e-9 relative to the increase.
 const OBS_REL: f64 = 1e-9;
 
-fn engine_of(mlp: &curvature::Mlp, x: &ndarray::Array2<f64>, t: &ndarray::Array2<f64>) -> (CpuEngine, ndarray::Array2<f64>, ndarray::Array2<f64>) {
+fn engine_of(
+    mlp: &curvature::Mlp,
+    x: &ndarray::Array2<f64>,
+    t: &ndarray::Array2<f64>,
+) -> (CpuEngine, ndarray::Array2<f64>, ndarray::Array2<f64>) {
     let x32 = x.mapv(|v| v as f32);
     let t32 = t.mapv(|v| v as f32);
     let engine = CpuEngine::new(mlp, x32.view(), t32.view()).unwrap();
@@ -42,13 +46,17 @@ fn sherman_morrison_equals_cholesky_inverse_of_g_plus_alpha() {
         let ch = cholesky_inverse(&mut engine, &theta, 0..30, MatrixKind::Ggn, alpha).unwrap();
         let scale = ch.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let worst = (&sm - &ch).iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        assert!(worst <= INVERSE_REL * scale, "{loss:?}: worst {worst:e}, scale {scale:e}");
+        assert!(
+            worst <= INVERSE_REL * scale,
+            "{loss:?}: worst {worst:e}, scale {scale:e}"
+        );
     }
 }
 
 #[test]
 fn obs_on_a_quadratic_removes_weights_with_exactly_the_predicted_increase() {
-    let (mlp, theta0, x, t) = random_problem(&[5, 3], &[Activation::Identity], Loss::Sse, 0.01, 40, 5);
+    let (mlp, theta0, x, t) =
+        random_problem(&[5, 3], &[Activation::Identity], Loss::Sse, 0.01, 40, 5);
     let (mut engine, _, _) = engine_of(&mlp, &x, &t);
     let rows = 0..40;
     // E is quadratic: one exact Newton step from anywhere reaches the minimum.
@@ -81,6 +89,9 @@ fn obs_on_a_quadratic_removes_weights_with_exactly_the_predicted_increase() {
         .iter()
         .map(|&c| theta[c] * theta[c] / (2.0 * h_inv[[c, c]]))
         .fold(f64::INFINITY, f64::min);
-    assert_eq!(one.predicted_increase.to_bits(), (theta[q] * theta[q] / (2.0 * h_inv[[q, q]])).to_bits());
+    assert_eq!(
+        one.predicted_increase.to_bits(),
+        (theta[q] * theta[q] / (2.0 * h_inv[[q, q]])).to_bits()
+    );
     assert!(one.predicted_increase <= best);
 }

@@ -21,14 +21,29 @@ const JACOBIAN_ABS: f64 = 1e-7;
 
 #[test]
 fn evidence_maximisation_returns_a_stationary_point() {
-    let (mlp, theta, x, t) = random_problem(&[4, 6, 3], &[Activation::Tanh, Activation::Softmax], Loss::Ce, 0.01, 50, 1);
-    let mut engine = CpuEngine::new(&mlp, x.mapv(|v| v as f32).view(), t.mapv(|v| v as f32).view()).unwrap();
+    let (mlp, theta, x, t) = random_problem(
+        &[4, 6, 3],
+        &[Activation::Tanh, Activation::Softmax],
+        Loss::Ce,
+        0.01,
+        50,
+        1,
+    );
+    let mut engine = CpuEngine::new(
+        &mlp,
+        x.mapv(|v| v as f32).view(),
+        t.mapv(|v| v as f32).view(),
+    )
+    .unwrap();
     for full in [true, false] {
         let fit = LaplaceFit::fit(&mut engine, &theta, 0..50, full).unwrap();
         let (alpha, _) = fit.optimise_alpha(1.0).unwrap();
         let w = theta.len() as f64;
         let d = fit.d_log_evidence(alpha);
-        assert!(d.abs() <= STATIONARY_REL * w / (2.0 * alpha), "full = {full}: d/dα = {d:e} at α = {alpha}");
+        assert!(
+            d.abs() <= STATIONARY_REL * w / (2.0 * alpha),
+            "full = {full}: d/dα = {d:e} at α = {alpha}"
+        );
         // A maximum: the evidence is lower on both sides.
         let here = fit.log_evidence(alpha);
         assert!(fit.log_evidence(alpha * 1.1) < here && fit.log_evidence(alpha / 1.1) < here);
@@ -36,15 +51,29 @@ fn evidence_maximisation_returns_a_stationary_point() {
         let h = 1e-4 * alpha;
         let fd = (fit.log_evidence(alpha + h) - fit.log_evidence(alpha - h)) / (2.0 * h);
         let d_off = fit.d_log_evidence(1.3 * alpha);
-        let fd_off = (fit.log_evidence(1.3 * alpha + h) - fit.log_evidence(1.3 * alpha - h)) / (2.0 * h);
-        assert!((d_off - fd_off).abs() <= 1e-5 * d_off.abs(), "derivative {d_off} vs differences {fd_off}");
-        assert!(fd.abs() <= 1e-5 * w / (2.0 * alpha), "differences at α*: {fd}");
+        let fd_off =
+            (fit.log_evidence(1.3 * alpha + h) - fit.log_evidence(1.3 * alpha - h)) / (2.0 * h);
+        assert!(
+            (d_off - fd_off).abs() <= 1e-5 * d_off.abs(),
+            "derivative {d_off} vs differences {fd_off}"
+        );
+        assert!(
+            fd.abs() <= 1e-5 * w / (2.0 * alpha),
+            "differences at α*: {fd}"
+        );
     }
 }
 
 #[test]
 fn output_jacobian_matches_central_differences() {
-    let (mlp, theta, x, _) = random_problem(&[3, 4, 2], &[Activation::Sigmoid, Activation::Softmax], Loss::Ce, 0.0, 5, 2);
+    let (mlp, theta, x, _) = random_problem(
+        &[3, 4, 2],
+        &[Activation::Sigmoid, Activation::Softmax],
+        Loss::Ce,
+        0.0,
+        5,
+        2,
+    );
     let j = output_jacobians(&mlp, &theta, x.view()); // (5·2, W)
     let h = 1e-5;
     for p in 0..theta.len() {
@@ -57,7 +86,10 @@ fn output_jacobian_matches_central_differences() {
         for n in 0..5 {
             for k in 0..2 {
                 let fd = (a_plus[[n, k]] - a_minus[[n, k]]) / (2.0 * h);
-                assert!((j[[n * 2 + k, p]] - fd).abs() <= JACOBIAN_ABS, "J[{n},{k}][{p}]");
+                assert!(
+                    (j[[n * 2 + k, p]] - fd).abs() <= JACOBIAN_ABS,
+                    "J[{n},{k}][{p}]"
+                );
             }
         }
     }
@@ -65,14 +97,47 @@ fn output_jacobian_matches_central_differences() {
 
 #[test]
 fn retraining_after_dropping_rows_reaches_a_stationary_point_in_few_steps() {
-    let (mlp, theta0, x, t) = random_problem(&[4, 5, 3], &[Activation::Tanh, Activation::Softmax], Loss::Ce, 0.01, 60, 3);
-    let mut engine = CpuEngine::new(&mlp, x.mapv(|v| v as f32).view(), t.mapv(|v| v as f32).view()).unwrap();
+    let (mlp, theta0, x, t) = random_problem(
+        &[4, 5, 3],
+        &[Activation::Tanh, Activation::Softmax],
+        Loss::Ce,
+        0.01,
+        60,
+        3,
+    );
+    let mut engine = CpuEngine::new(
+        &mlp,
+        x.mapv(|v| v as f32).view(),
+        t.mapv(|v| v as f32).view(),
+    )
+    .unwrap();
     let mut theta = theta0.clone();
     // Train to a stationary point on all 60 rows, then drop the last 6.
-    retrain(&mut engine, &mut theta, 0..60, RetrainMethod::LevenbergMarquardt, 200, 1e-9).unwrap();
+    retrain(
+        &mut engine,
+        &mut theta,
+        0..60,
+        RetrainMethod::LevenbergMarquardt,
+        200,
+        1e-9,
+    )
+    .unwrap();
     let mut changed = theta.clone();
-    let report = retrain(&mut engine, &mut changed, 0..54, RetrainMethod::Newton, 50, 1e-9).unwrap();
-    assert!(report.grad_norm <= 1e-9, "‖∇E‖ = {} after {} steps", report.grad_norm, report.steps);
+    let report = retrain(
+        &mut engine,
+        &mut changed,
+        0..54,
+        RetrainMethod::Newton,
+        50,
+        1e-9,
+    )
+    .unwrap();
+    assert!(
+        report.grad_norm <= 1e-9,
+        "‖∇E‖ = {} after {} steps",
+        report.grad_norm,
+        report.steps
+    );
     assert!(report.loss_after <= report.loss_before);
     let (_, g) = engine.loss_grad(&changed, 0..54).unwrap();
     assert!(g.iter().map(|v| v * v).sum::<f64>().sqrt() <= 1e-8);

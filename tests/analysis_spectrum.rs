@@ -29,12 +29,21 @@ const HUTCHPP_REL: f64 = 1e-9;
 /// A small ce network (W = 51), its engine over f32 data, and θ.
 fn problem(acts: &[Activation], loss: Loss, seed: u64) -> (Mlp, Vec<f64>, CpuEngine) {
     let (mlp, theta, x, t) = random_problem(&[4, 6, 3], acts, loss, 0.01, 40, seed);
-    let engine = CpuEngine::new(&mlp, x.mapv(|v| v as f32).view(), t.mapv(|v| v as f32).view())
-        .unwrap();
+    let engine = CpuEngine::new(
+        &mlp,
+        x.mapv(|v| v as f32).view(),
+        t.mapv(|v| v as f32).view(),
+    )
+    .unwrap();
     (mlp, theta, engine)
 }
 
-fn check_lanczos(engine: &mut CpuEngine, theta: &[f64], kind: MatrixKind, block: std::ops::Range<usize>) {
+fn check_lanczos(
+    engine: &mut CpuEngine,
+    theta: &[f64],
+    kind: MatrixKind,
+    block: std::ops::Range<usize>,
+) {
     let rows = 0..engine.num_rows();
     let full = match kind {
         MatrixKind::Hessian => engine.hessian(theta, rows.clone()).unwrap(),
@@ -49,12 +58,17 @@ fn check_lanczos(engine: &mut CpuEngine, theta: &[f64], kind: MatrixKind, block:
     // resolved), so compare with the distinct eigenvalues.
     let mut exact: Vec<f64> = Vec::new();
     for v in all {
-        if exact.last().is_none_or(|&last| v - last > LANCZOS_REL * scale) {
+        if exact
+            .last()
+            .is_none_or(|&last| v - last > LANCZOS_REL * scale)
+        {
             exact.push(v);
         }
     }
     let distinct = exact.len();
-    let mut op = Operator::new(engine, theta, rows, kind).restricted(block).unwrap();
+    let mut op = Operator::new(engine, theta, rows, kind)
+        .restricted(block)
+        .unwrap();
     let (top, bottom) = extreme_eigenpairs(&mut op, 5, 5, dim, 7).unwrap();
     for (i, p) in top.iter().enumerate() {
         let want = exact[distinct - 1 - i];
@@ -63,7 +77,11 @@ fn check_lanczos(engine: &mut CpuEngine, theta: &[f64], kind: MatrixKind, block:
             "{kind:?} top {i}: Lanczos {} vs dense {want}",
             p.value
         );
-        assert!(p.residual <= LANCZOS_REL * scale, "{kind:?} top {i}: residual {}", p.residual);
+        assert!(
+            p.residual <= LANCZOS_REL * scale,
+            "{kind:?} top {i}: residual {}",
+            p.residual
+        );
     }
     for (i, p) in bottom.iter().enumerate() {
         assert!(
@@ -84,8 +102,14 @@ fn lanczos_matches_dense_eigendecomposition_of_h_and_g() {
     check_lanczos(&mut engine, &theta, MatrixKind::Ggn, 0..w);
     // The block of layer 1 (W_1 and b_1) is the principal submatrix.
     let layer = &mlp.layout()[1];
-    check_lanczos(&mut engine, &theta, MatrixKind::Hessian, layer.weights.start..layer.bias.end);
-    let (_, theta2, mut engine2) = problem(&[Activation::Sigmoid, Activation::Identity], Loss::Sse, 2);
+    check_lanczos(
+        &mut engine,
+        &theta,
+        MatrixKind::Hessian,
+        layer.weights.start..layer.bias.end,
+    );
+    let (_, theta2, mut engine2) =
+        problem(&[Activation::Sigmoid, Activation::Identity], Loss::Sse, 2);
     check_lanczos(&mut engine2, &theta2, MatrixKind::Hessian, 0..w);
 }
 
@@ -121,12 +145,17 @@ fn hutchinson_converges_to_the_trace() {
 
 #[test]
 fn hutch_plus_plus_is_exact_when_the_sketch_spans_the_space() {
-    let (mlp, theta, mut engine) = problem(&[Activation::Sigmoid, Activation::Softmax], Loss::Ce, 4);
+    let (mlp, theta, mut engine) =
+        problem(&[Activation::Sigmoid, Activation::Softmax], Loss::Ce, 4);
     let rows = 0..engine.num_rows();
     let trace = engine.hessian(&theta, rows.clone()).unwrap().diag().sum();
     let mut op = Operator::new(&mut engine, &theta, rows, MatrixKind::Hessian);
     let est = hutch_plus_plus(&mut op, 3 * mlp.num_params(), 5).unwrap();
-    assert!((est.value - trace).abs() <= HUTCHPP_REL * trace.abs().max(1.0), "{} vs {trace}", est.value);
+    assert!(
+        (est.value - trace).abs() <= HUTCHPP_REL * trace.abs().max(1.0),
+        "{} vs {trace}",
+        est.value
+    );
 }
 
 #[test]

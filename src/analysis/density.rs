@@ -43,12 +43,7 @@ impl SpectralDensity {
     /// nodes with a margin of 5σ; returns (t, φ_σ(t)).
     pub fn broadened(&self, sigma: f64, points: usize) -> Vec<(f64, f64)> {
         let lo = self.nodes.iter().copied().fold(f64::INFINITY, f64::min) - 5.0 * sigma;
-        let hi = self
-            .nodes
-            .iter()
-            .copied()
-            .fold(f64::NEG_INFINITY, f64::max)
-            + 5.0 * sigma;
+        let hi = self.nodes.iter().copied().fold(f64::NEG_INFINITY, f64::max) + 5.0 * sigma;
         let points = points.max(2);
         let norm = 1.0 / (sigma * (2.0 * std::f64::consts::PI).sqrt());
         (0..points)

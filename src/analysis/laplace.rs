@@ -23,6 +23,7 @@
 //!   are dropped. And Monte Carlo: θ_s = θ* + A^(−½) z_s, z_s ~ N(0, I), with
 //!   the network's outputs at θ_s averaged (no linearisation).
 
+use self::rand_distr_free::standard_normal;
 use super::dense;
 use crate::cpu;
 use crate::curvature::Curvature;
@@ -32,7 +33,6 @@ use crate::model::Mlp;
 use ndarray::{s, Array2, ArrayView2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use self::rand_distr_free::standard_normal;
 use std::ops::Range;
 
 /// The curvature of the posterior precision (without α).
@@ -185,7 +185,11 @@ impl LaplaceFit {
                     z.iter().zip(mu).map(|(zi, m)| zi / (m + alpha).sqrt()),
                 );
                 let d = vectors.dot(&scaled);
-                self.theta.iter().zip(d.iter()).map(|(t, d)| t + d).collect()
+                self.theta
+                    .iter()
+                    .zip(d.iter())
+                    .map(|(t, d)| t + d)
+                    .collect()
             }
             PosteriorCurvature::Diagonal { mu } => self
                 .theta

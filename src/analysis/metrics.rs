@@ -23,9 +23,10 @@ fn top(p: ArrayView2<f64>) -> Vec<(usize, f64)> {
     p.rows()
         .into_iter()
         .map(|r| {
-            r.iter()
-                .enumerate()
-                .fold((0, f64::NEG_INFINITY), |b, (k, &v)| if v > b.1 { (k, v) } else { b })
+            r.iter().enumerate().fold(
+                (0, f64::NEG_INFINITY),
+                |b, (k, &v)| if v > b.1 { (k, v) } else { b },
+            )
         })
         .collect()
 }

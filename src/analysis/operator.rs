@@ -101,8 +101,12 @@ impl<'a> Operator<'a> {
             embedded.view()
         };
         let av = match self.kind {
-            MatrixKind::Hessian => self.engine.hvp_block(self.theta, self.rows.clone(), v_full)?,
-            MatrixKind::Ggn => self.engine.gvp_block(self.theta, self.rows.clone(), v_full)?,
+            MatrixKind::Hessian => self
+                .engine
+                .hvp_block(self.theta, self.rows.clone(), v_full)?,
+            MatrixKind::Ggn => self
+                .engine
+                .gvp_block(self.theta, self.rows.clone(), v_full)?,
         };
         self.products += k;
         Ok(if full_block {
@@ -114,8 +118,8 @@ impl<'a> Operator<'a> {
 
     /// A v for one vector (dim).
     pub fn apply(&mut self, v: &[f64]) -> Result<Vec<f64>> {
-        let view = ArrayView2::from_shape((1, v.len()), v)
-            .map_err(|e| Error::Shape(e.to_string()))?;
+        let view =
+            ArrayView2::from_shape((1, v.len()), v).map_err(|e| Error::Shape(e.to_string()))?;
         Ok(self.apply_block(view)?.into_raw_vec_and_offset().0)
     }
 
@@ -125,8 +129,7 @@ impl<'a> Operator<'a> {
             MatrixKind::Hessian => self.engine.hessian(self.theta, self.rows.clone())?,
             MatrixKind::Ggn => self.engine.ggn(self.theta, self.rows.clone())?,
         };
-        Ok(a
-            .slice(s![self.block.clone(), self.block.clone()])
+        Ok(a.slice(s![self.block.clone(), self.block.clone()])
             .to_owned())
     }
 }

@@ -108,7 +108,7 @@ pub fn hutch_plus_plus(op: &mut Operator, products: usize, seed: u64) -> Result<
     }
     let q = orthonormal_rows(&as_rows); // (r, dim)
     let exact: f64 = quadratic_forms(op, &q)?.iter().sum(); // tr(Qᵀ A Q)
-    // Project the Hutchinson probes: g ← g − Q Qᵀ g (rows).
+                                                            // Project the Hutchinson probes: g ← g − Q Qᵀ g (rows).
     let coeffs = g.dot(&q.t()); // (m3, r)
     let g_perp = &g - &coeffs.dot(&q);
     let rest = quadratic_forms(op, &g_perp)?;

@@ -138,7 +138,15 @@ pub fn run(args: &HessianArgs) -> Result<()> {
     };
     println!();
     println!("== {} (all parameters) ==", kind.name());
-    let report = analyse_block(args, &mut engine, theta, rows.clone(), kind, 0..w, full_dense.as_ref())?;
+    let report = analyse_block(
+        args,
+        &mut engine,
+        theta,
+        rows.clone(),
+        kind,
+        0..w,
+        full_dense.as_ref(),
+    )?;
     if let Some(path) = &args.plot {
         let panel = Panel {
             title: format!(
@@ -177,10 +185,19 @@ pub fn run(args: &HessianArgs) -> Result<()> {
                 block.end,
                 block.len()
             );
-            let sub = full_dense
-                .as_ref()
-                .map(|a| a.slice(ndarray::s![block.clone(), block.clone()]).to_owned());
-            analyse_block(args, &mut engine, theta, rows.clone(), kind, block, sub.as_ref())?;
+            let sub = full_dense.as_ref().map(|a| {
+                a.slice(ndarray::s![block.clone(), block.clone()])
+                    .to_owned()
+            });
+            analyse_block(
+                args,
+                &mut engine,
+                theta,
+                rows.clone(),
+                kind,
+                block,
+                sub.as_ref(),
+            )?;
         }
     }
     Ok(())
@@ -239,7 +256,8 @@ fn analyse_block(
     let dim = block.len();
     let mut op = Operator::new(engine, theta, rows, kind).restricted(block)?;
     let dense_values = dense_matrix.map(dense::eigenvalues).transpose()?;
-    let (tops, bottoms) = extreme_eigenpairs(&mut op, args.top, args.bottom, args.steps, args.seed)?;
+    let (tops, bottoms) =
+        extreme_eigenpairs(&mut op, args.top, args.bottom, args.steps, args.seed)?;
     println!(
         "Lanczos   {} steps, full reorthogonalisation (dim {dim}){}",
         args.steps.min(dim),
@@ -263,7 +281,9 @@ fn analyse_block(
     // Condition number: max|λ| over min nonzero |λ| (zero: |λ| ≤ dim·ε·max|λ|).
     if let Some(values) = &dense_values {
         match condition_number(values) {
-            Some(k) => println!("condition |λ|max/|λ|min(nonzero) = {k:.4e} (dense; zero means |λ| ≤ dim·ε·|λ|max)"),
+            Some(k) => println!(
+                "condition |λ|max/|λ|min(nonzero) = {k:.4e} (dense; zero means |λ| ≤ dim·ε·|λ|max)"
+            ),
             None => println!("condition undefined: every eigenvalue is zero"),
         }
     } else {
@@ -281,14 +301,19 @@ fn analyse_block(
             None => println!("condition unknown: no converged Ritz values"),
         }
     }
-    let density = stochastic_lanczos_quadrature(&mut op, args.probes, args.density_steps, args.seed ^ 0x51)?;
+    let density =
+        stochastic_lanczos_quadrature(&mut op, args.probes, args.density_steps, args.seed ^ 0x51)?;
     let sigma = density.default_sigma();
     // Clamp the curve for the log axis: below 1e-8 of the peak is invisible anyway.
     let curve = density.broadened(sigma, 400);
     let peak = curve.iter().fold(0.0f64, |m, p| m.max(p.1));
     let floor = peak * 1e-8;
     let curve = curve.into_iter().map(|(t, p)| (t, p.max(floor))).collect();
-    println!("products  {} {}v products for this block", op.products, kind.name());
+    println!(
+        "products  {} {}v products for this block",
+        op.products,
+        kind.name()
+    );
     Ok(BlockReport {
         density: curve,
         sigma,

@@ -51,14 +51,21 @@ pub fn run(args: &LaplaceArgs) -> Result<()> {
     let test = take_part(all, SplitPart::Test, fraction, seed)?;
     check_fits(&model, &args.model, &train)?;
     let labels = test.labels.clone().ok_or_else(|| {
-        Error::Input(format!("`{}` has no class labels: the Laplace predictive here is for classification", test.name))
+        Error::Input(format!(
+            "`{}` has no class labels: the Laplace predictive here is for classification",
+            test.name
+        ))
     })?;
     let device = args.device.open()?;
     let mut train_engine = device.engine(&model.mlp, train.x.view(), train.t.view())?;
     let mut test_engine = device.engine(&model.mlp, test.x.view(), test.t.view())?;
     let w = model.theta.len();
     let full = !args.diagonal && w <= args.dense_max;
-    println!("model     {} ({}, W = {w})", args.model.display(), model.mlp.describe());
+    println!(
+        "model     {} ({}, W = {w})",
+        args.model.display(),
+        model.mlp.describe()
+    );
     println!(
         "data      {}: posterior from the train part ({} rows), evaluated on the test part ({} rows), on {}",
         train.name,
@@ -70,7 +77,11 @@ pub fn run(args: &LaplaceArgs) -> Result<()> {
     let fit = LaplaceFit::fit(&mut train_engine, &model.theta, 0..train.len(), full)?;
     println!(
         "posterior A = N·G_data + αI, {} ({:.1} s)",
-        if full { "full (eigendecomposition of G)" } else { "diagonal" },
+        if full {
+            "full (eigendecomposition of G)"
+        } else {
+            "diagonal"
+        },
         start.elapsed().as_secs_f64()
     );
     let alpha0 = fit.training_alpha().max(f64::MIN_POSITIVE);
@@ -89,13 +100,20 @@ pub fn run(args: &LaplaceArgs) -> Result<()> {
     let proj = fit.project(x_test.view());
     let map = test_engine.outputs(&model.theta, 0..test.len())?;
     println!();
-    println!("test part, {} rows; ECE with {ECE_BINS} equal-width bins", test.len());
+    println!(
+        "test part, {} rows; ECE with {ECE_BINS} equal-width bins",
+        test.len()
+    );
     println!(
         "{:<34} {:>11} {:>9} {:>9} {:>9}",
         "predictive", "α", "accuracy", "NLL", "ECE"
     );
     row("MAP (θ*, before)", None, &calibration(map.view(), &labels));
-    let probit = if model.mlp.num_outputs() == 1 { "probit" } else { "mean-field probit" };
+    let probit = if model.mlp.num_outputs() == 1 {
+        "probit"
+    } else {
+        "mean-field probit"
+    };
     row(
         &format!("Laplace {probit}, α = λ·N"),
         Some(alpha0),
@@ -106,7 +124,13 @@ pub fn run(args: &LaplaceArgs) -> Result<()> {
         Some(alpha),
         &calibration(fit.probit_predictive(&proj, alpha).view(), &labels),
     );
-    let mc = fit.monte_carlo_predictive(&mut test_engine, 0..test.len(), alpha, args.samples, args.seed)?;
+    let mc = fit.monte_carlo_predictive(
+        &mut test_engine,
+        0..test.len(),
+        alpha,
+        args.samples,
+        args.seed,
+    )?;
     row(
         &format!("Laplace Monte Carlo ({} draws), α*", args.samples),
         Some(alpha),

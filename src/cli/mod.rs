@@ -6,7 +6,7 @@ pub mod devices;
 pub mod eval;
 pub mod hessian;
 pub mod laplace;
-pub mod prune;
 pub mod parity;
 pub mod predict;
+pub mod prune;
 pub mod train;

@@ -160,11 +160,27 @@ pub fn run(args: &PruneArgs) -> Result<()> {
     println!();
     println!(
         "{:<10} {:>8} {:>11} {:>10} {:>11} {:>10} {:>12} {:>12} {:>8}",
-        "method", "removed", "train loss", "train acc", "test loss", "test acc", "predicted ΔE", "actual ΔE", "time s"
+        "method",
+        "removed",
+        "train loss",
+        "train acc",
+        "test loss",
+        "test acc",
+        "predicted ΔE",
+        "actual ΔE",
+        "time s"
     );
     println!(
         "{:<10} {:>8} {:>11.5} {:>10} {:>11.5} {:>10} {:>12} {:>12} {:>8}",
-        "none", 0, train_loss0, fmt_acc(train_acc0), test_loss0, fmt_acc(test_acc0), "—", "—", "—"
+        "none",
+        0,
+        train_loss0,
+        fmt_acc(train_acc0),
+        test_loss0,
+        fmt_acc(test_acc0),
+        "—",
+        "—",
+        "—"
     );
     let mut methods = vec![method];
     if method != PruneMethod::Magnitude {
@@ -194,12 +210,19 @@ pub fn run(args: &PruneArgs) -> Result<()> {
         }
     }
     if let (Some(out), Some(pruned)) = (&args.out, first) {
-        let overwrite = if args.force { Overwrite::Allow } else { Overwrite::Refuse };
+        let overwrite = if args.force {
+            Overwrite::Allow
+        } else {
+            Overwrite::Refuse
+        };
         let mut meta = model.metadata.clone();
         for key in ["format", "sizes", "activations", "loss", "l2"] {
             meta.remove(key);
         }
-        meta.insert("pruned".into(), format!("{} {}", method.name(), args.fraction));
+        meta.insert(
+            "pruned".into(),
+            format!("{} {}", method.name(), args.fraction),
+        );
         save_model(out, &model.mlp, &pruned.theta, &meta, overwrite)?;
         println!("pruned model written to {}", out.display());
     }
