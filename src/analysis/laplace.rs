@@ -20,7 +20,9 @@
 //!   approximation (PRML 4.153) p = σ(κ(v) a), κ(v) = (1 + πv/8)^(−½); for
 //!   softmax the mean-field multiclass probit approximation (Lu, Ie & Sha 2020,
 //!   the diagonal form): p_k ∝ exp(κ(v_k) a_k) — covariances between classes
-//!   are dropped. And Monte Carlo: θ_s = θ* + A^(−½) z_s, z_s ~ N(0, I), with
+//!   are dropped. Monte Carlo of the linearised model: a_s = a(θ*) + J δθ_s,
+//!   δθ_s ~ N(0, A⁻¹), the output activation applied to each a_s and averaged.
+//!   And Monte Carlo of the network itself: θ_s = θ* + A^(−½) z_s, z_s ~ N(0, I), with
 //!   the network's outputs at θ_s averaged (no linearisation).
 
 use self::rand_distr_free::standard_normal;
@@ -250,6 +252,47 @@ impl LaplaceFit {
             }
         }
         p
+    }
+
+    /// The Monte Carlo predictive of the linearised outputs (M, K):
+    /// a_s = a(θ*) + J A^(−½) z_s, z_s ~ N(0, I) (seeded), through the output
+    /// activation, averaged over `samples` draws.
+    pub fn linearised_predictive(
+        &self,
+        proj: &ProjectedJacobian,
+        alpha: f64,
+        samples: usize,
+        seed: u64,
+    ) -> Array2<f64> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let (m, k) = proj.a.dim();
+        let scale: Vec<f64> = self
+            .mu()
+            .iter()
+            .map(|mu| 1.0 / (mu + alpha).sqrt())
+            .collect();
+        let samples = samples.max(1);
+        let mut mean = Array2::zeros((m, k));
+        let mut out = vec![0.0; k];
+        for _ in 0..samples {
+            // P (M·K, W) holds J V (full) or J (diagonal): J A^(−½) z = P (z ⊙ scale).
+            let z = ndarray::Array1::from_iter(scale.iter().map(|s| s * standard_normal(&mut rng)));
+            let da = proj.p.dot(&z); // (M·K)
+            for n in 0..m {
+                let a: Vec<f64> = (0..k).map(|c| proj.a[[n, c]] + da[n * k + c]).collect();
+                if self.mlp.loss() == Loss::Ce {
+                    softmax(&a, &mut out);
+                } else {
+                    for c in 0..k {
+                        out[c] = 1.0 / (1.0 + (-a[c]).exp());
+                    }
+                }
+                for c in 0..k {
+                    mean[[n, c]] += out[c] / samples as f64;
+                }
+            }
+        }
+        mean
     }
 
     /// The Monte Carlo predictive (M, K): the mean of the network's outputs

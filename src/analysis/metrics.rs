@@ -14,6 +14,8 @@ const MIN_PROB: f64 = 1e-12;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Calibration {
     pub accuracy: f64,
+    /// The mean arg-max probability: below the accuracy means under-confident.
+    pub confidence: f64,
     pub nll: f64,
     pub ece: f64,
 }
@@ -38,6 +40,7 @@ pub fn calibration(p: ArrayView2<f64>, labels: &[usize]) -> Calibration {
     let tops = top(p);
     let mut correct = 0usize;
     let mut nll = 0.0;
+    let confidence = tops.iter().map(|t| t.1).sum::<f64>() / n;
     let mut bins = [(0usize, 0usize, 0.0f64); ECE_BINS]; // (count, correct, Σ confidence)
     for ((row, &(k, conf)), &label) in p.rows().into_iter().zip(&tops).zip(labels) {
         let hit = k == label;
@@ -55,6 +58,7 @@ pub fn calibration(p: ArrayView2<f64>, labels: &[usize]) -> Calibration {
         .sum();
     Calibration {
         accuracy: correct as f64 / n,
+        confidence,
         nll: nll / n,
         ece,
     }

@@ -38,8 +38,8 @@ pub struct LaplaceArgs {
 fn row(name: &str, alpha: Option<f64>, c: &Calibration) {
     let a = alpha.map_or("—".to_string(), |a| format!("{a:.4e}"));
     println!(
-        "{name:<34} {a:>11} {:>9.4} {:>9.4} {:>9.4}",
-        c.accuracy, c.nll, c.ece
+        "{name:<40} {a:>11} {:>9.4} {:>10.4} {:>9.4} {:>9.4}",
+        c.accuracy, c.confidence, c.nll, c.ece
     );
 }
 
@@ -105,8 +105,8 @@ pub fn run(args: &LaplaceArgs) -> Result<()> {
         test.len()
     );
     println!(
-        "{:<34} {:>11} {:>9} {:>9} {:>9}",
-        "predictive", "α", "accuracy", "NLL", "ECE"
+        "{:<40} {:>11} {:>9} {:>10} {:>9} {:>9}",
+        "predictive", "α", "accuracy", "confidence", "NLL", "ECE"
     );
     row("MAP (θ*, before)", None, &calibration(map.view(), &labels));
     let probit = if model.mlp.num_outputs() == 1 {
@@ -124,6 +124,12 @@ pub fn run(args: &LaplaceArgs) -> Result<()> {
         Some(alpha),
         &calibration(fit.probit_predictive(&proj, alpha).view(), &labels),
     );
+    let lin = fit.linearised_predictive(&proj, alpha, args.samples, args.seed);
+    row(
+        &format!("Laplace linearised MC ({} draws), α*", args.samples),
+        Some(alpha),
+        &calibration(lin.view(), &labels),
+    );
     let mc = fit.monte_carlo_predictive(
         &mut test_engine,
         0..test.len(),
@@ -132,7 +138,7 @@ pub fn run(args: &LaplaceArgs) -> Result<()> {
         args.seed,
     )?;
     row(
-        &format!("Laplace Monte Carlo ({} draws), α*", args.samples),
+        &format!("Laplace network MC ({} draws), α*", args.samples),
         Some(alpha),
         &calibration(mc.view(), &labels),
     );
