@@ -35,7 +35,18 @@ fn top(p: ArrayView2<f64>) -> Vec<(usize, f64)> {
 
 /// ECE = Σ_b (|B_b|/N) |acc(B_b) − conf(B_b)| over [`ECE_BINS`] equal-width
 /// confidence bins of the arg-max probability.
+/// One sigmoid output (M, 1) is read as the two classes [1 − p, p].
 pub fn calibration(p: ArrayView2<f64>, labels: &[usize]) -> Calibration {
+    if p.ncols() == 1 {
+        let two = ndarray::Array2::from_shape_fn((p.nrows(), 2), |(n, c)| {
+            if c == 1 {
+                p[[n, 0]]
+            } else {
+                1.0 - p[[n, 0]]
+            }
+        });
+        return calibration(two.view(), labels);
+    }
     let n = labels.len().max(1) as f64;
     let tops = top(p);
     let mut correct = 0usize;
