@@ -7,7 +7,7 @@ mod common;
 use common::random_problem;
 use curvature::analysis::dense;
 use curvature::analysis::inverse::{cholesky_inverse, sherman_morrison_inverse};
-use curvature::analysis::pruning::{obs, weight_indices};
+use curvature::analysis::pruning::{magnitude, obd, obs, weight_indices};
 use curvature::analysis::MatrixKind;
 use curvature::cpu_engine::CpuEngine;
 use curvature::curvature::Curvature;
@@ -94,4 +94,17 @@ fn obs_on_a_quadratic_removes_weights_with_exactly_the_predicted_increase() {
         (theta[q] * theta[q] / (2.0 * h_inv[[q, q]])).to_bits()
     );
     assert!(one.predicted_increase <= best);
+
+    // OBD removes without compensating: for one weight at the minimum of a
+    // quadratic, ΔE = ½ (w_q e_q)ᵀ H (w_q e_q) = ½ H_qq w_q² exactly, and OBS
+    // (which compensates) never costs more for the weight it picks.
+    let diag: Vec<f64> = h.diag().to_vec();
+    for pruned in [
+        obd(&theta, &diag, &candidates, 1),
+        magnitude(&theta, &diag, &candidates, 1),
+    ] {
+        let actual = engine.loss(&pruned.theta, rows.clone()).unwrap() - e0;
+        assert!((actual - pruned.predicted_increase).abs() <= OBS_REL * actual.abs());
+        assert!(one.predicted_increase <= pruned.predicted_increase * (1.0 + OBS_REL));
+    }
 }
