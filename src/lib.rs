@@ -50,6 +50,7 @@
 //! ```
 
 pub mod activation;
+pub mod analysis;
 pub mod compare;
 pub mod cpu;
 pub mod cpu_engine;

@@ -53,6 +53,21 @@ curvature compute hvp --model m.safetensors --data digits --vectors v.safetensor
 Vectors come in tensor `v` (W) or `V` (k, W); the result is the tensor named after the quantity\n\
 (hvp, diag_hessian, ...), in f64. In Python: safetensors.numpy.load_file(\"hv.safetensors\")[\"hvp\"].")]
     Compute(cli::compute::ComputeArgs),
+    /// Spectrum of H or G: Lanczos eigenvalues, trace, condition number, density picture, per layer.
+    #[command(
+        after_help = "Example:\n  curvature hessian --model runs/X/model.safetensors --data digits --plot density.png"
+    )]
+    Hessian(Box<cli::hessian::HessianArgs>),
+    /// Laplace approximation: calibrated predictive, evidence-maximising α; accuracy, NLL, ECE before and after.
+    #[command(
+        after_help = "Example:\n  curvature laplace --model runs/X/model.safetensors --data digits"
+    )]
+    Laplace(Box<cli::laplace::LaplaceArgs>),
+    /// Prune weights by OBD, OBS or magnitude; accuracy and loss before and after, beside magnitude pruning.
+    #[command(
+        after_help = "Example:\n  curvature prune --model runs/X/model.safetensors --data digits --method obs --fraction 0.5"
+    )]
+    Prune(Box<cli::prune::PruneArgs>),
     /// List the GPU adapters, their limits, and which device `--device auto` picks.
     #[command(after_help = "Example:\n  curvature devices\n  WGPU_BACKEND=gl curvature devices      # search OpenGL adapters instead of Vulkan/Metal/DX12")]
     Devices,
@@ -68,6 +83,9 @@ fn main() -> ExitCode {
         Command::Eval(args) => cli::eval::run(args).map(|()| true),
         Command::Predict(args) => cli::predict::run(args).map(|()| true),
         Command::Compute(args) => cli::compute::run(args).map(|()| true),
+        Command::Hessian(args) => cli::hessian::run(args).map(|()| true),
+        Command::Laplace(args) => cli::laplace::run(args).map(|()| true),
+        Command::Prune(args) => cli::prune::run(args).map(|()| true),
         Command::Devices => cli::devices::run().map(|()| true),
         Command::Parity(args) => cli::parity::run(args),
     };
