@@ -25,6 +25,7 @@ pub mod activation;
 pub mod compare;
 pub mod cpu;
 pub mod cpu_engine;
+pub mod cpu_fast;
 
 pub mod curvature;
 pub mod data;
