@@ -22,6 +22,7 @@
 //! | k      | vectors in a block (H·V with V of shape (k, W)) |
 
 pub mod activation;
+pub mod bench;
 pub mod compare;
 pub mod cpu;
 pub mod cpu_engine;

@@ -55,6 +55,12 @@ Vectors come in tensor `v` (W) or `V` (k, W); the result is the tensor named aft
     Compute(cli::compute::ComputeArgs),
     /// List the GPU adapters, their limits, and which device `--device auto` picks.
     Devices,
+    /// Benchmark the curvature operations on the standard workloads (time, GFLOP/s, fraction of peak).
+    #[command(after_help = "Examples:\n  \
+curvature bench                                   # workload S on the CPU, f64\n  \
+curvature bench --workload all --precision f32 --json bench.json\n  \
+curvature bench --workload L --device gpu")]
+    Bench(cli::bench::BenchArgs),
     /// Check this machine's GPU against the CPU reference on the digits network; exit 1 on any failure.
     #[command(after_help = "Example:\n  curvature parity --adapter nvidia")]
     Parity(cli::parity::ParityArgs),
@@ -69,6 +75,7 @@ fn main() -> ExitCode {
         Command::Compute(args) => cli::compute::run(args).map(|()| true),
         Command::Devices => cli::devices::run().map(|()| true),
         Command::Parity(args) => cli::parity::run(args),
+        Command::Bench(args) => cli::bench::run(args).map(|()| true),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
