@@ -19,7 +19,10 @@
 //!                                                       2NP + 2NP₁ + k(4NP + 8NP₁)
 //!   Gv, block of k     forward, then per vector 2NP + 2NP₁ + 2NP₁ + 2NP
 //!                                                       2NP + k(4NP + 4NP₁)
-//!   full H (G)         Σ over blocks of HESSIAN_BLOCK columns of Hv (Gv) of that block
+//!   full H (G)         Σ over blocks of HESSIAN_BLOCK unit vectors of Hv (Gv) of that
+//!                      block less the products with V, which for unit vectors are
+//!                      gathers (z Vᵀ, δ V): per block 2NP + 2NP₁ + k(2NP + 6NP₁)
+//!                      (G: 2NP + k(2NP + 4NP₁))
 //!   diag G             forward + factor rows f W_l for l ≥ 1 (R_l = K rows per sample)
 //!                      + Σ_n diag(M_l)ᵀ (z∘z) every layer          4NP + 2N Σ_{l≥1} R_l in_l out_l
 //!   diag H             diag G's products with the exact factor rows R_l, + backward (2NP₁)
@@ -177,8 +180,8 @@ pub fn flops(mlp: &Mlp, n: usize, op: Op) -> f64 {
         Op::Hv => hv(1.0),
         Op::Gv => gv(1.0),
         Op::HvBlock16 => hv(BLOCK as f64),
-        Op::Hessian => blocks(&hv),
-        Op::Ggn => blocks(&gv),
+        Op::Hessian => blocks(&|k| 2.0 * n * p + 2.0 * n * p1 + k * (2.0 * n * p + 6.0 * n * p1)),
+        Op::Ggn => blocks(&|k| 2.0 * n * p + k * (2.0 * n * p + 4.0 * n * p1)),
         Op::DiagGgn => 4.0 * n * p + factors(Kind::GaussNewton),
         Op::DiagHessian => {
             let depth = layers.len();

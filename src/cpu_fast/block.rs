@@ -32,6 +32,9 @@ pub struct Block<T> {
     gstack: Vec<Vec<T>>,
     gcat: Vec<Vec<T>>,
     gb: Vec<Vec<T>>,
+    /// When every loaded vector is a unit vector e_p (the full H and G): p of
+    /// each, so that z V_lᵀ and δ V are gathers instead of products with zeros.
+    units: Option<Vec<usize>>,
 }
 
 impl<T: Real> Block<T> {
@@ -63,12 +66,27 @@ impl<T: Real> Block<T> {
             gstack: per(&|i, o| k_cap * o * i),
             gcat: per(&|i, o| k_cap * o * i),
             gb: per(&|_, o| k_cap * o),
+            units: None,
         }
     }
 
     /// Copies V (k, W) into the two stacked layouts the GEMMs read.
     pub fn load_vectors(&mut self, net: &Net<T>, v: ArrayView2<f64>) {
         let k = v.nrows();
+        self.units = unit_indices(v);
+        if let Some(units) = &self.units {
+            for (l, layer) in net.layers.iter().enumerate() {
+                self.vb[l][..k * layer.fan_out]
+                    .iter_mut()
+                    .for_each(|b| *b = T::zero());
+                for (i, &p) in units.iter().enumerate() {
+                    if layer.bias.contains(&p) {
+                        self.vb[l][i * layer.fan_out + p - layer.bias.start] = T::one();
+                    }
+                }
+            }
+            return;
+        }
         for (l, layer) in net.layers.iter().enumerate() {
             let (fin, fout) = (layer.fan_in, layer.fan_out);
             for (i, v_i) in v.rows().into_iter().enumerate() {
@@ -107,14 +125,27 @@ impl<T: Real> Block<T> {
         for l in 0..depth {
             let (fin, fout) = (net.layers[l].fan_in, net.layers[l].fan_out);
             let ra = &mut self.ra[l];
-            // z[l] V_lᵀ: (c, in)·(in, k·out) = (c, k·out) ≡ (c·k, out) sample-major.
-            gemm(
-                ra,
-                mat(input(base, x, l), c, fin),
-                mat(&self.vstack[l], k * fout, fin).t(),
-                T::one(),
-                false,
-            );
+            if let Some(units) = &self.units {
+                // z[l] e_pᵀ: column j of vector i is z[l][:, m] for p = W_l[j][m]; else 0.
+                ra[..rows * fout].iter_mut().for_each(|v| *v = T::zero());
+                let zin = input(base, x, l);
+                for (i, &p) in units.iter().enumerate() {
+                    if let Some((j, m)) = weight_position(&net.layers[l], p) {
+                        for s in 0..c {
+                            ra[(s * k + i) * fout + j] = zin[s * fin + m];
+                        }
+                    }
+                }
+            } else {
+                // z[l] V_lᵀ: (c, in)·(in, k·out) = (c, k·out) ≡ (c·k, out) sample-major.
+                gemm(
+                    ra,
+                    mat(input(base, x, l), c, fin),
+                    mat(&self.vstack[l], k * fout, fin).t(),
+                    T::one(),
+                    false,
+                );
+            }
             if l > 0 {
                 // R{z[l]} W_lᵀ: (c·k, in)·(in, out).
                 gemm(
@@ -188,7 +219,17 @@ impl<T: Real> Block<T> {
                 T::one(),
                 false,
             );
-            if !gauss_newton {
+            if !gauss_newton && self.units.is_some() {
+                // δ[l+1] e_pᵀ: entry m of vector i is δ[l+1][:, j] for p = W_{l+1}[j][m].
+                let delta = &base.delta[l + 1];
+                for (i, &p) in self.units.iter().flatten().enumerate() {
+                    if let Some((j, m)) = weight_position(&net.layers[l + 1], p) {
+                        for s in 0..c {
+                            rd[(s * k + i) * out_l + m] += delta[s * out_next + j];
+                        }
+                    }
+                }
+            } else if !gauss_newton {
                 // δ[l+1] V_{l+1}: (c, out_{l+1})·(out_{l+1}, k·out_l) ≡ (c·k, out_l).
                 gemm(
                     rd,
@@ -286,4 +327,32 @@ impl<T: Real> Block<T> {
             }
         }
     }
+}
+
+/// (j, m) when θ index `p` is the weight W_l[j][m] of `layer`.
+fn weight_position(layer: &crate::model::LayerLayout, p: usize) -> Option<(usize, usize)> {
+    layer.weights.contains(&p).then(|| {
+        (
+            (p - layer.weights.start) / layer.fan_in,
+            (p - layer.weights.start) % layer.fan_in,
+        )
+    })
+}
+
+/// The index p of every row when each row of V is a unit vector e_p, else None.
+fn unit_indices(v: ArrayView2<f64>) -> Option<Vec<usize>> {
+    v.rows()
+        .into_iter()
+        .map(|row| {
+            let mut one = None;
+            for (p, &x) in row.iter().enumerate() {
+                if x == 1.0 && one.is_none() {
+                    one = Some(p);
+                } else if x != 0.0 {
+                    return None;
+                }
+            }
+            one
+        })
+        .collect()
 }
