@@ -32,7 +32,7 @@ pub const PLAIN_ROWS: usize = 4096;
 pub const FACTOR_BUDGET: usize = 1 << 22;
 /// Columns of H (or G) per block pass of the full matrices: wide blocks make
 /// each layer's products large GEMMs (measured on S: see README, Benchmarks).
-pub const HESSIAN_BLOCK: usize = 64;
+pub const HESSIAN_BLOCK: usize = 128;
 
 /// What a workspace is for (its buffers differ).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

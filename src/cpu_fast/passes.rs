@@ -112,19 +112,14 @@ pub fn forward<T: Real>(net: &Net<T>, x: &[T], c: usize, base: &mut Base<T>, kee
         let act = net.act(l);
         let z = &mut z_rest[0];
         if l + 1 < depth {
-            for (zv, av) in z[..c * fout].iter_mut().zip(&a[..c * fout]) {
-                *zv = T::from_f64(act.h(av.to_f64()));
-            }
-            if keep >= Keep::FirstDerivative {
-                for (d, av) in base.dh[l][..c * fout].iter_mut().zip(&a[..c * fout]) {
-                    *d = T::from_f64(act.dh(av.to_f64()));
-                }
-            }
-            if keep >= Keep::SecondDerivative {
-                for (d, av) in base.d2h[l][..c * fout].iter_mut().zip(&a[..c * fout]) {
-                    *d = T::from_f64(act.d2h(av.to_f64()));
-                }
-            }
+            hidden_values(
+                act,
+                &a[..c * fout],
+                &mut z[..c * fout],
+                &mut base.dh[l],
+                &mut base.d2h[l],
+                keep,
+            );
         } else {
             // The outputs y: softmax rows for ce, h(a) otherwise (cpu::outputs).
             for (zrow, arow) in z[..c * fout]
@@ -270,6 +265,57 @@ pub fn prepare_output_curvature<T: Real>(
         }
         for (d, v) in base.out_p[s * k..(s + 1) * k].iter_mut().zip(&base.s_o) {
             *d = T::from_f64(*v);
+        }
+    }
+}
+
+/// z = h(a), and h′(a), h″(a) as `keep` asks, elementwise. For sigmoid and tanh
+/// h is evaluated once per entry and h′, h″ follow from it by the very
+/// expressions of `activation.rs` (s(1 − s), s(1 − s)(1 − 2s); 1 − t², −2t(1 − t²)),
+/// so the values are identical to calling h, h′, h″ separately.
+fn hidden_values<T: Real>(
+    act: crate::activation::Activation,
+    a: &[T],
+    z: &mut [T],
+    dh: &mut [T],
+    d2h: &mut [T],
+    keep: Keep,
+) {
+    use crate::activation::{sigmoid, Activation};
+    let n = a.len();
+    let first = keep >= Keep::FirstDerivative;
+    let second = keep >= Keep::SecondDerivative;
+    match act {
+        Activation::Sigmoid | Activation::Tanh => {
+            for i in 0..n {
+                let av = a[i].to_f64();
+                let (h, d, d2) = if act == Activation::Sigmoid {
+                    let s = sigmoid(av);
+                    (s, s * (1.0 - s), s * (1.0 - s) * (1.0 - 2.0 * s))
+                } else {
+                    let t = av.tanh();
+                    (t, 1.0 - t * t, -2.0 * t * (1.0 - t * t))
+                };
+                z[i] = T::from_f64(h);
+                if first {
+                    dh[i] = T::from_f64(d);
+                }
+                if second {
+                    d2h[i] = T::from_f64(d2);
+                }
+            }
+        }
+        _ => {
+            for i in 0..n {
+                let av = a[i].to_f64();
+                z[i] = T::from_f64(act.h(av));
+                if first {
+                    dh[i] = T::from_f64(act.dh(av));
+                }
+                if second {
+                    d2h[i] = T::from_f64(act.d2h(av));
+                }
+            }
         }
     }
 }
