@@ -25,7 +25,7 @@ use std::ops::Range;
 
 /// Stacked rows (samples × vectors) per chunk of a block pass: big enough for
 /// the GEMMs to run near peak, small enough for L's (rows, 512) buffers.
-pub const BLOCK_ROWS: usize = 8192;
+pub const BLOCK_ROWS: usize = 16384;
 /// Samples per chunk of the loss and gradient passes.
 pub const PLAIN_ROWS: usize = 4096;
 /// Elements of factor buffers per chunk of the diagonals and the outer product.
