@@ -12,6 +12,7 @@ use super::real::Real;
 
 /// Fills B (c·K, W) from the factor rows of the last Gauss-Newton diagonal chunk
 /// and adds BᵀB into `acc` (W, W).
+#[allow(clippy::too_many_arguments)]
 pub fn accumulate<T: Real>(
     net: &Net<T>,
     x: &[T],
