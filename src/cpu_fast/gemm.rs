@@ -42,16 +42,26 @@ impl<'a, T> Operand<'a, T> {
     }
 }
 
-/// How products run: faer's rayon parallelism on every core.
-pub fn parallelism() -> Par {
-    Par::rayon(0)
+/// Multiply-adds below which a product runs on one thread: for the small
+/// products of S (e.g. (1797, 50)·(50, 10)) waking the other threads costs more
+/// than it saves.
+pub const PARALLEL_MIN_MACS: usize = 1 << 18;
+
+/// How a product of m·n·k multiply-adds runs: faer's rayon parallelism on
+/// every core, or one thread for small products.
+pub fn parallelism(macs: usize) -> Par {
+    if macs < PARALLEL_MIN_MACS {
+        Par::Seq
+    } else {
+        Par::rayon(0)
+    }
 }
 
 /// dst (m, n) row-major ← α·A·B (`accumulate` false) or dst += α·A·B (true).
 /// A is (m, k) and B is (k, n) after their transposes.
 pub fn gemm<T: Real>(dst: &mut [T], a: Operand<T>, b: Operand<T>, alpha: T, accumulate: bool) {
     let (a, b) = (a.view(), b.view());
-    let (m, n) = (a.nrows(), b.ncols());
+    let (m, n, k) = (a.nrows(), b.ncols(), a.ncols());
     debug_assert_eq!(a.ncols(), b.nrows());
     let dst = MatMut::from_row_major_slice_mut(&mut dst[..m * n], m, n);
     let beta = if accumulate {
@@ -59,5 +69,5 @@ pub fn gemm<T: Real>(dst: &mut [T], a: Operand<T>, b: Operand<T>, alpha: T, accu
     } else {
         Accum::Replace
     };
-    faer::linalg::matmul::matmul(dst, beta, a, b, alpha, parallelism());
+    faer::linalg::matmul::matmul(dst, beta, a, b, alpha, parallelism(m * n * k));
 }

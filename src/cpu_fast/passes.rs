@@ -245,6 +245,15 @@ pub fn prepare_output_curvature<T: Real>(
     let k = net.k_out();
     let last = net.depth() - 1;
     let ce = is_softmax_ce(net.mlp);
+    if ce {
+        // p is the forward pass's output z[L] (softmax rows); s = Σ_k t_k.
+        for s in 0..c {
+            let span = s * k..(s + 1) * k;
+            base.out_p[span.clone()].copy_from_slice(&base.z[last][span.clone()]);
+            base.out_s[s] = T::from_f64(t[span].iter().sum());
+        }
+        return;
+    }
     for s in 0..c {
         for (d, v) in base.s_a.iter_mut().zip(&base.a[last][s * k..(s + 1) * k]) {
             *d = v.to_f64();
