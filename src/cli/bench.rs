@@ -23,9 +23,9 @@ pub struct BenchArgs {
     /// Pick the GPU adapter whose name contains this text.
     #[arg(long, value_name = "NAME")]
     pub adapter: Option<String>,
-    /// f32 or f64 (the CPU computes in either; a GPU always in f32).
-    #[arg(long, default_value = "f64", value_parser = parse_precision)]
-    pub precision: Precision,
+    /// f32 or f64 (the CPU computes in either, f64 by default; a GPU always in f32).
+    #[arg(long, value_parser = parse_precision)]
+    pub precision: Option<Precision>,
     /// Timed runs per operation (the median is reported), after warm-up.
     #[arg(long, default_value_t = 20)]
     pub runs: usize,
@@ -60,8 +60,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if let Some(note) = note {
         eprintln!("note: {note}");
     }
-    let device = device.with_precision(args.precision);
-    if device.is_gpu() && args.precision == Precision::F64 {
+    let device = device.with_precision(args.precision.unwrap_or(Precision::F64));
+    if device.is_gpu() && args.precision == Some(Precision::F64) {
         eprintln!("note: the GPU computes in f32; --precision f64 applies to the CPU only");
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
