@@ -10,7 +10,16 @@ fn bench_s_writes_json_rows() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("rows.json");
     let o = Command::new(env!("CARGO_BIN_EXE_curvature"))
-        .args(["bench", "--workload", "S", "--runs", "2", "--long-runs", "1", "--json"])
+        .args([
+            "bench",
+            "--workload",
+            "S",
+            "--runs",
+            "2",
+            "--long-runs",
+            "1",
+            "--json",
+        ])
         .arg(&json)
         .output()
         .unwrap();
