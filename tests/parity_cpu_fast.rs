@@ -53,6 +53,11 @@ fn scaled(tol: Tolerance, reference: &[f64]) -> Tolerance {
 fn check(what: &str, got: &[f64], want: &[f64], tol: Tolerance) -> f64 {
     let c = compare(got, want, scaled(tol, want));
     assert!(c.passed(), "{what}: {c}");
+    // Shown with --nocapture: the margins behind the tolerances.
+    eprintln!(
+        "{what}: worst abs {:.2e}, worst rel {:.2e}",
+        c.worst_abs, c.worst_rel
+    );
     c.worst_abs
 }
 
@@ -85,7 +90,12 @@ fn all_ops<T: Real>(
     let mut eng = FastCpuEngine::<T>::new(mlp, x32.view(), t32.view())
         .unwrap()
         .with_max_chunk(max_chunk);
-    let what = |op: &str| format!("{label} {} chunk≤{max_chunk} {op}", T::NAME);
+    let chunks = if max_chunk == usize::MAX {
+        "one chunk".to_string()
+    } else {
+        format!("chunks of {max_chunk}")
+    };
+    let what = |op: &str| format!("{label} {} {chunks} {op}", T::NAME);
 
     let y = eng.outputs(theta, rows.clone()).unwrap();
     check(
