@@ -6,7 +6,7 @@
 //! saying so: a software adapter (llvmpipe) is slower than the CPU path on the
 //! same cores. `gpu` takes any adapter, software ones included.
 
-use crate::cpu_engine::CpuEngine;
+use crate::cpu_fast::FastCpuEngine;
 use crate::curvature::Curvature;
 use crate::error::{Error, Result};
 use crate::gpu::{AdapterChoice, AdapterOptions, GpuContext, GpuEngine, GpuError};
@@ -24,7 +24,7 @@ pub enum DeviceChoice {
     Auto,
     /// Any GPU adapter, software ones included; an error if there is none.
     Gpu,
-    /// The CPU reference path.
+    /// The CPU (the fast engine, f64).
     Cpu,
 }
 
@@ -40,10 +40,41 @@ impl FromStr for DeviceChoice {
     }
 }
 
+/// The floating-point precision of a CPU engine (`--precision f32|f64`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    F32,
+    F64,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F64 => "f64",
+        }
+    }
+}
+
+impl FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "f32" => Ok(Precision::F32),
+            "f64" => Ok(Precision::F64),
+            other => Err(format!("unknown precision `{other}`: use f32 or f64")),
+        }
+    }
+}
+
 /// A device, opened once and shared by every engine bound on it.
 #[derive(Clone)]
 pub enum Device {
+    /// The fast CPU engine in f64 (`cpu_fast`), parity-tested against the f64
+    /// reference (`cpu`, which `verify` and the tests keep as the specification).
     Cpu,
+    /// The fast CPU engine in f32 (`--precision f32`).
+    CpuF32,
     Gpu(Arc<GpuContext>),
 }
 
@@ -76,10 +107,11 @@ impl Device {
         }
     }
 
-    /// E.g. `cpu (f64 reference)` or `gpu: NVIDIA H100 (Vulkan)`.
+    /// E.g. `cpu (f64, faer GEMM)` or `gpu: NVIDIA H100 (Vulkan)`.
     pub fn describe(&self) -> String {
         match self {
-            Device::Cpu => "cpu (f64 reference)".to_string(),
+            Device::Cpu => "cpu (f64, faer GEMM)".to_string(),
+            Device::CpuF32 => "cpu (f32, faer GEMM)".to_string(),
             Device::Gpu(ctx) => {
                 let s = ctx.summary();
                 format!("gpu: {} ({}, {})", s.name, s.backend, s.device_type)
@@ -91,11 +123,30 @@ impl Device {
         matches!(self, Device::Gpu(_))
     }
 
+    /// The same device in another precision: the CPU runs f32 or f64; a GPU
+    /// computes in f32 whatever is asked (its storage buffers are f32).
+    pub fn with_precision(self, precision: Precision) -> Device {
+        match (self, precision) {
+            (Device::Cpu | Device::CpuF32, Precision::F64) => Device::Cpu,
+            (Device::Cpu | Device::CpuF32, Precision::F32) => Device::CpuF32,
+            (gpu, _) => gpu,
+        }
+    }
+
+    /// The precision the device computes in.
+    pub fn precision(&self) -> Precision {
+        match self {
+            Device::Cpu => Precision::F64,
+            Device::CpuF32 | Device::Gpu(_) => Precision::F32,
+        }
+    }
+
     /// Binds `mlp` to X (N, D) and T (N, K) on this device (uploading them once on a GPU).
     pub fn engine(&self, mlp: &Mlp, x: ArrayView2<f32>, t: ArrayView2<f32>) -> Result<Engine> {
         crate::cpu_engine::check_data_shape(mlp, x, t)?;
         Ok(match self {
-            Device::Cpu => Engine::Cpu(CpuEngine::new(mlp, x, t)?),
+            Device::Cpu => Engine::Cpu(FastCpuEngine::new(mlp, x, t)?),
+            Device::CpuF32 => Engine::CpuF32(FastCpuEngine::new(mlp, x, t)?),
             Device::Gpu(ctx) => Engine::Gpu(Box::new(GpuEngine::new(ctx.clone(), mlp, x, t)?)),
         })
     }
@@ -103,7 +154,10 @@ impl Device {
 
 /// A device bound to one model and data set: every operation of [`Curvature`].
 pub enum Engine {
-    Cpu(CpuEngine),
+    /// The fast CPU engine, f64.
+    Cpu(FastCpuEngine<f64>),
+    /// The fast CPU engine, f32.
+    CpuF32(FastCpuEngine<f32>),
     Gpu(Box<GpuEngine>),
 }
 
@@ -129,6 +183,7 @@ macro_rules! dispatch {
     ($self:ident, $e:ident => $body:expr) => {
         match $self {
             Engine::Cpu($e) => $body,
+            Engine::CpuF32($e) => $body,
             Engine::Gpu($e) => $body,
         }
     };

@@ -51,9 +51,11 @@
 
 pub mod activation;
 pub mod analysis;
+pub mod bench;
 pub mod compare;
 pub mod cpu;
 pub mod cpu_engine;
+pub mod cpu_fast;
 
 pub mod curvature;
 pub mod data;

@@ -71,6 +71,12 @@ Vectors come in tensor `v` (W) or `V` (k, W); the result is the tensor named aft
     /// List the GPU adapters, their limits, and which device `--device auto` picks.
     #[command(after_help = "Example:\n  curvature devices\n  WGPU_BACKEND=gl curvature devices      # search OpenGL adapters instead of Vulkan/Metal/DX12")]
     Devices,
+    /// Benchmark the curvature operations on the standard workloads (time, GFLOP/s, fraction of peak).
+    #[command(after_help = "Examples:\n  \
+curvature bench                                   # workload S on the CPU, f64\n  \
+curvature bench --workload all --precision f32 --json bench.json\n  \
+curvature bench --workload L --device gpu")]
+    Bench(cli::bench::BenchArgs),
     /// Check this machine's GPU against the CPU reference on the digits network; exit 1 on any failure.
     #[command(after_help = "Example:\n  curvature parity --adapter nvidia")]
     Parity(cli::parity::ParityArgs),
@@ -88,6 +94,7 @@ fn main() -> ExitCode {
         Command::Prune(args) => cli::prune::run(args).map(|()| true),
         Command::Devices => cli::devices::run().map(|()| true),
         Command::Parity(args) => cli::parity::run(args),
+        Command::Bench(args) => cli::bench::run(args).map(|()| true),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -1,8 +1,8 @@
 //! End to end: every command of the `curvature` binary on small data, and each
 //! bad input gets a one-line error, a non-zero exit, and nothing overwritten.
 
-use curvature::cpu_engine::CpuEngine;
 use curvature::curvature::Curvature;
+use curvature::device::Device;
 use curvature::files::{
     load_model, read_tensors, save_model, write_tensors, NamedTensor, Overwrite,
 };
@@ -197,7 +197,8 @@ fn compute_grad_and_hvp_equal_the_library() {
     let d = dir.path();
     let (model, mlp, theta) = digits_model(d);
     let ds = data::load_named("digits").unwrap();
-    let mut engine = CpuEngine::new(&mlp, ds.x.view(), ds.t.view()).unwrap();
+    // The engine the CLI's `--device cpu` uses (the fast f64 engine).
+    let mut engine = Device::Cpu.engine(&mlp, ds.x.view(), ds.t.view()).unwrap();
     let rows = 0..ds.len();
 
     let o = curvature(

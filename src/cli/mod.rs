@@ -1,5 +1,6 @@
 //! The command-line tool's commands, one file each.
 
+pub mod bench;
 pub mod common;
 pub mod compute;
 pub mod devices;

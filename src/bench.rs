@@ -1,0 +1,419 @@
+//! Benchmarks of the curvature operations (issue 7): the standard workloads,
+//! the FLOP count of every operation, timing by medians after warm-up, the
+//! device's own peak measured in the same run, and the rows (`--json`).
+//!
+//! ## FLOP counts (what the algorithm must do)
+//! Only the matrix products are counted (2 flops per multiply-add); elementwise
+//! work (h, h′, h″, the loss) is O(N·Σ out_l) and left out. With
+//! P = Σ_l in_l·out_l (the weights), P₁ = P − in_0·out_0 (the weights of layers
+//! l ≥ 1), N samples and k vectors:
+//! ```text
+//!   forward            a = z Wᵀ every layer                         2NP
+//!   backward           δ W for layers l ≥ 1 (no input-side product)  2NP₁
+//!   gradient           δᵀ z every layer                             2NP
+//!   loss               forward                                      2NP
+//!   loss + gradient    forward + backward + gradient                4NP + 2NP₁
+//!   Hv, block of k     forward + backward (shared), then per vector:
+//!                      R-forward z Vᵀ (2NP) + R{z} Wᵀ (2NP₁), R-backward
+//!                      R{δ} W (2NP₁) + δ V (2NP₁), R{∇} R{δ}ᵀ z (2NP) + δᵀ R{z} (2NP₁)
+//!                                                       2NP + 2NP₁ + k(4NP + 8NP₁)
+//!   Gv, block of k     forward, then per vector 2NP + 2NP₁ + 2NP₁ + 2NP
+//!                                                       2NP + k(4NP + 4NP₁)
+//!   full H (G)         Σ over blocks of HESSIAN_BLOCK unit vectors of Hv (Gv) of that
+//!                      block less the products with V, which for unit vectors are
+//!                      gathers (z Vᵀ, δ V): per block 2NP + 2NP₁ + k(2NP + 6NP₁)
+//!                      (G: 2NP + k(2NP + 4NP₁))
+//!   diag G             forward + factor rows f W_l for l ≥ 1 (R_l = K rows per sample)
+//!                      + Σ_n diag(M_l)ᵀ (z∘z) every layer          4NP + 2N Σ_{l≥1} R_l in_l out_l
+//!   diag H             diag G's products with the exact factor rows R_l, + backward (2NP₁)
+//!                      + the residual mat-vec d (W∘W) where it is not expanded (2N in_l out_l)
+//! ```
+//! The peak is the crate's own best matrix product on a large square (n, n)
+//! (the CPU: faer's GEMM at the precision benchmarked; a GPU: the engine's
+//! matmul kernel), 2n³ flops, timed in the same run.
+
+use crate::cpu_fast::diagonal::{factor_rows, Kind};
+use crate::cpu_fast::engine::HESSIAN_BLOCK;
+use crate::curvature::Curvature;
+use crate::data::load_named;
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::model::Mlp;
+use crate::{Activation, Loss};
+use ndarray::Array2;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::str::FromStr;
+use std::time::Instant;
+
+/// A standard workload: a network on a named data set, all rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// 64-50-10 sigmoid/softmax ce on digits (N = 1797).
+    S,
+    /// 784-128-10 sigmoid/softmax ce on mnist10k (N = 10000).
+    M,
+    /// 784-512-512-10 tanh/softmax ce on mnist10k (N = 10000).
+    L,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 3] = [Workload::S, Workload::M, Workload::L];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::S => "S",
+            Workload::M => "M",
+            Workload::L => "L",
+        }
+    }
+
+    /// The network (λ = 1e-3, as in the tests) and the data set's name.
+    pub fn spec(self) -> (Vec<usize>, Activation, &'static str) {
+        match self {
+            Workload::S => (vec![64, 50, 10], Activation::Sigmoid, "digits"),
+            Workload::M => (vec![784, 128, 10], Activation::Sigmoid, "mnist10k"),
+            Workload::L => (vec![784, 512, 512, 10], Activation::Tanh, "mnist10k"),
+        }
+    }
+
+    pub fn mlp(self) -> Result<Mlp> {
+        let (sizes, hidden, _) = self.spec();
+        Ok(Mlp::with_hidden(&sizes, hidden, Loss::Ce, 1e-3)?)
+    }
+
+    /// Whether the full H and G are part of this workload (S only: W = 3760).
+    pub fn has_full_matrices(self) -> bool {
+        self == Workload::S
+    }
+}
+
+impl FromStr for Workload {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "S" => Ok(Workload::S),
+            "M" => Ok(Workload::M),
+            "L" => Ok(Workload::L),
+            other => Err(format!("unknown workload `{other}`: use S, M, L or all")),
+        }
+    }
+}
+
+/// A benchmarked operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Loss,
+    LossGrad,
+    Hv,
+    Gv,
+    HvBlock16,
+    DiagGgn,
+    DiagHessian,
+    Hessian,
+    Ggn,
+}
+
+/// Vectors in the benchmarked block of Hv.
+pub const BLOCK: usize = 16;
+
+impl Op {
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Loss => "loss",
+            Op::LossGrad => "loss+grad",
+            Op::Hv => "Hv",
+            Op::Gv => "Gv",
+            Op::HvBlock16 => "Hv block16",
+            Op::DiagGgn => "diag GGN",
+            Op::DiagHessian => "diag H",
+            Op::Hessian => "full H",
+            Op::Ggn => "full GGN",
+        }
+    }
+
+    /// The operations of a workload, in the order they are printed.
+    pub fn of(w: Workload) -> Vec<Op> {
+        let mut ops = vec![
+            Op::Loss,
+            Op::LossGrad,
+            Op::Hv,
+            Op::Gv,
+            Op::HvBlock16,
+            Op::DiagGgn,
+            Op::DiagHessian,
+        ];
+        if w.has_full_matrices() {
+            ops.extend([Op::Hessian, Op::Ggn]);
+        }
+        ops
+    }
+
+    /// Whether this op is long (the full matrices): it gets fewer runs.
+    pub fn is_long(self) -> bool {
+        matches!(self, Op::Hessian | Op::Ggn)
+    }
+}
+
+/// The FLOPs of `op` on `mlp` with `n` samples, as the module header states.
+pub fn flops(mlp: &Mlp, n: usize, op: Op) -> f64 {
+    let layers = mlp.layout();
+    let n = n as f64;
+    let p: f64 = layers.iter().map(|l| (l.fan_in * l.fan_out) as f64).sum();
+    let p1 = p - (layers[0].fan_in * layers[0].fan_out) as f64;
+    let hv = |k: f64| 2.0 * n * p + 2.0 * n * p1 + k * (4.0 * n * p + 8.0 * n * p1);
+    let gv = |k: f64| 2.0 * n * p + k * (4.0 * n * p + 4.0 * n * p1);
+    let blocks = |f: &dyn Fn(f64) -> f64| {
+        let w = mlp.num_params();
+        let (full, rest) = (w / HESSIAN_BLOCK, w % HESSIAN_BLOCK);
+        full as f64 * f(HESSIAN_BLOCK as f64) + if rest > 0 { f(rest as f64) } else { 0.0 }
+    };
+    let factors = |kind: Kind| {
+        let rows = factor_rows(&layers, mlp.num_outputs(), kind);
+        (1..layers.len())
+            .map(|l| 2.0 * n * rows[l] as f64 * (layers[l].fan_in * layers[l].fan_out) as f64)
+            .sum::<f64>()
+    };
+    match op {
+        Op::Loss => 2.0 * n * p,
+        Op::LossGrad => 4.0 * n * p + 2.0 * n * p1,
+        Op::Hv => hv(1.0),
+        Op::Gv => gv(1.0),
+        Op::HvBlock16 => hv(BLOCK as f64),
+        Op::Hessian => blocks(&|k| 2.0 * n * p + 2.0 * n * p1 + k * (2.0 * n * p + 6.0 * n * p1)),
+        Op::Ggn => blocks(&|k| 2.0 * n * p + k * (2.0 * n * p + 4.0 * n * p1)),
+        Op::DiagGgn => 4.0 * n * p + factors(Kind::GaussNewton),
+        Op::DiagHessian => {
+            let depth = layers.len();
+            // The residual d_1 (W_1∘W_1) mat-vec when there are ≥ 3 layers of weights.
+            let residual = if depth >= 3 {
+                2.0 * n * (layers[1].fan_in * layers[1].fan_out) as f64
+            } else {
+                0.0
+            };
+            4.0 * n * p + 2.0 * n * p1 + factors(Kind::Exact) + residual
+        }
+    }
+}
+
+/// One measured row.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub workload: String,
+    pub network: String,
+    pub n: usize,
+    pub device: String,
+    pub precision: String,
+    pub op: String,
+    pub runs: usize,
+    /// Median seconds per operation.
+    pub seconds: f64,
+    pub flops: f64,
+    pub gflops: f64,
+    /// GFLOP/s as a fraction of the measured peak.
+    pub fraction_of_peak: f64,
+    pub peak_gflops: f64,
+}
+
+impl Row {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "workload": self.workload,
+            "network": self.network,
+            "n": self.n,
+            "device": self.device,
+            "precision": self.precision,
+            "op": self.op,
+            "runs": self.runs,
+            "seconds": self.seconds,
+            "ops_per_second": 1.0 / self.seconds,
+            "flops": self.flops,
+            "gflops": self.gflops,
+            "fraction_of_peak": self.fraction_of_peak,
+            "peak_gflops": self.peak_gflops,
+        })
+    }
+}
+
+/// The median of `runs` timings of `f` after `warmup` untimed calls.
+pub fn median_seconds(
+    runs: usize,
+    warmup: usize,
+    mut f: impl FnMut() -> Result<()>,
+) -> Result<f64> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    let mut times = Vec::with_capacity(runs.max(1));
+    for _ in 0..runs.max(1) {
+        let start = Instant::now();
+        f()?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    let m = times.len();
+    Ok(if m % 2 == 1 {
+        times[m / 2]
+    } else {
+        0.5 * (times[m / 2 - 1] + times[m / 2])
+    })
+}
+
+/// Side of the square product that measures the peak.
+pub const PEAK_SIZE_CPU: usize = 1536;
+pub const PEAK_SIZE_GPU: usize = 1024;
+
+/// The CPU's GEMM peak in GFLOP/s at precision T: faer on (n, n)·(n, n), median of `runs`.
+pub fn cpu_peak<T: crate::cpu_fast::Real>(n: usize, runs: usize) -> Result<f64> {
+    use crate::cpu_fast::gemm::{gemm, mat};
+    let a: Vec<T> = (0..n * n)
+        .map(|i| T::from_f64(((i % 97) as f64) / 97.0 - 0.5))
+        .collect();
+    let b: Vec<T> = (0..n * n)
+        .map(|i| T::from_f64(((i % 89) as f64) / 89.0 - 0.5))
+        .collect();
+    let mut c = vec![T::zero(); n * n];
+    let s = median_seconds(runs, 1, || {
+        gemm(&mut c, mat(&a, n, n), mat(&b, n, n), T::one(), false);
+        Ok(())
+    })?;
+    Ok(2.0 * (n as f64).powi(3) / s / 1e9)
+}
+
+/// A GPU's matmul peak in GFLOP/s: the engine's chosen kernel on (n, n)·(n, n),
+/// one submit per product, timed to the read-back of one element.
+pub fn gpu_peak(
+    ctx: &std::sync::Arc<crate::gpu::GpuContext>,
+    n: usize,
+    runs: usize,
+) -> Result<f64> {
+    use crate::gpu::context::{Op as GpuOp, Runner};
+    use crate::gpu::kernels::{record_matmul, Strided};
+    let a = ctx.buffer("peak A", n * n)?;
+    let b = ctx.buffer("peak B", n * n)?;
+    let c = ctx.buffer("peak C", n * n)?;
+    let data: Vec<f32> = (0..n * n).map(|i| ((i % 97) as f32) / 97.0 - 0.5).collect();
+    ctx.write(&a, 0, &data);
+    ctx.write(&b, 0, &data);
+    let mut runner = Runner::new(ctx.clone());
+    let kernel = ctx.matmul_kernel();
+    let s = median_seconds(runs, 1, || {
+        let mut op = GpuOp::new("peak matmul");
+        record_matmul(
+            &mut op,
+            kernel,
+            (n, n, n, 1),
+            (&a, Strided::rows(0, n)),
+            (&b, Strided::rows(0, n)),
+            (&c, Strided::rows(0, n)),
+            (1.0, 0.0),
+            1,
+            &c,
+        );
+        runner.run(op, Some((&c, 0, 1)))?;
+        Ok(())
+    })?;
+    Ok(2.0 * (n as f64).powi(3) / s / 1e9)
+}
+
+/// Options of one benchmark run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub runs: usize,
+    /// Runs of the long operations (full H, G).
+    pub long_runs: usize,
+    pub warmup: usize,
+}
+
+/// Runs every operation of `workload` on `device` and returns the rows;
+/// `peak_gflops` is the device's measured peak.
+pub fn run_workload(
+    workload: Workload,
+    device: &Device,
+    peak_gflops: f64,
+    opts: &Options,
+    mut progress: impl FnMut(&Row),
+) -> Result<Vec<Row>> {
+    let mlp = workload.mlp()?;
+    let (_, _, data_name) = workload.spec();
+    let data = load_named(data_name).map_err(|e| Error::Shape(e.to_string()))?;
+    let n = data.x.nrows();
+    let mut engine = device.engine(&mlp, data.x.view(), data.t.view())?;
+    let theta = mlp.init_params(1);
+    let w = mlp.num_params();
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let block = Array2::from_shape_fn((BLOCK, w), |_| rng.random_range(-1.0..1.0));
+    let v: Vec<f64> = block.row(0).to_vec();
+    let rows = 0..n;
+    let precision = device.precision();
+    let mut out = Vec::new();
+    for op in Op::of(workload) {
+        let runs = if op.is_long() {
+            opts.long_runs
+        } else {
+            opts.runs
+        };
+        let warmup = if op.is_long() { 1 } else { opts.warmup };
+        let r = rows.clone();
+        let seconds = median_seconds(runs, warmup, || {
+            match op {
+                Op::Loss => drop(engine.loss(&theta, r.clone())?),
+                Op::LossGrad => drop(engine.loss_grad(&theta, r.clone())?),
+                Op::Hv => drop(engine.hvp(&theta, r.clone(), &v)?),
+                Op::Gv => drop(engine.gvp(&theta, r.clone(), &v)?),
+                Op::HvBlock16 => drop(engine.hvp_block(&theta, r.clone(), block.view())?),
+                Op::DiagGgn => drop(engine.diag_ggn(&theta, r.clone())?),
+                Op::DiagHessian => drop(engine.diag_hessian(&theta, r.clone())?),
+                Op::Hessian => drop(engine.hessian(&theta, r.clone())?),
+                Op::Ggn => drop(engine.ggn(&theta, r.clone())?),
+            }
+            Ok(())
+        })?;
+        let f = flops(&mlp, n, op);
+        let gflops = f / seconds / 1e9;
+        let row = Row {
+            workload: workload.name().to_string(),
+            network: mlp.describe(),
+            n,
+            device: device.describe(),
+            precision: precision.name().to_string(),
+            op: op.name().to_string(),
+            runs,
+            seconds,
+            flops: f,
+            gflops,
+            fraction_of_peak: gflops / peak_gflops,
+            peak_gflops,
+        };
+        progress(&row);
+        out.push(row);
+    }
+    Ok(out)
+}
+
+/// The ratios the issue's targets name, from one workload's rows:
+/// (name, measured ratio, target bound).
+pub fn ratios(rows: &[Row]) -> Vec<(String, f64, f64)> {
+    let t = |op: Op| rows.iter().find(|r| r.op == op.name()).map(|r| r.seconds);
+    let mut out = Vec::new();
+    let mut push = |name: &str, a: Option<f64>, b: Option<f64>, bound: f64| {
+        if let (Some(a), Some(b)) = (a, b) {
+            out.push((name.to_string(), a / b, bound));
+        }
+    };
+    let hv = t(Op::Hv);
+    push("Hv / loss+grad", hv, t(Op::LossGrad), 2.0);
+    push("block16 / Hv", t(Op::HvBlock16), hv, 8.0);
+    if let Some(first) = rows.first() {
+        if first.workload == "S" {
+            let w = Workload::S
+                .mlp()
+                .map(|m| m.num_params() as f64)
+                .unwrap_or(0.0);
+            push("full H / Hv", t(Op::Hessian), hv, w / 4.0);
+        }
+    }
+    push("diag GGN / Hv", t(Op::DiagGgn), hv, 4.0);
+    push("diag H / Hv", t(Op::DiagHessian), hv, 25.0);
+    out
+}

@@ -1,0 +1,138 @@
+//! `curvature bench`: the standard workloads (S, M, L) on one device and
+//! precision — median time, operations per second, GFLOP/s from the FLOP
+//! counts of `curvature::bench`, and the fraction of the device's peak
+//! measured in the same run — then the ratios the targets name.
+
+use clap::Args;
+use curvature::bench::{
+    cpu_peak, gpu_peak, ratios, run_workload, Options, Row, Workload, PEAK_SIZE_CPU, PEAK_SIZE_GPU,
+};
+use curvature::device::{Device, DeviceChoice, Precision};
+use curvature::files::{write_atomic, Overwrite};
+use curvature::{Error, Result};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// S (64-50-10, digits), M (784-128-10, mnist10k), L (784-512-512-10 tanh, mnist10k) or all.
+    #[arg(long, default_value = "S")]
+    pub workload: String,
+    /// cpu (the fast engine), gpu (any adapter) or auto.
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: DeviceChoice,
+    /// Pick the GPU adapter whose name contains this text.
+    #[arg(long, value_name = "NAME")]
+    pub adapter: Option<String>,
+    /// f32 or f64 (the CPU computes in either, f64 by default; a GPU always in f32).
+    #[arg(long, value_parser = parse_precision)]
+    pub precision: Option<Precision>,
+    /// Timed runs per operation (the median is reported), after warm-up.
+    #[arg(long, default_value_t = 20)]
+    pub runs: usize,
+    /// Timed runs of the full H and GGN (S only), which take seconds each.
+    #[arg(long, default_value_t = 3)]
+    pub long_runs: usize,
+    /// Also write the rows as JSON to this file (replaced if present).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+fn parse_device(s: &str) -> std::result::Result<DeviceChoice, String> {
+    s.parse()
+}
+
+fn parse_precision(s: &str) -> std::result::Result<Precision, String> {
+    s.parse()
+}
+
+fn workloads(spec: &str) -> Result<Vec<Workload>> {
+    if spec.eq_ignore_ascii_case("all") {
+        return Ok(Workload::ALL.to_vec());
+    }
+    spec.split(',')
+        .map(|w| w.parse().map_err(Error::Shape))
+        .collect()
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let workloads = workloads(&args.workload)?;
+    let (device, note) = Device::open(args.device, args.adapter.as_deref())?;
+    if let Some(note) = note {
+        eprintln!("note: {note}");
+    }
+    let device = device.with_precision(args.precision.unwrap_or(Precision::F64));
+    if device.is_gpu() && args.precision == Some(Precision::F64) {
+        eprintln!("note: the GPU computes in f32; --precision f64 applies to the CPU only");
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("device: {} ({cores} cores visible)", device.describe());
+    let peak = match &device {
+        Device::Gpu(ctx) => {
+            println!("matmul kernel: {}", ctx.matmul_variant());
+            gpu_peak(ctx, PEAK_SIZE_GPU, 5)?
+        }
+        Device::CpuF32 => cpu_peak::<f32>(PEAK_SIZE_CPU, 5)?,
+        Device::Cpu => cpu_peak::<f64>(PEAK_SIZE_CPU, 5)?,
+    };
+    let peak_n = if device.is_gpu() {
+        PEAK_SIZE_GPU
+    } else {
+        PEAK_SIZE_CPU
+    };
+    println!("peak: {peak:.1} GFLOP/s ({peak_n}×{peak_n} matrix product, median of 5, same run)");
+    let opts = Options {
+        runs: args.runs.max(1),
+        long_runs: args.long_runs.max(1),
+        warmup: 2,
+    };
+    let mut all: Vec<Row> = Vec::new();
+    for w in workloads {
+        let mlp = w.mlp()?;
+        println!(
+            "\nworkload {}: {} (W = {}); median of {} runs after warm-up ({} for full H/GGN)",
+            w.name(),
+            mlp.describe(),
+            mlp.num_params(),
+            opts.runs,
+            opts.long_runs
+        );
+        println!(
+            "  {:<11} {:>12} {:>10} {:>10} {:>8}",
+            "op", "time", "ops/s", "GFLOP/s", "of peak"
+        );
+        let rows = run_workload(w, &device, peak, &opts, |r| {
+            println!(
+                "  {:<11} {:>12} {:>10.2} {:>10.2} {:>7.1}%",
+                r.op,
+                format_seconds(r.seconds),
+                1.0 / r.seconds,
+                r.gflops,
+                100.0 * r.fraction_of_peak
+            );
+        })?;
+        println!("  ratios (target):");
+        for (name, value, bound) in ratios(&rows) {
+            let mark = if value <= bound { "ok" } else { "MISSED" };
+            println!("    {name:<15} {value:>9.2}  (≤ {bound}) {mark}");
+        }
+        all.extend(rows);
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::Value::Array(all.iter().map(Row::to_json).collect());
+        let text = serde_json::to_string_pretty(&json)
+            .map_err(|e| Error::Shape(format!("cannot format the rows as JSON: {e}")))?;
+        write_atomic(path, text.as_bytes(), Overwrite::Allow)?;
+        println!("\nwrote {} rows to {}", all.len(), path.display());
+    }
+    Ok(())
+}
+
+fn format_seconds(s: f64) -> String {
+    if s < 1e-3 {
+        format!("{:.1} µs", s * 1e6)
+    } else if s < 1.0 {
+        format!("{:.2} ms", s * 1e3)
+    } else {
+        format!("{s:.2} s")
+    }
+}

@@ -1,0 +1,358 @@
+//! R-propagation for a block of k vectors at once (PRML 5.101–5.111, as in
+//! `cpu/passes.rs::r_pass`), every layer's products ONE GEMM over the stacked
+//! (c·k, width) rows. Rows are sample-major: row s·k + i is sample s, vector i,
+//! so that z[l] (c, in)·[V_1ᵀ … V_kᵀ] (in, k·out) lands directly in (c·k, out).
+//! ```text
+//!   R{a[l]}   = R{z[l]} W_lᵀ + z[l] V_lᵀ + Vb_l       (c·k, out_l)  (no R{z[0]}: it is 0)
+//!   R{z[l+1]} = h′ ⊙ R{a[l]}
+//!   R{δ[L−1]} = H_out R{a[L−1]} / N
+//!   R{δ[l]}   = h″ ⊙ R{a[l]} ⊙ (δ[l+1] W_{l+1}) + h′ ⊙ (R{δ[l+1]} W_{l+1} + δ[l+1] V_{l+1})
+//!   R{∂E/∂W_l} = R{δ[l]}ᵀ z[l] + δ[l]ᵀ R{z[l]},   R{∂E/∂b_l} = Σ_n R{δ[l]}
+//! ```
+//! Gauss-Newton (G v) drops the h″ term, δ V and δᵀ R{z}.
+
+use super::gemm::{gemm, mat};
+use super::net::{is_softmax_ce, Net};
+use super::passes::{input, Base};
+use super::real::Real;
+use ndarray::ArrayView2;
+
+/// Buffers of one block pass for up to `cap` samples and `k_cap` vectors.
+pub struct Block<T> {
+    pub k_cap: usize,
+    /// R{a[l]} (cap·k, out_l), R{z[l+1]} (cap·k, out_l) (hidden), R{δ[l]} (cap·k, out_l).
+    ra: Vec<Vec<T>>,
+    rz: Vec<Vec<T>>,
+    rd: Vec<Vec<T>>,
+    /// V_l stacked by vector (k, out_l, in_l), by unit (out_l, k, in_l), Vb_l (k, out_l).
+    vstack: Vec<Vec<T>>,
+    vcat: Vec<Vec<T>>,
+    vb: Vec<Vec<T>>,
+    /// Accumulators: R{δ}ᵀz (k, out_l, in_l), δᵀR{z} (out_l, k, in_l), bias (k, out_l).
+    gstack: Vec<Vec<T>>,
+    gcat: Vec<Vec<T>>,
+    gb: Vec<Vec<T>>,
+    /// When every loaded vector is a unit vector e_p (the full H and G): p of
+    /// each, so that z V_lᵀ and δ V are gathers instead of products with zeros.
+    units: Option<Vec<usize>>,
+}
+
+impl<T: Real> Block<T> {
+    pub fn new(net: &Net<T>, cap: usize, k_cap: usize) -> Block<T> {
+        let depth = net.depth();
+        let per = |f: &dyn Fn(usize, usize) -> usize| -> Vec<Vec<T>> {
+            (0..depth)
+                .map(|l| vec![T::zero(); f(net.layers[l].fan_in, net.layers[l].fan_out)])
+                .collect()
+        };
+        let rows = cap * k_cap;
+        Block {
+            k_cap,
+            ra: per(&|_, o| rows * o),
+            rz: (0..depth)
+                .map(|l| {
+                    let n = if l + 1 < depth {
+                        rows * net.layers[l].fan_out
+                    } else {
+                        0
+                    };
+                    vec![T::zero(); n]
+                })
+                .collect(),
+            rd: per(&|_, o| rows * o),
+            vstack: per(&|i, o| k_cap * o * i),
+            vcat: per(&|i, o| k_cap * o * i),
+            vb: per(&|_, o| k_cap * o),
+            gstack: per(&|i, o| k_cap * o * i),
+            gcat: per(&|i, o| k_cap * o * i),
+            gb: per(&|_, o| k_cap * o),
+            units: None,
+        }
+    }
+
+    /// Copies V (k, W) into the two stacked layouts the GEMMs read.
+    pub fn load_vectors(&mut self, net: &Net<T>, v: ArrayView2<f64>) {
+        let k = v.nrows();
+        self.units = unit_indices(v);
+        if let Some(units) = &self.units {
+            for (l, layer) in net.layers.iter().enumerate() {
+                self.vb[l][..k * layer.fan_out]
+                    .iter_mut()
+                    .for_each(|b| *b = T::zero());
+                for (i, &p) in units.iter().enumerate() {
+                    if layer.bias.contains(&p) {
+                        self.vb[l][i * layer.fan_out + p - layer.bias.start] = T::one();
+                    }
+                }
+            }
+            return;
+        }
+        for (l, layer) in net.layers.iter().enumerate() {
+            let (fin, fout) = (layer.fan_in, layer.fan_out);
+            for (i, v_i) in v.rows().into_iter().enumerate() {
+                for j in 0..fout {
+                    for m in 0..fin {
+                        let val = T::from_f64(v_i[layer.weights.start + j * fin + m]);
+                        self.vstack[l][(i * fout + j) * fin + m] = val;
+                        self.vcat[l][(j * k + i) * fin + m] = val;
+                    }
+                    self.vb[l][i * fout + j] = T::from_f64(v_i[layer.bias.start + j]);
+                }
+            }
+        }
+    }
+
+    /// One chunk of c samples: R-forward, R-backward and the accumulation of
+    /// R{∇E} for the k loaded vectors. `base` holds the chunk's forward pass
+    /// (with h′, and h″ unless `gauss_newton`), its backward pass (unless
+    /// `gauss_newton`) and its prepared output curvature.
+    #[allow(clippy::too_many_arguments)]
+    pub fn chunk(
+        &mut self,
+        net: &Net<T>,
+        x: &[T],
+        c: usize,
+        k: usize,
+        base: &Base<T>,
+        gauss_newton: bool,
+        inv_n: f64,
+        first: bool,
+    ) {
+        let depth = net.depth();
+        let last = depth - 1;
+        let rows = c * k;
+        // R-forward.
+        for l in 0..depth {
+            let (fin, fout) = (net.layers[l].fan_in, net.layers[l].fan_out);
+            let ra = &mut self.ra[l];
+            if let Some(units) = &self.units {
+                // z[l] e_pᵀ: column j of vector i is z[l][:, m] for p = W_l[j][m]; else 0.
+                ra[..rows * fout].iter_mut().for_each(|v| *v = T::zero());
+                let zin = input(base, x, l);
+                for (i, &p) in units.iter().enumerate() {
+                    if let Some((j, m)) = weight_position(&net.layers[l], p) {
+                        for s in 0..c {
+                            ra[(s * k + i) * fout + j] = zin[s * fin + m];
+                        }
+                    }
+                }
+            } else {
+                // z[l] V_lᵀ: (c, in)·(in, k·out) = (c, k·out) ≡ (c·k, out) sample-major.
+                gemm(
+                    ra,
+                    mat(input(base, x, l), c, fin),
+                    mat(&self.vstack[l], k * fout, fin).t(),
+                    T::one(),
+                    false,
+                );
+            }
+            if l > 0 {
+                // R{z[l]} W_lᵀ: (c·k, in)·(in, out).
+                gemm(
+                    ra,
+                    mat(&self.rz[l - 1], rows, fin),
+                    mat(net.w(l), fout, fin).t(),
+                    T::one(),
+                    true,
+                );
+            }
+            let vb = &self.vb[l];
+            for (r, row) in ra[..rows * fout].chunks_exact_mut(fout).enumerate() {
+                let i = r % k;
+                for (v, b) in row.iter_mut().zip(&vb[i * fout..(i + 1) * fout]) {
+                    *v += *b;
+                }
+            }
+            if l < last {
+                let dh = &base.dh[l];
+                let rz = &mut self.rz[l];
+                for (r, (rz_row, ra_row)) in rz[..rows * fout]
+                    .chunks_exact_mut(fout)
+                    .zip(ra[..rows * fout].chunks_exact(fout))
+                    .enumerate()
+                {
+                    let s = r / k;
+                    for ((o, a), d) in rz_row.iter_mut().zip(ra_row).zip(&dh[s * fout..]) {
+                        *o = *d * *a;
+                    }
+                }
+            }
+        }
+        // Output: R{δ} = H_out R{a} / N, per row.
+        let kk = net.k_out();
+        let scale = T::from_f64(inv_n);
+        let ce = is_softmax_ce(net.mlp);
+        {
+            let (ra, rd) = (&self.ra[last], &mut self.rd[last]);
+            for r in 0..rows {
+                let s = r / k;
+                let p = &base.out_p[s * kk..(s + 1) * kk];
+                let a_row = &ra[r * kk..(r + 1) * kk];
+                let d_row = &mut rd[r * kk..(r + 1) * kk];
+                if ce {
+                    // s·(diag(p) − ppᵀ) r = s·p ⊙ (r − pᵀr)
+                    let mut pr = T::zero();
+                    for (pv, rv) in p.iter().zip(a_row) {
+                        pr += *pv * *rv;
+                    }
+                    let f = base.out_s[s] * scale;
+                    for ((d, pv), rv) in d_row.iter_mut().zip(p).zip(a_row) {
+                        *d = f * *pv * (*rv - pr);
+                    }
+                } else {
+                    for ((d, h), rv) in d_row.iter_mut().zip(p).zip(a_row) {
+                        *d = scale * *h * *rv;
+                    }
+                }
+            }
+        }
+        // R-backward.
+        for l in (0..last).rev() {
+            let (out_next, out_l) = (net.layers[l + 1].fan_out, net.layers[l].fan_out);
+            let (rd_lo, rd_hi) = self.rd.split_at_mut(l + 1);
+            let rd = &mut rd_lo[l];
+            // R{δ[l+1]} W_{l+1}: (c·k, out_{l+1})·(out_{l+1}, out_l).
+            gemm(
+                rd,
+                mat(&rd_hi[0], rows, out_next),
+                mat(net.w(l + 1), out_next, out_l),
+                T::one(),
+                false,
+            );
+            if !gauss_newton && self.units.is_some() {
+                // δ[l+1] e_pᵀ: entry m of vector i is δ[l+1][:, j] for p = W_{l+1}[j][m].
+                let delta = &base.delta[l + 1];
+                for (i, &p) in self.units.iter().flatten().enumerate() {
+                    if let Some((j, m)) = weight_position(&net.layers[l + 1], p) {
+                        for s in 0..c {
+                            rd[(s * k + i) * out_l + m] += delta[s * out_next + j];
+                        }
+                    }
+                }
+            } else if !gauss_newton {
+                // δ[l+1] V_{l+1}: (c, out_{l+1})·(out_{l+1}, k·out_l) ≡ (c·k, out_l).
+                gemm(
+                    rd,
+                    mat(&base.delta[l + 1], c, out_next),
+                    mat(&self.vcat[l + 1], out_next, k * out_l),
+                    T::one(),
+                    true,
+                );
+            }
+            let (dh, d2h, back, ra) = (&base.dh[l], &base.d2h[l], &base.back[l], &self.ra[l]);
+            for (r, (rd_row, ra_row)) in rd[..rows * out_l]
+                .chunks_exact_mut(out_l)
+                .zip(ra[..rows * out_l].chunks_exact(out_l))
+                .enumerate()
+            {
+                let s = r / k;
+                let span = s * out_l..(s + 1) * out_l;
+                if gauss_newton {
+                    for (o, d) in rd_row.iter_mut().zip(&dh[span]) {
+                        *o = *d * *o;
+                    }
+                } else {
+                    for ((((o, a), d), d2), b) in rd_row
+                        .iter_mut()
+                        .zip(ra_row)
+                        .zip(&dh[span.clone()])
+                        .zip(&d2h[span.clone()])
+                        .zip(&back[span])
+                    {
+                        *o = *d2 * *a * *b + *d * *o;
+                    }
+                }
+            }
+        }
+        // R{∇E} accumulation.
+        for l in 0..depth {
+            let (fin, fout) = (net.layers[l].fan_in, net.layers[l].fan_out);
+            // R{δ[l]}ᵀ z[l]: (k·out, c)·(c, in) = (k, out, in).
+            gemm(
+                &mut self.gstack[l],
+                mat(&self.rd[l], c, k * fout).t(),
+                mat(input(base, x, l), c, fin),
+                T::one(),
+                !first,
+            );
+            if !gauss_newton && l > 0 {
+                // δ[l]ᵀ R{z[l]}: (out, c)·(c, k·in) = (out, k, in).
+                gemm(
+                    &mut self.gcat[l],
+                    mat(&base.delta[l], c, fout).t(),
+                    mat(&self.rz[l - 1], c, k * fin),
+                    T::one(),
+                    !first,
+                );
+            }
+            let gb = &mut self.gb[l];
+            if first {
+                gb[..k * fout].iter_mut().for_each(|g| *g = T::zero());
+            }
+            for row in self.rd[l][..rows * fout].chunks_exact(k * fout) {
+                for (g, d) in gb[..k * fout].iter_mut().zip(row) {
+                    *g += *d;
+                }
+            }
+        }
+    }
+
+    /// Writes R{∇E} + λ V_w for the k vectors into `out` (k, W) f64.
+    pub fn finish(
+        &self,
+        net: &Net<T>,
+        k: usize,
+        gauss_newton: bool,
+        v: ArrayView2<f64>,
+        out: &mut [f64],
+    ) {
+        let w = net.theta.len();
+        let l2 = net.mlp.l2();
+        for (l, layer) in net.layers.iter().enumerate() {
+            let (fin, fout) = (layer.fan_in, layer.fan_out);
+            let with_cat = !gauss_newton && l > 0;
+            for i in 0..k {
+                let row = &mut out[i * w..(i + 1) * w];
+                for j in 0..fout {
+                    for m in 0..fin {
+                        let mut g = self.gstack[l][(i * fout + j) * fin + m].to_f64();
+                        if with_cat {
+                            g += self.gcat[l][(j * k + i) * fin + m].to_f64();
+                        }
+                        let p = layer.weights.start + j * fin + m;
+                        row[p] = g + l2 * v[[i, p]];
+                    }
+                    row[layer.bias.start + j] = self.gb[l][i * fout + j].to_f64();
+                }
+            }
+        }
+    }
+}
+
+/// (j, m) when θ index `p` is the weight W_l[j][m] of `layer`.
+fn weight_position(layer: &crate::model::LayerLayout, p: usize) -> Option<(usize, usize)> {
+    layer.weights.contains(&p).then(|| {
+        (
+            (p - layer.weights.start) / layer.fan_in,
+            (p - layer.weights.start) % layer.fan_in,
+        )
+    })
+}
+
+/// The index p of every row when each row of V is a unit vector e_p, else None.
+fn unit_indices(v: ArrayView2<f64>) -> Option<Vec<usize>> {
+    v.rows()
+        .into_iter()
+        .map(|row| {
+            let mut one = None;
+            for (p, &x) in row.iter().enumerate() {
+                if x == 1.0 && one.is_none() {
+                    one = Some(p);
+                } else if x != 0.0 {
+                    return None;
+                }
+            }
+            one
+        })
+        .collect()
+}

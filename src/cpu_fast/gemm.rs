@@ -1,0 +1,73 @@
+//! The one matrix product of the fast CPU engine: C (+)= α·op(A)·op(B) on
+//! row-major slices through faer's multi-threaded GEMM. Transposes are strides
+//! (faer views), never copies.
+
+use super::real::Real;
+use faer::{Accum, MatMut, MatRef, Par};
+
+/// A row-major (rows, cols) operand, optionally read transposed.
+#[derive(Clone, Copy)]
+pub struct Operand<'a, T> {
+    pub data: &'a [T],
+    pub rows: usize,
+    pub cols: usize,
+    pub transposed: bool,
+}
+
+/// `data` as a row-major (rows, cols) matrix.
+pub fn mat<T>(data: &[T], rows: usize, cols: usize) -> Operand<'_, T> {
+    Operand {
+        data: &data[..rows * cols],
+        rows,
+        cols,
+        transposed: false,
+    }
+}
+
+impl<'a, T> Operand<'a, T> {
+    /// The same storage read as its transpose (cols, rows): a stride swap.
+    pub fn t(self) -> Operand<'a, T> {
+        Operand {
+            transposed: !self.transposed,
+            ..self
+        }
+    }
+    fn view(&self) -> MatRef<'a, T> {
+        let m = MatRef::from_row_major_slice(self.data, self.rows, self.cols);
+        if self.transposed {
+            m.transpose()
+        } else {
+            m
+        }
+    }
+}
+
+/// Multiply-adds below which a product runs on one thread: for the small
+/// products of S (e.g. (1797, 50)·(50, 10)) waking the other threads costs more
+/// than it saves.
+pub const PARALLEL_MIN_MACS: usize = 1 << 18;
+
+/// How a product of m·n·k multiply-adds runs: faer's rayon parallelism on
+/// every core, or one thread for small products.
+pub fn parallelism(macs: usize) -> Par {
+    if macs < PARALLEL_MIN_MACS {
+        Par::Seq
+    } else {
+        Par::rayon(0)
+    }
+}
+
+/// dst (m, n) row-major ← α·A·B (`accumulate` false) or dst += α·A·B (true).
+/// A is (m, k) and B is (k, n) after their transposes.
+pub fn gemm<T: Real>(dst: &mut [T], a: Operand<T>, b: Operand<T>, alpha: T, accumulate: bool) {
+    let (a, b) = (a.view(), b.view());
+    let (m, n, k) = (a.nrows(), b.ncols(), a.ncols());
+    debug_assert_eq!(a.ncols(), b.nrows());
+    let dst = MatMut::from_row_major_slice_mut(&mut dst[..m * n], m, n);
+    let beta = if accumulate {
+        Accum::Add
+    } else {
+        Accum::Replace
+    };
+    faer::linalg::matmul::matmul(dst, beta, a, b, alpha, parallelism(m * n * k));
+}

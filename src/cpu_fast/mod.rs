@@ -1,0 +1,24 @@
+//! The fast CPU path: every curvature operation in f32 or f64 with faer's
+//! multi-threaded GEMM, the same algorithms as the f64 reference (`cpu/`,
+//! the specification), parity-tested against it in `tests/parity_cpu_fast.rs`.
+//!
+//! - [`real`]: the scalar trait (f32, f64);
+//! - [`gemm`]: the one matrix product (row-major slices, transposes as strides);
+//! - [`net`]: θ in precision T and the output curvature per sample;
+//! - [`passes`]: forward, backward, gradient over a chunk of samples;
+//! - [`block`]: R-propagation for k vectors at once, one GEMM per product;
+//! - [`diagonal`]: exact diag(H), diag(G), Becker-LeCun by factored recursions;
+//! - [`outer`]: the outer-product matrix by stacked factor rows and BᵀB;
+//! - [`engine`]: [`FastCpuEngine`], the `Curvature` implementation.
+
+pub mod block;
+pub mod diagonal;
+pub mod engine;
+pub mod gemm;
+pub mod net;
+pub mod outer;
+pub mod passes;
+pub mod real;
+
+pub use engine::FastCpuEngine;
+pub use real::Real;

@@ -1,0 +1,66 @@
+//! `curvature bench --workload S --runs 2 --json FILE` writes one parseable row per
+//! operation of S, with the FLOP counts of `curvature::bench::flops` and
+//! self-consistent rates. No timing is asserted (the machine is shared).
+
+use curvature::bench::{flops, Op, Workload};
+use std::process::Command;
+
+#[test]
+fn bench_s_writes_json_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("rows.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_curvature"))
+        .args([
+            "bench",
+            "--workload",
+            "S",
+            "--runs",
+            "2",
+            "--long-runs",
+            "1",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("Hv / loss+grad"), "{out}");
+
+    let rows: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = rows.as_array().unwrap();
+    let mlp = Workload::S.mlp().unwrap();
+    let ops = Op::of(Workload::S);
+    assert_eq!(rows.len(), ops.len());
+    for (row, op) in rows.iter().zip(ops) {
+        assert_eq!(row["workload"], "S");
+        assert_eq!(row["op"], op.name());
+        assert_eq!(row["n"], 1797);
+        assert_eq!(row["precision"], "f64");
+        assert_eq!(row["runs"], if op.is_long() { 1 } else { 2 });
+        let seconds = row["seconds"].as_f64().unwrap();
+        assert!(seconds > 0.0 && seconds.is_finite(), "{row}");
+        let f = row["flops"].as_f64().unwrap();
+        assert_eq!(f, flops(&mlp, 1797, op));
+        let gflops = row["gflops"].as_f64().unwrap();
+        assert!((gflops - f / seconds / 1e9).abs() <= 1e-9 * gflops, "{row}");
+        let peak = row["peak_gflops"].as_f64().unwrap();
+        let fraction = row["fraction_of_peak"].as_f64().unwrap();
+        assert!(peak > 0.0 && (fraction - gflops / peak).abs() <= 1e-9 * fraction.max(1e-300));
+    }
+}
+
+/// The FLOP counts follow the stated formulas: Hv of one vector on S by hand.
+#[test]
+fn flop_count_of_hv_on_s() {
+    let mlp = Workload::S.mlp().unwrap();
+    let n = 1797.0;
+    let (p, p1) = (64.0 * 50.0 + 50.0 * 10.0, 50.0 * 10.0);
+    let want = 2.0 * n * p + 2.0 * n * p1 + (4.0 * n * p + 8.0 * n * p1);
+    assert_eq!(flops(&mlp, 1797, Op::Hv), want);
+    assert_eq!(flops(&mlp, 1797, Op::LossGrad), 4.0 * n * p + 2.0 * n * p1);
+}

@@ -1,0 +1,227 @@
+//! The fast CPU engine (`cpu_fast`, faer GEMM) against the f64 reference
+//! (`cpu`, the specification), for every operation, on odd shapes (every
+//! activation family, every loss, 1 to 4 layers of weights — 4 exercises the
+//! expanded residual rows of the exact diagonal) and on the digits network,
+//! in f64 (tight: only the order of summation differs) and f32 (like the GPU).
+//! Each shape runs once in one chunk and once in chunks of 5 samples, so that
+//! the accumulation across chunks is checked too.
+
+mod common;
+
+use common::{random_block, random_problem};
+use curvature::compare::{compare, Tolerance};
+use curvature::cpu;
+use curvature::cpu_fast::{FastCpuEngine, Real};
+use curvature::data::load_named;
+use curvature::{Activation, Curvature, Loss, Mlp};
+use ndarray::{s, Array2};
+use Activation::*;
+
+/// f64 engine: the same f64 arithmetic in another summation order (GEMM
+/// blocking), so differences are a few ulps of the summed magnitudes; 1e-10 of
+/// the largest entry (abs) and 1e-10 relative leave four orders of margin.
+const TOL_F64: Tolerance = Tolerance {
+    abs: 1e-10,
+    rel: 1e-10,
+};
+/// f32 engine, values (loss, outputs): as the GPU's TOL_FORWARD (f32 products of
+/// ≤ 64 terms through exp/log; relative error kept).
+const TOL_F32_FORWARD: Tolerance = Tolerance {
+    abs: 1e-5,
+    rel: 1e-4,
+};
+/// f32 engine, gradient and every second-order quantity: as the GPU's
+/// TOL_GRADIENT / TOL_CURVATURE (four f32 passes of ≈ √N·u each, ×2 margin;
+/// abs scaled to the largest entry since entries near 0 have no relative meaning).
+const TOL_F32_CURVATURE: Tolerance = Tolerance {
+    abs: 2e-5,
+    rel: 2e-4,
+};
+
+/// `tol` with its abs part scaled to the largest |entry| of `reference`.
+fn scaled(tol: Tolerance, reference: &[f64]) -> Tolerance {
+    let scale = reference
+        .iter()
+        .fold(0.0f64, |m, c| m.max(c.abs()))
+        .max(1e-30);
+    Tolerance {
+        abs: tol.abs * scale,
+        rel: tol.rel,
+    }
+}
+
+fn check(what: &str, got: &[f64], want: &[f64], tol: Tolerance) -> f64 {
+    let c = compare(got, want, scaled(tol, want));
+    assert!(c.passed(), "{what}: {c}");
+    // Shown with --nocapture: the margins behind the tolerances.
+    eprintln!(
+        "{what}: worst abs {:.2e}, worst rel {:.2e}",
+        c.worst_abs, c.worst_rel
+    );
+    c.worst_abs
+}
+
+fn flat(a: &Array2<f64>) -> Vec<f64> {
+    a.iter().copied().collect()
+}
+
+/// Every operation of an engine in precision T against the reference on rows 1..N.
+fn all_ops<T: Real>(
+    label: &str,
+    mlp: &Mlp,
+    theta: &[f64],
+    x32: &Array2<f32>,
+    t32: &Array2<f32>,
+    max_chunk: usize,
+    full: bool,
+) where
+    FastCpuEngine<T>: Curvature,
+{
+    let (forward_tol, tol) = if T::NAME == "f64" {
+        (TOL_F64, TOL_F64)
+    } else {
+        (TOL_F32_FORWARD, TOL_F32_CURVATURE)
+    };
+    let n = x32.nrows();
+    let rows = 1..n;
+    let x = x32.mapv(f64::from);
+    let t = t32.mapv(f64::from);
+    let (xr, tr) = (x.slice(s![1..n, ..]), t.slice(s![1..n, ..]));
+    let mut eng = FastCpuEngine::<T>::new(mlp, x32.view(), t32.view())
+        .unwrap()
+        .with_max_chunk(max_chunk);
+    let chunks = if max_chunk == usize::MAX {
+        "one chunk".to_string()
+    } else {
+        format!("chunks of {max_chunk}")
+    };
+    let what = |op: &str| format!("{label} {} {chunks} {op}", T::NAME);
+
+    let y = eng.outputs(theta, rows.clone()).unwrap();
+    check(
+        &what("outputs"),
+        &flat(&y),
+        &flat(&cpu::outputs(mlp, theta, xr)),
+        forward_tol,
+    );
+    let e = eng.loss(theta, rows.clone()).unwrap();
+    check(
+        &what("loss"),
+        &[e],
+        &[cpu::loss(mlp, theta, xr, tr)],
+        forward_tol,
+    );
+    let (e, g) = eng.loss_grad(theta, rows.clone()).unwrap();
+    let (e_ref, g_ref) = cpu::gradient(mlp, theta, xr, tr);
+    check(&what("loss of loss_grad"), &[e], &[e_ref], forward_tol);
+    check(&what("gradient"), &g, &g_ref, tol);
+
+    let v = random_block(3, mlp.num_params(), 11);
+    let hv = eng.hvp_block(theta, rows.clone(), v.view()).unwrap();
+    check(
+        &what("Hv k=3"),
+        &flat(&hv),
+        &flat(&cpu::hvp_block(mlp, theta, xr, tr, v.view())),
+        tol,
+    );
+    let gv = eng.gvp_block(theta, rows.clone(), v.view()).unwrap();
+    check(
+        &what("Gv k=3"),
+        &flat(&gv),
+        &flat(&cpu::gvp_block(mlp, theta, xr, tr, v.view())),
+        tol,
+    );
+    let hv1 = eng
+        .hvp(theta, rows.clone(), v.row(0).as_slice().unwrap())
+        .unwrap();
+    check(
+        &what("Hv k=1"),
+        &hv1,
+        &flat(&cpu::hvp_block(mlp, theta, xr, tr, v.slice(s![0..1, ..]))),
+        tol,
+    );
+
+    let d = eng.diag_hessian(theta, rows.clone()).unwrap();
+    check(
+        &what("diag H"),
+        &d,
+        &cpu::diag_hessian(mlp, theta, xr, tr),
+        tol,
+    );
+    let d = eng.diag_ggn(theta, rows.clone()).unwrap();
+    check(&what("diag G"), &d, &cpu::diag_ggn(mlp, theta, xr, tr), tol);
+    let d = eng.diag_becker_lecun(theta, rows.clone()).unwrap();
+    check(
+        &what("Becker-LeCun"),
+        &d,
+        &cpu::diag_becker_lecun(mlp, theta, xr, tr),
+        tol,
+    );
+
+    if full {
+        let h = eng.hessian(theta, rows.clone()).unwrap();
+        check(
+            &what("H"),
+            &flat(&h),
+            &flat(&cpu::hessian(mlp, theta, xr, tr)),
+            tol,
+        );
+        let g = eng.ggn(theta, rows.clone()).unwrap();
+        check(
+            &what("G"),
+            &flat(&g),
+            &flat(&cpu::ggn(mlp, theta, xr, tr)),
+            tol,
+        );
+        let o = eng.outer_product(theta, rows.clone()).unwrap();
+        check(
+            &what("outer product"),
+            &flat(&o),
+            &flat(&cpu::outer_product(mlp, theta, xr, tr)),
+            tol,
+        );
+    }
+}
+
+/// Odd shapes: every loss, most activations, 1–4 layers of weights.
+#[test]
+fn odd_shapes_every_operation() {
+    let cases: Vec<(Vec<usize>, Vec<Activation>, Loss)> = vec![
+        (vec![7, 5, 3], vec![Tanh, Softmax], Loss::Ce),
+        (vec![6, 3], vec![Softmax], Loss::Ce),
+        (vec![5, 6, 4, 3], vec![Softplus, Sigmoid, Tanh], Loss::Sse),
+        (
+            vec![4, 5, 6, 3, 2],
+            vec![Elu, Sigmoid, Tanh, Sigmoid],
+            Loss::Bce,
+        ),
+        (vec![3, 4, 2], vec![LeakyRelu, Sigmoid], Loss::Mse),
+        (vec![9, 7, 1], vec![Relu, Identity], Loss::Sse),
+        (
+            vec![5, 8, 7, 6, 4],
+            vec![Tanh, Softplus, Sigmoid, Softmax],
+            Loss::Ce,
+        ),
+    ];
+    for (seed, (sizes, acts, loss)) in cases.into_iter().enumerate() {
+        let (mlp, theta, x, t) = random_problem(&sizes, &acts, loss, 1e-3, 23, seed as u64);
+        let (x32, t32) = (x.mapv(|v| v as f32), t.mapv(|v| v as f32));
+        let label = mlp.describe();
+        for chunk in [usize::MAX, 5] {
+            all_ops::<f64>(&label, &mlp, &theta, &x32, &t32, chunk, true);
+            all_ops::<f32>(&label, &mlp, &theta, &x32, &t32, chunk, true);
+        }
+    }
+}
+
+/// The digits network (64-50-10 sigmoid/softmax ce, λ = 1e-3) on the bundled
+/// 1797 rows, every matrix-free operation (the full matrices are checked on the
+/// small shapes above: the reference would take minutes at W = 3760).
+#[test]
+fn digits_network() {
+    let data = load_named("digits").unwrap();
+    let mlp = Mlp::with_hidden(&[64, 50, 10], Sigmoid, Loss::Ce, 1e-3).unwrap();
+    let theta = mlp.init_params(3);
+    all_ops::<f64>("digits", &mlp, &theta, &data.x, &data.t, usize::MAX, false);
+    all_ops::<f32>("digits", &mlp, &theta, &data.x, &data.t, usize::MAX, false);
+}
