@@ -69,7 +69,9 @@ Vectors come in tensor `v` (W) or `V` (k, W); the result is the tensor named aft
     )]
     Prune(Box<cli::prune::PruneArgs>),
     /// List the GPU adapters, their limits, and which device `--device auto` picks.
-    #[command(after_help = "Example:\n  curvature devices\n  WGPU_BACKEND=gl curvature devices      # search OpenGL adapters instead of Vulkan/Metal/DX12")]
+    #[command(
+        after_help = "Example:\n  curvature devices\n  WGPU_BACKEND=gl curvature devices      # search OpenGL adapters instead of Vulkan/Metal/DX12"
+    )]
     Devices,
     /// Benchmark the curvature operations on the standard workloads (time, GFLOP/s, fraction of peak).
     #[command(after_help = "Examples:\n  \

@@ -70,4 +70,26 @@ pub fn gemm<T: Real>(dst: &mut [T], a: Operand<T>, b: Operand<T>, alpha: T, accu
         Accum::Replace
     };
     faer::linalg::matmul::matmul(dst, beta, a, b, alpha, parallelism(m * n * k));
+    clear_upper_vector_state();
 }
+
+/// faer's AVX-512 kernels can return with the upper halves of the vector
+/// registers dirty; every SSE instruction after that (glibc's `exp`, which the
+/// elementwise passes call for each sigmoid) then pays a state-transition
+/// penalty. Measured here: Hessian-free steps on digits ran 8× slower once a
+/// second engine's small products had run in between. `vzeroupper` clears the
+/// state; it is what compilers emit after their own AVX code.
+#[cfg(target_arch = "x86_64")]
+fn clear_upper_vector_state() {
+    #[target_feature(enable = "avx")]
+    unsafe fn zero_upper() {
+        std::arch::x86_64::_mm256_zeroupper()
+    }
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: AVX is available, so `vzeroupper` is a valid instruction.
+        unsafe { zero_upper() }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn clear_upper_vector_state() {}
