@@ -13,8 +13,8 @@
 //! α₀ = min(1, 1/‖g‖) along −g. O(W²) memory and work per step on the host.
 
 use super::dense::{check_dense, max_dense_params};
-use super::line_search::{strong_wolfe, WolfeConfig};
-use super::vector::{dot, is_negative, norm, sub};
+use super::line_search::{descent_or_steepest, initial_step, strong_wolfe, WolfeConfig};
+use super::vector::{dot, norm, sub};
 use super::{GradCache, Optimizer, Result, StepReport};
 use crate::curvature::Curvature;
 use ndarray::{Array1, Array2, ArrayView1};
@@ -107,22 +107,14 @@ impl Optimizer for Bfgs {
             self.updated = false;
         }
         let b = self.inverse.get_or_insert_with(|| Array2::eye(w));
-        let mut direction: Vec<f64> = b.dot(&ArrayView1::from(&grad[..])).mapv(|v| -v).to_vec();
-        let mut slope = dot(&grad, &direction);
-        let mut steepest = !self.updated;
-        if !is_negative(slope) {
+        let quasi_newton: Vec<f64> = b.dot(&ArrayView1::from(&grad[..])).mapv(|v| -v).to_vec();
+        let (direction, slope, fell_back) = descent_or_steepest(quasi_newton, &grad, grad_norm);
+        if fell_back {
             *b = Array2::eye(w);
             self.updated = false;
-            direction = grad.iter().map(|g| -g).collect();
-            slope = -grad_norm * grad_norm;
-            steepest = true;
         }
-        // A unit step is natural for a quasi-Newton direction, not for −g.
-        let alpha0 = if steepest {
-            (1.0 / grad_norm).min(1.0)
-        } else {
-            1.0
-        };
+        // Before the first update B = I, so the direction is −g as well.
+        let alpha0 = initial_step(fell_back || !self.updated, grad_norm);
         let outcome = strong_wolfe(
             engine,
             theta,

@@ -11,8 +11,8 @@
 //! break positive definiteness); a non-descent direction or a failed search
 //! clears the history. The first step is α₀ = min(1, 1/‖g‖) along −g.
 
-use super::line_search::{strong_wolfe, WolfeConfig};
-use super::vector::{axpy, dot, is_negative, norm, sub};
+use super::line_search::{descent_or_steepest, initial_step, strong_wolfe, WolfeConfig};
+use super::vector::{axpy, dot, norm, sub};
 use super::{GradCache, Optimizer, Result, StepReport};
 use crate::curvature::Curvature;
 use std::collections::VecDeque;
@@ -101,18 +101,13 @@ impl Optimizer for Lbfgs {
         if self.pairs.front().is_some_and(|p| p.s.len() != grad.len()) {
             self.pairs.clear();
         }
-        let mut direction: Vec<f64> = self.apply_inverse(&grad).iter().map(|v| -v).collect();
-        let mut slope = dot(&grad, &direction);
-        if !is_negative(slope) {
+        let quasi_newton: Vec<f64> = self.apply_inverse(&grad).iter().map(|v| -v).collect();
+        let (direction, slope, fell_back) = descent_or_steepest(quasi_newton, &grad, grad_norm);
+        if fell_back {
             self.pairs.clear();
-            direction = grad.iter().map(|g| -g).collect();
-            slope = -grad_norm * grad_norm;
         }
-        let alpha0 = if self.pairs.is_empty() {
-            (1.0 / grad_norm).min(1.0)
-        } else {
-            1.0
-        };
+        // With no pairs the direction is −g.
+        let alpha0 = initial_step(self.pairs.is_empty(), grad_norm);
         let outcome = strong_wolfe(
             engine,
             theta,

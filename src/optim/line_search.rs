@@ -195,6 +195,33 @@ fn interpolate(a: &Trial, b: &Trial) -> f64 {
     }
 }
 
+/// A quasi-Newton search direction made safe to search along: `direction` if
+/// it descends (gᵀd < 0), else steepest descent −g. Returns (d, gᵀd, whether
+/// it fell back to −g), so the caller can reset its curvature model.
+pub(crate) fn descent_or_steepest(
+    direction: Vec<f64>,
+    grad: &[f64],
+    grad_norm: f64,
+) -> (Vec<f64>, f64, bool) {
+    let slope = super::vector::dot(grad, &direction);
+    if super::vector::is_negative(slope) {
+        (direction, slope, false)
+    } else {
+        (super::vector::negated(grad), -grad_norm * grad_norm, true)
+    }
+}
+
+/// The first trial step of a quasi-Newton line search: 1 along a quasi-Newton
+/// direction, whose length is already a step, but at most 1/‖g‖ along −g,
+/// which carries the gradient's scale.
+pub(crate) fn initial_step(steepest: bool, grad_norm: f64) -> f64 {
+    if steepest {
+        (1.0 / grad_norm).min(1.0)
+    } else {
+        1.0
+    }
+}
+
 /// Searches along `direction` d (W) from θ, where E(θ) = `loss0` and
 /// φ′(0) = ∇E(θ)ᵀd = `slope0` < 0, starting from the step `alpha0`.
 /// `Ok(None)` when no point with sufficient decrease was found within the budget.
