@@ -111,6 +111,11 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     };
     let mut spec: OptimizerSpec = args.optimizer.parse()?;
     spec.set_all(&args.params)?;
+    if args.batch_size == Some(0) {
+        return Err(Error::Input(
+            "--batch-size 0: give a positive batch size, or leave it out for the default".into(),
+        ));
+    }
 
     // Data: test split, then a validation part of the training rows.
     let full = data::load_path(&args.data)?;
