@@ -206,15 +206,7 @@ impl Optimizer for ConjugateGradient {
             // No acceptable step along d: restart from steepest descent next time.
             self.previous = None;
             self.since_restart = 0;
-            return Ok(StepReport {
-                loss_before: loss,
-                loss_after: loss,
-                grad_norm,
-                step_norm: 0.0,
-                damping: None,
-                inner_iterations: inner,
-                accepted: false,
-            });
+            return Ok(StepReport::rejected(loss, grad_norm, None, inner));
         };
         for (t, d) in theta.iter_mut().zip(&direction) {
             *t += alpha * d;

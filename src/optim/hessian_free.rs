@@ -250,15 +250,12 @@ impl Optimizer for HessianFree {
         }
         self.damping = self.damping.clamp(DAMPING_BOUNDS.0, DAMPING_BOUNDS.1);
         let Some((j, loss_after)) = chosen else {
-            return Ok(StepReport {
-                loss_before: loss,
-                loss_after: loss,
+            return Ok(StepReport::rejected(
+                loss,
                 grad_norm,
-                step_norm: 0.0,
-                damping: Some(self.damping),
-                inner_iterations: cg_iterations,
-                accepted: false,
-            });
+                Some(self.damping),
+                cg_iterations,
+            ));
         };
         axpy(1.0, &saved[j].x, theta);
         Ok(StepReport {

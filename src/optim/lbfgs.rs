@@ -120,15 +120,12 @@ impl Optimizer for Lbfgs {
         )?;
         let Some(o) = outcome else {
             self.pairs.clear();
-            return Ok(StepReport {
-                loss_before: loss,
-                loss_after: loss,
+            return Ok(StepReport::rejected(
+                loss,
                 grad_norm,
-                step_norm: 0.0,
-                damping: None,
-                inner_iterations: self.config.wolfe.max_evaluations,
-                accepted: false,
-            });
+                None,
+                self.config.wolfe.max_evaluations,
+            ));
         };
         let s: Vec<f64> = direction.iter().map(|d| o.alpha * d).collect();
         let y = sub(&o.grad, &grad);

@@ -111,6 +111,25 @@ impl StepReport {
             accepted: true,
         }
     }
+
+    /// A report for a step that was tried and not taken: θ is unchanged, so
+    /// E after equals E before.
+    pub(crate) fn rejected(
+        loss: f64,
+        grad_norm: f64,
+        damping: Option<f64>,
+        inner_iterations: usize,
+    ) -> StepReport {
+        StepReport {
+            loss_before: loss,
+            loss_after: loss,
+            grad_norm,
+            step_norm: 0.0,
+            damping,
+            inner_iterations,
+            accepted: false,
+        }
+    }
 }
 
 /// An optimizer: a state machine advanced one update at a time.

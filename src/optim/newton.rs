@@ -191,15 +191,12 @@ impl Optimizer for DampedNewton {
         } else {
             self.config.damping.rejected();
             self.cache = Some(lin);
-            Ok(StepReport {
+            Ok(StepReport::rejected(
                 loss_before,
-                loss_after: loss_before,
                 grad_norm,
-                step_norm: 0.0,
-                damping: Some(self.config.damping.value),
-                inner_iterations: tries,
-                accepted: false,
-            })
+                Some(self.config.damping.value),
+                tries,
+            ))
         }
     }
 
