@@ -79,13 +79,30 @@ pub fn take_part(ds: Dataset, part: SplitPart, test_fraction: f64, seed: u64) ->
     Ok(chosen)
 }
 
-/// Loads a model file and checks that it fits `ds` (input and output widths).
-pub fn load_model_for(path: &Path, ds: Option<&Dataset>) -> Result<SavedModel> {
-    let model = load_model(path)?;
-    if let Some(ds) = ds {
-        check_fits(&model, path, ds)?;
-    }
-    Ok(model)
+/// Loads a model file and the `part` of a data set (the split the model was
+/// trained with, from its metadata), checked to fit each other.
+pub fn load_model_and_part(
+    model: &Path,
+    data: &str,
+    part: SplitPart,
+) -> Result<(SavedModel, Dataset)> {
+    let saved = load_model(model)?;
+    let (fraction, seed) = stored_split(&saved);
+    let ds = take_part(data::load_path(data)?, part, fraction, seed)?;
+    check_fits(&saved, model, &ds)?;
+    Ok((saved, ds))
+}
+
+/// Loads a model file and both parts of the split it was trained with
+/// (train, test), checked to fit each other.
+pub fn load_model_train_test(model: &Path, data: &str) -> Result<(SavedModel, Dataset, Dataset)> {
+    let saved = load_model(model)?;
+    let (fraction, seed) = stored_split(&saved);
+    let all = data::load_path(data)?;
+    let train = take_part(all.clone(), SplitPart::Train, fraction, seed)?;
+    let test = take_part(all, SplitPart::Test, fraction, seed)?;
+    check_fits(&saved, model, &train)?;
+    Ok((saved, train, test))
 }
 
 /// The model's input and output widths against the data's.

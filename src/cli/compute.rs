@@ -3,11 +3,11 @@
 //! PyTorch or JAX. Vectors come in tensor `v` (W) or `V` (k, W); the result goes
 //! out in a tensor named after the quantity (f64).
 
-use super::common::{check_fits, load_model_for, take_part, DeviceArgs, SplitPart};
+use super::common::{load_model_and_part, DeviceArgs, SplitPart};
 use clap::{Args, ValueEnum};
 use curvature::curvature::Curvature;
 use curvature::files::{read_tensors, write_tensors, NamedTensor, Overwrite};
-use curvature::{cpu, data, Error, Result};
+use curvature::{cpu, Error, Result};
 use ndarray::Array2;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -107,10 +107,7 @@ pub fn run(args: &ComputeArgs) -> Result<()> {
         }
         .into());
     }
-    let model = load_model_for(&args.model, None)?;
-    let (fraction, seed) = super::common::stored_split(&model);
-    let ds = take_part(data::load_path(&args.data)?, args.split, fraction, seed)?;
-    check_fits(&model, &args.model, &ds)?;
+    let (model, ds) = load_model_and_part(&args.model, &args.data, args.split)?;
     let w = model.mlp.num_params();
     let vectors = match (&args.vectors, args.quantity) {
         (Some(path), Quantity::Hvp | Quantity::Gvp) => Some(read_vectors(path, w)?),

@@ -1,6 +1,6 @@
 //! `curvature eval`: loss, accuracy and confusion matrix of a saved model on a data set.
 
-use super::common::{check_fits, load_model_for, stored_split, take_part, DeviceArgs, SplitPart};
+use super::common::{load_model_and_part, DeviceArgs, SplitPart};
 use clap::Args;
 use curvature::curvature::Curvature;
 use curvature::{data, Result};
@@ -24,10 +24,7 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
-    let model = load_model_for(&args.model, None)?;
-    let (fraction, seed) = stored_split(&model);
-    let ds = take_part(data::load_path(&args.data)?, args.split, fraction, seed)?;
-    check_fits(&model, &args.model, &ds)?;
+    let (model, ds) = load_model_and_part(&args.model, &args.data, args.split)?;
     let device = args.device.open()?;
     let mut engine = device.engine(&model.mlp, ds.x.view(), ds.t.view())?;
     let rows = 0..ds.len();

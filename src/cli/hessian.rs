@@ -4,7 +4,7 @@
 //! Hutch++, the condition number, the spectral density picture (stochastic
 //! Lanczos quadrature), and the same per layer block.
 
-use super::common::{check_fits, load_model_for, stored_split, take_part, DeviceArgs, SplitPart};
+use super::common::{load_model_and_part, DeviceArgs, SplitPart};
 use clap::{Args, ValueEnum};
 use curvature::analysis::dense::{self, DEFAULT_MAX_DENSE_EIGEN};
 use curvature::analysis::density::stochastic_lanczos_quadrature;
@@ -110,10 +110,7 @@ fn condition_number(values: &[f64]) -> Option<f64> {
 }
 
 pub fn run(args: &HessianArgs) -> Result<()> {
-    let model = load_model_for(&args.model, None)?;
-    let (fraction, seed) = stored_split(&model);
-    let ds = take_part(data::load_path(&args.data)?, args.split, fraction, seed)?;
-    check_fits(&model, &args.model, &ds)?;
+    let (model, ds) = load_model_and_part(&args.model, &args.data, args.split)?;
     let device = args.device.open()?;
     let mut engine = device.engine(&model.mlp, ds.x.view(), ds.t.view())?;
     let kind = match args.matrix {

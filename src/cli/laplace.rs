@@ -4,13 +4,13 @@
 //! evidence (MacKay's update) — and the test accuracy, NLL and expected
 //! calibration error of the point prediction against the Laplace predictives.
 
-use super::common::{check_fits, load_model_for, stored_split, take_part, DeviceArgs, SplitPart};
+use super::common::{load_model_train_test, DeviceArgs};
 use clap::Args;
 use curvature::analysis::dense::DEFAULT_MAX_DENSE_EIGEN;
 use curvature::analysis::laplace::LaplaceFit;
 use curvature::analysis::metrics::{calibration, Calibration, ECE_BINS};
 use curvature::curvature::Curvature;
-use curvature::{data, Error, Result};
+use curvature::{Error, Result};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -44,12 +44,7 @@ fn row(name: &str, alpha: Option<f64>, c: &Calibration) {
 }
 
 pub fn run(args: &LaplaceArgs) -> Result<()> {
-    let model = load_model_for(&args.model, None)?;
-    let (fraction, seed) = stored_split(&model);
-    let all = data::load_path(&args.data)?;
-    let train = take_part(all.clone(), SplitPart::Train, fraction, seed)?;
-    let test = take_part(all, SplitPart::Test, fraction, seed)?;
-    check_fits(&model, &args.model, &train)?;
+    let (model, train, test) = load_model_train_test(&args.model, &args.data)?;
     let labels = test.labels.clone().ok_or_else(|| {
         Error::Input(format!(
             "`{}` has no class labels: the Laplace predictive here is for classification",

@@ -1,6 +1,5 @@
 //! `curvature predict`: one prediction and its class probabilities per input row.
 
-use super::common::load_model_for;
 use super::eval::predicted_classes;
 use clap::Args;
 use curvature::data::{load_inputs_csv, Scaling};
@@ -22,7 +21,7 @@ pub struct PredictArgs {
 }
 
 pub fn run(args: &PredictArgs) -> Result<()> {
-    let model = load_model_for(&args.model, None)?;
+    let model = curvature::files::load_model(&args.model)?;
     let scaling = match model.metadata.get("scaling") {
         Some(s) => Some(Scaling::from_metadata(s)?),
         None => None,

@@ -3,7 +3,7 @@
 //! curvature from the training part of its split; report loss and accuracy
 //! before and after on the training and test parts, beside magnitude pruning.
 
-use super::common::{check_fits, load_model_for, stored_split, take_part, DeviceArgs, SplitPart};
+use super::common::{load_model_train_test, DeviceArgs};
 use super::eval::predicted_classes;
 use clap::{Args, ValueEnum};
 use curvature::analysis::pruning::{self, count_for, weight_indices, PruneMethod, Pruned};
@@ -11,7 +11,7 @@ use curvature::analysis::{dense, MatrixKind};
 use curvature::curvature::Curvature;
 use curvature::data::Dataset;
 use curvature::files::{save_model, Overwrite, SavedModel};
-use curvature::{data, Error, Result};
+use curvature::{Error, Result};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -113,12 +113,7 @@ fn prune_with(
 }
 
 pub fn run(args: &PruneArgs) -> Result<()> {
-    let model = load_model_for(&args.model, None)?;
-    let (fraction, seed) = stored_split(&model);
-    let all = data::load_path(&args.data)?;
-    let train = take_part(all.clone(), SplitPart::Train, fraction, seed)?;
-    let test = take_part(all, SplitPart::Test, fraction, seed)?;
-    check_fits(&model, &args.model, &train)?;
+    let (model, train, test) = load_model_train_test(&args.model, &args.data)?;
     let device = args.device.open()?;
     let mut train_engine = device.engine(&model.mlp, train.x.view(), train.t.view())?;
     let mut test_engine = device.engine(&model.mlp, test.x.view(), test.t.view())?;
