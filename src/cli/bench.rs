@@ -18,7 +18,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "S")]
     pub workload: String,
     /// cpu (the fast engine), gpu (any adapter) or auto.
-    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    #[arg(long, default_value = "cpu")]
     pub device: DeviceChoice,
     /// Pick the GPU adapter whose name contains this text.
     #[arg(long, value_name = "NAME")]
@@ -35,10 +35,6 @@ pub struct BenchArgs {
     /// Also write the rows as JSON to this file (replaced if present).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-}
-
-fn parse_device(s: &str) -> std::result::Result<DeviceChoice, String> {
-    s.parse()
 }
 
 fn parse_precision(s: &str) -> std::result::Result<Precision, String> {

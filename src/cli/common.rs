@@ -13,15 +13,11 @@ use std::path::Path;
 pub struct DeviceArgs {
     /// Where to compute: `auto` (a hardware GPU if present, else the CPU, saying so),
     /// `gpu` (any adapter, software ones such as llvmpipe included) or `cpu`.
-    #[arg(long, default_value = "auto", value_parser = parse_device)]
+    #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
     /// Pick the GPU adapter whose name contains this text (see `curvature devices`).
     #[arg(long, value_name = "NAME")]
     pub adapter: Option<String>,
-}
-
-fn parse_device(s: &str) -> std::result::Result<DeviceChoice, String> {
-    s.parse()
 }
 
 impl DeviceArgs {

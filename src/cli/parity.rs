@@ -37,7 +37,7 @@ const MATRIX_ROWS: usize = 128;
 #[derive(Args, Debug)]
 pub struct ParityArgs {
     /// The device to check (default `gpu`: any adapter, software ones included).
-    #[arg(long, default_value = "gpu", value_parser = parse_device)]
+    #[arg(long, default_value = "gpu")]
     pub device: curvature::device::DeviceChoice,
     /// Pick the GPU adapter whose name contains this text.
     #[arg(long, value_name = "NAME")]
@@ -45,10 +45,6 @@ pub struct ParityArgs {
     /// Seed of the random parameters and vectors.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-}
-
-fn parse_device(s: &str) -> std::result::Result<curvature::device::DeviceChoice, String> {
-    s.parse()
 }
 
 pub fn run(args: &ParityArgs) -> Result<bool> {
