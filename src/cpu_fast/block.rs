@@ -13,6 +13,7 @@
 
 use super::gemm::{gemm, mat};
 use super::net::{is_softmax_ce, Net};
+use super::par::{self, rows_per_task};
 use super::passes::{input, Base};
 use super::real::Real;
 use ndarray::ArrayView2;
@@ -156,26 +157,40 @@ impl<T: Real> Block<T> {
                     true,
                 );
             }
+            // + Vb_l, then R{z[l+1]} = h′ ⊙ R{a[l]} for hidden layers: row r is
+            // sample r / k, vector r % k.
             let vb = &self.vb[l];
-            for (r, row) in ra[..rows * fout].chunks_exact_mut(fout).enumerate() {
-                let i = r % k;
-                for (v, b) in row.iter_mut().zip(&vb[i * fout..(i + 1) * fout]) {
-                    *v += *b;
-                }
-            }
-            if l < last {
-                let dh = &base.dh[l];
-                let rz = &mut self.rz[l];
-                for (r, (rz_row, ra_row)) in rz[..rows * fout]
-                    .chunks_exact_mut(fout)
-                    .zip(ra[..rows * fout].chunks_exact(fout))
-                    .enumerate()
-                {
-                    let s = r / k;
-                    for ((o, a), d) in rz_row.iter_mut().zip(ra_row).zip(&dh[s * fout..]) {
-                        *o = *d * *a;
+            let add_vb = |first: usize, ra: &mut [T]| {
+                for (r, row) in ra.chunks_exact_mut(fout).enumerate() {
+                    let i = (first + r) % k;
+                    for (v, b) in row.iter_mut().zip(&vb[i * fout..(i + 1) * fout]) {
+                        *v += *b;
                     }
                 }
+            };
+            if l < last {
+                let dh = &base.dh[l];
+                par::rows2(
+                    &mut ra[..rows * fout],
+                    &mut self.rz[l][..rows * fout],
+                    fout,
+                    rows_per_task(fout),
+                    |first, ra, rz| {
+                        add_vb(first, ra);
+                        for (r, (rz_row, ra_row)) in rz
+                            .chunks_exact_mut(fout)
+                            .zip(ra.chunks_exact(fout))
+                            .enumerate()
+                        {
+                            let s = (first + r) / k;
+                            for ((o, a), d) in rz_row.iter_mut().zip(ra_row).zip(&dh[s * fout..]) {
+                                *o = *d * *a;
+                            }
+                        }
+                    },
+                );
+            } else {
+                par::rows1(&mut ra[..rows * fout], fout, rows_per_task(fout), add_vb);
             }
         }
         // Output: R{δ} = H_out R{a} / N, per row.
@@ -184,27 +199,35 @@ impl<T: Real> Block<T> {
         let ce = is_softmax_ce(net.mlp);
         {
             let (ra, rd) = (&self.ra[last], &mut self.rd[last]);
-            for r in 0..rows {
-                let s = r / k;
-                let p = &base.out_p[s * kk..(s + 1) * kk];
-                let a_row = &ra[r * kk..(r + 1) * kk];
-                let d_row = &mut rd[r * kk..(r + 1) * kk];
-                if ce {
-                    // s·(diag(p) − ppᵀ) r = s·p ⊙ (r − pᵀr)
-                    let mut pr = T::zero();
-                    for (pv, rv) in p.iter().zip(a_row) {
-                        pr += *pv * *rv;
+            let (out_p, out_s) = (&base.out_p, &base.out_s);
+            par::rows1(
+                &mut rd[..rows * kk],
+                kk,
+                rows_per_task(2 * kk),
+                |first, rd| {
+                    for (i, d_row) in rd.chunks_exact_mut(kk).enumerate() {
+                        let r = first + i;
+                        let s = r / k;
+                        let p = &out_p[s * kk..(s + 1) * kk];
+                        let a_row = &ra[r * kk..(r + 1) * kk];
+                        if ce {
+                            // s·(diag(p) − ppᵀ) r = s·p ⊙ (r − pᵀr)
+                            let mut pr = T::zero();
+                            for (pv, rv) in p.iter().zip(a_row) {
+                                pr += *pv * *rv;
+                            }
+                            let f = out_s[s] * scale;
+                            for ((d, pv), rv) in d_row.iter_mut().zip(p).zip(a_row) {
+                                *d = f * *pv * (*rv - pr);
+                            }
+                        } else {
+                            for ((d, h), rv) in d_row.iter_mut().zip(p).zip(a_row) {
+                                *d = scale * *h * *rv;
+                            }
+                        }
                     }
-                    let f = base.out_s[s] * scale;
-                    for ((d, pv), rv) in d_row.iter_mut().zip(p).zip(a_row) {
-                        *d = f * *pv * (*rv - pr);
-                    }
-                } else {
-                    for ((d, h), rv) in d_row.iter_mut().zip(p).zip(a_row) {
-                        *d = scale * *h * *rv;
-                    }
-                }
-            }
+                },
+            );
         }
         // R-backward.
         for l in (0..last).rev() {
@@ -240,29 +263,34 @@ impl<T: Real> Block<T> {
                 );
             }
             let (dh, d2h, back, ra) = (&base.dh[l], &base.d2h[l], &base.back[l], &self.ra[l]);
-            for (r, (rd_row, ra_row)) in rd[..rows * out_l]
-                .chunks_exact_mut(out_l)
-                .zip(ra[..rows * out_l].chunks_exact(out_l))
-                .enumerate()
-            {
-                let s = r / k;
-                let span = s * out_l..(s + 1) * out_l;
-                if gauss_newton {
-                    for (o, d) in rd_row.iter_mut().zip(&dh[span]) {
-                        *o = *d * *o;
+            par::rows1(
+                &mut rd[..rows * out_l],
+                out_l,
+                rows_per_task(out_l),
+                |first, rd| {
+                    for (i, rd_row) in rd.chunks_exact_mut(out_l).enumerate() {
+                        let r = first + i;
+                        let s = r / k;
+                        let span = s * out_l..(s + 1) * out_l;
+                        if gauss_newton {
+                            for (o, d) in rd_row.iter_mut().zip(&dh[span]) {
+                                *o = *d * *o;
+                            }
+                        } else {
+                            let ra_row = &ra[r * out_l..(r + 1) * out_l];
+                            for ((((o, a), d), d2), b) in rd_row
+                                .iter_mut()
+                                .zip(ra_row)
+                                .zip(&dh[span.clone()])
+                                .zip(&d2h[span.clone()])
+                                .zip(&back[span])
+                            {
+                                *o = *d2 * *a * *b + *d * *o;
+                            }
+                        }
                     }
-                } else {
-                    for ((((o, a), d), d2), b) in rd_row
-                        .iter_mut()
-                        .zip(ra_row)
-                        .zip(&dh[span.clone()])
-                        .zip(&d2h[span.clone()])
-                        .zip(&back[span])
-                    {
-                        *o = *d2 * *a * *b + *d * *o;
-                    }
-                }
-            }
+                },
+            );
         }
         // R{∇E} accumulation.
         for l in 0..depth {
@@ -285,15 +313,14 @@ impl<T: Real> Block<T> {
                     !first,
                 );
             }
-            let gb = &mut self.gb[l];
-            if first {
-                gb[..k * fout].iter_mut().for_each(|g| *g = T::zero());
-            }
-            for row in self.rd[l][..rows * fout].chunks_exact(k * fout) {
-                for (g, d) in gb[..k * fout].iter_mut().zip(row) {
-                    *g += *d;
-                }
-            }
+            // Σ_n R{δ[l]}: (1, c)·(c, k·out) = (k, out).
+            gemm(
+                &mut self.gb[l],
+                mat(&base.ones, 1, c),
+                mat(&self.rd[l], c, k * fout),
+                T::one(),
+                !first,
+            );
         }
     }
 

@@ -80,7 +80,7 @@ pub fn gemm<T: Real>(dst: &mut [T], a: Operand<T>, b: Operand<T>, alpha: T, accu
 /// second engine's small products had run in between. `vzeroupper` clears the
 /// state; it is what compilers emit after their own AVX code.
 #[cfg(target_arch = "x86_64")]
-fn clear_upper_vector_state() {
+pub(super) fn clear_upper_vector_state() {
     #[target_feature(enable = "avx")]
     unsafe fn zero_upper() {
         std::arch::x86_64::_mm256_zeroupper()
@@ -92,4 +92,4 @@ fn clear_upper_vector_state() {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn clear_upper_vector_state() {}
+pub(super) fn clear_upper_vector_state() {}

@@ -3,6 +3,8 @@
 //! the specification), parity-tested against it in `tests/parity_cpu_fast.rs`.
 //!
 //! - [`real`]: the scalar trait (f32, f64);
+//! - [`fast_math`]: vectorized f32 sigmoid and tanh (with h′, h″);
+//! - [`par`]: row-parallel elementwise work, split by shape only (reproducible);
 //! - [`gemm`]: the one matrix product (row-major slices, transposes as strides);
 //! - [`net`]: θ in precision T and the output curvature per sample;
 //! - [`passes`]: forward, backward, gradient over a chunk of samples;
@@ -14,9 +16,11 @@
 pub mod block;
 pub mod diagonal;
 pub mod engine;
+pub mod fast_math;
 pub mod gemm;
 pub mod net;
 pub mod outer;
+pub mod par;
 pub mod passes;
 pub mod real;
 

@@ -10,8 +10,10 @@
 //! ```
 
 use super::gemm::{gemm, mat};
-use super::net::{diagonal_output_hessian, is_softmax_ce, softmax_and_scale, Net};
+use super::net::{diagonal_output_hessian, is_softmax_ce, Net};
+use super::par::{self, rows_per_task, with_scratch};
 use super::real::Real;
+use crate::activation::Activation;
 
 /// Buffers of the forward and backward passes for up to `cap` samples.
 pub struct Base<T> {
@@ -34,14 +36,16 @@ pub struct Base<T> {
     /// Gradient accumulators: ∂E/∂W_l (out_l, in_l), ∂E/∂b_l (out_l).
     pub gw: Vec<Vec<T>>,
     pub gb: Vec<Vec<T>>,
-    /// f64 scratch rows of K for the loss formulas.
-    pub s_a: Vec<f64>,
-    pub s_t: Vec<f64>,
-    pub s_o: Vec<f64>,
+    /// E_n of every sample of the chunk (cap), summed in row order so the
+    /// loss does not depend on how the rows were split among threads.
+    pub row_loss: Vec<f64>,
+    /// (cap) ones: Σ_n over rows as one GEMM (1, c)·(c, width).
+    pub ones: Vec<T>,
 }
 
 /// How much of the forward pass to keep.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
 pub enum Keep {
     /// a and z only (loss, outputs).
     Values,
@@ -72,9 +76,8 @@ impl<T: Real> Base<T> {
             out_s: vec![T::zero(); cap],
             gw: per(&|l| net.layers[l].fan_out * net.layers[l].fan_in),
             gb: per(&out),
-            s_a: vec![0.0; k],
-            s_t: vec![0.0; k],
-            s_o: vec![0.0; k],
+            row_loss: vec![0.0; cap],
+            ones: vec![T::one(); cap],
         }
     }
 }
@@ -104,59 +107,84 @@ pub fn forward<T: Real>(net: &Net<T>, x: &[T], c: usize, base: &mut Base<T>, kee
             false,
         );
         let bias = net.b(l);
-        for row in a[..c * fout].chunks_exact_mut(fout) {
-            for (v, b) in row.iter_mut().zip(bias) {
-                *v += *b;
-            }
-        }
         let act = net.act(l);
-        let z = &mut z_rest[0];
+        let z = &mut z_rest[0][..c * fout];
+        let a = &mut a[..c * fout];
+        let add_bias = |rows: &mut [T]| {
+            for row in rows.chunks_exact_mut(fout) {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v += *b;
+                }
+            }
+        };
         if l + 1 < depth {
-            hidden_values(
-                act,
-                &a[..c * fout],
-                &mut z[..c * fout],
-                &mut base.dh[l],
-                &mut base.d2h[l],
-                keep,
+            let (dh, d2h) = (&mut base.dh[l][..c * fout], &mut base.d2h[l][..c * fout]);
+            par::rows4(
+                [a, z, dh, d2h],
+                fout,
+                rows_per_task(fout),
+                |_, a, z, dh, d2h| {
+                    add_bias(a);
+                    T::hidden_values(act, a, z, dh, d2h, keep as u8);
+                },
             );
         } else {
             // The outputs y: softmax rows for ce, h(a) otherwise (cpu::outputs).
-            for (zrow, arow) in z[..c * fout]
-                .chunks_exact_mut(fout)
-                .zip(a[..c * fout].chunks_exact(fout))
-            {
-                if act == crate::activation::Activation::Softmax {
-                    for (s, v) in base.s_a.iter_mut().zip(arow) {
-                        *s = v.to_f64();
-                    }
-                    crate::loss::softmax(&base.s_a, &mut base.s_o);
-                    for (zv, p) in zrow.iter_mut().zip(&base.s_o) {
-                        *zv = T::from_f64(*p);
-                    }
-                } else {
-                    for (zv, av) in zrow.iter_mut().zip(arow) {
-                        *zv = T::from_f64(act.h(av.to_f64()));
-                    }
-                }
-            }
+            let work = fout * 8; // exp and the f64 round trip per entry
+            par::rows2(a, z, fout, rows_per_task(work), |_, a, z| {
+                add_bias(a);
+                output_values(act, a, z, fout);
+            });
         }
     }
 }
 
-/// Σ_n E_n over the chunk (f64, from the output pre-activations; no mean, no L2).
+/// y = softmax(a) or h(a), row by row, by the f64 formulas of `loss.rs`.
+fn output_values<T: Real>(act: Activation, a: &[T], z: &mut [T], k: usize) {
+    with_scratch(k, |s_a, s_o, _| {
+        for (zrow, arow) in z.chunks_exact_mut(k).zip(a.chunks_exact(k)) {
+            if act == Activation::Softmax {
+                for (s, v) in s_a.iter_mut().zip(arow) {
+                    *s = v.to_f64();
+                }
+                crate::loss::softmax(s_a, s_o);
+                for (zv, p) in zrow.iter_mut().zip(s_o.iter()) {
+                    *zv = T::from_f64(*p);
+                }
+            } else {
+                for (zv, av) in zrow.iter_mut().zip(arow) {
+                    *zv = T::from_f64(act.h(av.to_f64()));
+                }
+            }
+        }
+    })
+}
+
+/// Σ_n E_n over the chunk (f64, from the output pre-activations; no mean, no
+/// L2): E_n per row in parallel, then added in row order.
 pub fn loss_sum<T: Real>(net: &Net<T>, t: &[f64], c: usize, base: &mut Base<T>) -> f64 {
     let k = net.k_out();
     let last = net.depth() - 1;
     let act = net.mlp.output_activation();
-    let mut sum = 0.0;
-    for s in 0..c {
-        for (d, v) in base.s_a.iter_mut().zip(&base.a[last][s * k..(s + 1) * k]) {
-            *d = v.to_f64();
-        }
-        sum += net.mlp.loss().value(act, &base.s_a, &t[s * k..(s + 1) * k]);
-    }
-    sum
+    let loss = net.mlp.loss();
+    let a_out = &base.a[last];
+    par::rows1(
+        &mut base.row_loss[..c],
+        1,
+        rows_per_task(8 * k),
+        |first, out| {
+            with_scratch(k, |s_a, _, _| {
+                for (i, e) in out.iter_mut().enumerate() {
+                    let s = first + i;
+                    for (d, v) in s_a.iter_mut().zip(&a_out[s * k..(s + 1) * k]) {
+                        *d = v.to_f64();
+                    }
+                    *e = loss.value(act, s_a, &t[s * k..(s + 1) * k]);
+                }
+            })
+        },
+    );
+    base.row_loss[..c].iter().sum()
 }
 
 /// The backward pass: δ[l] (c, out_l) of the batch mean (`inv_n` = 1/N) and
@@ -165,20 +193,27 @@ pub fn backward<T: Real>(net: &Net<T>, t: &[f64], c: usize, base: &mut Base<T>, 
     let k = net.k_out();
     let last = net.depth() - 1;
     let act = net.mlp.output_activation();
-    for s in 0..c {
-        for (d, v) in base.s_a.iter_mut().zip(&base.a[last][s * k..(s + 1) * k]) {
-            *d = v.to_f64();
-        }
-        net.mlp
-            .loss()
-            .delta(act, &base.s_a, &t[s * k..(s + 1) * k], &mut base.s_o);
-        for (d, v) in base.delta[last][s * k..(s + 1) * k]
-            .iter_mut()
-            .zip(&base.s_o)
-        {
-            *d = T::from_f64(v * inv_n);
-        }
-    }
+    let loss = net.mlp.loss();
+    let a_out = &base.a[last];
+    par::rows1(
+        &mut base.delta[last][..c * k],
+        k,
+        rows_per_task(8 * k),
+        |first, delta| {
+            with_scratch(k, |s_a, s_o, _| {
+                for (i, d_row) in delta.chunks_exact_mut(k).enumerate() {
+                    let s = first + i;
+                    for (d, v) in s_a.iter_mut().zip(&a_out[s * k..(s + 1) * k]) {
+                        *d = v.to_f64();
+                    }
+                    loss.delta(act, s_a, &t[s * k..(s + 1) * k], s_o);
+                    for (d, v) in d_row.iter_mut().zip(s_o.iter()) {
+                        *d = T::from_f64(v * inv_n);
+                    }
+                }
+            })
+        },
+    );
     for l in (0..last).rev() {
         let (out_next, out_l) = (net.layers[l + 1].fan_out, net.layers[l].fan_out);
         let (d_lo, d_hi) = base.delta.split_at_mut(l + 1);
@@ -190,13 +225,18 @@ pub fn backward<T: Real>(net: &Net<T>, t: &[f64], c: usize, base: &mut Base<T>, 
             T::one(),
             false,
         );
-        for ((d, b), h) in d_lo[l][..c * out_l]
-            .iter_mut()
-            .zip(&back[..c * out_l])
-            .zip(&base.dh[l][..c * out_l])
-        {
-            *d = *h * *b;
-        }
+        let (back, dh) = (&back[..c * out_l], &base.dh[l][..c * out_l]);
+        par::rows1(
+            &mut d_lo[l][..c * out_l],
+            out_l,
+            rows_per_task(out_l),
+            |first, d| {
+                let span = first * out_l..first * out_l + d.len();
+                for ((d, b), h) in d.iter_mut().zip(&back[span.clone()]).zip(&dh[span]) {
+                    *d = *h * *b;
+                }
+            },
+        );
     }
 }
 
@@ -220,15 +260,14 @@ pub fn accumulate_gradient<T: Real>(
             !first,
         );
         base.gw[l] = gw;
-        let gb = &mut base.gb[l];
-        if first {
-            gb.iter_mut().for_each(|g| *g = T::zero());
-        }
-        for row in base.delta[l][..c * fout].chunks_exact(fout) {
-            for (g, d) in gb.iter_mut().zip(row) {
-                *g += *d;
-            }
-        }
+        // Σ_n δ[l]: (1, c)·(c, out).
+        gemm(
+            &mut base.gb[l],
+            mat(&base.ones, 1, c),
+            mat(&base.delta[l], c, fout),
+            T::one(),
+            !first,
+        );
     }
 }
 
@@ -244,56 +283,55 @@ pub fn prepare_output_curvature<T: Real>(
 ) {
     let k = net.k_out();
     let last = net.depth() - 1;
-    let ce = is_softmax_ce(net.mlp);
-    if ce {
+    if is_softmax_ce(net.mlp) {
         // p is the forward pass's output z[L] (softmax rows); s = Σ_k t_k.
-        for s in 0..c {
-            let span = s * k..(s + 1) * k;
-            base.out_p[span.clone()].copy_from_slice(&base.z[last][span.clone()]);
-            base.out_s[s] = T::from_f64(t[span].iter().sum());
+        base.out_p[..c * k].copy_from_slice(&base.z[last][..c * k]);
+        for (s, o) in base.out_s[..c].iter_mut().enumerate() {
+            *o = T::from_f64(t[s * k..(s + 1) * k].iter().sum());
         }
         return;
     }
-    for s in 0..c {
-        for (d, v) in base.s_a.iter_mut().zip(&base.a[last][s * k..(s + 1) * k]) {
-            *d = v.to_f64();
-        }
-        let t_s = &t[s * k..(s + 1) * k];
-        if ce {
-            let scale = softmax_and_scale(&base.s_a, t_s, &mut base.s_o);
-            base.out_s[s] = T::from_f64(scale);
-        } else {
-            diagonal_output_hessian(
-                net.mlp.loss(),
-                net.mlp.output_activation(),
-                &base.s_a,
-                t_s,
-                gauss_newton,
-                &mut base.s_o,
-            );
-        }
-        for (d, v) in base.out_p[s * k..(s + 1) * k].iter_mut().zip(&base.s_o) {
-            *d = T::from_f64(*v);
-        }
-    }
+    let (loss, act) = (net.mlp.loss(), net.mlp.output_activation());
+    let a_out = &base.a[last];
+    par::rows1(
+        &mut base.out_p[..c * k],
+        k,
+        rows_per_task(8 * k),
+        |first, out| {
+            with_scratch(k, |s_a, s_o, _| {
+                for (i, o_row) in out.chunks_exact_mut(k).enumerate() {
+                    let s = first + i;
+                    for (d, v) in s_a.iter_mut().zip(&a_out[s * k..(s + 1) * k]) {
+                        *d = v.to_f64();
+                    }
+                    let t_s = &t[s * k..(s + 1) * k];
+                    diagonal_output_hessian(loss, act, s_a, t_s, gauss_newton, s_o);
+                    for (d, v) in o_row.iter_mut().zip(s_o.iter()) {
+                        *d = T::from_f64(*v);
+                    }
+                }
+            })
+        },
+    );
 }
 
-/// z = h(a), and h′(a), h″(a) as `keep` asks, elementwise. For sigmoid and tanh
+/// z = h(a), and h′(a) (`keep` ≥ 1), h″(a) (`keep` ≥ 2), elementwise, by the
+/// f64 formulas of `activation.rs` (the f64 engine's path). For sigmoid and tanh
 /// h is evaluated once per entry and h′, h″ follow from it by the very
 /// expressions of `activation.rs` (s(1 − s), s(1 − s)(1 − 2s); 1 − t², −2t(1 − t²)),
 /// so the values are identical to calling h, h′, h″ separately.
-fn hidden_values<T: Real>(
-    act: crate::activation::Activation,
+pub fn spec_hidden_values<T: Real>(
+    act: Activation,
     a: &[T],
     z: &mut [T],
     dh: &mut [T],
     d2h: &mut [T],
-    keep: Keep,
+    keep: u8,
 ) {
-    use crate::activation::{sigmoid, Activation};
+    use crate::activation::sigmoid;
     let n = a.len();
-    let first = keep >= Keep::FirstDerivative;
-    let second = keep >= Keep::SecondDerivative;
+    let first = keep >= Keep::FirstDerivative as u8;
+    let second = keep >= Keep::SecondDerivative as u8;
     match act {
         Activation::Sigmoid | Activation::Tanh => {
             for i in 0..n {

@@ -1,10 +1,15 @@
 //! `Real`: the scalar the fast CPU engine is generic over (f32 or f64).
 //!
-//! Matrix products go through faer, so a `Real` is a faer field; elementwise
-//! functions (h, h′, h″, the loss) are evaluated by the crate's f64 formulas in
-//! `activation.rs` / `loss.rs` and rounded back, so both precisions share the
-//! specification's formulas and only the products' accumulation differs.
+//! Matrix products go through faer, so a `Real` is a faer field; the loss and
+//! the output layer are evaluated by the crate's f64 formulas in `loss.rs` and
+//! rounded back. Hidden activations too, except sigmoid and tanh in f32, which
+//! use the vectorized f32 kernels of `fast_math.rs` (their error bound is
+//! stated and tested there) — the one place the precisions differ in more
+//! than the products' accumulation.
 
+use super::fast_math::{smooth_values, Smooth};
+use super::passes::spec_hidden_values;
+use crate::activation::Activation;
 use faer::traits::ComplexField;
 use std::fmt::Debug;
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub};
@@ -37,6 +42,17 @@ pub trait Real:
     fn one() -> Self {
         Self::from_f64(1.0)
     }
+    /// z = h(a) of a hidden layer, and h′(a) (`keep` ≥ 1), h″(a) (`keep` ≥ 2).
+    fn hidden_values(
+        act: Activation,
+        a: &[Self],
+        z: &mut [Self],
+        dh: &mut [Self],
+        d2h: &mut [Self],
+        keep: u8,
+    ) {
+        spec_hidden_values(act, a, z, dh, d2h, keep)
+    }
 }
 
 impl Real for f64 {
@@ -53,6 +69,20 @@ impl Real for f64 {
 
 impl Real for f32 {
     const NAME: &'static str = "f32";
+    fn hidden_values(
+        act: Activation,
+        a: &[f32],
+        z: &mut [f32],
+        dh: &mut [f32],
+        d2h: &mut [f32],
+        keep: u8,
+    ) {
+        match act {
+            Activation::Sigmoid => smooth_values(Smooth::Sigmoid, a, z, dh, d2h, keep),
+            Activation::Tanh => smooth_values(Smooth::Tanh, a, z, dh, d2h, keep),
+            _ => spec_hidden_values(act, a, z, dh, d2h, keep),
+        }
+    }
     #[inline]
     fn from_f64(x: f64) -> Self {
         x as f32
