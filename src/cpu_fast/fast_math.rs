@@ -31,7 +31,7 @@ fn exp_nonpositive(x: f32) -> f32 {
     const P2: f32 = 8.333_452e-3;
     const P3: f32 = 4.166_579_6e-2;
     const P4: f32 = 1.666_666_5e-1;
-    const P5: f32 = 5.000_000_1e-1;
+    const P5: f32 = 5e-1;
     let x = x.clamp(-87.0, 0.0);
     let n = (x * LOG2_E + 0.5).floor();
     let r = x - n * LN2_HI - n * LN2_LO;
@@ -61,10 +61,10 @@ fn sigmoid(x: f32) -> f32 {
 fn tanh(x: f32) -> f32 {
     // Minimax coefficients of (tanh x − x)/x³ in x² on |x| < 0.625 (Cephes tanhf).
     const Q0: f32 = -5.704_988_7e-3;
-    const Q1: f32 = 2.063_908_9e-2;
+    const Q1: f32 = 2.063_909e-2;
     const Q2: f32 = -5.373_971_6e-2;
     const Q3: f32 = 1.333_144_2e-1;
-    const Q4: f32 = -3.333_328_2e-1;
+    const Q4: f32 = -3.333_328e-1;
     let ax = x.abs();
     let z = x * x;
     let small = (((((Q0 * z + Q1) * z + Q2) * z + Q3) * z + Q4) * z) * x + x;
