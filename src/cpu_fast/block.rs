@@ -324,6 +324,25 @@ impl<T: Real> Block<T> {
         }
     }
 
+    /// Adds another part's accumulators for k vectors into these.
+    pub fn add_accumulators(
+        &mut self,
+        net: &Net<T>,
+        other: &Block<T>,
+        k: usize,
+        gauss_newton: bool,
+    ) {
+        let add = |d: &mut [T], s: &[T]| d.iter_mut().zip(s).for_each(|(a, b)| *a += *b);
+        for (l, layer) in net.layers.iter().enumerate() {
+            let (fin, fout) = (layer.fan_in, layer.fan_out);
+            add(&mut self.gstack[l][..k * fout * fin], &other.gstack[l]);
+            if !gauss_newton && l > 0 {
+                add(&mut self.gcat[l][..k * fout * fin], &other.gcat[l]);
+            }
+            add(&mut self.gb[l][..k * fout], &other.gb[l]);
+        }
+    }
+
     /// Writes R{∇E} + λ V_w for the k vectors into `out` (k, W) f64.
     pub fn finish(
         &self,

@@ -332,6 +332,12 @@ impl<T: Real> DiagBuffers<T> {
         }
     }
 
+    /// Adds another part's accumulated diagonals into these.
+    pub fn add_accumulators(&mut self, other: &DiagBuffers<T>) {
+        super::passes::add_into(&mut self.dw, &other.dw);
+        super::passes::add_into(&mut self.db, &other.db);
+    }
+
     /// The diagonal (W) in f64, + λ on weights.
     pub fn finish(&self, net: &Net<T>, out: &mut [f64]) {
         let l2 = net.mlp.l2();

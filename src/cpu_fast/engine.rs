@@ -7,11 +7,22 @@
 //! chunk's buffers live in a workspace allocated once per (engine, kind of
 //! operation, block width) and reused by every later call: no allocation
 //! inside an operation apart from its result.
+//!
+//! Two kinds of parallelism. Small data sets (S) are overhead-bound: dozens of
+//! small GEMMs and elementwise passes per operation, each a fork-join of the
+//! pool. So the rows of an operation are split into one contiguous part per
+//! thread ([`parts_for`]), each part runs its chunks on one thread with its own
+//! workspace (sequential GEMMs), and the parts' accumulators are added in part
+//! order at the end: one fork-join per operation. Large data sets (M, L) are
+//! GEMM-bound and run chunk after chunk with every product multi-threaded.
+//! Either way the result depends only on the shapes and the pool's thread
+//! count, so it is the same bits on every run of the same machine.
 
 use super::block::Block;
 use super::diagonal::{DiagBuffers, Kind};
 use super::net::Net;
 use super::outer;
+use super::par;
 use super::passes::{
     accumulate_gradient, backward, forward, loss_sum, prepare_output_curvature, Base, Keep,
 };
@@ -21,7 +32,9 @@ use crate::curvature::{check_args, Curvature};
 use crate::error::Result;
 use crate::model::{LayerLayout, Mlp};
 use ndarray::{s, Array2, ArrayView2};
+use rayon::prelude::*;
 use std::ops::Range;
+use std::sync::Mutex;
 
 /// Stacked rows (samples × vectors) per chunk of a block pass: big enough for
 /// the GEMMs to run near peak, small enough for L's (rows, 512) buffers.
@@ -33,6 +46,31 @@ pub const FACTOR_BUDGET: usize = 1 << 22;
 /// Columns of H (or G) per block pass of the full matrices: wide blocks make
 /// each layer's products large GEMMs (measured on S: see README, Benchmarks).
 pub const HESSIAN_BLOCK: usize = 128;
+/// Rows at or below which an operation is split into per-thread parts
+/// (data-parallel); above, chunks run one after another with multi-threaded
+/// GEMMs. S (1797 rows) is below, M and L (10000) above: measured in
+/// `curvature bench` (see README, Benchmarks).
+pub const DATA_PARALLEL_MAX_ROWS: usize = 4096;
+/// The fewest rows worth a part of their own.
+pub const MIN_PART_ROWS: usize = 128;
+
+/// How many per-thread parts an operation on `rows` rows is split into.
+pub fn parts_for(rows: usize) -> usize {
+    if rows > DATA_PARALLEL_MAX_ROWS {
+        return 1;
+    }
+    rayon::current_num_threads()
+        .min(rows / MIN_PART_ROWS)
+        .max(1)
+}
+
+/// Whether an operation may be split into parts (the outputs write rows of a
+/// shared result, the outer product's W×W accumulator is too big to copy).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Split {
+    Parts,
+    Sequential,
+}
 
 /// What a workspace is for (its buffers differ).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,8 +81,30 @@ enum Key {
     Outer,
 }
 
+/// The buffers of one kind of operation: one [`Part`] per thread that works
+/// on it (see [`parts_for`]), allocated as first needed.
 struct Workspace<T> {
     key: Key,
+    cap: usize,
+    parts: Vec<Part<T>>,
+}
+
+/// One chunk of rows as an operation's body sees it.
+struct Chunk<'a, T> {
+    /// Inputs (c, D) and targets (c, K) of the chunk.
+    x: &'a [T],
+    t: &'a [f64],
+    c: usize,
+    /// The chunk's first row (of the engine's data).
+    start: usize,
+    /// The first chunk of its part: accumulators are written, not added to.
+    first: bool,
+    /// 1/|rows| of the whole operation.
+    inv_n: f64,
+}
+
+/// The buffers of one thread's rows.
+struct Part<T> {
     base: Base<T>,
     block: Option<Block<T>>,
     diag: Option<DiagBuffers<T>>,
@@ -67,6 +127,8 @@ pub struct FastCpuEngine<T: Real> {
     columns: Vec<f64>,
     /// An upper bound on samples per chunk (tests force several chunks with it).
     max_chunk: usize,
+    /// Per-part loss sums of the last operation.
+    part_sums: Vec<f64>,
 }
 
 impl<T: Real> FastCpuEngine<T> {
@@ -84,6 +146,7 @@ impl<T: Real> FastCpuEngine<T> {
             units: Array2::zeros((0, 0)),
             columns: Vec::new(),
             max_chunk: usize::MAX,
+            part_sums: Vec::new(),
         })
     }
 
@@ -113,23 +176,40 @@ impl<T: Real> FastCpuEngine<T> {
             Key::Diag(kind) => FACTOR_BUDGET / DiagBuffers::per_sample(&net, kind),
             Key::Outer => FACTOR_BUDGET / (self.mlp.num_outputs() * self.mlp.num_params()).max(1),
         };
-        cap.clamp(1, self.rows.min(self.max_chunk))
+        let rows_per_part = self.rows.div_ceil(parts_for(self.rows));
+        cap.clamp(1, rows_per_part.min(self.max_chunk))
     }
 
-    /// The index of the workspace for `key`, allocating it on first use.
-    fn workspace(&mut self, key: Key) -> usize {
-        if let Some(i) = self.spaces.iter().position(|w| w.key == key) {
-            return i;
+    /// The index of the workspace for `key` with at least `parts` parts,
+    /// allocating what is missing on first use.
+    fn workspace(&mut self, key: Key, parts: usize) -> usize {
+        let i = match self.spaces.iter().position(|w| w.key == key) {
+            Some(i) => i,
+            None => {
+                let cap = self.capacity(key);
+                self.spaces.push(Workspace {
+                    key,
+                    cap,
+                    parts: Vec::new(),
+                });
+                self.spaces.len() - 1
+            }
+        };
+        while self.spaces[i].parts.len() < parts {
+            let part = self.new_part(key, self.spaces[i].cap);
+            self.spaces[i].parts.push(part);
         }
-        let cap = self.capacity(key);
+        i
+    }
+
+    fn new_part(&self, key: Key, cap: usize) -> Part<T> {
         let net = Net {
             mlp: &self.mlp,
             layers: &self.layers,
             theta: &self.theta,
         };
         let (w, kk) = (self.mlp.num_params(), self.mlp.num_outputs());
-        let ws = Workspace {
-            key,
+        Part {
             base: Base::new(&net, cap),
             block: match key {
                 Key::Block(k) => Some(Block::new(&net, cap, k)),
@@ -150,9 +230,7 @@ impl<T: Real> FastCpuEngine<T> {
             } else {
                 Vec::new()
             },
-        };
-        self.spaces.push(ws);
-        self.spaces.len() - 1
+        }
     }
 
     /// Checks the arguments and converts θ to T.
@@ -164,14 +242,23 @@ impl<T: Real> FastCpuEngine<T> {
         Ok(())
     }
 
-    /// Runs `body` on every chunk of `rows` with the workspace `ws`:
-    /// (net, x chunk (c, D), t chunk (c, K), c, workspace, first chunk, 1/|rows|).
+    /// Runs `body` on every chunk of `rows` with the workspace of `key` and
+    /// returns the sum of what it returned, added in row order.
+    /// With `Split::Parts` the rows are split into [`parts_for`] contiguous
+    /// parts run in parallel, each on its own [`Part`] (whose accumulators the
+    /// caller then adds up); returns (sum, parts used).
     fn chunks(
         &mut self,
         rows: &Range<usize>,
-        ws: usize,
-        mut body: impl FnMut(&Net<T>, &[T], &[f64], usize, &mut Workspace<T>, bool, f64),
-    ) {
+        key: Key,
+        split: Split,
+        body: impl Fn(&Net<T>, &Chunk<T>, &mut Part<T>) -> f64 + Sync,
+    ) -> (f64, usize) {
+        let parts = match split {
+            Split::Parts => parts_for(rows.len()),
+            Split::Sequential => 1,
+        };
+        let ws = self.workspace(key, parts);
         let (d, kk) = (self.mlp.num_inputs(), self.mlp.num_outputs());
         let inv_n = 1.0 / rows.len() as f64;
         let net = Net {
@@ -179,16 +266,44 @@ impl<T: Real> FastCpuEngine<T> {
             layers: &self.layers,
             theta: &self.theta,
         };
+        let (x_all, t_all) = (&self.x, &self.t);
         let space = &mut self.spaces[ws];
-        let cap = space.base.cap;
-        let mut start = rows.start;
-        while start < rows.end {
-            let c = cap.min(rows.end - start);
-            let x = &self.x[start * d..(start + c) * d];
-            let t = &self.t[start * kk..(start + c) * kk];
-            body(&net, x, t, c, space, start == rows.start, inv_n);
-            start += c;
+        let cap = space.cap;
+        // Rows of part i: an even split of `rows`, the first parts one longer.
+        let (len, base_len) = (rows.len(), rows.len() / parts);
+        let part_rows = |i: usize| {
+            let extra = len % parts;
+            let start = rows.start + i * base_len + i.min(extra);
+            start..start + base_len + usize::from(i < extra)
+        };
+        let run = |part: &mut Part<T>, range: Range<usize>| -> f64 {
+            let mut sum = 0.0;
+            let mut start = range.start;
+            while start < range.end {
+                let c = cap.min(range.end - start);
+                let chunk = Chunk {
+                    x: &x_all[start * d..(start + c) * d],
+                    t: &t_all[start * kk..(start + c) * kk],
+                    c,
+                    start,
+                    first: start == range.start,
+                    inv_n,
+                };
+                sum += body(&net, &chunk, part);
+                start += c;
+            }
+            sum
+        };
+        if parts == 1 {
+            let sum = run(&mut space.parts[0], rows.clone());
+            return (sum, 1);
         }
+        space.parts[..parts]
+            .par_iter_mut()
+            .enumerate()
+            .map(|(i, part)| par::sequential(|| run(part, part_rows(i))))
+            .collect_into_vec(&mut self.part_sums);
+        (self.part_sums.iter().sum(), parts)
     }
 
     /// H V or G V for V (k, W) into `out` (k, W), with the block workspace of width `k_cap` ≥ k.
@@ -201,15 +316,18 @@ impl<T: Real> FastCpuEngine<T> {
         out: &mut [f64],
     ) {
         let k = v.nrows();
-        let ws = self.workspace(Key::Block(k_cap));
+        let key = Key::Block(k_cap);
+        let ws = self.workspace(key, parts_for(rows.len()));
         {
             let net = Net {
                 mlp: &self.mlp,
                 layers: &self.layers,
                 theta: &self.theta,
             };
-            if let Some(block) = self.spaces[ws].block.as_mut() {
-                block.load_vectors(&net, v);
+            for part in self.spaces[ws].parts.iter_mut() {
+                if let Some(block) = part.block.as_mut() {
+                    block.load_vectors(&net, v);
+                }
             }
         }
         let keep = if gauss_newton {
@@ -217,22 +335,28 @@ impl<T: Real> FastCpuEngine<T> {
         } else {
             Keep::SecondDerivative
         };
-        self.chunks(rows, ws, |net, x, t, c, space, first, inv_n| {
-            forward(net, x, c, &mut space.base, keep);
+        let (_, used) = self.chunks(rows, key, Split::Parts, |net, ch, part| {
+            forward(net, ch.x, ch.c, &mut part.base, keep);
             if !gauss_newton {
-                backward(net, t, c, &mut space.base, inv_n);
+                backward(net, ch.t, ch.c, &mut part.base, ch.inv_n);
             }
-            prepare_output_curvature(net, t, c, &mut space.base, gauss_newton);
-            if let Some(block) = space.block.as_mut() {
-                block.chunk(net, x, c, k, &space.base, gauss_newton, inv_n, first);
+            prepare_output_curvature(net, ch.t, ch.c, &mut part.base, gauss_newton);
+            if let Some(block) = part.block.as_mut() {
+                let (x, c, inv_n, first) = (ch.x, ch.c, ch.inv_n, ch.first);
+                block.chunk(net, x, c, k, &part.base, gauss_newton, inv_n, first);
             }
+            0.0
         });
         let net = Net {
             mlp: &self.mlp,
             layers: &self.layers,
             theta: &self.theta,
         };
-        if let Some(block) = self.spaces[ws].block.as_ref() {
+        let (head, tail) = self.spaces[ws].parts.split_at_mut(1);
+        if let Some(block) = head[0].block.as_mut() {
+            for other in tail[..used - 1].iter().filter_map(|p| p.block.as_ref()) {
+                block.add_accumulators(&net, other, k, gauss_newton);
+            }
             block.finish(&net, k, gauss_newton, v, out);
         }
     }
@@ -296,15 +420,18 @@ impl<T: Real> FastCpuEngine<T> {
 
     fn diagonal(&mut self, theta: &[f64], rows: Range<usize>, kind: Kind) -> Result<Vec<f64>> {
         self.begin(theta, &rows, None)?;
-        let ws = self.workspace(Key::Diag(kind));
+        let key = Key::Diag(kind);
+        let ws = self.workspace(key, parts_for(rows.len()));
         {
             let net = Net {
                 mlp: &self.mlp,
                 layers: &self.layers,
                 theta: &self.theta,
             };
-            if let Some(diag) = self.spaces[ws].diag.as_mut() {
-                diag.load_weights(&net);
+            for part in self.spaces[ws].parts.iter_mut() {
+                if let Some(diag) = part.diag.as_mut() {
+                    diag.load_weights(&net);
+                }
             }
         }
         let keep = if kind == Kind::GaussNewton {
@@ -312,15 +439,17 @@ impl<T: Real> FastCpuEngine<T> {
         } else {
             Keep::SecondDerivative
         };
-        self.chunks(&rows, ws, |net, x, t, c, space, first, inv_n| {
-            forward(net, x, c, &mut space.base, keep);
+        let (_, used) = self.chunks(&rows, key, Split::Parts, |net, ch, part| {
+            forward(net, ch.x, ch.c, &mut part.base, keep);
             if kind != Kind::GaussNewton {
-                backward(net, t, c, &mut space.base, inv_n);
+                backward(net, ch.t, ch.c, &mut part.base, ch.inv_n);
             }
-            prepare_output_curvature(net, t, c, &mut space.base, kind == Kind::GaussNewton);
-            if let Some(diag) = space.diag.as_mut() {
-                diag.chunk(net, x, c, &space.base, kind, inv_n, first);
+            let gn = kind == Kind::GaussNewton;
+            prepare_output_curvature(net, ch.t, ch.c, &mut part.base, gn);
+            if let Some(diag) = part.diag.as_mut() {
+                diag.chunk(net, ch.x, ch.c, &part.base, kind, ch.inv_n, ch.first);
             }
+            0.0
         });
         let mut out = vec![0.0; self.mlp.num_params()];
         let net = Net {
@@ -328,7 +457,11 @@ impl<T: Real> FastCpuEngine<T> {
             layers: &self.layers,
             theta: &self.theta,
         };
-        if let Some(diag) = self.spaces[ws].diag.as_ref() {
+        let (head, tail) = self.spaces[ws].parts.split_at_mut(1);
+        if let Some(diag) = head[0].diag.as_mut() {
+            for other in tail[..used - 1].iter().filter_map(|p| p.diag.as_ref()) {
+                diag.add_accumulators(other);
+            }
             diag.finish(&net, &mut out);
         }
         Ok(out)
@@ -344,26 +477,29 @@ impl<T: Real> Curvature for FastCpuEngine<T> {
     }
     fn loss(&mut self, theta: &[f64], rows: Range<usize>) -> Result<f64> {
         self.begin(theta, &rows, None)?;
-        let ws = self.workspace(Key::Plain);
-        let mut sum = 0.0;
-        self.chunks(&rows, ws, |net, x, t, c, space, _, _| {
-            forward(net, x, c, &mut space.base, Keep::Values);
-            sum += loss_sum(net, t, c, &mut space.base);
+        let (sum, _) = self.chunks(&rows, Key::Plain, Split::Parts, |net, ch, part| {
+            forward(net, ch.x, ch.c, &mut part.base, Keep::Values);
+            loss_sum(net, ch.t, ch.c, &mut part.base)
         });
         Ok(sum / rows.len() as f64 + self.mlp.l2_penalty(theta))
     }
     fn loss_grad(&mut self, theta: &[f64], rows: Range<usize>) -> Result<(f64, Vec<f64>)> {
         self.begin(theta, &rows, None)?;
-        let ws = self.workspace(Key::Plain);
-        let mut sum = 0.0;
-        self.chunks(&rows, ws, |net, x, t, c, space, first, inv_n| {
-            forward(net, x, c, &mut space.base, Keep::FirstDerivative);
-            sum += loss_sum(net, t, c, &mut space.base);
-            backward(net, t, c, &mut space.base, inv_n);
-            accumulate_gradient(net, x, c, &mut space.base, first);
+        let (sum, used) = self.chunks(&rows, Key::Plain, Split::Parts, |net, ch, part| {
+            let base = &mut part.base;
+            forward(net, ch.x, ch.c, base, Keep::FirstDerivative);
+            let sum = loss_sum(net, ch.t, ch.c, base);
+            backward(net, ch.t, ch.c, base, ch.inv_n);
+            accumulate_gradient(net, ch.x, ch.c, base, ch.first);
+            sum
         });
+        let ws = self.workspace(Key::Plain, used);
+        let (head, tail) = self.spaces[ws].parts.split_at_mut(1);
+        for other in &tail[..used - 1] {
+            head[0].base.add_gradient(&other.base);
+        }
         let mut grad = vec![0.0; theta.len()];
-        let base = &self.spaces[ws].base;
+        let base = &self.spaces[ws].parts[0].base;
         let l2 = self.mlp.l2();
         for (l, layer) in self.layers.iter().enumerate() {
             for ((g, v), th) in grad[layer.weights.clone()]
@@ -381,19 +517,23 @@ impl<T: Real> Curvature for FastCpuEngine<T> {
     }
     fn outputs(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
         self.begin(theta, &rows, None)?;
-        let ws = self.workspace(Key::Plain);
         let kk = self.mlp.num_outputs();
         let last = self.layers.len() - 1;
-        let mut y = Array2::zeros((rows.len(), kk));
-        let mut at = 0;
-        self.chunks(&rows, ws, |net, x, _, c, space, _, _| {
-            forward(net, x, c, &mut space.base, Keep::Values);
-            for (i, v) in space.base.z[last][..c * kk].iter().enumerate() {
-                y[[at + i / kk, i % kk]] = v.to_f64();
+        // One part: the chunks write disjoint rows of one result, in turn.
+        let y = Mutex::new(Array2::zeros((rows.len(), kk)));
+        let first_row = rows.start;
+        self.chunks(&rows, Key::Plain, Split::Sequential, |net, ch, part| {
+            forward(net, ch.x, ch.c, &mut part.base, Keep::Values);
+            if let Ok(mut y) = y.lock() {
+                let at = ch.start - first_row;
+                for (i, v) in part.base.z[last][..ch.c * kk].iter().enumerate() {
+                    y[[at + i / kk, i % kk]] = v.to_f64();
+                }
             }
-            at += c;
+            0.0
         });
-        Ok(y)
+        y.into_inner()
+            .map_err(|_| crate::error::Error::Shape("outputs: a chunk panicked".into()))
     }
     fn hvp_block(
         &mut self,
@@ -428,37 +568,32 @@ impl<T: Real> Curvature for FastCpuEngine<T> {
     }
     fn outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
         self.begin(theta, &rows, None)?;
-        let ws = self.workspace(Key::Outer);
+        // One part: its (W, W) accumulator is too large to keep per thread.
+        let ws = self.workspace(Key::Outer, 1);
         {
             let net = Net {
                 mlp: &self.mlp,
                 layers: &self.layers,
                 theta: &self.theta,
             };
-            if let Some(diag) = self.spaces[ws].diag.as_mut() {
+            if let Some(diag) = self.spaces[ws].parts[0].diag.as_mut() {
                 diag.load_weights(&net);
             }
         }
-        self.chunks(&rows, ws, |net, x, t, c, space, first, inv_n| {
-            forward(net, x, c, &mut space.base, Keep::FirstDerivative);
-            prepare_output_curvature(net, t, c, &mut space.base, true);
-            if let Some(diag) = space.diag.as_mut() {
-                diag.chunk(net, x, c, &space.base, Kind::GaussNewton, inv_n, first);
-                outer::accumulate(
-                    net,
-                    x,
-                    c,
-                    &space.base,
-                    diag,
-                    &mut space.b,
-                    &mut space.acc,
-                    first,
-                );
+        self.chunks(&rows, Key::Outer, Split::Sequential, |net, ch, part| {
+            forward(net, ch.x, ch.c, &mut part.base, Keep::FirstDerivative);
+            prepare_output_curvature(net, ch.t, ch.c, &mut part.base, true);
+            if let Some(diag) = part.diag.as_mut() {
+                let kind = Kind::GaussNewton;
+                diag.chunk(net, ch.x, ch.c, &part.base, kind, ch.inv_n, ch.first);
+                let (b, acc) = (&mut part.b, &mut part.acc);
+                outer::accumulate(net, ch.x, ch.c, &part.base, diag, b, acc, ch.first);
             }
+            0.0
         });
         let w = self.mlp.num_params();
         let mask = self.mlp.weight_mask();
-        let acc = &self.spaces[ws].acc;
+        let acc = &self.spaces[ws].parts[0].acc;
         let l2 = self.mlp.l2();
         Ok(Array2::from_shape_fn((w, w), |(i, j)| {
             let v = acc[i * w + j].to_f64();

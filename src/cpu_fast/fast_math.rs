@@ -37,8 +37,13 @@ fn exp_nonpositive(x: f32) -> f32 {
     let r = x - n * LN2_HI - n * LN2_LO;
     let poly = ((((P0 * r + P1) * r + P2) * r + P3) * r + P4) * r + P5;
     let e_r = poly * (r * r) + r + 1.0;
-    // 2ⁿ for n ∈ [−126, 0]: the biased exponent n + 127 ∈ [1, 127].
-    let two_n = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2ⁿ for n ∈ [−126, 0]: the biased exponent n + 127 ∈ [1, 127] put in
+    // place by bit arithmetic. Adding 2²³ + 127 leaves n + 127 as the integer
+    // in the low mantissa bits (the ulp there is 1), with no float-to-int
+    // conversion, whose saturating semantics would keep the loop scalar.
+    const SHIFT: f32 = 8_388_608.0 + 127.0;
+    let biased = (n + SHIFT).to_bits() & 0x007F_FFFF;
+    let two_n = f32::from_bits(biased << 23);
     e_r * two_n
 }
 

@@ -48,9 +48,10 @@ impl<'a, T> Operand<'a, T> {
 pub const PARALLEL_MIN_MACS: usize = 1 << 18;
 
 /// How a product of m·n·k multiply-adds runs: faer's rayon parallelism on
-/// every core, or one thread for small products.
+/// every core, or one thread for small products and inside one part of a
+/// data-parallel operation (`par::sequential`).
 pub fn parallelism(macs: usize) -> Par {
-    if macs < PARALLEL_MIN_MACS {
+    if macs < PARALLEL_MIN_MACS || super::par::in_sequential() {
         Par::Seq
     } else {
         Par::rayon(0)

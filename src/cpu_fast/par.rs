@@ -32,7 +32,7 @@ pub fn rows1<T: Send>(
     body: impl Fn(usize, &mut [T]) + Sync + Send,
 ) {
     let chunk = (rows_per * width).max(1);
-    if a.len() <= chunk {
+    if a.len() <= chunk || in_sequential() {
         body(0, a);
         return;
     }
@@ -52,7 +52,7 @@ pub fn rows2<T: Send>(
 ) {
     debug_assert_eq!(a.len(), b.len());
     let chunk = (rows_per * width).max(1);
-    if a.len() <= chunk {
+    if a.len() <= chunk || in_sequential() {
         body(0, a, b);
         return;
     }
@@ -75,7 +75,7 @@ pub fn rows4<T: Send>(
     let [a, b, c, d] = bufs;
     debug_assert!(b.len() == a.len() && c.len() == a.len() && d.len() == a.len());
     let chunk = (rows_per * width).max(1);
-    if a.len() <= chunk {
+    if a.len() <= chunk || in_sequential() {
         body(0, a, b, c, d);
         return;
     }
@@ -91,8 +91,25 @@ pub fn rows4<T: Send>(
 }
 
 thread_local! {
+    /// Set while this thread runs one part of a data-parallel operation: its
+    /// GEMMs and elementwise passes then stay on this thread.
+    static SEQUENTIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Per-thread f64 rows for the loss formulas (three rows of K).
     static SCRATCH: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with everything it starts kept on the calling thread.
+pub fn sequential<R>(f: impl FnOnce() -> R) -> R {
+    let before = SEQUENTIAL.with(|s| s.replace(true));
+    clear_upper_vector_state();
+    let r = f();
+    SEQUENTIAL.with(|s| s.set(before));
+    r
+}
+
+/// Whether the calling thread is inside [`sequential`].
+pub fn in_sequential() -> bool {
+    SEQUENTIAL.with(|s| s.get())
 }
 
 /// Calls `f` with three f64 scratch rows of `len` owned by this thread

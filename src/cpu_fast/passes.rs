@@ -82,6 +82,23 @@ impl<T: Real> Base<T> {
     }
 }
 
+impl<T: Real> Base<T> {
+    /// Adds another part's gradient accumulators into these.
+    pub fn add_gradient(&mut self, other: &Base<T>) {
+        add_into(&mut self.gw, &other.gw);
+        add_into(&mut self.gb, &other.gb);
+    }
+}
+
+/// dst[l] += src[l], entry by entry, for every layer.
+pub fn add_into<T: Real>(dst: &mut [Vec<T>], src: &[Vec<T>]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        for (a, b) in d.iter_mut().zip(s) {
+            *a += *b;
+        }
+    }
+}
+
 /// z[l] of the chunk: X for l = 0, else the stored z.
 pub fn input<'a, T>(base: &'a Base<T>, x: &'a [T], l: usize) -> &'a [T] {
     if l == 0 {
