@@ -391,29 +391,45 @@ pub fn run_workload(
     Ok(out)
 }
 
-/// The ratios the targets name, from one workload's rows:
-/// (name, measured ratio, target bound).
-pub fn ratios(rows: &[Row]) -> Vec<(String, f64, f64)> {
-    let t = |op: Op| rows.iter().find(|r| r.op == op.name()).map(|r| r.seconds);
+/// One ratio of two operations' times that the targets bound.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ratio {
+    pub name: String,
+    /// Measured time of the first over the second.
+    pub value: f64,
+    /// The target: value ≤ bound.
+    pub bound: f64,
+    /// The ratio of their FLOP counts: what `value` is when both run at the
+    /// same GFLOP/s. A bound below it can only be met by the first operation
+    /// running faster per FLOP than the second (e.g. a block of 16 Hv, 16×
+    /// the R-passes but one shared forward pass, is 11–12× one Hv's FLOPs).
+    pub flop_ratio: f64,
+}
+
+/// The ratios the targets name, from one workload's rows.
+pub fn ratios(rows: &[Row]) -> Vec<Ratio> {
+    let find = |op: Op| rows.iter().find(|r| r.op == op.name());
     let mut out = Vec::new();
-    let mut push = |name: &str, a: Option<f64>, b: Option<f64>, bound: f64| {
-        if let (Some(a), Some(b)) = (a, b) {
-            out.push((name.to_string(), a / b, bound));
+    let mut push = |name: &str, a: Op, b: Op, bound: f64| {
+        if let (Some(a), Some(b)) = (find(a), find(b)) {
+            out.push(Ratio {
+                name: name.to_string(),
+                value: a.seconds / b.seconds,
+                bound,
+                flop_ratio: a.flops / b.flops,
+            });
         }
     };
-    let hv = t(Op::Hv);
-    push("Hv / loss+grad", hv, t(Op::LossGrad), 2.0);
-    push("block16 / Hv", t(Op::HvBlock16), hv, 8.0);
-    if let Some(first) = rows.first() {
-        if first.workload == "S" {
-            let w = Workload::S
-                .mlp()
-                .map(|m| m.num_params() as f64)
-                .unwrap_or(0.0);
-            push("full H / Hv", t(Op::Hessian), hv, w / 4.0);
-        }
+    push("Hv / loss+grad", Op::Hv, Op::LossGrad, 2.0);
+    push("block16 / Hv", Op::HvBlock16, Op::Hv, 8.0);
+    if rows.first().is_some_and(|r| r.workload == "S") {
+        let w = Workload::S
+            .mlp()
+            .map(|m| m.num_params() as f64)
+            .unwrap_or(0.0);
+        push("full H / Hv", Op::Hessian, Op::Hv, w / 4.0);
     }
-    push("diag GGN / Hv", t(Op::DiagGgn), hv, 4.0);
-    push("diag H / Hv", t(Op::DiagHessian), hv, 25.0);
+    push("diag GGN / Hv", Op::DiagGgn, Op::Hv, 4.0);
+    push("diag H / Hv", Op::DiagHessian, Op::Hv, 25.0);
     out
 }

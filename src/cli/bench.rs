@@ -106,10 +106,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 100.0 * r.fraction_of_peak
             );
         })?;
-        println!("  ratios (target):");
-        for (name, value, bound) in ratios(&rows) {
-            let mark = if value <= bound { "ok" } else { "MISSED" };
-            println!("    {name:<15} {value:>9.2}  (≤ {bound}) {mark}");
+        println!("  ratios (target; FLOP ratio = the value at equal GFLOP/s):");
+        for r in ratios(&rows) {
+            let mark = if r.value <= r.bound { "ok" } else { "MISSED" };
+            println!(
+                "    {:<15} {:>9.2}  (≤ {}) {:<6}  FLOP ratio {:.2}",
+                r.name, r.value, r.bound, mark, r.flop_ratio
+            );
         }
         all.extend(rows);
     }
