@@ -20,6 +20,8 @@ pub mod error;
 pub mod kernels;
 pub mod probe;
 
-pub use context::{list_adapters, AdapterChoice, AdapterOptions, AdapterSummary, GpuContext};
+pub use context::{
+    list_adapters, AdapterChoice, AdapterOptions, AdapterSummary, GpuContext, LoweredLimits,
+};
 pub use engine::GpuEngine;
 pub use error::GpuError;
