@@ -1,0 +1,333 @@
+//! Reproducibility: the same seed on the same device gives bit-identical results.
+//!
+//! - CPU: the f64 reference engine and the fast engine in f64 and f32
+//!   (`curvature::device::Device`) give the same bits for every operation from two
+//!   fresh engines, and short training runs (momentum and Hessian-free, mini-batches,
+//!   a digits subset) end on the same θ bits twice; a different seed ends elsewhere,
+//!   so the comparison can fail.
+//! - GPU (skips without an adapter, unless CURVATURE_REQUIRE_GPU=1): every operation
+//!   gives the same bits repeated on one engine, on a fresh engine, and on a second
+//!   context; a short training run twice ends on the same θ bits. The shaders have no
+//!   atomics: every reduction (the column-sum tree, split-K partial sums added in
+//!   split order, per-thread loops) runs in a fixed order.
+//!
+//! Comparisons are of bits (`f64::to_bits`), so -0.0 ≠ 0.0 and NaN = NaN of the same
+//! payload: no tolerance.
+
+mod gpu_support;
+
+use curvature::cpu_engine::CpuEngine;
+use curvature::data::load_named;
+use curvature::device::Device;
+use curvature::optim::OptimizerSpec;
+use curvature::train::{train, DataView, TrainConfig};
+use curvature::{Activation, Curvature, Loss, Mlp};
+use gpu_support::gpu;
+use ndarray::{s, Array2, ArrayView2};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Rows of the digits subset for training runs and operations (full digits is 1797;
+/// a subset keeps the GPU runs on a software adapter short).
+const SUBSET_ROWS: usize = 300;
+
+/// The first `rows` of the bundled digits: x (rows, 64), one-hot t (rows, 10).
+fn digits(rows: usize) -> (Array2<f32>, Array2<f32>) {
+    let data = load_named("digits").expect("bundled digits");
+    (
+        data.x.slice(s![..rows, ..]).to_owned(),
+        data.t.slice(s![..rows, ..]).to_owned(),
+    )
+}
+
+fn digits_net(hidden: usize) -> Mlp {
+    Mlp::with_hidden(&[64, hidden, 10], Activation::Sigmoid, Loss::Ce, 1e-3).unwrap()
+}
+
+fn bits(values: &[f64]) -> Vec<u64> {
+    values.iter().map(|v| v.to_bits()).collect()
+}
+
+/// Seeded vectors V (k, W) in (−1, 1).
+fn vectors(k: usize, w: usize, seed: u64) -> Array2<f64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    Array2::from_shape_fn((k, w), |_| rng.random_range(-1.0..1.0))
+}
+
+/// Every operation of `Curvature` at θ = init(seed), as (name, bits) in a fixed order;
+/// `full` adds the full H and G (small networks only).
+fn fingerprint(eng: &mut dyn Curvature, seed: u64, full: bool) -> Vec<(&'static str, Vec<u64>)> {
+    let mlp = eng.mlp().clone();
+    let theta = mlp.init_params(seed);
+    let n = eng.num_rows();
+    let rows = 0..n;
+    let v = vectors(3, mlp.num_params(), seed + 1);
+    let (e, g) = eng.loss_grad(&theta, rows.clone()).unwrap();
+    let mut out = vec![
+        ("loss", bits(&[eng.loss(&theta, rows.clone()).unwrap()])),
+        ("loss of loss_grad", bits(&[e])),
+        ("gradient", bits(&g)),
+        (
+            "gradient of a sub-range",
+            bits(&eng.loss_grad(&theta, 7..n - 5).unwrap().1),
+        ),
+        (
+            "outputs",
+            bits(
+                &eng.outputs(&theta, rows.clone())
+                    .unwrap()
+                    .into_raw_vec_and_offset()
+                    .0,
+            ),
+        ),
+        (
+            "Hv",
+            bits(
+                &eng.hvp_block(&theta, rows.clone(), v.view())
+                    .unwrap()
+                    .into_raw_vec_and_offset()
+                    .0,
+            ),
+        ),
+        (
+            "Gv",
+            bits(
+                &eng.gvp_block(&theta, rows.clone(), v.view())
+                    .unwrap()
+                    .into_raw_vec_and_offset()
+                    .0,
+            ),
+        ),
+        ("diag G", bits(&eng.diag_ggn(&theta, rows.clone()).unwrap())),
+        (
+            "diag Becker-LeCun",
+            bits(&eng.diag_becker_lecun(&theta, rows.clone()).unwrap()),
+        ),
+    ];
+    if full {
+        out.push((
+            "diag H",
+            bits(&eng.diag_hessian(&theta, rows.clone()).unwrap()),
+        ));
+        for (name, m) in [
+            ("H", eng.hessian(&theta, rows.clone()).unwrap()),
+            ("G", eng.ggn(&theta, rows.clone()).unwrap()),
+        ] {
+            out.push((name, bits(&m.into_raw_vec_and_offset().0)));
+        }
+    }
+    out
+}
+
+/// Asserts two fingerprints equal bit for bit, naming the first operation that differs.
+fn assert_same_bits(what: &str, a: &[(&str, Vec<u64>)], b: &[(&str, Vec<u64>)]) {
+    assert_eq!(a.len(), b.len());
+    for ((name, x), (_, y)) in a.iter().zip(b) {
+        let first = x.iter().zip(y).position(|(p, q)| p != q);
+        assert!(
+            x.len() == y.len() && first.is_none(),
+            "{what}: {name} differs between runs (first at index {first:?})"
+        );
+    }
+    println!("{what}: {} operations bit-identical", a.len());
+}
+
+/// A fingerprint at another seed must differ somewhere (the comparison can fail).
+fn assert_differs(what: &str, a: &[(&str, Vec<u64>)], b: &[(&str, Vec<u64>)]) {
+    assert!(
+        a.iter().zip(b).any(|((_, x), (_, y))| x != y),
+        "{what}: a different θ gave the same bits — the comparison cannot fail"
+    );
+}
+
+type MakeEngine<'a> = dyn Fn(ArrayView2<f32>, ArrayView2<f32>) -> Box<dyn Curvature> + 'a;
+
+/// Fingerprints from two fresh engines equal; another seed's differs.
+fn check_operations(
+    what: &str,
+    make: &MakeEngine,
+    x: ArrayView2<f32>,
+    t: ArrayView2<f32>,
+    full: bool,
+) {
+    let first = fingerprint(make(x, t).as_mut(), 11, full);
+    let second = fingerprint(make(x, t).as_mut(), 11, full);
+    assert_same_bits(what, &first, &second);
+    let other = fingerprint(make(x, t).as_mut(), 12, full);
+    assert_differs(what, &first, &other);
+}
+
+#[test]
+fn cpu_reference_operations_are_bit_reproducible() {
+    let (x, t) = digits(SUBSET_ROWS);
+    let mlp = digits_net(16);
+    check_operations(
+        "cpu reference, 64-16-10, 300 rows",
+        &|x, t| Box::new(CpuEngine::new(&mlp, x, t).unwrap()),
+        x.view(),
+        t.view(),
+        false,
+    );
+    // The full H and G on a small network.
+    let small = digits_net(3);
+    check_operations(
+        "cpu reference, 64-3-10 with H and G",
+        &|x, t| Box::new(CpuEngine::new(&small, x, t).unwrap()),
+        x.view(),
+        t.view(),
+        true,
+    );
+}
+
+#[test]
+fn cpu_fast_operations_are_bit_reproducible_in_f64_and_f32() {
+    // All of digits and 50 hidden units: the products are above the fast engine's
+    // threshold for multi-threaded GEMM, so its parallel paths are covered too.
+    let (x, t) = digits(1797);
+    let mlp = digits_net(50);
+    for device in [Device::Cpu, Device::CpuF32] {
+        let what = format!("{}, 64-50-10, 1797 rows", device.describe());
+        check_operations(
+            &what,
+            &|x, t| Box::new(device.engine(&mlp, x, t).unwrap()),
+            x.view(),
+            t.view(),
+            false,
+        );
+    }
+    let small = digits_net(3);
+    for device in [Device::Cpu, Device::CpuF32] {
+        let what = format!("{}, 64-3-10 with H and G", device.describe());
+        check_operations(
+            &what,
+            &|x, t| Box::new(device.engine(&small, x, t).unwrap()),
+            x.view(),
+            t.view(),
+            true,
+        );
+    }
+}
+
+/// A short training run on the digits subset: θ = init(seed), shuffle seeded by `seed`,
+/// mini-batches of 100, 3 epochs. Returns θ's bits.
+fn train_bits(optimizer: &str, make: &MakeEngine, seed: u64) -> Vec<u64> {
+    let (x, t) = digits(SUBSET_ROWS);
+    let (vx, vt) = (x.slice(s![..50, ..]), t.slice(s![..50, ..]));
+    let mlp = digits_net(16);
+    let mut theta = mlp.init_params(seed);
+    let mut spec: OptimizerSpec = optimizer.parse().unwrap();
+    if optimizer == "momentum" {
+        spec.set("lr", "0.5").unwrap();
+    }
+    let config = TrainConfig {
+        epochs: 3,
+        batch_size: Some(100),
+        shuffle_seed: seed,
+        ..TrainConfig::default()
+    };
+    let mut factory = |x: ArrayView2<f32>, t: ArrayView2<f32>| Ok(make(x, t));
+    let history = train(
+        &config,
+        spec.build().as_mut(),
+        &mut factory,
+        &mut theta,
+        DataView {
+            x: x.view(),
+            t: t.view(),
+        },
+        Some(DataView { x: vx, t: vt }),
+        &mut [],
+    )
+    .unwrap();
+    assert!(history.updates > 0, "{optimizer}: no update was accepted");
+    assert!(theta.iter().all(|v| v.is_finite()));
+    bits(&theta)
+}
+
+/// Two runs at one seed end on the same θ bits; a run at another seed does not.
+fn check_training(what: &str, make: &MakeEngine) {
+    for optimizer in ["momentum", "hessian-free"] {
+        let first = train_bits(optimizer, make, 5);
+        let second = train_bits(optimizer, make, 5);
+        assert!(
+            first == second,
+            "{what}, {optimizer}: θ differs between two runs with the same seed"
+        );
+        let other = train_bits(optimizer, make, 6);
+        assert!(
+            first != other,
+            "{what}, {optimizer}: another seed gave the same θ — the comparison cannot fail"
+        );
+        println!("{what}, {optimizer}: θ bit-identical over two runs");
+    }
+}
+
+#[test]
+fn cpu_training_runs_are_bit_reproducible() {
+    let mlp = digits_net(16);
+    check_training("cpu reference", &|x, t| {
+        Box::new(CpuEngine::new(&mlp, x, t).unwrap())
+    });
+    for device in [Device::Cpu, Device::CpuF32] {
+        check_training(&device.describe(), &|x, t| {
+            Box::new(device.engine(&mlp, x, t).unwrap())
+        });
+    }
+}
+
+#[test]
+fn gpu_operations_are_bit_reproducible() {
+    let Some(ctx) = gpu() else { return };
+    let (x, t) = digits(SUBSET_ROWS);
+    let mlp = digits_net(16);
+    let device = Device::Gpu(ctx.clone());
+    let make = |x: ArrayView2<f32>, t: ArrayView2<f32>| -> Box<dyn Curvature> {
+        Box::new(device.engine(&mlp, x, t).unwrap())
+    };
+    check_operations("gpu, 64-16-10, 300 rows", &make, x.view(), t.view(), false);
+    // Repeated on one engine (its buffers reused, caches warm) as well as fresh ones.
+    let mut eng = make(x.view(), t.view());
+    let once = fingerprint(eng.as_mut(), 11, false);
+    let again = fingerprint(eng.as_mut(), 11, false);
+    assert_same_bits("gpu, one engine twice", &once, &again);
+    let small = digits_net(3);
+    check_operations(
+        "gpu, 64-3-10 with H and G",
+        &|x, t| Box::new(device.engine(&small, x, t).unwrap()),
+        x.view(),
+        t.view(),
+        true,
+    );
+}
+
+#[test]
+fn gpu_results_do_not_depend_on_the_context() {
+    let Some(ctx) = gpu() else { return };
+    // A second context on the same adapter (as a second run of the program opens),
+    // running the same matmul variant: the same bits.
+    let opts = curvature::gpu::AdapterOptions {
+        choice: curvature::gpu::AdapterChoice::Gpu,
+        name: Some(ctx.summary().name.clone()),
+    };
+    let other = curvature::gpu::GpuContext::new(&opts).unwrap();
+    let (x, t) = digits(SUBSET_ROWS);
+    let mlp = digits_net(16);
+    let kernel = ctx.matmul_kernel();
+    let run = |c: &std::sync::Arc<curvature::gpu::GpuContext>| {
+        let mut eng = curvature::gpu::GpuEngine::new(c.clone(), &mlp, x.view(), t.view())
+            .unwrap()
+            .with_matmul_kernel(kernel);
+        fingerprint(&mut eng, 11, false)
+    };
+    assert_same_bits("gpu, two contexts", &run(&ctx), &run(&other));
+}
+
+#[test]
+fn gpu_training_runs_are_bit_reproducible() {
+    let Some(ctx) = gpu() else { return };
+    let mlp = digits_net(16);
+    let device = Device::Gpu(ctx);
+    check_training(&device.describe(), &|x, t| {
+        Box::new(device.engine(&mlp, x, t).unwrap())
+    });
+}
