@@ -7,7 +7,9 @@
 //!   so the comparison can fail.
 //! - GPU (skips without an adapter, unless CURVATURE_REQUIRE_GPU=1): every operation
 //!   gives the same bits repeated on one engine, on a fresh engine, and on a second
-//!   context; a short training run twice ends on the same θ bits. The shaders have no
+//!   context; a short training run twice ends on the same θ bits; the two matmul
+//!   variants (one is chosen per context by timing) agree bit for bit, so the timed
+//!   choice cannot change a result from one run to the next. The shaders have no
 //!   atomics: every reduction (the column-sum tree, split-K partial sums added in
 //!   split order, per-thread loops) runs in a fixed order.
 //!
@@ -330,4 +332,25 @@ fn gpu_training_runs_are_bit_reproducible() {
     check_training(&device.describe(), &|x, t| {
         Box::new(device.engine(&mlp, x, t).unwrap())
     });
+}
+
+/// Each context times the two matmul variants and keeps the faster, which can change
+/// from run to run; both sum k in the same order, so the choice must not change the bits.
+#[test]
+fn gpu_matmul_variants_agree_bit_for_bit() {
+    let Some(ctx) = gpu() else { return };
+    let (x, t) = digits(SUBSET_ROWS);
+    let mlp = digits_net(16);
+    let run = |kernel| {
+        let mut eng = curvature::gpu::GpuEngine::new(ctx.clone(), &mlp, x.view(), t.view())
+            .unwrap()
+            .with_matmul_kernel(kernel);
+        fingerprint(&mut eng, 11, false)
+    };
+    use curvature::gpu::kernels::Kernel;
+    assert_same_bits(
+        "tiled vs reg",
+        &run(Kernel::MatmulTiled),
+        &run(Kernel::MatmulReg),
+    );
 }

@@ -1056,6 +1056,41 @@ mod tests {
         assert!(matches!(fault, GpuError::Lost { .. }), "{fault}");
     }
 
+    /// A device lost between the check before an operation and its readback (the window
+    /// the check cannot close): the readback reports the loss, without a hang or a panic.
+    #[test]
+    fn a_device_lost_under_a_readback_is_reported_as_lost() {
+        let opts = AdapterOptions {
+            choice: AdapterChoice::Gpu,
+            name: None,
+        };
+        let ctx = match GpuContext::new(&opts) {
+            Ok(ctx) => ctx,
+            Err(e) if std::env::var("CURVATURE_REQUIRE_GPU").as_deref() != Ok("1") => {
+                println!("SKIPPED (no GPU adapter): {e}");
+                return;
+            }
+            Err(e) => panic!("CURVATURE_REQUIRE_GPU=1 but no GPU context: {e}"),
+        };
+        let buf = ctx.buffer("source", 16).unwrap();
+        let mut runner = Runner::new(ctx.clone());
+        runner.ensure_staging(&ctx, 64).unwrap();
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+        if let Some((staging, _)) = &runner.staging {
+            encoder.copy_buffer_to_buffer(&buf.raw, 0, staging, 0, 64);
+        }
+        ctx.device.destroy();
+        let result = runner
+            .submit(&ctx, "running `probe`", encoder)
+            .and_then(|()| runner.read_staging(&ctx, "probe", 16));
+        match result {
+            Err(e @ GpuError::Lost { .. }) => println!("{e}"),
+            other => panic!("expected Lost, got {other:?}"),
+        }
+    }
+
     #[test]
     fn validation_errors_go_to_the_callers_variant() {
         let err = wgpu::Error::Validation {
