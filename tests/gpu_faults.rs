@@ -11,7 +11,7 @@ mod gpu_support;
 
 use curvature::cpu_engine::CpuEngine;
 use curvature::device::Device;
-use curvature::gpu::{AdapterChoice, AdapterOptions, GpuContext, GpuError, LoweredLimits};
+use curvature::gpu::{AdapterChoice, AdapterOptions, GpuContext, GpuError, TestFaults};
 use curvature::{Activation, Curvature, Error, Loss};
 use gpu_support::{assert_close, flat, scaled_to, Case, TOL_CURVATURE, TOL_FORWARD, TOL_GRADIENT};
 use std::sync::mpsc;
@@ -20,15 +20,12 @@ use std::time::Duration;
 
 /// A fresh context (the faults below must not touch the context other tests share), or
 /// `None` after printing SKIPPED when there is no adapter — unless CURVATURE_REQUIRE_GPU=1.
-fn context(lowered: Option<LoweredLimits>) -> Option<Arc<GpuContext>> {
+fn context(faults: TestFaults) -> Option<Arc<GpuContext>> {
     let opts = AdapterOptions {
         choice: AdapterChoice::Gpu,
         name: std::env::var("CURVATURE_ADAPTER").ok(),
     };
-    let ctx = match lowered {
-        Some(l) => GpuContext::new_with_lowered_limits_for_testing(&opts, l),
-        None => GpuContext::new(&opts),
-    };
+    let ctx = GpuContext::new_with_faults_for_testing(&opts, faults);
     match ctx {
         Ok(c) => Some(c),
         Err(e) => {
@@ -61,12 +58,11 @@ fn gpu_error<T>(result: curvature::Result<T>) -> GpuError {
 
 #[test]
 fn a_network_whose_parameters_exceed_the_limit_is_refused_by_name() {
-    let lowered = LoweredLimits {
-        storage_binding_bytes: SMALL_BUFFER_BYTES,
-        buffer_bytes: u64::MAX,
-        staging_bytes: u64::MAX,
+    let lowered = TestFaults {
+        storage_binding_bytes: Some(SMALL_BUFFER_BYTES),
+        ..TestFaults::default()
     };
-    let Some(ctx) = context(Some(lowered)) else {
+    let Some(ctx) = context(lowered) else {
         return;
     };
     // W = 64·80 + 80 + 80·10 + 10 = 6010 parameters = 24040 bytes of f32 > 16384.
@@ -87,12 +83,11 @@ fn a_network_whose_parameters_exceed_the_limit_is_refused_by_name() {
 
 #[test]
 fn one_row_over_the_limit_is_refused_by_the_buffer_it_needs() {
-    let lowered = LoweredLimits {
-        storage_binding_bytes: SMALL_BUFFER_BYTES,
-        buffer_bytes: u64::MAX,
-        staging_bytes: u64::MAX,
+    let lowered = TestFaults {
+        storage_binding_bytes: Some(SMALL_BUFFER_BYTES),
+        ..TestFaults::default()
     };
-    let Some(ctx) = context(Some(lowered)) else {
+    let Some(ctx) = context(lowered) else {
         return;
     };
     // θ fits (4·300 + 300 + 300·3 + 3 = 2403 floats), but one row's R-propagated
@@ -112,12 +107,11 @@ fn one_row_over_the_limit_is_refused_by_the_buffer_it_needs() {
 
 #[test]
 fn the_outer_product_over_the_limit_is_an_error_not_a_panic() {
-    let lowered = LoweredLimits {
-        storage_binding_bytes: SMALL_BUFFER_BYTES,
-        buffer_bytes: u64::MAX,
-        staging_bytes: u64::MAX,
+    let lowered = TestFaults {
+        storage_binding_bytes: Some(SMALL_BUFFER_BYTES),
+        ..TestFaults::default()
     };
-    let Some(ctx) = context(Some(lowered)) else {
+    let Some(ctx) = context(lowered) else {
         return;
     };
     // W = 5·40 + 40 + 40·3 + 3 = 363: the (W, W) matrix needs 527076 bytes.
@@ -141,12 +135,12 @@ fn chunking_forced_by_low_limits_still_matches_the_cpu() {
     // 2 KiB storage buffers (512 floats): 2 rows per chunk (one row's 16 R-vectors take
     // 16·15 floats), 4 vectors of W = 111 per block; 256-byte staging (64 floats): every
     // result longer than that is read back in pieces.
-    let lowered = LoweredLimits {
-        storage_binding_bytes: 2 << 10,
-        buffer_bytes: u64::MAX,
-        staging_bytes: 256,
+    let lowered = TestFaults {
+        storage_binding_bytes: Some(2 << 10),
+        staging_bytes: Some(256),
+        ..TestFaults::default()
     };
-    let Some(ctx) = context(Some(lowered)) else {
+    let Some(ctx) = context(lowered) else {
         return;
     };
     let n = 30;
@@ -223,12 +217,11 @@ fn chunking_forced_by_low_limits_still_matches_the_cpu() {
 fn kernel_parameters_over_the_buffer_limit_are_an_error_naming_them() {
     // Every buffer capped at 4 KiB: the storage buffers of this network fit (in chunks),
     // but the uniform buffer of kernel parameters (≥ 64 slots of ≥ 128 bytes) does not.
-    let lowered = LoweredLimits {
-        storage_binding_bytes: u64::MAX,
-        buffer_bytes: 4 << 10,
-        staging_bytes: u64::MAX,
+    let lowered = TestFaults {
+        buffer_bytes: Some(4 << 10),
+        ..TestFaults::default()
     };
-    let Some(ctx) = context(Some(lowered)) else {
+    let Some(ctx) = context(lowered) else {
         return;
     };
     let case = Case::new(&[5, 7, 3], Activation::Tanh, Loss::Ce, 1e-3, 20, 8);
@@ -250,7 +243,7 @@ const HANG_GUARD: Duration = Duration::from_secs(300);
 
 #[test]
 fn a_lost_device_fails_every_later_operation_with_lost() {
-    let Some(ctx) = context(None) else {
+    let Some(ctx) = context(TestFaults::default()) else {
         return;
     };
     // Run in a thread so that a hang becomes a failure that says so.
@@ -292,4 +285,74 @@ fn a_lost_device_fails_every_later_operation_with_lost() {
     }
     assert!(messages[0].contains("running `loss`"), "{}", messages[0]);
     assert!(messages[4].contains("allocating `θ"), "{}", messages[4]);
+}
+
+/// `curvature train` on the GPU with `env` set (the device's test-fault variables), in a
+/// fresh directory: its output, or `None` after printing SKIPPED when there is no adapter.
+fn train_with_faults(env: &[(&str, &str)], args: &[&str]) -> Option<std::process::Output> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_curvature"))
+        .args(["train", "--device", "gpu", "--quiet"])
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(dir.path())
+        .output()
+        .expect("the curvature binary runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && err.contains("no GPU adapter") {
+        if std::env::var("CURVATURE_REQUIRE_GPU").as_deref() == Ok("1") {
+            panic!("CURVATURE_REQUIRE_GPU=1 but no GPU adapter: {err}");
+        }
+        println!("SKIPPED (no GPU adapter)");
+        return None;
+    }
+    Some(out)
+}
+
+/// The one `error` line of a failed run (asserting it failed, without a panic).
+fn the_error_line(out: &std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected a failure; stderr: {err}");
+    assert!(!err.contains("panicked"), "a panic: {err}");
+    // Mesa's software driver prints `error: XDG_RUNTIME_DIR is invalid…` when that
+    // variable is unset; that line is the driver's, not curvature's.
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("error") && !l.contains("XDG_RUNTIME_DIR"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one error line expected, stderr: {err}");
+    println!("{}", lines[0]);
+    lines[0].to_string()
+}
+
+#[test]
+fn train_on_a_device_lost_mid_run_stops_with_one_line() {
+    // The device is lost before the 11th operation: inside the first epoch.
+    let Some(out) = train_with_faults(
+        &[("CURVATURE_TEST_LOSE_DEVICE_AFTER_OPS", "10")],
+        &["--epochs", "2"],
+    ) else {
+        return;
+    };
+    let line = the_error_line(&out);
+    assert!(line.contains("the GPU device was lost while"), "{line}");
+    assert_actionable(&line);
+}
+
+#[test]
+fn train_with_a_network_over_the_limit_stops_with_one_line() {
+    // 64-80-10: θ is 6010 parameters = 24040 bytes, over a 16 KiB storage binding.
+    let Some(out) = train_with_faults(
+        &[("CURVATURE_TEST_STORAGE_BINDING_BYTES", "16384")],
+        &["--hidden", "80", "--epochs", "1"],
+    ) else {
+        return;
+    };
+    let line = the_error_line(&out);
+    assert!(
+        line.contains("cannot allocate `θ (6010 parameters"),
+        "{line}"
+    );
+    assert!(line.contains("24040 bytes"), "{line}");
+    assert_actionable(&line);
 }

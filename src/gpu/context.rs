@@ -81,17 +81,22 @@ struct BufferLimits {
     staging: u64,
 }
 
-/// Test hook: limits lower than the adapter's, so that tests reach the over-the-limit
-/// paths, the row and column chunking and the piecewise readback with small networks.
+/// Test hook: faults to inject into a context. Limits lower than the adapter's (never
+/// higher) reach the over-the-limit paths, the row and column chunking and the
+/// piecewise readback with small networks; a device lost after a number of operations
+/// reaches the lost-device path in the middle of a run.
 #[doc(hidden)]
-#[derive(Clone, Copy, Debug)]
-pub struct LoweredLimits {
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TestFaults {
     /// Caps max_storage_buffer_binding_size: the engine's chunking follows it.
-    pub storage_binding_bytes: u64,
+    pub storage_binding_bytes: Option<u64>,
     /// Caps max_buffer_size: every buffer, the uniform kernel parameters included.
-    pub buffer_bytes: u64,
+    pub buffer_bytes: Option<u64>,
     /// Caps the staging buffer that results are read back through.
-    pub staging_bytes: u64,
+    pub staging_bytes: Option<u64>,
+    /// Destroys the device (as `lose_device_for_testing`) before the operation that
+    /// follows this many operations run through `Runner::run`.
+    pub lose_device_after_ops: Option<u64>,
 }
 /// Product timed to choose the matmul variant: (M, N, K) of about the size of the
 /// forward and gradient products of the digits network on one batch.
@@ -221,6 +226,10 @@ pub struct GpuContext {
     matmul: Kernel,
     matmul_note: String,
     limits: BufferLimits,
+    /// Test hook: lose the device once this many operations have run.
+    lose_after_ops: Option<u64>,
+    /// Operations run through `Runner::run` (counted for `lose_after_ops`).
+    ops_run: AtomicU64,
     /// The first error the device reported outside any error scope (validation, OOM).
     device_error: Arc<Mutex<Option<String>>>,
     /// Why the device was lost, once it has been.
@@ -240,36 +249,31 @@ impl GpuContext {
     /// Picks an adapter, opens a device with the adapter's own limits, compiles every
     /// kernel, and times both matmul variants to choose one.
     pub fn new(opts: &AdapterOptions) -> Result<Arc<GpuContext>, GpuError> {
-        Self::open(opts, None)
+        Self::open(opts, TestFaults::default())
     }
 
-    /// Test hook: a context whose limits are lowered (never raised) to `lowered`. The
-    /// engine sizes its chunks from these limits as from real ones, and every allocation
-    /// is checked against them.
+    /// Test hook: a context with `faults` injected. The engine sizes its chunks from
+    /// lowered limits as from real ones, and every allocation is checked against them.
     #[doc(hidden)]
-    pub fn new_with_lowered_limits_for_testing(
+    pub fn new_with_faults_for_testing(
         opts: &AdapterOptions,
-        lowered: LoweredLimits,
+        faults: TestFaults,
     ) -> Result<Arc<GpuContext>, GpuError> {
-        Self::open(opts, Some(lowered))
+        Self::open(opts, faults)
     }
 
-    fn open(
-        opts: &AdapterOptions,
-        lowered: Option<LoweredLimits>,
-    ) -> Result<Arc<GpuContext>, GpuError> {
+    fn open(opts: &AdapterOptions, faults: TestFaults) -> Result<Arc<GpuContext>, GpuError> {
         let instance = instance();
         let adapter = pick_adapter(&instance, opts)?;
         let mut summary = summarize(&adapter);
         let uniform_binding = adapter.limits().max_uniform_buffer_binding_size;
-        let mut staging = MAX_STAGING_BYTES;
-        if let Some(low) = lowered {
-            summary.max_buffer_size = summary.max_buffer_size.min(low.buffer_bytes);
-            summary.max_storage_buffer_binding_size = summary
-                .max_storage_buffer_binding_size
-                .min(low.storage_binding_bytes);
-            staging = staging.min(low.staging_bytes);
-        }
+        let lowered = |limit: u64, cap: Option<u64>| cap.map_or(limit, |c| limit.min(c));
+        summary.max_buffer_size = lowered(summary.max_buffer_size, faults.buffer_bytes);
+        summary.max_storage_buffer_binding_size = lowered(
+            summary.max_storage_buffer_binding_size,
+            faults.storage_binding_bytes,
+        );
+        let staging = lowered(MAX_STAGING_BYTES, faults.staging_bytes);
         let limits = BufferLimits {
             buffer: summary.max_buffer_size,
             storage_binding: summary.max_storage_buffer_binding_size,
@@ -348,6 +352,8 @@ impl GpuContext {
             params_layout,
             param_slot,
             limits,
+            lose_after_ops: faults.lose_device_after_ops,
+            ops_run: AtomicU64::new(0),
             matmul: Kernel::MatmulTiled,
             matmul_note: String::new(),
             device_error,
@@ -745,6 +751,10 @@ impl Runner {
             op: op.label.clone(),
             reason: "runner has no context".into(),
         })?;
+        let done = ctx.ops_run.fetch_add(1, Ordering::Relaxed);
+        if ctx.lose_after_ops == Some(done) {
+            ctx.lose_device_for_testing();
+        }
         self.run_on(&ctx, op, readback)
     }
 

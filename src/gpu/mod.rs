@@ -21,7 +21,7 @@ pub mod kernels;
 pub mod probe;
 
 pub use context::{
-    list_adapters, AdapterChoice, AdapterOptions, AdapterSummary, GpuContext, LoweredLimits,
+    list_adapters, AdapterChoice, AdapterOptions, AdapterSummary, GpuContext, TestFaults,
 };
 pub use engine::GpuEngine;
 pub use error::GpuError;
