@@ -354,3 +354,60 @@ fn gpu_matmul_variants_agree_bit_for_bit() {
         &run(Kernel::MatmulReg),
     );
 }
+
+/// `curvature train` (a fresh process: a fresh context and matmul timing on the GPU) on
+/// `device` with `seed`: the saved θ's bits and metadata.
+fn cli_train(
+    device: &str,
+    seed: u64,
+) -> Option<(Vec<u64>, std::collections::HashMap<String, String>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = seed.to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_curvature"))
+        .args(["train", "--device", device, "--quiet", "--seed", &seed])
+        .args(["--hidden", "20", "--epochs", "2", "--batch-size", "200"])
+        .args(["--out", "model.safetensors"])
+        .current_dir(dir.path())
+        .output()
+        .expect("the curvature binary runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && err.contains("no GPU adapter") {
+        if std::env::var("CURVATURE_REQUIRE_GPU").as_deref() == Ok("1") {
+            panic!("CURVATURE_REQUIRE_GPU=1 but no GPU adapter: {err}");
+        }
+        println!("SKIPPED (no GPU adapter)");
+        return None;
+    }
+    assert!(out.status.success(), "{err}");
+    let model = curvature::files::load_model(&dir.path().join("model.safetensors")).unwrap();
+    Some((bits(&model.theta), model.metadata))
+}
+
+/// Two runs of the binary with one seed save the same model; another seed does not.
+fn check_cli(device: &str) {
+    let Some(first) = cli_train(device, 3) else {
+        return;
+    };
+    let second = cli_train(device, 3).unwrap();
+    assert!(
+        first.0 == second.0,
+        "{device}: θ differs between two `train` runs"
+    );
+    assert_eq!(first.1, second.1, "{device}: metadata differs");
+    let other = cli_train(device, 4).unwrap();
+    assert!(
+        first.0 != other.0,
+        "{device}: another seed saved the same θ"
+    );
+    println!("curvature train --device {device}: the same θ bits from two processes");
+}
+
+#[test]
+fn cli_train_twice_saves_the_same_model_on_the_cpu() {
+    check_cli("cpu");
+}
+
+#[test]
+fn cli_train_twice_saves_the_same_model_on_the_gpu() {
+    check_cli("gpu");
+}
