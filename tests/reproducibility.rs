@@ -383,12 +383,28 @@ fn cli_train(
     device: &str,
     seed: u64,
 ) -> Option<(Vec<u64>, std::collections::HashMap<String, String>)> {
+    cli_train_with(
+        device,
+        seed,
+        &["--hidden", "20", "--batch-size", "200"],
+        &[],
+    )
+}
+
+/// `cli_train` with more arguments and environment variables.
+fn cli_train_with(
+    device: &str,
+    seed: u64,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Option<(Vec<u64>, std::collections::HashMap<String, String>)> {
     let dir = tempfile::tempdir().unwrap();
     let seed = seed.to_string();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_curvature"))
         .args(["train", "--device", device, "--quiet", "--seed", &seed])
-        .args(["--hidden", "20", "--epochs", "2", "--batch-size", "200"])
-        .args(["--out", "model.safetensors"])
+        .args(["--epochs", "2", "--out", "model.safetensors"])
+        .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir.path())
         .output()
         .expect("the curvature binary runs");
@@ -432,4 +448,29 @@ fn cli_train_twice_saves_the_same_model_on_the_cpu() {
 #[test]
 fn cli_train_twice_saves_the_same_model_on_the_gpu() {
     check_cli("gpu");
+}
+
+/// The fast CPU engine runs large products on every core (faer over rayon); the result
+/// must not depend on how many there are. 64-50-10 on the digits training split: its
+/// products are above the engine's threshold for multi-threaded GEMM.
+#[test]
+fn cli_cpu_results_do_not_depend_on_the_thread_count() {
+    let run = |threads: &str| {
+        cli_train_with(
+            "cpu",
+            3,
+            &["--hidden", "50"],
+            &[("RAYON_NUM_THREADS", threads)],
+        )
+        .unwrap()
+        .0
+    };
+    let one = run("1");
+    for threads in ["2", "5"] {
+        assert!(
+            run(threads) == one,
+            "θ on {threads} threads differs from θ on 1 thread"
+        );
+    }
+    println!("curvature train --device cpu: the same θ bits on 1, 2 and 5 threads");
 }
