@@ -1,8 +1,10 @@
-//! Device faults injected through the test hooks of `GpuContext`: buffers over the
-//! adapter's limits (lowered limits), the row, column and readback chunking those
-//! limits force (checked against the CPU reference), and a lost device. Every fault
-//! must come back as an error value — one line naming what was being allocated or run,
-//! the limit or reason, and what to try — never a panic or a hang.
+//! Device faults injected through the test hooks of `GpuContext` (`TestFaults`,
+//! `lose_device_for_testing`): buffers over the adapter's limits (lowered limits), the
+//! row, column and readback chunking those limits force (checked against the CPU
+//! reference), and a lost device; and the same faults in the `curvature train` binary
+//! (through the `CURVATURE_TEST_*` variables read by `Device::open`). Every fault must
+//! come back as an error value — one line naming what was being allocated or run, the
+//! limit or reason, and what to try — never a panic or a hang.
 //!
 //! An out-of-memory error cannot be provoked on a software adapter (llvmpipe allocates
 //! lazily from host memory); its classification is unit-tested in `src/gpu/context.rs`.
