@@ -9,7 +9,7 @@
 use crate::cpu_fast::FastCpuEngine;
 use crate::curvature::Curvature;
 use crate::error::{Error, Result};
-use crate::gpu::{AdapterChoice, AdapterOptions, GpuContext, GpuEngine, GpuError};
+use crate::gpu::{AdapterChoice, AdapterOptions, GpuContext, GpuEngine, GpuError, TestFaults};
 use crate::model::Mlp;
 use ndarray::{Array2, ArrayView2};
 use std::fmt;
@@ -92,13 +92,18 @@ impl Device {
             choice,
             name: adapter.map(str::to_string),
         };
+        let faults = test_faults_from_env()?;
+        let context = |choice| {
+            if faults == TestFaults::default() {
+                GpuContext::new(&opts(choice))
+            } else {
+                GpuContext::new_with_faults_for_testing(&opts(choice), faults)
+            }
+        };
         match choice {
             DeviceChoice::Cpu => Ok((Device::Cpu, None)),
-            DeviceChoice::Gpu => Ok((
-                Device::Gpu(GpuContext::new(&opts(AdapterChoice::Gpu))?),
-                None,
-            )),
-            DeviceChoice::Auto => match GpuContext::new(&opts(AdapterChoice::Auto)) {
+            DeviceChoice::Gpu => Ok((Device::Gpu(context(AdapterChoice::Gpu)?), None)),
+            DeviceChoice::Auto => match context(AdapterChoice::Auto) {
                 Ok(ctx) => Ok((Device::Gpu(ctx), None)),
                 // A named adapter that does not exist is the user's mistake, not a reason to fall back.
                 Err(e @ GpuError::NoMatch { .. }) => Err(Error::Gpu(e)),
@@ -150,6 +155,35 @@ impl Device {
             Device::Gpu(ctx) => Engine::Gpu(Box::new(GpuEngine::new(ctx.clone(), mlp, x, t)?)),
         })
     }
+}
+
+/// Environment variables that inject device faults into `Device::open`, so that tests
+/// reach the fault paths of the `curvature` binary itself (a test hook: unset in use).
+pub const TEST_FAULT_VARIABLES: [&str; 3] = [
+    "CURVATURE_TEST_STORAGE_BINDING_BYTES",
+    "CURVATURE_TEST_BUFFER_BYTES",
+    "CURVATURE_TEST_LOSE_DEVICE_AFTER_OPS",
+];
+
+/// The faults named by `TEST_FAULT_VARIABLES` (none when unset); a value that is not a
+/// whole number is an error rather than silently no fault.
+fn test_faults_from_env() -> Result<TestFaults> {
+    let read =
+        |name: &str| -> Result<Option<u64>> {
+            match std::env::var(name) {
+                Err(_) => Ok(None),
+                Ok(v) => v.trim().parse().map(Some).map_err(|_| {
+                    Error::Input(format!("{name}={v}: give a whole number, or unset it"))
+                }),
+            }
+        };
+    let [storage, buffer, lose] = TEST_FAULT_VARIABLES;
+    Ok(TestFaults {
+        storage_binding_bytes: read(storage)?,
+        buffer_bytes: read(buffer)?,
+        staging_bytes: None,
+        lose_device_after_ops: read(lose)?,
+    })
 }
 
 /// A device bound to one model and data set: every operation of [`Curvature`].

@@ -29,6 +29,25 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// A fault of the GPU device rather than of the input: lost, out of memory, over
+    /// its limits, or failing an operation. Training stops on one with its last
+    /// checkpoint kept, and the same command can be run again (or with `--device cpu`).
+    pub fn is_device_fault(&self) -> bool {
+        use crate::gpu::GpuError as G;
+        matches!(
+            self,
+            Error::Gpu(
+                G::Lost { .. }
+                    | G::OutOfMemory { .. }
+                    | G::Allocation { .. }
+                    | G::Operation { .. }
+                    | G::Readback(_)
+            )
+        )
+    }
+}
+
 impl From<crate::optim::OptimError> for Error {
     fn from(e: crate::optim::OptimError) -> Error {
         match e {
@@ -36,5 +55,22 @@ impl From<crate::optim::OptimError> for Error {
             crate::optim::OptimError::Engine(inner) => inner,
             other => Error::Optim(Box::new(other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::GpuError;
+
+    #[test]
+    fn device_faults_are_told_apart_from_input_errors() {
+        let lost = Error::Gpu(GpuError::Lost {
+            op: "running `loss`".into(),
+            reason: "Destroyed".into(),
+        });
+        assert!(lost.is_device_fault());
+        assert!(!Error::Gpu(GpuError::NoAdapter("vulkan".into())).is_device_fault());
+        assert!(!Error::Input("bad".into()).is_device_fault());
     }
 }

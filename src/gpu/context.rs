@@ -2,7 +2,7 @@
 //! once. This is the ONLY file that calls wgpu (pinned to one exact version in
 //! Cargo.toml); the rest of `gpu` records work as an [`Op`] and runs it with a [`Runner`].
 
-use super::error::GpuError;
+use super::error::{human_bytes, one_line, GpuError};
 use super::kernels::{self, matmul_params, Family, Kernel, Strided};
 use std::collections::HashMap;
 use std::num::NonZeroU64;
@@ -63,6 +63,41 @@ impl AdapterSummary {
 
 /// Bytes of one kernel's uniform parameters (the largest struct, MatmulParams, is 72).
 const PARAM_BYTES: u64 = 128;
+/// Largest staging buffer for reading results back; longer results are read in pieces
+/// (a staging buffer is host-visible memory, which drivers keep scarcer than device memory).
+const MAX_STAGING_BYTES: u64 = 64 << 20;
+
+/// The buffer limits every allocation is checked against: the device's own, or lower
+/// ones set by a test (`GpuContext::new_with_lowered_limits_for_testing`).
+#[derive(Clone, Copy, Debug)]
+struct BufferLimits {
+    /// Any buffer (storage, uniform, staging).
+    buffer: u64,
+    /// The range one storage binding may cover.
+    storage_binding: u64,
+    /// The range one uniform binding may cover.
+    uniform_binding: u64,
+    /// The largest staging buffer for reading back (longer results are read in pieces).
+    staging: u64,
+}
+
+/// Test hook: faults to inject into a context. Limits lower than the adapter's (never
+/// higher) reach the over-the-limit paths, the row and column chunking and the
+/// piecewise readback with small networks; a device lost after a number of operations
+/// reaches the lost-device path in the middle of a run.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TestFaults {
+    /// Caps max_storage_buffer_binding_size: the engine's chunking follows it.
+    pub storage_binding_bytes: Option<u64>,
+    /// Caps max_buffer_size: every buffer, the uniform kernel parameters included.
+    pub buffer_bytes: Option<u64>,
+    /// Caps the staging buffer that results are read back through.
+    pub staging_bytes: Option<u64>,
+    /// Destroys the device (as `lose_device_for_testing`) before the operation that
+    /// follows this many operations run through `Runner::run`.
+    pub lose_device_after_ops: Option<u64>,
+}
 /// Product timed to choose the matmul variant: (M, N, K) of about the size of the
 /// forward and gradient products of the digits network on one batch.
 const MATMUL_PROBE: (usize, usize, usize) = (1024, 128, 256);
@@ -190,6 +225,11 @@ pub struct GpuContext {
     param_slot: u64,
     matmul: Kernel,
     matmul_note: String,
+    limits: BufferLimits,
+    /// Test hook: lose the device once this many operations have run.
+    lose_after_ops: Option<u64>,
+    /// Operations run through `Runner::run` (counted for `lose_after_ops`).
+    ops_run: AtomicU64,
     /// The first error the device reported outside any error scope (validation, OOM).
     device_error: Arc<Mutex<Option<String>>>,
     /// Why the device was lost, once it has been.
@@ -209,9 +249,38 @@ impl GpuContext {
     /// Picks an adapter, opens a device with the adapter's own limits, compiles every
     /// kernel, and times both matmul variants to choose one.
     pub fn new(opts: &AdapterOptions) -> Result<Arc<GpuContext>, GpuError> {
+        Self::open(opts, TestFaults::default())
+    }
+
+    /// Test hook: a context with `faults` injected. The engine sizes its chunks from
+    /// lowered limits as from real ones, and every allocation is checked against them.
+    #[doc(hidden)]
+    pub fn new_with_faults_for_testing(
+        opts: &AdapterOptions,
+        faults: TestFaults,
+    ) -> Result<Arc<GpuContext>, GpuError> {
+        Self::open(opts, faults)
+    }
+
+    fn open(opts: &AdapterOptions, faults: TestFaults) -> Result<Arc<GpuContext>, GpuError> {
         let instance = instance();
         let adapter = pick_adapter(&instance, opts)?;
-        let summary = summarize(&adapter);
+        let mut summary = summarize(&adapter);
+        let uniform_binding = adapter.limits().max_uniform_buffer_binding_size;
+        let lowered = |limit: u64, cap: Option<u64>| cap.map_or(limit, |c| limit.min(c));
+        summary.max_buffer_size = lowered(summary.max_buffer_size, faults.buffer_bytes);
+        summary.max_storage_buffer_binding_size = lowered(
+            summary.max_storage_buffer_binding_size,
+            faults.storage_binding_bytes,
+        );
+        let staging = lowered(MAX_STAGING_BYTES, faults.staging_bytes);
+        let limits = BufferLimits {
+            buffer: summary.max_buffer_size,
+            storage_binding: summary.max_storage_buffer_binding_size,
+            uniform_binding: uniform_binding.min(summary.max_buffer_size),
+            // A multiple of 4 (whole f32), at least one.
+            staging: (staging.min(summary.max_buffer_size) / 4 * 4).max(4),
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("curvature"),
             required_features: wgpu::Features::empty(),
@@ -225,18 +294,24 @@ impl GpuContext {
             adapter: summary.name.clone(),
             reason: e.to_string(),
         })?;
+        // Installed first, before anything else touches the device: without a handler
+        // wgpu turns an error outside an error scope into a panic.
         let device_error = Arc::new(Mutex::new(None::<String>));
         let sink = device_error.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             if let Ok(mut slot) = sink.lock() {
-                slot.get_or_insert_with(|| e.to_string());
+                slot.get_or_insert_with(|| one_line(&e.to_string()));
             }
         }));
         let lost = Arc::new(Mutex::new(None::<String>));
         let lost_sink = lost.clone();
         device.set_device_lost_callback(move |reason, message| {
             if let Ok(mut slot) = lost_sink.lock() {
-                slot.get_or_insert_with(|| format!("{reason:?}: {message}"));
+                let reason = match message.trim() {
+                    "" => format!("{reason:?}"),
+                    message => format!("{reason:?}: {message}"),
+                };
+                slot.get_or_insert_with(|| one_line(&reason));
             }
         });
         let align = device.limits().min_uniform_buffer_offset_alignment as u64;
@@ -276,6 +351,9 @@ impl GpuContext {
             pipelines,
             params_layout,
             param_slot,
+            limits,
+            lose_after_ops: faults.lose_device_after_ops,
+            ops_run: AtomicU64::new(0),
             matmul: Kernel::MatmulTiled,
             matmul_note: String::new(),
             device_error,
@@ -300,11 +378,29 @@ impl GpuContext {
         self.matmul
     }
 
-    /// An error the device reported since the last check, as `Operation { op }`.
-    fn check(&self, op: &str) -> Result<(), GpuError> {
-        if let Some(reason) = self.lost.lock().ok().and_then(|l| l.clone()) {
-            return Err(GpuError::Lost(reason));
+    /// Why the device was lost, if it has been. Polls once (without waiting) first: wgpu
+    /// reports a loss through its callback only when the device is maintained.
+    fn lost_reason(&self) -> Option<String> {
+        let _ = self.device.poll(wgpu::PollType::Poll);
+        self.lost.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// `Err(Lost)` once the device has been lost: checked before any work, so that a lost
+    /// device fails the next operation at once instead of queueing work that never runs.
+    fn check_lost(&self, op: &str) -> Result<(), GpuError> {
+        match self.lost_reason() {
+            Some(reason) => Err(GpuError::Lost {
+                op: op.to_string(),
+                reason,
+            }),
+            None => Ok(()),
         }
+    }
+
+    /// A loss, or an error the device reported outside any error scope since the last
+    /// check, as an error of `op`.
+    fn check(&self, op: &str) -> Result<(), GpuError> {
+        self.check_lost(op)?;
         let taken = self.device_error.lock().ok().and_then(|mut e| e.take());
         match taken {
             Some(reason) => Err(GpuError::Operation {
@@ -315,36 +411,105 @@ impl GpuContext {
         }
     }
 
-    /// A zeroed storage buffer of `len` f32, checked against the adapter's limits.
-    pub fn buffer(&self, what: &str, len: usize) -> Result<GpuBuffer, GpuError> {
-        let bytes = (len.max(1) * 4) as u64;
-        let limit = self.summary.max_binding_bytes();
-        if bytes > limit {
+    /// Runs `f` inside out-of-memory, validation and internal error scopes, so that an
+    /// error it causes comes back as a value tied to this call (not to whatever runs next).
+    fn scoped<T>(&self, f: impl FnOnce() -> T) -> (T, Option<wgpu::Error>) {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let value = f();
+        // Popped in reverse order of pushing; an out-of-memory error explains the others.
+        let internal = pollster::block_on(internal.pop());
+        let validation = pollster::block_on(validation.pop());
+        let oom = pollster::block_on(oom.pop());
+        (value, oom.or(validation).or(internal))
+    }
+
+    /// The error to report for `err`, raised while `doing` (`allocating `X` (…)` or
+    /// `running `Hv block``): a loss first (it explains everything after it), then out
+    /// of memory, then `other` for a validation or internal error.
+    fn fault(
+        &self,
+        doing: &str,
+        err: wgpu::Error,
+        other: impl FnOnce(String) -> GpuError,
+    ) -> GpuError {
+        classify(doing, self.lost_reason(), err, other)
+    }
+
+    /// Creates a raw buffer of `bytes` after checking them against `max` (`max_name` says
+    /// which limit), inside error scopes: over the limit, refused or out of memory, the
+    /// error names `what` and its size.
+    fn raw_buffer(
+        &self,
+        what: &str,
+        bytes: u64,
+        usage: wgpu::BufferUsages,
+        max: u64,
+        max_name: &str,
+    ) -> Result<wgpu::Buffer, GpuError> {
+        let label = format!("`{what}`");
+        self.check_lost(&format!("allocating {label}"))?;
+        if bytes > max {
             return Err(GpuError::Allocation {
-                what: what.to_string(),
+                what: label,
                 bytes,
-                limit: format!("the adapter binds at most {limit} bytes per storage buffer"),
+                limit: format!("the adapter allows at most {} {max_name}", human_bytes(max)),
             });
         }
-        let raw = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(what),
-            size: bytes,
-            usage: wgpu::BufferUsages::STORAGE
+        let (raw, err) = self.scoped(|| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(what),
+                size: bytes,
+                usage,
+                mapped_at_creation: false,
+            })
+        });
+        match err {
+            None => Ok(raw),
+            Some(err) => {
+                let doing = format!("allocating {label} ({})", human_bytes(bytes));
+                Err(self.fault(&doing, err, |reason| GpuError::Allocation {
+                    what: label.clone(),
+                    bytes,
+                    limit: reason,
+                }))
+            }
+        }
+    }
+
+    /// A zeroed storage buffer of `len` f32, checked against the adapter's limits.
+    pub fn buffer(&self, what: &str, len: usize) -> Result<GpuBuffer, GpuError> {
+        let bytes = (len.max(1) as u64).saturating_mul(4);
+        let max = self.limits.storage_binding.min(self.limits.buffer);
+        let raw = self.raw_buffer(
+            what,
+            bytes,
+            wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        self.check(&format!("allocating {what}"))
-            .map_err(|e| GpuError::Allocation {
-                what: what.to_string(),
-                bytes,
-                limit: e.to_string(),
-            })?;
+            max,
+            "per storage buffer",
+        )?;
         Ok(GpuBuffer {
             id: NEXT_BUFFER_ID.fetch_add(1, Ordering::Relaxed),
             raw,
             len,
         })
+    }
+
+    /// The largest staging buffer: the buffer limit or `MAX_STAGING_BYTES`, a multiple of 4.
+    fn staging_limit(&self) -> u64 {
+        self.limits.staging
+    }
+
+    /// Test hook: destroys the device, as a driver reset would lose it. Every later
+    /// operation on this context (and on engines that share it) returns `GpuError::Lost`.
+    #[doc(hidden)]
+    pub fn lose_device_for_testing(&self) {
+        self.device.destroy();
+        // The loss callback runs when the device is next maintained.
+        let _ = self.device.poll(wgpu::PollType::Poll);
     }
 
     /// Queues a write of `data` at element `offset` of `buf`; it lands before the next submit.
@@ -358,6 +523,11 @@ impl GpuContext {
     /// Times both matmul variants on the probe product and keeps the faster.
     fn choose_matmul(&mut self) -> Result<(), GpuError> {
         let (m, n, k) = MATMUL_PROBE;
+        if (m * k * 4) as u64 > self.limits.storage_binding.min(self.limits.buffer) {
+            self.matmul_note =
+                "shared-memory tiled (not timed: the probe is over the buffer limit)".into();
+            return Ok(());
+        }
         let a = self.buffer("matmul probe A", m * k)?;
         let b = self.buffer("matmul probe B", k * n)?;
         let c = self.buffer("matmul probe C", m * n)?;
@@ -409,6 +579,32 @@ impl GpuContext {
             reg * 1e3
         );
         Ok(())
+    }
+}
+
+/// The error to report for `err`, raised while `doing`: the device's loss if it was lost
+/// (it explains everything after it), out of memory as such, and `other` (given the
+/// one-line description) for a validation or internal error.
+fn classify(
+    doing: &str,
+    lost: Option<String>,
+    err: wgpu::Error,
+    other: impl FnOnce(String) -> GpuError,
+) -> GpuError {
+    if let Some(reason) = lost {
+        return GpuError::Lost {
+            op: doing.to_string(),
+            reason,
+        };
+    }
+    match err {
+        wgpu::Error::OutOfMemory { source } => GpuError::OutOfMemory {
+            what: doing.to_string(),
+            reason: one_line(&source.to_string()),
+        },
+        wgpu::Error::Validation { description, .. } | wgpu::Error::Internal { description, .. } => {
+            other(one_line(&description))
+        }
     }
 }
 
@@ -555,6 +751,10 @@ impl Runner {
             op: op.label.clone(),
             reason: "runner has no context".into(),
         })?;
+        let done = ctx.ops_run.fetch_add(1, Ordering::Relaxed);
+        if ctx.lose_after_ops == Some(done) {
+            ctx.lose_device_for_testing();
+        }
         self.run_on(&ctx, op, readback)
     }
 
@@ -564,6 +764,8 @@ impl Runner {
         op: Op,
         readback: Option<Readback>,
     ) -> Result<Vec<f32>, GpuError> {
+        let running = format!("running `{}`", op.label);
+        ctx.check_lost(&running)?;
         let dispatches = op
             .cmds
             .iter()
@@ -654,20 +856,64 @@ impl Runner {
                 }
             }
         }
-        let mut result = Vec::new();
-        if let Some((buf, offset, len)) = readback {
-            let bytes = (len * 4) as u64;
-            self.ensure_staging(ctx, bytes);
+        let Some((buf, offset, len)) = readback.filter(|r| r.2 > 0) else {
+            self.submit(ctx, &running, encoder)?;
+            ctx.check(&running)?;
+            return Ok(Vec::new());
+        };
+        // Read back in pieces of at most one staging buffer; the first piece's copy
+        // rides in the operation's own submit.
+        let piece_len = (ctx.staging_limit() / 4).max(1) as usize;
+        let mut result = Vec::with_capacity(len);
+        let mut encoder = Some(encoder);
+        let mut done = 0;
+        while done < len {
+            let n = piece_len.min(len - done);
+            let bytes = (n * 4) as u64;
+            self.ensure_staging(ctx, bytes)?;
+            let mut enc = match encoder.take() {
+                Some(e) => e,
+                None => ctx
+                    .device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some(&op.label),
+                    }),
+            };
             if let Some((staging, _)) = &self.staging {
-                encoder.copy_buffer_to_buffer(&buf.raw, (offset * 4) as u64, staging, 0, bytes);
+                enc.copy_buffer_to_buffer(
+                    &buf.raw,
+                    ((offset + done) * 4) as u64,
+                    staging,
+                    0,
+                    bytes,
+                );
             }
-            ctx.queue.submit([encoder.finish()]);
-            result = self.read_staging(ctx, &op.label, len)?;
-        } else {
-            ctx.queue.submit([encoder.finish()]);
+            self.submit(ctx, &running, enc)?;
+            result.extend(self.read_staging(ctx, &op.label, n)?);
+            done += n;
         }
-        ctx.check(&op.label)?;
+        ctx.check(&running)?;
         Ok(result)
+    }
+
+    /// Submits `encoder` inside error scopes: an out-of-memory or validation error of the
+    /// submission comes back as an error of `running`.
+    fn submit(
+        &self,
+        ctx: &GpuContext,
+        running: &str,
+        encoder: wgpu::CommandEncoder,
+    ) -> Result<(), GpuError> {
+        let ((), err) = ctx.scoped(|| {
+            ctx.queue.submit([encoder.finish()]);
+        });
+        match err {
+            None => Ok(()),
+            Some(err) => Err(ctx.fault(running, err, |reason| GpuError::Operation {
+                op: running.to_string(),
+                reason,
+            })),
+        }
     }
 
     fn ensure_params(&mut self, ctx: &GpuContext, dispatches: usize) -> Result<(), GpuError> {
@@ -675,43 +921,72 @@ impl Runner {
         if have >= dispatches.max(1) {
             return Ok(());
         }
+        if PARAM_BYTES > ctx.limits.uniform_binding {
+            return Err(GpuError::Allocation {
+                what: "one kernel's parameters".into(),
+                bytes: PARAM_BYTES,
+                limit: format!(
+                    "the adapter binds at most {} per uniform buffer",
+                    human_bytes(ctx.limits.uniform_binding)
+                ),
+            });
+        }
         let slots = dispatches.max(64).next_power_of_two();
         let bytes = slots as u64 * ctx.param_slot;
-        let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("kernel parameters"),
-            size: bytes,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
+        let what = format!("kernel parameters ({dispatches} dispatches)");
+        let buffer = ctx.raw_buffer(
+            &what,
+            bytes,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            ctx.limits.buffer,
+            "per buffer",
+        )?;
+        let (group, err) = ctx.scoped(|| {
+            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("kernel parameters"),
+                layout: &ctx.params_layout,
+                entries: &[wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &buffer,
+                        offset: 0,
+                        size: NonZeroU64::new(PARAM_BYTES),
+                    }),
+                }],
+            })
         });
-        let group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("kernel parameters"),
-            layout: &ctx.params_layout,
-            entries: &[wgpu::BindGroupEntry {
-                binding: 0,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &buffer,
-                    offset: 0,
-                    size: NonZeroU64::new(PARAM_BYTES),
-                }),
-            }],
-        });
-        ctx.check("allocating kernel parameters")?;
+        if let Some(err) = err {
+            let doing = format!("binding `{what}`");
+            return Err(ctx.fault(&doing, err, |reason| GpuError::Operation {
+                op: doing.clone(),
+                reason,
+            }));
+        }
         self.params = Some((buffer, group, slots));
         Ok(())
     }
 
-    fn ensure_staging(&mut self, ctx: &GpuContext, bytes: u64) {
+    /// A staging buffer of at least `bytes` (≤ the staging limit): reused while big enough.
+    fn ensure_staging(&mut self, ctx: &GpuContext, bytes: u64) -> Result<(), GpuError> {
         if self.staging.as_ref().is_some_and(|s| s.1 >= bytes) {
-            return;
+            return Ok(());
         }
-        let size = bytes.next_power_of_two().max(256);
-        let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
+        let size = bytes
+            .next_power_of_two()
+            .max(256)
+            .min(ctx.staging_limit())
+            .max(bytes);
+        // Dropped first, so that the old and the new buffer are never held together.
+        self.staging = None;
+        let buffer = ctx.raw_buffer(
+            "readback staging",
             size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            ctx.limits.buffer,
+            "per buffer",
+        )?;
         self.staging = Some((buffer, size));
+        Ok(())
     }
 
     fn read_staging(
@@ -723,19 +998,23 @@ impl Runner {
         let Some((staging, _)) = &self.staging else {
             return Err(GpuError::Readback(label.to_string()));
         };
+        let reading = format!("reading back `{label}`");
         let bytes = (len * 4) as u64;
         let slice = staging.slice(0..bytes);
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r.is_ok());
         });
-        ctx.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| GpuError::Operation {
-                op: label.to_string(),
-                reason: e.to_string(),
-            })?;
+        if let Err(e) = ctx.device.poll(wgpu::PollType::wait_indefinitely()) {
+            ctx.check_lost(&reading)?;
+            return Err(GpuError::Operation {
+                op: reading,
+                reason: one_line(&e.to_string()),
+            });
+        }
         if rx.recv() != Ok(true) {
+            // A map fails when the device was lost under it; say so if that is why.
+            ctx.check_lost(&reading)?;
             return Err(GpuError::Readback(label.to_string()));
         }
         let data = {
@@ -746,5 +1025,100 @@ impl Runner {
         };
         staging.unmap();
         Ok(data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A driver's out-of-memory error cannot be provoked on every adapter (llvmpipe
+    /// allocates lazily from host memory), so its classification is tested on the value.
+    #[test]
+    fn out_of_memory_errors_become_out_of_memory_faults() {
+        let err = wgpu::Error::OutOfMemory {
+            source: "Not enough memory left.\nCaused by: vkAllocateMemory".into(),
+        };
+        let fault = classify("allocating `R{a}` (1024 bytes = 1.0 KiB)", None, err, |r| {
+            GpuError::Operation {
+                op: "unused".into(),
+                reason: r,
+            }
+        });
+        let msg = fault.to_string();
+        assert!(matches!(fault, GpuError::OutOfMemory { .. }), "{msg}");
+        assert!(msg.contains("allocating `R{a}` (1024 bytes"), "{msg}");
+        assert!(msg.contains("--device cpu") && !msg.contains('\n'), "{msg}");
+    }
+
+    #[test]
+    fn a_lost_device_explains_any_error_after_it() {
+        let err = wgpu::Error::Validation {
+            source: "invalid device".into(),
+            description: "Device is invalid".into(),
+        };
+        let fault = classify("running `loss`", Some("Destroyed".into()), err, |r| {
+            GpuError::Operation {
+                op: "unused".into(),
+                reason: r,
+            }
+        });
+        assert!(matches!(fault, GpuError::Lost { .. }), "{fault}");
+    }
+
+    /// A device lost between the check before an operation and its readback (the window
+    /// the check cannot close): the readback reports the loss, without a hang or a panic.
+    #[test]
+    fn a_device_lost_under_a_readback_is_reported_as_lost() {
+        let opts = AdapterOptions {
+            choice: AdapterChoice::Gpu,
+            name: None,
+        };
+        let ctx = match GpuContext::new(&opts) {
+            Ok(ctx) => ctx,
+            Err(e) if std::env::var("CURVATURE_REQUIRE_GPU").as_deref() != Ok("1") => {
+                println!("SKIPPED (no GPU adapter): {e}");
+                return;
+            }
+            Err(e) => panic!("CURVATURE_REQUIRE_GPU=1 but no GPU context: {e}"),
+        };
+        let buf = ctx.buffer("source", 16).unwrap();
+        let mut runner = Runner::new(ctx.clone());
+        runner.ensure_staging(&ctx, 64).unwrap();
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+        if let Some((staging, _)) = &runner.staging {
+            encoder.copy_buffer_to_buffer(&buf.raw, 0, staging, 0, 64);
+        }
+        ctx.device.destroy();
+        let result = runner
+            .submit(&ctx, "running `probe`", encoder)
+            .and_then(|()| runner.read_staging(&ctx, "probe", 16));
+        match result {
+            Err(e @ GpuError::Lost { .. }) => println!("{e}"),
+            other => panic!("expected Lost, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn validation_errors_go_to_the_callers_variant() {
+        let err = wgpu::Error::Validation {
+            source: "too big".into(),
+            description: "Buffer size\n  exceeds the limit".into(),
+        };
+        let fault = classify("allocating `θ`", None, err, |reason| {
+            GpuError::Allocation {
+                what: "`θ`".into(),
+                bytes: 8,
+                limit: reason,
+            }
+        });
+        match fault {
+            GpuError::Allocation { limit, .. } => {
+                assert_eq!(limit, "Buffer size; exceeds the limit")
+            }
+            other => panic!("{other}"),
+        }
     }
 }

@@ -278,12 +278,17 @@ pub const SPLIT_K_MAX: usize = 32;
 
 /// How many K splits a product gets: 1 unless its output tiles are too few to fill the
 /// device and K is long, and never more than `scratch_len` floats of partial sums.
+///
+/// The count is the same for every matmul variant (`_kernel` is not consulted: tiles are
+/// counted in the shared-memory kernel's 64×64 layout): the splits fix the order in
+/// which K is summed, so one count for both makes the two variants agree bit for bit,
+/// and the variant a context picks by timing cannot change a result from run to run.
 pub fn split_k(
-    kernel: Kernel,
+    _kernel: Kernel,
     (m, n, k, batch): (usize, usize, usize, usize),
     scratch_len: usize,
 ) -> usize {
-    let g = matmul_groups(kernel, m, n, batch);
+    let g = matmul_groups(Kernel::MatmulTiled, m, n, batch);
     let tiles = (g[0] * g[1] * g[2]) as usize;
     if tiles >= SPLIT_K_TARGET_WORKGROUPS || k < 2 * SPLIT_K_MIN_DEPTH {
         return 1;

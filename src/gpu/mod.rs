@@ -13,6 +13,34 @@
 //! | outer_product | loss `loss_factor`, outer_product `outer_rows`, matmul Bᵀ·B, update `add_diag` |
 //!
 //! Parity tests: `tests/parity_*.rs` (kernels, forward, products, diagonals, digits).
+//!
+//! ## Device faults
+//! Every fault is a [`GpuError`] value, one line naming what was being allocated or run
+//! (buffer name and bytes, or operation), the limit or reason, and what to try:
+//! - over a limit: every buffer is checked before it is created against
+//!   max_storage_buffer_binding_size and max_buffer_size (storage), max_buffer_size
+//!   (the uniform kernel parameters, the readback staging) → `Allocation`. The engine
+//!   sizes its work to fit first: rows in chunks, blocks of vectors (Hv, H, diag H) and
+//!   output rows in parts, results read back in pieces of at most 64 MiB; what cannot
+//!   be split (θ, one row's buffers, the W×W outer product) is refused by name.
+//! - out of memory or refused by the driver: allocations and submits run inside wgpu
+//!   error scopes (OutOfMemory, Validation, Internal) → `OutOfMemory` / `Allocation` /
+//!   `Operation`; errors outside any scope go to the uncaptured-error handler (installed
+//!   before anything else, so wgpu never panics on them) and are reported by the next
+//!   check.
+//! - a lost device: the loss callback is polled before every allocation and operation
+//!   and after a failed readback → `Lost`, at once, without waiting on the dead device.
+//!
+//! Test hooks (doc-hidden): [`TestFaults`] (lowered limits, a device lost after N
+//! operations; also from `CURVATURE_TEST_*` variables in `Device::open`) and
+//! `GpuContext::lose_device_for_testing`. Tests: `tests/gpu_faults.rs`.
+//!
+//! ## Reproducibility
+//! No shader uses atomics: every reduction runs in a fixed order (the column-sum tree of
+//! `reduce.wgsl`, split-K partial sums added in split order, per-thread loops), and the
+//! two matmul variants sum k in the same order, so the variant a context picks by
+//! timing does not change the bits. Same θ, data and adapter: the same bits, run to run
+//! (`tests/reproducibility.rs`).
 
 pub mod context;
 pub mod engine;
@@ -20,6 +48,8 @@ pub mod error;
 pub mod kernels;
 pub mod probe;
 
-pub use context::{list_adapters, AdapterChoice, AdapterOptions, AdapterSummary, GpuContext};
+pub use context::{
+    list_adapters, AdapterChoice, AdapterOptions, AdapterSummary, GpuContext, TestFaults,
+};
 pub use engine::GpuEngine;
 pub use error::GpuError;

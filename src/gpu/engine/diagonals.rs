@@ -5,7 +5,7 @@
 use super::{GpuEngine, Slice, VECTOR_GROUP};
 use crate::error::Result;
 use crate::gpu::context::{GpuBuffer, Op};
-use crate::gpu::error::GpuError;
+use crate::gpu::error::{human_bytes, GpuError};
 use crate::gpu::kernels::{Kernel, Strided};
 
 impl GpuEngine {
@@ -136,7 +136,10 @@ impl GpuEngine {
             return Err(GpuError::Allocation {
                 what: format!("the {w}×{w} outer-product matrix"),
                 bytes: (w as u64) * (w as u64) * 4,
-                limit: format!("the adapter binds at most {} bytes", max_f * 4),
+                limit: format!(
+                    "the adapter allows at most {} per storage buffer",
+                    human_bytes(max_f as u64 * 4)
+                ),
             });
         }
         if self.bufs.outer.is_none() {

@@ -207,6 +207,17 @@ impl GpuEngine {
         self.chunk_rows
     }
 
+    /// f32 elements one storage buffer may hold on this adapter.
+    fn max_floats(&self) -> usize {
+        (self.ctx.summary().max_binding_bytes() / 4) as usize
+    }
+
+    /// Vectors of W entries that one storage buffer holds (at least 1: a model whose θ
+    /// alone is over the limit is refused by `new`).
+    pub fn vectors_per_block(&self) -> usize {
+        (self.max_floats() / self.num_params.max(1)).max(1)
+    }
+
     pub fn context(&self) -> &Arc<GpuContext> {
         &self.ctx
     }
@@ -242,11 +253,19 @@ impl GpuEngine {
         let sizes = mlp.sizes();
         let (d, kk) = (mlp.num_inputs(), mlp.num_outputs());
         let n = x.nrows();
+        let w = mlp.num_params();
+        // θ first: a network too large for the device is refused by its parameters' name.
+        let theta = ctx.buffer(&format!("θ ({w} parameters of {})", mlp.describe()), w)?;
+        // Per-row buffers name the rows they hold (one row over the limit cannot be chunked).
+        let rows_buffer = |name: &str, len: usize| {
+            let plural = if rows == 1 { "" } else { "s" };
+            ctx.buffer(&format!("{name} ({rows} row{plural})"), len)
+        };
         let mut chunks = Vec::new();
         for start in (0..n).step_by(rows) {
             let end = (start + rows).min(n);
-            let xb = ctx.buffer("X chunk", (end - start) * d)?;
-            let tb = ctx.buffer("T chunk", (end - start) * kk)?;
+            let xb = rows_buffer("X chunk", (end - start) * d)?;
+            let tb = rows_buffer("T chunk", (end - start) * kk)?;
             let xs = x.slice(ndarray::s![start..end, ..]);
             let ts = t.slice(ndarray::s![start..end, ..]);
             ctx.write(
@@ -263,7 +282,6 @@ impl GpuEngine {
             );
             chunks.push((xb, tb));
         }
-        let w = mlp.num_params();
         let sum_out: usize = sizes[1..].iter().sum();
         let max_width = sizes.iter().copied().max().unwrap_or(1);
         let g = VECTOR_GROUP;
@@ -271,23 +289,23 @@ impl GpuEngine {
         let mask_host: Vec<f32> = mlp.weight_mask().iter().map(|&m| m as f32).collect();
         ctx.write(&mask, 0, &mask_host);
         let bufs = Buffers {
-            theta: ctx.buffer("θ", w)?,
+            theta,
             mask,
             theta_sq: ctx.buffer("θ²", w)?,
             grad: ctx.buffer("gradient and loss sums", w + n)?,
             diag: ctx.buffer("diagonal", w)?,
-            pre: ctx.buffer("pre-activations a", rows * sum_out)?,
-            z: ctx.buffer("activations z", rows * sum_out)?,
-            d1: ctx.buffer("h′(a)", rows * sum_out)?,
-            d2: ctx.buffer("h″(a)", rows * sum_out)?,
-            delta: ctx.buffer("δ", rows * sum_out)?,
-            ew: ctx.buffer("δ·W", rows * sum_out)?,
-            row_loss: ctx.buffer("E_n", rows)?,
-            ra: ctx.buffer("R{a}", g * rows * sum_out)?,
-            rz: ctx.buffer("R{z}", g * rows * sum_out)?,
-            rd: ctx.buffer("R{δ}", g * rows * sum_out)?,
-            prod: ctx.buffer("backward products", g * rows * max_width)?,
-            sq: ctx.buffer("squares", rows * max_width)?,
+            pre: rows_buffer("pre-activations a", rows * sum_out)?,
+            z: rows_buffer("activations z", rows * sum_out)?,
+            d1: rows_buffer("h′(a)", rows * sum_out)?,
+            d2: rows_buffer("h″(a)", rows * sum_out)?,
+            delta: rows_buffer("δ", rows * sum_out)?,
+            ew: rows_buffer("δ·W", rows * sum_out)?,
+            row_loss: rows_buffer("E_n", rows)?,
+            ra: rows_buffer("R{a}", g * rows * sum_out)?,
+            rz: rows_buffer("R{z}", g * rows * sum_out)?,
+            rd: rows_buffer("R{δ}", g * rows * sum_out)?,
+            prod: rows_buffer("backward products", g * rows * max_width)?,
+            sq: rows_buffer("squares", rows * max_width)?,
             split_scratch: ctx.buffer(
                 "split-K partial sums",
                 SPLIT_K_SCRATCH_FLOATS.min((ctx.summary().max_binding_bytes() / 4) as usize),

@@ -9,7 +9,7 @@ use crate::gpu::context::{GpuBuffer, Op};
 use crate::gpu::error::GpuError;
 use crate::gpu::kernels::{elementwise_groups, Kernel, Strided};
 use crate::model::Mlp;
-use ndarray::{Array2, ArrayView2};
+use ndarray::{s, Array2, ArrayView2};
 use std::ops::Range;
 
 impl GpuEngine {
@@ -52,6 +52,17 @@ impl GpuEngine {
         if count == 0 {
             return Ok(Array2::zeros((0, w)));
         }
+        // More vectors than one storage binding holds: in blocks that fit, one submit each.
+        let per_block = self.vectors_per_block();
+        if count > per_block {
+            let mut result = Array2::zeros((count, w)); // (count, W)
+            for c0 in (0..count).step_by(per_block) {
+                let c1 = (c0 + per_block).min(count);
+                let part = self.products(theta, rows.clone(), v.slice(s![c0..c1, ..]), exact)?;
+                result.slice_mut(s![c0..c1, ..]).assign(&part);
+            }
+            return Ok(result);
+        }
         let (vecs, out) = self.vector_buffers(count)?;
         self.upload_theta(theta);
         let vh: Vec<f32> = v.iter().map(|&x| x as f32).collect();
@@ -71,7 +82,7 @@ impl GpuEngine {
     ) -> Result<Array2<f64>> {
         check_args(&self.mlp, self.num_rows, theta, &rows, None)?;
         let w = self.num_params;
-        let block = HESSIAN_BLOCK_COLUMNS.min(w);
+        let block = HESSIAN_BLOCK_COLUMNS.min(w).min(self.vectors_per_block());
         let (vecs, out) = self.vector_buffers(block)?;
         self.upload_theta(theta);
         let mut h = Array2::zeros((w, w));
@@ -158,6 +169,18 @@ impl Curvature for GpuEngine {
     fn outputs(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
         check_args(&self.mlp, self.num_rows, theta, &rows, None)?;
         let kk = self.mlp.num_outputs();
+        // More outputs than one storage binding holds: in row ranges that fit.
+        let per_part = (self.max_floats() / kk).max(1);
+        if rows.len() > per_part {
+            let mut y = Array2::zeros((rows.len(), kk)); // (rows, K)
+            for r0 in (rows.start..rows.end).step_by(per_part) {
+                let r1 = (r0 + per_part).min(rows.end);
+                let part = self.outputs(theta, r0..r1)?;
+                y.slice_mut(s![r0 - rows.start..r1 - rows.start, ..])
+                    .assign(&part);
+            }
+            return Ok(y);
+        }
         let need = rows.len() * kk;
         if self.bufs.outputs.as_ref().is_none_or(|b| b.len() < need) {
             if let Some(old) = self.bufs.outputs.take() {
@@ -208,7 +231,7 @@ impl Curvature for GpuEngine {
     fn diag_hessian(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Vec<f64>> {
         check_args(&self.mlp, self.num_rows, theta, &rows, None)?;
         let w = self.num_params;
-        let block = HESSIAN_BLOCK_COLUMNS.min(w);
+        let block = HESSIAN_BLOCK_COLUMNS.min(w).min(self.vectors_per_block());
         let (vecs, out) = self.vector_buffers(block)?;
         self.upload_theta(theta);
         let diag = self.bufs.diag.clone();
