@@ -224,7 +224,7 @@ fn digits_network() {
     let theta = mlp.init_params(3);
     all_ops::<f64>("digits", &mlp, &theta, &data.x, &data.t, usize::MAX, false);
     all_ops::<f32>("digits", &mlp, &theta, &data.x, &data.t, usize::MAX, false);
-    // 1797 rows are split into one part per thread (data-parallel, see
+    // 1797 rows are split into parts run in parallel (data-parallel, see
     // `cpu_fast::engine::parts_for`); chunks of 333 make each part run several
     // chunks, so both accumulations (within a part, across parts) are checked.
     all_ops::<f64>("digits chunked", &mlp, &theta, &data.x, &data.t, 333, false);

@@ -10,13 +10,17 @@
 //!
 //! Two kinds of parallelism. Small data sets (S) are overhead-bound: dozens of
 //! small GEMMs and elementwise passes per operation, each a fork-join of the
-//! pool. So the rows of an operation are split into one contiguous part per
-//! thread ([`parts_for`]), each part runs its chunks on one thread with its own
-//! workspace (sequential GEMMs), and the parts' accumulators are added in part
-//! order at the end: one fork-join per operation. Large data sets (M, L) are
-//! GEMM-bound and run chunk after chunk with every product multi-threaded.
-//! Either way the result depends only on the shapes and the pool's thread
-//! count, so it is the same bits on every run of the same machine.
+//! pool. So the rows of an operation are split into a few contiguous parts
+//! ([`parts_for`], a function of the row count only), each part runs its
+//! chunks on one thread with its own workspace (sequential GEMMs), and the
+//! parts' accumulators are added in part order at the end: one fork-join per
+//! operation. Large data sets (M, L) are GEMM-bound and run chunk after chunk
+//! with every product multi-threaded. Either way every run on the same
+//! machine gives the same bits. Split into parts, the result is also the same
+//! on any number of threads; the multi-threaded GEMMs of large data sets split
+//! their sums over samples by the thread count, so there a different
+//! `RAYON_NUM_THREADS` may change the last bits (measured on M: the gradient
+//! differs between 1 and 2 threads; S's results do not).
 
 use super::block::Block;
 use super::diagonal::{DiagBuffers, Kind};
@@ -46,22 +50,25 @@ pub const FACTOR_BUDGET: usize = 1 << 22;
 /// Columns of H (or G) per block pass of the full matrices: wide blocks make
 /// each layer's products large GEMMs (measured on S: see README, Benchmarks).
 pub const HESSIAN_BLOCK: usize = 128;
-/// Rows at or below which an operation is split into per-thread parts
+/// Rows at or below which an operation is split into parts run in parallel
 /// (data-parallel); above, chunks run one after another with multi-threaded
 /// GEMMs. S (1797 rows) is below, M and L (10000) above: measured in
 /// `curvature bench` (see README, Benchmarks).
 pub const DATA_PARALLEL_MAX_ROWS: usize = 4096;
 /// The fewest rows worth a part of their own.
 pub const MIN_PART_ROWS: usize = 128;
+/// The most parts: a fixed number (not the thread count) so that the sums,
+/// added part by part, are the same bits on any number of threads; 8 divides
+/// evenly among 1, 2, 4 or 8 threads.
+pub const MAX_PARTS: usize = 8;
 
-/// How many per-thread parts an operation on `rows` rows is split into.
+/// How many parts an operation on `rows` rows is split into (a function of
+/// `rows` only).
 pub fn parts_for(rows: usize) -> usize {
     if rows > DATA_PARALLEL_MAX_ROWS {
         return 1;
     }
-    rayon::current_num_threads()
-        .min(rows / MIN_PART_ROWS)
-        .max(1)
+    (rows / MIN_PART_ROWS).clamp(1, MAX_PARTS)
 }
 
 /// Whether an operation may be split into parts (the outputs write rows of a
