@@ -284,7 +284,9 @@ impl Reader<'_> {
                 .and_then(|e| e.parse().ok())
             {
                 Some(best_epoch) => StopReason::EarlyStopping { best_epoch },
-                None => return Err(self.bad(format!("checkpoint history stop `{other}` is unknown"))),
+                None => {
+                    return Err(self.bad(format!("checkpoint history stop `{other}` is unknown")))
+                }
             },
         })
     }

@@ -172,7 +172,10 @@ impl Optimizer for Lbfgs {
             return state;
         };
         let flat = |f: &dyn Fn(&Pair) -> &[f64]| -> Vec<f64> {
-            self.pairs.iter().flat_map(|p| f(p).iter().copied()).collect()
+            self.pairs
+                .iter()
+                .flat_map(|p| f(p).iter().copied())
+                .collect()
         };
         state
             .with_tensor("s", vec![m, w], flat(&|p| &p.s))
@@ -186,7 +189,10 @@ impl Optimizer for Lbfgs {
         num_params: usize,
     ) -> Result<(), StateError> {
         let mut r = state.reader(self.name())?;
-        let m = r.shape_of("s").and_then(|s| s.first().copied()).unwrap_or(0);
+        let m = r
+            .shape_of("s")
+            .and_then(|s| s.first().copied())
+            .unwrap_or(0);
         if m > self.config.history {
             return Err(StateError::BadValue {
                 optimizer: self.name().to_string(),

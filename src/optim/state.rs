@@ -39,7 +39,9 @@ pub enum StateError {
     WrongOptimizer { saved: String, expected: String },
     #[error("the saved state of `{optimizer}` lacks `{key}`")]
     Missing { optimizer: String, key: String },
-    #[error("the saved state of `{optimizer}` has `{key}` of shape {shape:?}, expected {expected}")]
+    #[error(
+        "the saved state of `{optimizer}` has `{key}` of shape {shape:?}, expected {expected}"
+    )]
     WrongShape {
         optimizer: String,
         key: String,
