@@ -455,7 +455,7 @@ struct Pauser<'s> {
 impl Callback for Pauser<'_> {
     fn on_epoch_end(&mut self, history: &History) -> Control {
         let epoch = history.last_epoch();
-        if self.every > 0 && epoch % self.every == 0 && epoch < self.epochs {
+        if self.every > 0 && epoch.is_multiple_of(self.every) && epoch < self.epochs {
             self.signals.pause.store(true, Ordering::SeqCst);
         }
         Control::Continue
