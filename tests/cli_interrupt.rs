@@ -302,3 +302,53 @@ fn resume_refuses_files_that_are_not_checkpoints_and_run_changing_arguments() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_run_that_fails_keeps_its_last_checkpoint_and_names_it() {
+    // Interrupted inside epoch 1 (momentum, batches of 32), then resumed with
+    // too few epochs: the scheduler refuses, and the error names the kept
+    // checkpoint and the command that resumes it.
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let rd = run_dir.display().to_string();
+    let out = Command::new(BIN)
+        .args([
+            "train",
+            "--device",
+            "cpu",
+            "--optimizer",
+            "momentum",
+            "--epochs",
+            "3",
+            "--quiet",
+        ])
+        .args(["--run-dir", &rd])
+        .env("CURVATURE_TEST_INTERRUPT_AFTER", "3")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("interrupted at epoch 1, update 3"),
+        "{}",
+        text(&out.stderr)
+    );
+    let checkpoint = run_dir.join("checkpoint.safetensors");
+    let ck = checkpoint.display().to_string();
+    let before = std::fs::read(&checkpoint).unwrap();
+    let out = curvature(&["train", "--resume", &ck, "--epochs", "0"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains("inside epoch 1"), "{err}");
+    assert!(err.contains(&format!("is kept at {ck}")), "{err}");
+    assert!(
+        err.contains(&format!("resume with: curvature train --resume {ck}")),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&checkpoint).unwrap(),
+        before,
+        "the checkpoint changed"
+    );
+    assert!(!run_dir.join("model.safetensors").exists());
+}
