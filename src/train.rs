@@ -22,6 +22,19 @@
 //! training set and on the validation set (one engine bound once), and the
 //! accuracy from `outputs` (argmax against one-hot targets; y ≥ ½ against 0/1
 //! targets for one output; none for real-valued targets).
+//!
+//! ## Interruption and resumption
+//! [`train_resumable`] polls an interrupt flag (`&AtomicBool`, raised by a
+//! signal handler or for a periodic checkpoint) after every update and before
+//! every epoch, and hands back a [`TrainState`]: the epoch and the next batch's
+//! first row, the epoch's counters, the History so far, the best (value, epoch,
+//! θ) for early stopping, the shuffle seed. The permutation of an epoch is a
+//! function of (seed, epoch) alone, so that position is the whole RNG state.
+//! Called again with that state, θ and the optimizer's state
+//! ([`Optimizer::export_state`]), it rebinds the same permuted data and
+//! continues with the same batches; on the CPU the end is bit-identical to an
+//! uninterrupted run (`tests/resume_library.rs`). `src/checkpoint.rs` puts all
+//! of it in one file.
 
 use crate::curvature::Curvature;
 use crate::optim::{OptimError, Optimizer, Result, StepReport};
