@@ -564,6 +564,10 @@ fn execute(
         .ok()
         .and_then(|v| v.trim().parse().ok());
     let started = Instant::now();
+    // A resumed run's wall time counts the time before its interruption too.
+    let earlier = from
+        .as_ref()
+        .map_or(0.0, |s: &TrainState| s.elapsed_seconds);
     let history = {
         let verifying = device.is_gpu();
         let mut factory = |x: ndarray::ArrayView2<f32>,
@@ -663,7 +667,7 @@ fn execute(
         progress.finish();
         history
     };
-    let wall = started.elapsed().as_secs_f64();
+    let wall = earlier + started.elapsed().as_secs_f64();
 
     match verify.worst() {
         Some((rel, quantity, update)) => println!(
