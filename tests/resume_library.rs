@@ -119,7 +119,7 @@ fn through_file(
 
 /// Runs `name` uninterrupted and interrupted after `first` and then `second`
 /// more updates; asserts the same θ bits and History. Returns the first
-/// interruption's state (for checks on where it stopped).
+/// interruption's state (for checks on where it stopped) and the History.
 fn check_resume(
     name: &str,
     params: &str,
@@ -127,7 +127,7 @@ fn check_resume(
     epochs: usize,
     first: usize,
     second: usize,
-) -> TrainState {
+) -> (TrainState, History) {
     let p = problem();
     let spec = spec(name, params);
     let config = TrainConfig {
@@ -160,7 +160,7 @@ fn check_resume(
     )
     .unwrap();
     assert!(
-        history_a.updates > first + second,
+        history_a.updates + history_a.rejected > first + second,
         "{name}: the run must be longer than the interruptions"
     );
 
@@ -225,13 +225,13 @@ fn check_resume(
             }
         }
     }
-    first_state.unwrap()
+    (first_state.unwrap(), history_a)
 }
 
 #[test]
 fn momentum_mini_batches_resume_mid_epoch() {
     // 150 rows in batches of 32: 5 updates per epoch; 7 updates stop inside epoch 2.
-    let state = check_resume("momentum", "lr=0.2", Some(32), 4, 7, 6);
+    let (state, _) = check_resume("momentum", "lr=0.2", Some(32), 4, 7, 6);
     assert_eq!(
         (state.epoch, state.next_row),
         (2, 64),
@@ -253,7 +253,7 @@ fn hessian_diag_mini_batches_resume() {
 
 #[test]
 fn hessian_free_resumes_with_damping_and_warm_start() {
-    let state = check_resume("hessian-free", "", None, 6, 2, 2);
+    let (state, _) = check_resume("hessian-free", "", None, 6, 2, 2);
     // Full batch: one update per epoch, so the flag is seen at the next epoch's start.
     assert_eq!((state.epoch, state.next_row), (3, 0));
 }
@@ -262,6 +262,54 @@ fn hessian_free_resumes_with_damping_and_warm_start() {
 fn levenberg_marquardt_and_newton_resume() {
     check_resume("lm", "", None, 4, 1, 1);
     check_resume("newton", "", None, 4, 2, 1);
+    // A tiny initial damping makes the first steps overshoot: rejected steps,
+    // after which Newton retries from its cached H and g (dropped by the
+    // checkpoint and recomputed) with c ×4.
+    // Interrupted right after that rejected step, so the resumed Newton must
+    // recompute the linearisation the original one reused.
+    let k = first_rejected_step("newton", "damping=1e-6", 12);
+    println!("newton damping=1e-6: first rejected step {k} of 12");
+    let (_, history) = check_resume("newton", "damping=1e-6", None, 12, k, 1);
+    assert!(history.rejected > 0);
+}
+
+/// Records whether each step was accepted.
+struct Accepted(Vec<bool>);
+
+impl Callback for Accepted {
+    fn on_update_end(&mut self, report: &curvature::optim::StepReport) -> Control {
+        self.0.push(report.accepted);
+        Control::Continue
+    }
+}
+
+/// The number of steps up to and including the first rejected one of a
+/// full-batch run (the test needs one: it fails if there is none).
+fn first_rejected_step(name: &str, params: &str, epochs: usize) -> usize {
+    let p = problem();
+    let config = TrainConfig {
+        epochs,
+        shuffle_seed: 7,
+        ..TrainConfig::default()
+    };
+    let mut theta = p.mlp.init_params(3);
+    let mut record = Accepted(Vec::new());
+    let view = DataView {
+        x: p.x.view(),
+        t: p.t.view(),
+    };
+    train(
+        &config,
+        spec(name, params).build().as_mut(),
+        &mut factory(&p.mlp),
+        &mut theta,
+        view,
+        None,
+        &mut [&mut record],
+    )
+    .unwrap();
+    let index = record.0.iter().position(|a| !a);
+    index.expect("no rejected step: the case would test nothing more") + 1
 }
 
 #[test]
