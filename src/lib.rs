@@ -52,6 +52,7 @@
 pub mod activation;
 pub mod analysis;
 pub mod bench;
+pub mod checkpoint;
 pub mod compare;
 pub mod cpu;
 pub mod cpu_engine;

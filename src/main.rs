@@ -87,7 +87,11 @@ curvature bench --workload L --device gpu")]
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match &cli.command {
-        Command::Train(args) => cli::train::run(args).map(|()| true),
+        Command::Train(args) => match cli::train::run(args) {
+            // Interrupted by SIGINT (130) or SIGTERM (143), its checkpoint written.
+            Ok(Some(code)) => return ExitCode::from(code),
+            other => other.map(|_| true),
+        },
         Command::Eval(args) => cli::eval::run(args).map(|()| true),
         Command::Predict(args) => cli::predict::run(args).map(|()| true),
         Command::Compute(args) => cli::compute::run(args).map(|()| true),

@@ -22,6 +22,19 @@
 //! training set and on the validation set (one engine bound once), and the
 //! accuracy from `outputs` (argmax against one-hot targets; y ≥ ½ against 0/1
 //! targets for one output; none for real-valued targets).
+//!
+//! ## Interruption and resumption
+//! [`train_resumable`] polls an interrupt flag (`&AtomicBool`, raised by a
+//! signal handler or for a periodic checkpoint) after every update and before
+//! every epoch, and hands back a [`TrainState`]: the epoch and the next batch's
+//! first row, the epoch's counters, the History so far, the best (value, epoch,
+//! θ) for early stopping, the shuffle seed. The permutation of an epoch is a
+//! function of (seed, epoch) alone, so that position is the whole RNG state.
+//! Called again with that state, θ and the optimizer's state
+//! ([`Optimizer::export_state`]), it rebinds the same permuted data and
+//! continues with the same batches; on the CPU the end is bit-identical to an
+//! uninterrupted run (`tests/resume_library.rs`). `src/checkpoint.rs` puts all
+//! of it in one file.
 
 use crate::curvature::Curvature;
 use crate::optim::{OptimError, Optimizer, Result, StepReport};
@@ -29,6 +42,7 @@ use ndarray::{Array2, ArrayView2, Axis};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 /// How to train.
@@ -279,7 +293,9 @@ fn any_stop(
 }
 
 /// Trains θ (W) in place with `optimizer` on `train`, evaluating on
-/// `validation` after every epoch; engines come from `factory`.
+/// `validation` after every epoch; engines come from `factory`. Runs to the
+/// end (no interruption): [`train_resumable`] is the same with an interrupt
+/// flag and a state to continue from.
 pub fn train(
     config: &TrainConfig,
     optimizer: &mut dyn Optimizer,
@@ -289,6 +305,144 @@ pub fn train(
     validation: Option<DataView>,
     callbacks: &mut [&mut dyn Callback],
 ) -> Result<History> {
+    let run = Resume::default();
+    match train_resumable(
+        config, optimizer, factory, theta, train, validation, callbacks, run,
+    )? {
+        TrainOutcome::Finished(history) => Ok(history),
+        // Without an interrupt flag nothing can interrupt the run.
+        TrainOutcome::Interrupted(state) => Err(OptimError::Training(format!(
+            "interrupted at epoch {} without an interrupt flag",
+            state.epoch
+        ))),
+    }
+}
+
+/// Where an interrupted run stands between two updates: with θ, the
+/// optimizer's state ([`Optimizer::export_state`]) and the same data, config
+/// and engine kind, everything [`train_resumable`] needs to continue exactly
+/// as if it had not stopped.
+///
+/// There is no random-number generator state beyond `shuffle_seed`: the
+/// permutation of epoch e is a pure function of (seed, e) (ChaCha8 seeded with
+/// their mix, see the module doc), so the position (epoch, next_row) fixes
+/// every batch still to come.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainState {
+    /// The epoch in progress, 1-based: its permutation and the batches from
+    /// `next_row` on are still to run.
+    pub epoch: usize,
+    /// The first row (in the epoch's permuted order) of the next batch;
+    /// 0 = the epoch has not begun (its `on_epoch_start` has not been called).
+    pub next_row: usize,
+    /// Accepted and rejected updates of the epoch in progress so far.
+    pub epoch_updates: usize,
+    pub epoch_rejected: usize,
+    /// The history up to the last finished epoch (its totals count finished
+    /// epochs only).
+    pub history: History,
+    /// The best monitored value (validation loss, else training loss), its
+    /// epoch and θ (W) then, for early stopping.
+    pub best_value: f64,
+    pub best_epoch: usize,
+    pub best_theta: Vec<f64>,
+    /// The run's shuffle seed, checked against the config on resume.
+    pub shuffle_seed: u64,
+    /// N of the training set and the effective batch size B (min(B, N)),
+    /// checked on resume: the position means nothing for other data.
+    pub train_rows: usize,
+    pub batch_size: usize,
+    /// Wall time of the run so far (s); records continue counting from it.
+    pub elapsed_seconds: f64,
+}
+
+/// How [`train_resumable`] ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrainOutcome {
+    /// Training ended by itself (all epochs, early stopping, a callback, divergence).
+    Finished(History),
+    /// The interrupt flag was raised: the state to continue from.
+    Interrupted(Box<TrainState>),
+}
+
+/// The resumable part of a run: where to continue from, and a flag that asks
+/// the scheduler to stop at the next update boundary.
+#[derive(Clone, Debug, Default)]
+pub struct Resume<'a> {
+    /// The state an interrupted run returned (None: a fresh run).
+    pub from: Option<TrainState>,
+    /// Checked after every update and before every epoch (a signal handler
+    /// sets it). The current update always finishes; so does the evaluation
+    /// of an epoch whose last update was the one in progress.
+    pub interrupt: Option<&'a AtomicBool>,
+}
+
+/// Checks a state against the run it is to continue.
+fn check_resume(
+    state: &TrainState,
+    config: &TrainConfig,
+    n: usize,
+    batch: usize,
+    w: usize,
+) -> Result<()> {
+    let bad = |what: String| Err(OptimError::Training(format!("cannot resume: {what}")));
+    if state.shuffle_seed != config.shuffle_seed {
+        return bad(format!(
+            "the run used shuffle seed {}, the config says {}",
+            state.shuffle_seed, config.shuffle_seed
+        ));
+    }
+    if state.train_rows != n || state.batch_size != batch {
+        return bad(format!(
+            "the run had {} training rows in batches of {}, this one {n} in batches of {batch}",
+            state.train_rows, state.batch_size
+        ));
+    }
+    if state.best_theta.len() != w {
+        return bad(format!(
+            "the saved best θ has {} entries, θ has {w}",
+            state.best_theta.len()
+        ));
+    }
+    if state.epoch == 0
+        || state.next_row >= n
+        || state.history.last_epoch() + 1 != state.epoch
+        || state.history.records.is_empty()
+    {
+        return bad(format!(
+            "inconsistent position (epoch {}, row {}, last recorded epoch {})",
+            state.epoch,
+            state.next_row,
+            state.history.last_epoch()
+        ));
+    }
+    if state.next_row > 0 && config.epochs < state.epoch {
+        return bad(format!(
+            "the run stopped inside epoch {}: ask for at least {} epochs",
+            state.epoch, state.epoch
+        ));
+    }
+    Ok(())
+}
+
+/// [`train`] that can be interrupted between updates and continued: with
+/// `run.from` = None it starts afresh; with the state an interrupted call
+/// returned (and θ and the optimizer's state as they were then, the same data,
+/// config and kind of engine) it continues with the same batches, the same
+/// permutation and the same evaluation records (all but `seconds`), so on the
+/// CPU the final θ is bit-identical to an uninterrupted run's.
+/// `on_train_end` is not called for an interrupted call (the run has not ended).
+#[allow(clippy::too_many_arguments)] // train()'s seven plus the resume part
+pub fn train_resumable(
+    config: &TrainConfig,
+    optimizer: &mut dyn Optimizer,
+    factory: &mut EngineFactory,
+    theta: &mut [f64],
+    train: DataView,
+    validation: Option<DataView>,
+    callbacks: &mut [&mut dyn Callback],
+    run: Resume,
+) -> Result<TrainOutcome> {
     let n = train.x.nrows();
     if n == 0 || train.t.nrows() != n {
         return Err(OptimError::Training(format!(
@@ -303,7 +457,16 @@ pub fn train(
     }
     let batch = config.batch_size.unwrap_or(n).min(n);
     let full_batch = batch == n;
+    if let Some(state) = &run.from {
+        check_resume(state, config, n, batch, theta.len())?;
+    }
+    let interrupted = || {
+        run.interrupt
+            .is_some_and(|flag| flag.load(std::sync::atomic::Ordering::SeqCst))
+    };
     let start = Instant::now();
+    let offset = run.from.as_ref().map_or(0.0, |s| s.elapsed_seconds);
+    let elapsed = || offset + start.elapsed().as_secs_f64();
     for cb in callbacks.iter_mut() {
         cb.on_train_start(config);
     }
@@ -311,13 +474,6 @@ pub fn train(
     let mut val_engine = match validation {
         Some(v) => Some((factory(v.x, v.t)?, v.t)),
         None => None,
-    };
-    let mut history = History {
-        optimizer: optimizer.name().to_string(),
-        records: Vec::new(),
-        updates: 0,
-        rejected: 0,
-        stop: StopReason::Completed,
     };
     // Evaluates θ into a record; `t` is the targets in the engine's current row order.
     let record = |engine: &mut dyn Curvature,
@@ -342,27 +498,72 @@ pub fn train(
             train_accuracy,
             val_loss,
             val_accuracy,
-            seconds: start.elapsed().as_secs_f64(),
+            seconds: elapsed(),
             updates,
             rejected,
         })
     };
-    history.records.push(record(
-        engine.as_mut(),
-        train.t,
-        &mut val_engine,
-        theta,
-        0,
-        0,
-        0,
-    )?);
     let monitored = |r: &EpochRecord| r.val_loss.unwrap_or(r.train_loss);
-    let mut best = (monitored(&history.records[0]), 0usize, theta.to_vec());
+    // (history, best (value, epoch, θ), first epoch, (next row, updates, rejected) in it)
+    let (mut history, mut best, first_epoch, mut position) = match run.from {
+        Some(state) => (
+            state.history,
+            (state.best_value, state.best_epoch, state.best_theta),
+            state.epoch,
+            (state.next_row, state.epoch_updates, state.epoch_rejected),
+        ),
+        None => {
+            let mut history = History {
+                optimizer: optimizer.name().to_string(),
+                records: Vec::new(),
+                updates: 0,
+                rejected: 0,
+                stop: StopReason::Completed,
+            };
+            history.records.push(record(
+                engine.as_mut(),
+                train.t,
+                &mut val_engine,
+                theta,
+                0,
+                0,
+                0,
+            )?);
+            let best = (monitored(&history.records[0]), 0usize, theta.to_vec());
+            (history, best, 1, (0, 0, 0))
+        }
+    };
+    // The state to hand back when interrupted at (epoch, next row, counts).
+    let pause = |history: &History,
+                 best: &(f64, usize, Vec<f64>),
+                 epoch: usize,
+                 (next_row, epoch_updates, epoch_rejected): (usize, usize, usize)| {
+        TrainOutcome::Interrupted(Box::new(TrainState {
+            epoch,
+            next_row,
+            epoch_updates,
+            epoch_rejected,
+            history: history.clone(),
+            best_value: best.0,
+            best_epoch: best.1,
+            best_theta: best.2.clone(),
+            shuffle_seed: config.shuffle_seed,
+            train_rows: n,
+            batch_size: batch,
+            elapsed_seconds: elapsed(),
+        }))
+    };
     let mut shuffled_t: Option<Array2<f32>> = None;
-    'epochs: for epoch in 1..=config.epochs {
-        if any_stop(callbacks, |cb| cb.on_epoch_start(epoch)) {
-            history.stop = StopReason::Callback;
-            break;
+    'epochs: for epoch in first_epoch..=config.epochs {
+        let (mut begin, mut updates, mut rejected) = std::mem::take(&mut position);
+        if begin == 0 {
+            if interrupted() {
+                return Ok(pause(&history, &best, epoch, (0, 0, 0)));
+            }
+            if any_stop(callbacks, |cb| cb.on_epoch_start(epoch)) {
+                history.stop = StopReason::Callback;
+                break;
+            }
         }
         if !full_batch {
             let perm = epoch_permutation(n, config.shuffle_seed, epoch);
@@ -371,9 +572,7 @@ pub fn train(
             shuffled_t = Some(t);
             optimizer.forget_cached();
         }
-        let (mut updates, mut rejected) = (0, 0);
         let mut stop_now = false;
-        let mut begin = 0;
         while begin < n {
             let rows = begin..(begin + batch).min(n);
             begin = rows.end;
@@ -386,6 +585,9 @@ pub fn train(
             if any_stop(callbacks, |cb| cb.on_update_end(&report)) {
                 stop_now = true;
                 break;
+            }
+            if begin < n && interrupted() {
+                return Ok(pause(&history, &best, epoch, (begin, updates, rejected)));
             }
         }
         history.updates += updates;
@@ -430,5 +632,5 @@ pub fn train(
     for cb in callbacks.iter_mut() {
         cb.on_train_end(&history);
     }
-    Ok(history)
+    Ok(TrainOutcome::Finished(history))
 }

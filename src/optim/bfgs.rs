@@ -15,7 +15,7 @@
 use super::dense::{check_dense, max_dense_params};
 use super::line_search::{descent_or_steepest, initial_step, strong_wolfe, WolfeConfig};
 use super::vector::{dot, norm, sub};
-use super::{GradCache, Optimizer, Result, StepReport};
+use super::{GradCache, Optimizer, OptimizerState, Result, StateError, StepReport};
 use crate::curvature::Curvature;
 use ndarray::{Array1, Array2, ArrayView1};
 use std::ops::Range;
@@ -170,5 +170,49 @@ impl Optimizer for Bfgs {
 
     fn forget_cached(&mut self) {
         self.cache.clear();
+    }
+
+    /// B (W, W) once made, whether it was updated since the last reset (the
+    /// N&W 6.20 scaling is due before the first update), and the count of
+    /// skipped updates; the (E, ∇E) cached at the current point is left out.
+    fn export_state(&self) -> OptimizerState {
+        let state = OptimizerState::new(self.name())
+            .with_scalar("updated", f64::from(u8::from(self.updated)))
+            .with_scalar("skipped_updates", self.skipped_updates as f64);
+        match &self.inverse {
+            None => state,
+            // `iter` walks the logical row-major order whatever the memory layout.
+            Some(b) => state.with_tensor(
+                "inverse",
+                vec![b.nrows(), b.ncols()],
+                b.iter().copied().collect(),
+            ),
+        }
+    }
+
+    fn import_state(
+        &mut self,
+        state: &OptimizerState,
+        num_params: usize,
+    ) -> Result<(), StateError> {
+        let mut r = state.reader(self.name())?;
+        let updated = r.flag("updated")?;
+        let skipped_updates = r.count("skipped_updates")?;
+        let inverse = r
+            .optional_tensor("inverse", &[num_params, num_params])?
+            .map(|data| Array2::from_shape_vec((num_params, num_params), data))
+            .transpose()
+            .map_err(|e| StateError::WrongShape {
+                optimizer: self.name().to_string(),
+                key: "inverse".to_string(),
+                shape: vec![num_params, num_params],
+                expected: e.to_string(),
+            })?;
+        r.finish()?;
+        self.inverse = inverse;
+        self.updated = updated;
+        self.skipped_updates = skipped_updates;
+        self.cache.clear();
+        Ok(())
     }
 }

@@ -18,7 +18,7 @@
 
 use super::line_search::{strong_wolfe, WolfeConfig};
 use super::vector::{added, dot, is_negative, norm, sub};
-use super::{GradCache, Optimizer, Result, StepReport};
+use super::{GradCache, Optimizer, OptimizerState, Result, StateError, StepReport};
 use crate::curvature::Curvature;
 use std::ops::Range;
 
@@ -239,5 +239,48 @@ impl Optimizer for ConjugateGradient {
 
     fn forget_cached(&mut self) {
         self.cache.clear();
+    }
+
+    /// The previous gradient and direction (W each), their slope gᵀd and step
+    /// length α, and the iterations since the last restart; the (E, ∇E)
+    /// cached at the current point is left out.
+    fn export_state(&self) -> OptimizerState {
+        let state = OptimizerState::new(self.name())
+            .with_scalar("since_restart", self.since_restart as f64);
+        match &self.previous {
+            None => state,
+            Some(p) => state
+                .with_tensor("previous_grad", vec![p.grad.len()], p.grad.clone())
+                .with_tensor(
+                    "previous_direction",
+                    vec![p.direction.len()],
+                    p.direction.clone(),
+                )
+                .with_scalar("previous_slope", p.slope)
+                .with_scalar("previous_alpha", p.alpha),
+        }
+    }
+
+    fn import_state(
+        &mut self,
+        state: &OptimizerState,
+        num_params: usize,
+    ) -> Result<(), StateError> {
+        let mut r = state.reader(self.name())?;
+        let since_restart = r.count("since_restart")?;
+        let previous = match r.optional_tensor("previous_grad", &[num_params])? {
+            None => None,
+            Some(grad) => Some(Previous {
+                grad,
+                direction: r.tensor("previous_direction", &[num_params])?,
+                slope: r.scalar("previous_slope")?,
+                alpha: r.scalar("previous_alpha")?,
+            }),
+        };
+        r.finish()?;
+        self.since_restart = since_restart;
+        self.previous = previous;
+        self.cache.clear();
+        Ok(())
     }
 }

@@ -9,7 +9,7 @@
 //! accepted: a first-order step is not checked against the loss.
 
 use super::vector::{added, axpy, norm};
-use super::{Optimizer, Result, StepReport};
+use super::{Optimizer, OptimizerState, Result, StateError, StepReport};
 use crate::curvature::Curvature;
 use std::ops::Range;
 
@@ -110,5 +110,25 @@ impl Optimizer for GradientDescent {
 
     fn reset(&mut self) {
         self.velocity.clear();
+    }
+
+    fn export_state(&self) -> OptimizerState {
+        let state = OptimizerState::new(self.name());
+        if self.velocity.is_empty() {
+            return state; // before the first step: v₀ = 0 is made at the first step
+        }
+        state.with_tensor("velocity", vec![self.velocity.len()], self.velocity.clone())
+    }
+
+    fn import_state(
+        &mut self,
+        state: &OptimizerState,
+        num_params: usize,
+    ) -> Result<(), StateError> {
+        let mut r = state.reader(self.name())?;
+        let velocity = r.optional_tensor("velocity", &[num_params])?;
+        r.finish()?;
+        self.velocity = velocity.unwrap_or_default();
+        Ok(())
     }
 }

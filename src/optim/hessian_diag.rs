@@ -12,7 +12,7 @@
 //! Defaults (neupy's): η = 0.1, m = 0.01, exact diagonal. Every step is accepted.
 
 use super::vector::norm;
-use super::{Optimizer, Result, StepReport};
+use super::{Optimizer, OptimizerState, Result, StateError, StepReport};
 use crate::curvature::Curvature;
 use std::ops::Range;
 
@@ -91,5 +91,18 @@ impl Optimizer for HessianDiagonal {
             inner_iterations: 0,
             accepted: true,
         })
+    }
+
+    /// Stateless between steps: an empty state.
+    fn export_state(&self) -> OptimizerState {
+        OptimizerState::new(self.name())
+    }
+
+    fn import_state(
+        &mut self,
+        state: &OptimizerState,
+        _num_params: usize,
+    ) -> Result<(), StateError> {
+        state.reader(self.name())?.finish()
     }
 }

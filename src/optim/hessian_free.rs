@@ -24,7 +24,7 @@
 //! φ(x_i) is free inside CG: with r = b − Ax, b = −g, φ(x) = −½ xᵀ(b + r).
 
 use super::vector::{axpy, dot, is_positive, norm};
-use super::{Optimizer, Result, StepReport};
+use super::{Optimizer, OptimizerState, Result, StateError, StepReport};
 use crate::curvature::Curvature;
 use std::ops::Range;
 
@@ -272,5 +272,29 @@ impl Optimizer for HessianFree {
     fn reset(&mut self) {
         self.damping = self.config.initial_damping;
         self.previous.clear();
+    }
+
+    /// λ in force and the previous CG solution p (W), the warm start of the
+    /// next CG run (none before the first step).
+    fn export_state(&self) -> OptimizerState {
+        let state = OptimizerState::new(self.name()).with_scalar("damping", self.damping);
+        if self.previous.is_empty() {
+            return state;
+        }
+        state.with_tensor("previous", vec![self.previous.len()], self.previous.clone())
+    }
+
+    fn import_state(
+        &mut self,
+        state: &OptimizerState,
+        num_params: usize,
+    ) -> Result<(), StateError> {
+        let mut r = state.reader(self.name())?;
+        let damping = r.positive("damping")?;
+        let previous = r.optional_tensor("previous", &[num_params])?;
+        r.finish()?;
+        self.damping = damping;
+        self.previous = previous.unwrap_or_default();
+        Ok(())
     }
 }

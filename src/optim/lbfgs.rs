@@ -13,7 +13,7 @@
 
 use super::line_search::{descent_or_steepest, initial_step, strong_wolfe, WolfeConfig};
 use super::vector::{axpy, dot, norm, sub};
-use super::{GradCache, Optimizer, Result, StepReport};
+use super::{GradCache, Optimizer, OptimizerState, Result, StateError, StepReport};
 use crate::curvature::Curvature;
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -160,5 +160,70 @@ impl Optimizer for Lbfgs {
 
     fn forget_cached(&mut self) {
         self.cache.clear();
+    }
+
+    /// The m stored pairs, oldest first: `s` and `y` (m, W) and `rho` (m)
+    /// (ρ kept as computed, not recomputed); none when m = 0. The (E, ∇E)
+    /// cached at the current point is left out.
+    fn export_state(&self) -> OptimizerState {
+        let state = OptimizerState::new(self.name());
+        let m = self.pairs.len();
+        let Some(w) = self.pairs.front().map(|p| p.s.len()) else {
+            return state;
+        };
+        let flat = |f: &dyn Fn(&Pair) -> &[f64]| -> Vec<f64> {
+            self.pairs
+                .iter()
+                .flat_map(|p| f(p).iter().copied())
+                .collect()
+        };
+        state
+            .with_tensor("s", vec![m, w], flat(&|p| &p.s))
+            .with_tensor("y", vec![m, w], flat(&|p| &p.y))
+            .with_tensor("rho", vec![m], self.pairs.iter().map(|p| p.rho).collect())
+    }
+
+    fn import_state(
+        &mut self,
+        state: &OptimizerState,
+        num_params: usize,
+    ) -> Result<(), StateError> {
+        let mut r = state.reader(self.name())?;
+        let m = r
+            .shape_of("s")
+            .and_then(|s| s.first().copied())
+            .unwrap_or(0);
+        if m > self.config.history {
+            return Err(StateError::BadValue {
+                optimizer: self.name().to_string(),
+                key: "s".to_string(),
+                value: m as f64,
+                reason: format!(
+                    "{m} pairs, more than this optimizer's history of {}",
+                    self.config.history
+                ),
+            });
+        }
+        let mut pairs = VecDeque::with_capacity(m);
+        if m > 0 && num_params > 0 {
+            let s = r.tensor("s", &[m, num_params])?;
+            let y = r.tensor("y", &[m, num_params])?;
+            let rho = r.tensor("rho", &[m])?;
+            for ((s, y), rho) in s
+                .chunks_exact(num_params)
+                .zip(y.chunks_exact(num_params))
+                .zip(rho)
+            {
+                pairs.push_back(Pair {
+                    s: s.to_vec(),
+                    y: y.to_vec(),
+                    rho,
+                });
+            }
+        }
+        r.finish()?;
+        self.pairs = pairs;
+        self.cache.clear();
+        Ok(())
     }
 }

@@ -30,9 +30,11 @@ pub mod levenberg_marquardt;
 pub mod line_search;
 pub mod newton;
 pub mod spec;
+pub mod state;
 pub mod vector;
 
 pub use spec::{OptimizerSpec, OPTIMIZER_NAMES};
+pub use state::{OptimizerState, StateError};
 
 use crate::curvature::Curvature;
 use std::ops::Range;
@@ -150,6 +152,17 @@ pub trait Optimizer {
     /// The engine's data changed (a new epoch's permutation): drop losses,
     /// gradients or matrices cached for (θ, rows), keep the learned state.
     fn forget_cached(&mut self) {}
+    /// The complete learned state (velocity, damping, inverse-Hessian
+    /// estimate, stored pairs, previous direction, counters), for a
+    /// checkpoint. Caches of (E, ∇E) or matrices at one (θ, rows) are left
+    /// out: see [`state`] for why that keeps a resumed CPU run bit-identical.
+    fn export_state(&self) -> OptimizerState;
+    /// Replaces the learned state by one that [`export_state`](Self::export_state)
+    /// gave for θ of `num_params` entries, on an optimizer of the same spec,
+    /// and drops every cache. A state of another optimizer, of other sizes, or
+    /// with entries this one does not know is an error and changes nothing.
+    fn import_state(&mut self, state: &OptimizerState, num_params: usize)
+        -> Result<(), StateError>;
 }
 
 /// (E, ∇E) at one (θ, rows), kept so a step can reuse what the previous

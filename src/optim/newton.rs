@@ -17,7 +17,7 @@
 use super::damping::Damping;
 use super::dense::{check_dense, max_dense_params, quadratic_form, solve_damped};
 use super::vector::{added, dot, negated, norm};
-use super::{OptimError, Optimizer, Result, StepReport};
+use super::{OptimError, Optimizer, OptimizerState, Result, StateError, StepReport};
 use crate::curvature::Curvature;
 use ndarray::Array2;
 use std::ops::Range;
@@ -207,5 +207,24 @@ impl Optimizer for DampedNewton {
 
     fn forget_cached(&mut self) {
         self.cache = None;
+    }
+
+    /// The damping c (μ) in force; the cached linearisation of a rejected
+    /// step is left out and recomputed at the same (θ, rows).
+    fn export_state(&self) -> OptimizerState {
+        OptimizerState::new(self.name).with_scalar("damping", self.config.damping.value)
+    }
+
+    fn import_state(
+        &mut self,
+        state: &OptimizerState,
+        _num_params: usize,
+    ) -> Result<(), StateError> {
+        let mut r = state.reader(self.name)?;
+        let damping = r.positive("damping")?;
+        r.finish()?;
+        self.config.damping.value = damping;
+        self.cache = None;
+        Ok(())
     }
 }

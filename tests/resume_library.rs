@@ -1,0 +1,482 @@
+//! Interrupt, checkpoint and resume at the library level: for each optimizer,
+//! a run interrupted (twice) after a number of updates, saved to a checkpoint
+//! FILE, loaded into a freshly built optimizer and resumed ends with exactly
+//! the θ (compared bit for bit) and the History (all but wall-clock seconds)
+//! of the same run left alone. On the f64 CPU reference engine, which is
+//! deterministic, so any difference is state the checkpoint lost.
+
+use curvature::checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
+use curvature::cpu_engine::CpuEngine;
+use curvature::optim::{OptimizerSpec, StateError};
+use curvature::train::{
+    train, train_resumable, Callback, Control, DataView, History, Resume, TrainConfig,
+    TrainOutcome, TrainState,
+};
+use curvature::{data, Activation, Curvature, Loss, Mlp};
+use ndarray::{s, Array2, ArrayView2};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Rows of digits used for training, then for validation (small: seconds per case).
+const TRAIN_ROWS: usize = 150;
+const VAL_ROWS: usize = 50;
+
+struct Problem {
+    mlp: Mlp,
+    x: Array2<f32>,
+    t: Array2<f32>,
+    vx: Array2<f32>,
+    vt: Array2<f32>,
+}
+
+/// 64-4-10 sigmoid/softmax ce with λ = 1e-3 (W = 310) on the first digits.
+fn problem() -> Problem {
+    let ds = data::load_named("digits").unwrap();
+    let mlp = Mlp::with_hidden(&[64, 4, 10], Activation::Sigmoid, Loss::Ce, 1e-3).unwrap();
+    let rows = |a: usize, b: usize| {
+        (
+            ds.x.slice(s![a..b, ..]).to_owned(),
+            ds.t.slice(s![a..b, ..]).to_owned(),
+        )
+    };
+    let (x, t) = rows(0, TRAIN_ROWS);
+    let (vx, vt) = rows(TRAIN_ROWS, TRAIN_ROWS + VAL_ROWS);
+    Problem { mlp, x, t, vx, vt }
+}
+
+fn factory(
+    mlp: &Mlp,
+) -> impl FnMut(ArrayView2<f32>, ArrayView2<f32>) -> curvature::Result<Box<dyn Curvature>> + '_ {
+    move |x, t| Ok(Box::new(CpuEngine::new(mlp, x, t)?))
+}
+
+/// Raises the interrupt flag after `after` updates (what the CLI's signal handler does).
+struct InterruptAfter<'a> {
+    after: usize,
+    seen: usize,
+    flag: &'a AtomicBool,
+}
+
+impl Callback for InterruptAfter<'_> {
+    fn on_update_end(&mut self, _report: &curvature::optim::StepReport) -> Control {
+        self.seen += 1;
+        if self.seen == self.after {
+            self.flag.store(true, Ordering::SeqCst);
+        }
+        Control::Continue
+    }
+}
+
+fn spec(name: &str, params: &str) -> OptimizerSpec {
+    let mut spec: OptimizerSpec = name.parse().unwrap();
+    spec.set_all(params).unwrap();
+    spec
+}
+
+/// Records with the wall-clock seconds zeroed (the only field that may differ).
+fn without_seconds(h: &History) -> History {
+    let mut h = h.clone();
+    for r in &mut h.records {
+        r.seconds = 0.0;
+    }
+    h
+}
+
+fn bits(theta: &[f64]) -> Vec<u64> {
+    theta.iter().map(|v| v.to_bits()).collect()
+}
+
+/// Saves the interrupted run through a file, loads it back (checking the
+/// round trip is exact), and returns (θ, optimizer, state) rebuilt from the file.
+fn through_file(
+    path: &Path,
+    p: &Problem,
+    spec: &OptimizerSpec,
+    config: &TrainConfig,
+    theta: &[f64],
+    optimizer: &dyn curvature::optim::Optimizer,
+    state: TrainState,
+) -> (Vec<f64>, Box<dyn curvature::optim::Optimizer>, TrainState) {
+    let checkpoint = Checkpoint {
+        mlp: p.mlp.clone(),
+        theta: theta.to_vec(),
+        config: config.clone(),
+        optimizer_spec: format!("{spec:?}"),
+        optimizer: optimizer.export_state(),
+        state,
+        run: BTreeMap::from([("note".to_string(), "library test".to_string())]),
+    };
+    save_checkpoint(path, &checkpoint).unwrap();
+    let loaded = load_checkpoint(path).unwrap();
+    assert_eq!(loaded, checkpoint, "the checkpoint file changed something");
+    let mut fresh = spec.build();
+    fresh
+        .import_state(&loaded.optimizer, p.mlp.num_params())
+        .unwrap();
+    (loaded.theta, fresh, loaded.state)
+}
+
+/// Runs `name` uninterrupted and interrupted after `first` and then `second`
+/// more updates; asserts the same θ bits and History. Returns the first
+/// interruption's state (for checks on where it stopped) and the History.
+fn check_resume(
+    name: &str,
+    params: &str,
+    batch: Option<usize>,
+    epochs: usize,
+    first: usize,
+    second: usize,
+) -> (TrainState, History) {
+    let p = problem();
+    let spec = spec(name, params);
+    let config = TrainConfig {
+        epochs,
+        batch_size: batch,
+        shuffle_seed: 7,
+        patience: Some(epochs), // exercises the best-θ bookkeeping without stopping
+        ..TrainConfig::default()
+    };
+    let train_view = DataView {
+        x: p.x.view(),
+        t: p.t.view(),
+    };
+    let val_view = Some(DataView {
+        x: p.vx.view(),
+        t: p.vt.view(),
+    });
+    let theta0 = p.mlp.init_params(3);
+
+    let mut theta_a = theta0.clone();
+    let mut opt_a = spec.build();
+    let history_a = train(
+        &config,
+        opt_a.as_mut(),
+        &mut factory(&p.mlp),
+        &mut theta_a,
+        train_view,
+        val_view,
+        &mut [],
+    )
+    .unwrap();
+    assert!(
+        history_a.updates + history_a.rejected > first + second,
+        "{name}: the run must be longer than the interruptions"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checkpoint.safetensors");
+    let mut theta = theta0;
+    let mut optimizer = spec.build();
+    let mut from: Option<TrainState> = None;
+    let mut first_state = None;
+    for after in [first, second, usize::MAX] {
+        let flag = AtomicBool::new(false);
+        let mut interrupter = InterruptAfter {
+            after,
+            seen: 0,
+            flag: &flag,
+        };
+        let outcome = train_resumable(
+            &config,
+            optimizer.as_mut(),
+            &mut factory(&p.mlp),
+            &mut theta,
+            train_view,
+            val_view,
+            &mut [&mut interrupter],
+            Resume {
+                from: from.take(),
+                interrupt: Some(&flag),
+            },
+        )
+        .unwrap();
+        match outcome {
+            TrainOutcome::Interrupted(state) => {
+                assert_ne!(after, usize::MAX, "{name}: interrupted with no flag raised");
+                first_state.get_or_insert_with(|| (*state).clone());
+                let (t, o, s) = through_file(
+                    &path,
+                    &p,
+                    &spec,
+                    &config,
+                    &theta,
+                    optimizer.as_ref(),
+                    *state,
+                );
+                theta = t;
+                optimizer = o;
+                from = Some(s);
+            }
+            TrainOutcome::Finished(history_b) => {
+                assert_eq!(
+                    after,
+                    usize::MAX,
+                    "{name}: finished before the interruption after {after} updates"
+                );
+                assert_eq!(
+                    without_seconds(&history_b),
+                    without_seconds(&history_a),
+                    "{name}: histories differ"
+                );
+                assert_eq!(bits(&theta), bits(&theta_a), "{name}: final θ differs");
+                println!("{name}: {} updates, {} rejected, θ bit-identical after 2 interruptions; final train loss {:.6}",
+                    history_a.updates, history_a.rejected, history_a.last().unwrap().train_loss);
+            }
+        }
+    }
+    (first_state.unwrap(), history_a)
+}
+
+#[test]
+fn momentum_mini_batches_resume_mid_epoch() {
+    // 150 rows in batches of 32: 5 updates per epoch; 7 updates stop inside epoch 2.
+    let (state, _) = check_resume("momentum", "lr=0.2", Some(32), 4, 7, 6);
+    assert_eq!(
+        (state.epoch, state.next_row),
+        (2, 64),
+        "the interruption was not mid-epoch"
+    );
+    assert_eq!(state.epoch_updates, 2);
+}
+
+#[test]
+fn nesterov_and_gd_resume() {
+    check_resume("nesterov", "lr=0.1", Some(40), 3, 5, 3);
+    check_resume("gd", "lr=0.5", Some(64), 3, 4, 1);
+}
+
+#[test]
+fn hessian_diag_mini_batches_resume() {
+    check_resume("hessian-diag", "lr=0.05", Some(50), 3, 4, 2);
+}
+
+#[test]
+fn hessian_free_resumes_with_damping_and_warm_start() {
+    let (state, _) = check_resume("hessian-free", "", None, 6, 2, 2);
+    // Full batch: one update per epoch, so the flag is seen at the next epoch's start.
+    assert_eq!((state.epoch, state.next_row), (3, 0));
+}
+
+#[test]
+fn levenberg_marquardt_and_newton_resume() {
+    check_resume("lm", "", None, 4, 1, 1);
+    check_resume("newton", "", None, 4, 2, 1);
+    // A tiny initial damping makes the first steps overshoot: rejected steps,
+    // after which Newton retries from its cached H and g (dropped by the
+    // checkpoint and recomputed) with c ×4.
+    // Interrupted right after that rejected step, so the resumed Newton must
+    // recompute the linearisation the original one reused.
+    let k = first_rejected_step("newton", "damping=1e-6", 12);
+    println!("newton damping=1e-6: first rejected step {k} of 12");
+    let (_, history) = check_resume("newton", "damping=1e-6", None, 12, k, 1);
+    assert!(history.rejected > 0);
+}
+
+/// Records whether each step was accepted.
+struct Accepted(Vec<bool>);
+
+impl Callback for Accepted {
+    fn on_update_end(&mut self, report: &curvature::optim::StepReport) -> Control {
+        self.0.push(report.accepted);
+        Control::Continue
+    }
+}
+
+/// The number of steps up to and including the first rejected one of a
+/// full-batch run (the test needs one: it fails if there is none).
+fn first_rejected_step(name: &str, params: &str, epochs: usize) -> usize {
+    let p = problem();
+    let config = TrainConfig {
+        epochs,
+        shuffle_seed: 7,
+        ..TrainConfig::default()
+    };
+    let mut theta = p.mlp.init_params(3);
+    let mut record = Accepted(Vec::new());
+    let view = DataView {
+        x: p.x.view(),
+        t: p.t.view(),
+    };
+    train(
+        &config,
+        spec(name, params).build().as_mut(),
+        &mut factory(&p.mlp),
+        &mut theta,
+        view,
+        None,
+        &mut [&mut record],
+    )
+    .unwrap();
+    let index = record.0.iter().position(|a| !a);
+    index.expect("no rejected step: the case would test nothing more") + 1
+}
+
+#[test]
+fn lbfgs_resumes_with_its_pairs() {
+    check_resume("lbfgs", "history=3", None, 10, 4, 3);
+}
+
+#[test]
+fn bfgs_resumes_with_its_inverse() {
+    check_resume("bfgs", "", None, 8, 3, 2);
+}
+
+#[test]
+fn conjugate_gradients_resume() {
+    check_resume("cg-pr", "", None, 8, 3, 2);
+    // Mini-batch CG: the (E, ∇E) cache is dropped at the interruption and recomputed.
+    check_resume("cg-fr", "line-search=hessian", Some(50), 3, 4, 2);
+}
+
+#[test]
+fn state_of_another_optimizer_or_size_is_refused() {
+    let p = problem();
+    let w = p.mlp.num_params();
+    let mut lbfgs = spec("lbfgs", "").build();
+    let mut engine = CpuEngine::new(&p.mlp, p.x.view(), p.t.view()).unwrap();
+    let mut theta = p.mlp.init_params(0);
+    for _ in 0..3 {
+        lbfgs.step(&mut engine, &mut theta, 0..TRAIN_ROWS).unwrap();
+    }
+    let state = lbfgs.export_state();
+    let mut bfgs = spec("bfgs", "").build();
+    let err = bfgs.import_state(&state, w).unwrap_err();
+    assert!(matches!(err, StateError::WrongOptimizer { .. }), "{err}");
+    assert!(
+        err.to_string().contains("`lbfgs`") && err.to_string().contains("`bfgs`"),
+        "{err}"
+    );
+    let mut other = spec("lbfgs", "").build();
+    let err = other.import_state(&state, w + 1).unwrap_err();
+    assert!(matches!(err, StateError::WrongShape { .. }), "{err}");
+    // Fewer pairs allowed than stored.
+    let mut short = spec("lbfgs", "history=1").build();
+    assert!(short.import_state(&state, w).is_err());
+    // An entry no optimizer of this kind has.
+    let mut extra = state.clone();
+    extra.scalars.insert("surprise".into(), 1.0);
+    let err = other.import_state(&extra, w).unwrap_err();
+    assert!(matches!(err, StateError::Unknown { .. }), "{err}");
+    other.import_state(&state, w).unwrap();
+    assert_eq!(other.export_state(), state);
+}
+
+#[test]
+fn resume_refuses_another_seed_or_batch() {
+    let p = problem();
+    let spec = spec("momentum", "");
+    let config = TrainConfig {
+        epochs: 2,
+        batch_size: Some(32),
+        ..TrainConfig::default()
+    };
+    let view = DataView {
+        x: p.x.view(),
+        t: p.t.view(),
+    };
+    let flag = AtomicBool::new(false);
+    let mut stop = InterruptAfter {
+        after: 2,
+        seen: 0,
+        flag: &flag,
+    };
+    let mut theta = p.mlp.init_params(0);
+    let mut opt = spec.build();
+    let outcome = train_resumable(
+        &config,
+        opt.as_mut(),
+        &mut factory(&p.mlp),
+        &mut theta,
+        view,
+        None,
+        &mut [&mut stop],
+        Resume {
+            from: None,
+            interrupt: Some(&flag),
+        },
+    )
+    .unwrap();
+    let TrainOutcome::Interrupted(state) = outcome else {
+        panic!("not interrupted")
+    };
+    for (changed, what) in [
+        (
+            TrainConfig {
+                shuffle_seed: 1,
+                ..config.clone()
+            },
+            "shuffle seed",
+        ),
+        (
+            TrainConfig {
+                batch_size: Some(16),
+                ..config.clone()
+            },
+            "batches of",
+        ),
+    ] {
+        let err = train_resumable(
+            &changed,
+            opt.as_mut(),
+            &mut factory(&p.mlp),
+            &mut theta,
+            view,
+            None,
+            &mut [],
+            Resume {
+                from: Some((*state).clone()),
+                interrupt: None,
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains(what), "{err}");
+    }
+}
+
+#[test]
+fn files_that_are_not_checkpoints_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"\x08\x00\x00\x00\x00\x00\x00\x00not json").unwrap();
+    let err = load_checkpoint(&garbage).unwrap_err().to_string();
+    assert!(
+        err.contains("garbage.safetensors") && err.contains("not a valid safetensors"),
+        "{err}"
+    );
+
+    let p = problem();
+    let model = dir.path().join("model.safetensors");
+    curvature::files::save_model(
+        &model,
+        &p.mlp,
+        &p.mlp.init_params(0),
+        &Default::default(),
+        curvature::files::Overwrite::Refuse,
+    )
+    .unwrap();
+    let err = load_checkpoint(&model).unwrap_err().to_string();
+    assert!(err.contains("model file, not a checkpoint"), "{err}");
+
+    // A checkpoint from a newer build.
+    let (mut tensors, mut meta) = (Vec::new(), std::collections::HashMap::new());
+    tensors.push(curvature::files::NamedTensor {
+        name: "theta".into(),
+        shape: vec![1],
+        data: vec![0.0],
+    });
+    meta.insert("format".to_string(), "curvature-checkpoint".to_string());
+    meta.insert("version".to_string(), "99".to_string());
+    let newer = dir.path().join("newer.safetensors");
+    curvature::files::write_tensors(
+        &newer,
+        &tensors,
+        meta,
+        false,
+        curvature::files::Overwrite::Refuse,
+    )
+    .unwrap();
+    let err = load_checkpoint(&newer).unwrap_err().to_string();
+    assert!(err.contains("version 99") && err.contains("newer"), "{err}");
+    assert!(!err.contains('\n'), "one line: {err}");
+}
