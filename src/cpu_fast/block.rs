@@ -18,6 +18,27 @@ use super::passes::{input, Base};
 use super::real::Real;
 use ndarray::ArrayView2;
 
+/// The k vectors of a block: rows of a matrix V (k, W), or the unit vectors
+/// e_p for p in a range (the columns of the full H or G), which need no V.
+#[derive(Clone)]
+pub enum Vectors<'a> {
+    Dense(ArrayView2<'a, f64>),
+    Units(std::ops::Range<usize>),
+}
+
+impl Vectors<'_> {
+    /// k, the number of vectors.
+    pub fn len(&self) -> usize {
+        match self {
+            Vectors::Dense(v) => v.nrows(),
+            Vectors::Units(r) => r.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Buffers of one block pass for up to `cap` samples and `k_cap` vectors.
 pub struct Block<T> {
     pub k_cap: usize,
@@ -72,9 +93,21 @@ impl<T: Real> Block<T> {
     }
 
     /// Copies V (k, W) into the two stacked layouts the GEMMs read.
-    pub fn load_vectors(&mut self, net: &Net<T>, v: ArrayView2<f64>) {
-        let k = v.nrows();
-        self.units = unit_indices(v);
+    pub fn load_vectors(&mut self, net: &Net<T>, v: &Vectors) {
+        let dense = match v {
+            Vectors::Dense(v) => {
+                self.units = unit_indices(*v);
+                Some(*v)
+            }
+            Vectors::Units(range) => {
+                let mut units = self.units.take().unwrap_or_default();
+                units.clear();
+                units.extend(range.clone());
+                self.units = Some(units);
+                None
+            }
+        };
+        let k = v.len();
         if let Some(units) = &self.units {
             for (l, layer) in net.layers.iter().enumerate() {
                 self.vb[l][..k * layer.fan_out]
@@ -88,6 +121,7 @@ impl<T: Real> Block<T> {
             }
             return;
         }
+        let Some(v) = dense else { return };
         for (l, layer) in net.layers.iter().enumerate() {
             let (fin, fout) = (layer.fan_in, layer.fan_out);
             for (i, v_i) in v.rows().into_iter().enumerate() {
@@ -344,16 +378,14 @@ impl<T: Real> Block<T> {
     }
 
     /// Writes R{∇E} + λ V_w for the k vectors into `out` (k, W) f64.
-    pub fn finish(
-        &self,
-        net: &Net<T>,
-        k: usize,
-        gauss_newton: bool,
-        v: ArrayView2<f64>,
-        out: &mut [f64],
-    ) {
+    pub fn finish(&self, net: &Net<T>, k: usize, gauss_newton: bool, v: &Vectors, out: &mut [f64]) {
         let w = net.theta.len();
         let l2 = net.mlp.l2();
+        // v_i[p], read for the λ V term.
+        let v_at = |i: usize, p: usize| match v {
+            Vectors::Dense(v) => v[[i, p]],
+            Vectors::Units(range) => f64::from(u8::from(p == range.start + i)),
+        };
         for (l, layer) in net.layers.iter().enumerate() {
             let (fin, fout) = (layer.fan_in, layer.fan_out);
             let with_cat = !gauss_newton && l > 0;
@@ -366,7 +398,7 @@ impl<T: Real> Block<T> {
                             g += self.gcat[l][(j * k + i) * fin + m].to_f64();
                         }
                         let p = layer.weights.start + j * fin + m;
-                        row[p] = g + l2 * v[[i, p]];
+                        row[p] = g + l2 * v_at(i, p);
                     }
                     row[layer.bias.start + j] = self.gb[l][i * fout + j].to_f64();
                 }

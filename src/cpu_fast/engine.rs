@@ -22,7 +22,7 @@
 //! `RAYON_NUM_THREADS` may change the last bits (measured on M: the gradient
 //! differs between 1 and 2 threads; S's results do not).
 
-use super::block::Block;
+use super::block::{Block, Vectors};
 use super::diagonal::{DiagBuffers, Kind};
 use super::net::Net;
 use super::outer;
@@ -35,7 +35,7 @@ use crate::cpu_engine::check_data_shape;
 use crate::curvature::{check_args, Curvature};
 use crate::error::Result;
 use crate::model::{LayerLayout, Mlp};
-use ndarray::{s, Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 use std::ops::Range;
 use std::sync::Mutex;
@@ -129,8 +129,7 @@ pub struct FastCpuEngine<T: Real> {
     rows: usize,
     theta: Vec<T>, // θ (W) in precision T, converted per call
     spaces: Vec<Workspace<T>>,
-    /// Scratch (k_cap, W) for the full matrices' unit vectors and columns.
-    units: Array2<f64>,
+    /// Scratch (HESSIAN_BLOCK, W) for the columns of the full matrices.
     columns: Vec<f64>,
     /// An upper bound on samples per chunk (tests force several chunks with it).
     max_chunk: usize,
@@ -150,7 +149,6 @@ impl<T: Real> FastCpuEngine<T> {
             rows: x.nrows(),
             theta: vec![T::zero(); mlp.num_params()],
             spaces: Vec::new(),
-            units: Array2::zeros((0, 0)),
             columns: Vec::new(),
             max_chunk: usize::MAX,
             part_sums: Vec::new(),
@@ -317,12 +315,12 @@ impl<T: Real> FastCpuEngine<T> {
     fn block_into(
         &mut self,
         rows: &Range<usize>,
-        v: ArrayView2<f64>,
+        v: Vectors,
         gauss_newton: bool,
         k_cap: usize,
         out: &mut [f64],
     ) {
-        let k = v.nrows();
+        let k = v.len();
         let key = Key::Block(k_cap);
         let ws = self.workspace(key, parts_for(rows.len()));
         {
@@ -333,7 +331,7 @@ impl<T: Real> FastCpuEngine<T> {
             };
             for part in self.spaces[ws].parts.iter_mut() {
                 if let Some(block) = part.block.as_mut() {
-                    block.load_vectors(&net, v);
+                    block.load_vectors(&net, &v);
                 }
             }
         }
@@ -364,7 +362,7 @@ impl<T: Real> FastCpuEngine<T> {
             for other in tail[..used - 1].iter().filter_map(|p| p.block.as_ref()) {
                 block.add_accumulators(&net, other, k, gauss_newton);
             }
-            block.finish(&net, k, gauss_newton, v, out);
+            block.finish(&net, k, gauss_newton, &v, out);
         }
     }
 
@@ -383,7 +381,8 @@ impl<T: Real> FastCpuEngine<T> {
         let slice = out
             .as_slice_mut()
             .ok_or_else(|| crate::error::Error::Shape("result not contiguous".into()))?;
-        self.block_into(&rows, v, gauss_newton, v.nrows(), slice);
+        let k = v.nrows();
+        self.block_into(&rows, Vectors::Dense(v), gauss_newton, k, slice);
         Ok(out)
     }
 
@@ -397,30 +396,29 @@ impl<T: Real> FastCpuEngine<T> {
         self.begin(theta, &rows, None)?;
         let w = self.mlp.num_params();
         let kb = HESSIAN_BLOCK.min(w);
-        if self.units.dim() != (kb, w) {
-            self.units = Array2::zeros((kb, w));
+        if self.columns.len() != kb * w {
             self.columns = vec![0.0; kb * w];
         }
         let mut m = Array2::zeros((w, w));
-        let mut units = std::mem::take(&mut self.units);
         let mut columns = std::mem::take(&mut self.columns);
         let mut start = 0;
         while start < w {
             let k = kb.min(w - start);
-            units.fill(0.0);
-            for i in 0..k {
-                units[[i, start + i]] = 1.0;
-            }
-            let v = units.slice(s![..k, ..]);
-            self.block_into(&rows, v, gauss_newton, kb, &mut columns[..k * w]);
-            for i in 0..k {
-                for (r, value) in columns[i * w..(i + 1) * w].iter().enumerate() {
-                    m[[r, start + i]] = *value;
+            let units = Vectors::Units(start..start + k);
+            self.block_into(&rows, units, gauss_newton, kb, &mut columns[..k * w]);
+            // Column start + i of M is row i of the block: copied in tiles of
+            // TILE rows so that reads and writes both stay in cache.
+            const TILE: usize = 64;
+            for r0 in (0..w).step_by(TILE) {
+                for i in 0..k {
+                    let col = &columns[i * w..(i + 1) * w];
+                    for r in r0..(r0 + TILE).min(w) {
+                        m[[r, start + i]] = col[r];
+                    }
                 }
             }
             start += k;
         }
-        self.units = units;
         self.columns = columns;
         Ok(m)
     }
