@@ -24,7 +24,10 @@
 //! targets for one output; none for real-valued targets).
 
 use crate::curvature::Curvature;
-use crate::optim::{OptimError, Optimizer, Result, StepReport};
+use crate::optim::finite::first_non_finite;
+use crate::optim::{
+    GuardConfig, Guarded, OptimError, Optimizer, Result, StepReport, DEFAULT_MAX_FAILURES,
+};
 use ndarray::{Array2, ArrayView2, Axis};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -38,6 +41,9 @@ pub struct TrainConfig {
     pub epochs: usize,
     /// Rows per update; `None` = the full batch (default).
     pub batch_size: Option<usize>,
+    /// Failed (NaN/∞) updates in a row before training stops with
+    /// [`OptimError::Diverged`] (default [`DEFAULT_MAX_FAILURES`]); see [`Guarded`].
+    pub max_failures: usize,
     /// Seed of the per-epoch shuffle (default 0).
     pub shuffle_seed: u64,
     /// Stop after this many epochs without a validation-loss improvement
@@ -54,6 +60,7 @@ impl Default for TrainConfig {
         TrainConfig {
             epochs: 100,
             batch_size: None,
+            max_failures: DEFAULT_MAX_FAILURES,
             shuffle_seed: 0,
             patience: None,
             min_delta: 0.0,
@@ -278,8 +285,42 @@ fn any_stop(
     stop
 }
 
+/// Errs, naming the row and column, when x or t of either set holds a NaN or
+/// ∞, or naming the entry when θ (W) does: no recovery can start from those.
+fn check_finite_inputs(theta: &[f64], train: DataView, validation: Option<DataView>) -> Result<()> {
+    if let Some((i, v)) = first_non_finite(theta) {
+        return Err(OptimError::Training(format!(
+            "the starting parameters hold {v} at entry {i}: start from finite weights"
+        )));
+    }
+    let sets = [
+        ("training inputs x", Some(train.x)),
+        ("training targets t", Some(train.t)),
+        ("validation inputs x", validation.map(|v| v.x)),
+        ("validation targets t", validation.map(|v| v.t)),
+    ];
+    for (what, data) in sets {
+        let Some(data) = data else { continue };
+        if let Some(((row, col), &value)) = data.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            return Err(OptimError::NonFiniteData {
+                what,
+                row,
+                col,
+                value,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Trains θ (W) in place with `optimizer` on `train`, evaluating on
 /// `validation` after every epoch; engines come from `factory`.
+///
+/// Refuses data or a starting θ holding NaN or ∞ (naming row and column).
+/// The optimizer runs inside a [`Guarded`]: an update that meets NaN or ∞ is
+/// undone, recovered from and counted as rejected; `max_failures` of them in
+/// a row end training with [`OptimError::Diverged`], θ left at the last
+/// finite parameters.
 pub fn train(
     config: &TrainConfig,
     optimizer: &mut dyn Optimizer,
@@ -303,6 +344,20 @@ pub fn train(
     }
     let batch = config.batch_size.unwrap_or(n).min(n);
     let full_batch = batch == n;
+    check_finite_inputs(theta, train, validation)?;
+    // Every update goes through the guard: NaN/∞ steps are undone and recovered from.
+    let input_scale = train
+        .x
+        .iter()
+        .fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
+    let guard = GuardConfig {
+        max_failures: config.max_failures,
+        updates_per_epoch: Some(n.div_ceil(batch)),
+        first_epoch: 1,
+        input_scale: Some(input_scale),
+    };
+    let mut guarded = Guarded::new(optimizer, guard);
+    let optimizer: &mut dyn Optimizer = &mut guarded;
     let start = Instant::now();
     for cb in callbacks.iter_mut() {
         cb.on_train_start(config);

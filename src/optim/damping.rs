@@ -7,6 +7,10 @@
 //! `reject_factor`; an accepted step with ρ < ¼ multiplies it by
 //! `increase_factor`, one with ρ > ¾ by `decrease_factor` (Nocedal & Wright
 //! §4.1, with the classic LM constants).
+//!
+//! NaN never passes a test here: a NaN or ∞ trial loss is a rejection (the
+//! callers accept only `is_finite() && E_new ≤ E_old`), and a ρ that is NaN
+//! counts as a poor model (×`increase_factor`), not as "leave it be".
 
 /// The damping value and its adaptation constants.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,7 +44,9 @@ impl Damping {
 
     /// After an accepted step with reduction ratio ρ.
     pub fn accepted(&mut self, rho: f64) {
-        if rho > 0.75 {
+        if rho.is_nan() {
+            self.value *= self.increase_factor;
+        } else if rho > 0.75 {
             self.value *= self.decrease_factor;
         } else if rho < 0.25 {
             self.value *= self.increase_factor;
@@ -50,7 +56,13 @@ impl Damping {
 
     /// After a rejected step or a failed factorisation.
     pub fn rejected(&mut self) {
-        self.value = (self.value * self.reject_factor).clamp(self.min, self.max);
+        // A NaN value (never set by this type, but a field is public) goes to the ceiling.
+        let raised = self.value * self.reject_factor;
+        self.value = if raised.is_nan() {
+            self.max
+        } else {
+            raised.clamp(self.min, self.max)
+        };
     }
 
     /// Whether the damping hit its ceiling (nothing further can be tried).
