@@ -95,12 +95,19 @@ pub struct NonFinite {
     pub value: f64,
 }
 
+impl NonFinite {
+    /// "the Q is V at entry i", without saying where.
+    pub fn what(&self) -> String {
+        match self.index {
+            Some(i) => format!("the {} is {} at entry {i}", self.quantity, self.value),
+            None => format!("the {} is {}", self.quantity, self.value),
+        }
+    }
+}
+
 impl fmt::Display for NonFinite {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the {} is {}", self.quantity, self.value)?;
-        if let Some(i) = self.index {
-            write!(f, " at entry {i}")?;
-        }
+        f.write_str(&self.what())?;
         f.write_str(match self.point {
             Point::Current => " at the current θ",
             Point::Trial => " at a trial point",

@@ -91,7 +91,8 @@ impl fmt::Display for Divergence {
             write!(
                 f,
                 "{}: cannot start at {at}: {} at the starting parameters",
-                self.optimizer, self.failure
+                self.optimizer,
+                self.failure.what()
             )?;
         } else {
             write!(
@@ -234,6 +235,14 @@ fn likely_cause(
             "the network's outputs overflow at the starting weights, or the engine returns NaN"
                 .to_string(),
             "start from a fresh initialisation (another --seed) and check the run with --device cpu"
+                .to_string(),
+        );
+    }
+    if failure.quantity == Quantity::Gradient && failure.point == Point::Current {
+        return (
+            "backpropagation overflowed, or the device returned NaN, where the loss was finite"
+                .to_string(),
+            "the same run with --device cpu, or a smaller step (--set lr=... or damping=...)"
                 .to_string(),
         );
     }
