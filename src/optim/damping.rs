@@ -12,6 +12,10 @@
 //! callers accept only `is_finite() && E_new ≤ E_old`), and a ρ that is NaN
 //! counts as a poor model (×`increase_factor`), not as "leave it be".
 
+/// Where a rejected damping of 0 restarts: the default floor, far below any
+/// curvature that matters, reached again within a few ×4 rises.
+const FIRST_NONZERO: f64 = 1e-12;
+
 /// The damping value and its adaptation constants.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Damping {
@@ -56,10 +60,14 @@ impl Damping {
 
     /// After a rejected step or a failed factorisation.
     pub fn rejected(&mut self) {
-        // A NaN value (never set by this type, but a field is public) goes to the ceiling.
+        // A damping of 0 (with `min` 0) would stay 0 under any factor: it
+        // restarts from FIRST_NONZERO. A NaN value (never set by this type,
+        // but the field is public) goes to the ceiling.
         let raised = self.value * self.reject_factor;
         self.value = if raised.is_nan() {
             self.max
+        } else if raised <= 0.0 {
+            self.min.max(FIRST_NONZERO).min(self.max)
         } else {
             raised.clamp(self.min, self.max)
         };

@@ -180,8 +180,12 @@ impl Optimizer for DampedNewton {
                 return Err(OptimError::Numerical {
                     method: self.name,
                     detail: format!(
-                        "the {what} plus c·I stayed not positive definite after {tries} Cholesky tries up to c = {:e} (its most negative eigenvalue is below −c, or its entries are too large for f64): try a larger L2 penalty, or levenberg-marquardt, whose matrix is positive semidefinite",
-                        self.config.damping.value
+                        "the {what} plus c·I stayed not positive definite after {tries} Cholesky tries up to c = {:e}: {}",
+                        self.config.damping.value,
+                        match self.matrix_kind {
+                            CurvatureMatrix::Hessian => "H has an eigenvalue below −c (a saddle or maximum); try a larger L2 penalty (--l2), a larger damping ceiling, or levenberg-marquardt, whose G is positive semidefinite",
+                            CurvatureMatrix::GaussNewton => "G is positive semidefinite, so its entries must be too large for f64; scale the inputs or add an L2 penalty (--l2)",
+                        }
                     ),
                 });
             }
