@@ -197,9 +197,15 @@ fn nan_trial_points_are_never_accepted() {
 /// Newton accepts a trial by its loss alone; when only ∇E is NaN there, the
 /// next step meets it at its current point. The guard in `train()` undoes the
 /// update that led there and raises the damping until steps stay finite.
-/// (Without the undo, every later step would fail at that same θ and the run
-/// would end in the bounded-failure error. The last update of the run may
-/// still land outside the box: its ∇E is never asked for, and E there is finite.)
+/// Without the undo every later step fails at that same θ, so with
+/// `MAX_FAILURES` the run ends in the bounded-failure error; with it, each
+/// accept-then-fail cycle raises c ×4 and steps soon stay inside the box. (The
+/// last update of the run may still land outside: its ∇E is never asked for,
+/// and E there is finite.)
+/// The default bound (20), well below the 60 epochs, so that a run stuck at
+/// one θ must hit it.
+const MAX_FAILURES: usize = curvature::optim::DEFAULT_MAX_FAILURES;
+
 #[test]
 fn a_nan_gradient_after_an_accepted_step_is_undone_by_the_guard() {
     let (mlp, x, t, theta0) = small_classifier();
@@ -216,7 +222,8 @@ fn a_nan_gradient_after_an_accepted_step_is_undone_by_the_guard() {
     let mut theta = theta0.clone();
     let history = train(
         &TrainConfig {
-            epochs: 20,
+            epochs: 60,
+            max_failures: MAX_FAILURES,
             ..TrainConfig::default()
         },
         spec("newton", "").build().as_mut(),

@@ -160,12 +160,11 @@ impl Optimizer for Bfgs {
         let s: Vec<f64> = direction.iter().map(|d| o.alpha * d).collect();
         let y = sub(&o.grad, &grad);
         let ys = dot(&y, &s);
-        let yy = dot(&y, &y);
-        // Written so that a NaN yᵀs fails it, and an overflowing yᵀy (which
-        // would scale B to 0) too: the update is skipped.
-        if ys.is_finite() && yy.is_finite() && ys > CURVATURE_SKIP * norm(&s) * norm(&y) {
+        // Written so that a NaN yᵀs fails it, and an overflowing ‖y‖ (whose
+        // yᵀy would scale B to 0) makes the threshold ∞: the update is skipped.
+        if ys.is_finite() && ys > CURVATURE_SKIP * norm(&s) * norm(&y) {
             if !self.updated {
-                *b *= ys / yy;
+                *b *= ys / dot(&y, &y);
             }
             Bfgs::update(b, &s, &y);
             self.updated = true;
