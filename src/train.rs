@@ -353,7 +353,7 @@ pub fn train(
     let guard = GuardConfig {
         max_failures: config.max_failures,
         updates_per_epoch: Some(n.div_ceil(batch)),
-        first_epoch: 1,
+        updates_before: 0,
         input_scale: Some(input_scale),
     };
     let mut guarded = Guarded::new(optimizer, guard);

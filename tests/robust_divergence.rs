@@ -261,3 +261,34 @@ fn persistent_nan_stops_after_the_bounded_number_of_failures() {
         assert!(full_loss(&mlp, &x, &t, &theta).is_finite(), "{name}");
     }
 }
+
+/// `Guarded` used directly (a library user's own loop, or a resumed run that
+/// already made 7 updates at 3 per epoch): updates and epochs are numbered
+/// on from `updates_before`, and θ is never moved by failed steps.
+#[test]
+fn guarded_numbers_updates_after_those_already_made() {
+    use curvature::optim::{GuardConfig, Guarded, Optimizer};
+    let (mlp, x, t, theta0) = small_classifier();
+    let hits = Rc::new(Cell::new(0));
+    let faults = vec![Fault::from(Op::LossGradGrad, 1, f64::NAN)];
+    let mut engine = FaultyEngine::new(&mlp, x.view(), t.view(), faults, hits);
+    let mut inner = spec("momentum", "").build();
+    let mut guarded = Guarded::new(
+        inner.as_mut(),
+        GuardConfig {
+            max_failures: 2,
+            updates_per_epoch: Some(3),
+            updates_before: 7,
+            input_scale: None,
+        },
+    );
+    let mut theta = theta0.clone();
+    let n = x.nrows();
+    let first = guarded.step(&mut engine, &mut theta, 0..n).unwrap();
+    assert!(!first.accepted, "a failed step is reported as rejected");
+    assert_eq!(guarded.failures(), 1);
+    let d = diverged(guarded.step(&mut engine, &mut theta, 0..n).unwrap_err());
+    // The 2nd guarded update is update 9 overall; at 3 per epoch, epoch 3.
+    assert_eq!((d.update, d.epoch, d.failures), (9, Some(3), 2));
+    assert_eq!(theta, theta0);
+}

@@ -43,8 +43,10 @@ pub struct GuardConfig {
     pub max_failures: usize,
     /// Updates per epoch, to name the epoch of a failed update (None: not named).
     pub updates_per_epoch: Option<usize>,
-    /// The epoch of the first guarded update (1; later for a resumed run).
-    pub first_epoch: usize,
+    /// Updates attempted before the guard's first (0; for a resumed run,
+    /// (epoch − 1)·updates_per_epoch + the updates already made in its epoch),
+    /// so that updates and epochs are numbered as in the uninterrupted run.
+    pub updates_before: usize,
     /// max |x| over the training inputs, to name unscaled inputs as the cause.
     pub input_scale: Option<f64>,
 }
@@ -54,7 +56,7 @@ impl Default for GuardConfig {
         GuardConfig {
             max_failures: DEFAULT_MAX_FAILURES,
             updates_per_epoch: None,
-            first_epoch: 1,
+            updates_before: 0,
             input_scale: None,
         }
     }
@@ -116,7 +118,7 @@ impl fmt::Display for Divergence {
 pub struct Guarded<'a> {
     inner: &'a mut dyn Optimizer,
     config: GuardConfig,
-    /// Steps attempted so far.
+    /// Steps attempted so far, counting `updates_before`.
     update: usize,
     /// Failed steps in a row.
     consecutive: usize,
@@ -137,8 +139,8 @@ impl<'a> Guarded<'a> {
     pub fn new(inner: &'a mut dyn Optimizer, config: GuardConfig) -> Guarded<'a> {
         Guarded {
             inner,
+            update: config.updates_before,
             config,
-            update: 0,
             consecutive: 0,
             consecutive_before_accept: 0,
             previous: None,
@@ -158,7 +160,7 @@ impl<'a> Guarded<'a> {
         self.config
             .updates_per_epoch
             .filter(|&u| u > 0)
-            .map(|u| self.config.first_epoch + (self.update - 1) / u)
+            .map(|u| 1 + self.update.saturating_sub(1) / u)
     }
 
     fn divergence(&self, failure: NonFinite, theta: &[f64], failures: usize) -> Divergence {
