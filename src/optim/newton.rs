@@ -16,7 +16,7 @@
 //!
 //! Divergence: a trial point whose E is NaN or ∞ is rejected like any trial
 //! that does not lower E (c grows ×4). A NaN or ∞ in E, ∇E or the matrix at θ
-//! returns [`OptimError::NonFinite`](super::OptimError::NonFinite) with θ
+//! returns [`OptimError::NonFinite`] with θ
 //! unchanged, and [`Optimizer::recover`] raises c by its rejection factor (×4)
 //! and drops the cached linearisation. A singular or indefinite matrix is no
 //! failure: the factorisation is retried with c ×4, at most
