@@ -180,6 +180,7 @@ pub fn save_checkpoint(path: &Path, c: &Checkpoint) -> Result<(), FileError> {
             "patience": cfg.patience,
             "min_delta": num(cfg.min_delta),
             "restore_best": cfg.restore_best,
+            "max_failures": cfg.max_failures,
         })
         .to_string(),
     );
@@ -197,6 +198,7 @@ pub fn save_checkpoint(path: &Path, c: &Checkpoint) -> Result<(), FileError> {
             "train_rows": s.train_rows,
             "batch_size": s.batch_size,
             "elapsed_seconds": num(s.elapsed_seconds),
+            "failures_in_a_row": s.failures_in_a_row,
         })
         .to_string(),
     );
@@ -436,6 +438,7 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, FileError> {
         patience: r.opt_usize(&cfg, "patience", "config")?,
         min_delta: r.float(&cfg, "min_delta", "config")?,
         restore_best: r.boolean(&cfg, "restore_best", "config")?,
+        max_failures: r.usize(&cfg, "max_failures", "config")?,
     };
     let s = r.json(&meta, "scheduler")?;
     let sc = "scheduler";
@@ -452,6 +455,7 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, FileError> {
         train_rows: r.usize(&s, "train_rows", sc)?,
         batch_size: r.usize(&s, "batch_size", sc)?,
         elapsed_seconds: r.float(&s, "elapsed_seconds", sc)?,
+        failures_in_a_row: r.usize(&s, "failures_in_a_row", sc)?,
     };
     let run = meta
         .iter()

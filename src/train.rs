@@ -37,7 +37,10 @@
 //! of it in one file.
 
 use crate::curvature::Curvature;
-use crate::optim::{OptimError, Optimizer, Result, StepReport};
+use crate::optim::finite::first_non_finite;
+use crate::optim::{
+    GuardConfig, Guarded, OptimError, Optimizer, Result, StepReport, DEFAULT_MAX_FAILURES,
+};
 use ndarray::{Array2, ArrayView2, Axis};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -52,6 +55,9 @@ pub struct TrainConfig {
     pub epochs: usize,
     /// Rows per update; `None` = the full batch (default).
     pub batch_size: Option<usize>,
+    /// Failed (NaN/∞) updates in a row before training stops with
+    /// [`OptimError::Diverged`] (default [`DEFAULT_MAX_FAILURES`]); see [`Guarded`].
+    pub max_failures: usize,
     /// Seed of the per-epoch shuffle (default 0).
     pub shuffle_seed: u64,
     /// Stop after this many epochs without a validation-loss improvement
@@ -68,6 +74,7 @@ impl Default for TrainConfig {
         TrainConfig {
             epochs: 100,
             batch_size: None,
+            max_failures: DEFAULT_MAX_FAILURES,
             shuffle_seed: 0,
             patience: None,
             min_delta: 0.0,
@@ -292,10 +299,44 @@ fn any_stop(
     stop
 }
 
+/// Errs, naming the row and column, when x or t of either set holds a NaN or
+/// ∞, or naming the entry when θ (W) does: no recovery can start from those.
+fn check_finite_inputs(theta: &[f64], train: DataView, validation: Option<DataView>) -> Result<()> {
+    if let Some((i, v)) = first_non_finite(theta) {
+        return Err(OptimError::Training(format!(
+            "the starting parameters hold {v} at entry {i}: start from finite weights"
+        )));
+    }
+    let sets = [
+        ("training inputs x", Some(train.x)),
+        ("training targets t", Some(train.t)),
+        ("validation inputs x", validation.map(|v| v.x)),
+        ("validation targets t", validation.map(|v| v.t)),
+    ];
+    for (what, data) in sets {
+        let Some(data) = data else { continue };
+        if let Some(((row, col), &value)) = data.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            return Err(OptimError::NonFiniteData {
+                what,
+                row,
+                col,
+                value,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Trains θ (W) in place with `optimizer` on `train`, evaluating on
 /// `validation` after every epoch; engines come from `factory`. Runs to the
 /// end (no interruption): [`train_resumable`] is the same with an interrupt
 /// flag and a state to continue from.
+///
+/// Refuses data or a starting θ holding NaN or ∞ (naming row and column).
+/// The optimizer runs inside a [`Guarded`]: an update that meets NaN or ∞ is
+/// undone, recovered from and counted as rejected; `max_failures` of them in
+/// a row end training with [`OptimError::Diverged`], θ left at the last
+/// finite parameters.
 pub fn train(
     config: &TrainConfig,
     optimizer: &mut dyn Optimizer,
@@ -354,6 +395,9 @@ pub struct TrainState {
     pub batch_size: usize,
     /// Wall time of the run so far (s); records continue counting from it.
     pub elapsed_seconds: f64,
+    /// Failed (NaN/∞) updates in a row at the interruption: the guard's
+    /// bound counts on from them.
+    pub failures_in_a_row: usize,
 }
 
 /// How [`train_resumable`] ended.
@@ -464,6 +508,26 @@ pub fn train_resumable(
         run.interrupt
             .is_some_and(|flag| flag.load(std::sync::atomic::Ordering::SeqCst))
     };
+    check_finite_inputs(theta, train, validation)?;
+    // Every update goes through the guard: NaN/∞ steps are undone and recovered from.
+    let input_scale = train
+        .x
+        .iter()
+        .fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
+    let updates_per_epoch = n.div_ceil(batch);
+    // A resumed run numbers its updates on from where it stopped.
+    let updates_before = run.from.as_ref().map_or(0, |s| {
+        (s.epoch - 1) * updates_per_epoch + s.next_row / batch
+    });
+    let guard = GuardConfig {
+        max_failures: config.max_failures,
+        updates_per_epoch: Some(updates_per_epoch),
+        updates_before,
+        input_scale: Some(input_scale),
+        failures_in_a_row: run.from.as_ref().map_or(0, |s| s.failures_in_a_row),
+    };
+    let mut guarded = Guarded::new(optimizer, guard);
+    let optimizer = &mut guarded;
     let start = Instant::now();
     let offset = run.from.as_ref().map_or(0.0, |s| s.elapsed_seconds);
     let elapsed = || offset + start.elapsed().as_secs_f64();
@@ -537,7 +601,8 @@ pub fn train_resumable(
     let pause = |history: &History,
                  best: &(f64, usize, Vec<f64>),
                  epoch: usize,
-                 (next_row, epoch_updates, epoch_rejected): (usize, usize, usize)| {
+                 (next_row, epoch_updates, epoch_rejected): (usize, usize, usize),
+                 failures_in_a_row: usize| {
         TrainOutcome::Interrupted(Box::new(TrainState {
             epoch,
             next_row,
@@ -551,6 +616,7 @@ pub fn train_resumable(
             train_rows: n,
             batch_size: batch,
             elapsed_seconds: elapsed(),
+            failures_in_a_row,
         }))
     };
     let mut shuffled_t: Option<Array2<f32>> = None;
@@ -558,7 +624,13 @@ pub fn train_resumable(
         let (mut begin, mut updates, mut rejected) = std::mem::take(&mut position);
         if begin == 0 {
             if interrupted() {
-                return Ok(pause(&history, &best, epoch, (0, 0, 0)));
+                return Ok(pause(
+                    &history,
+                    &best,
+                    epoch,
+                    (0, 0, 0),
+                    optimizer.failures_in_a_row(),
+                ));
             }
             if any_stop(callbacks, |cb| cb.on_epoch_start(epoch)) {
                 history.stop = StopReason::Callback;
@@ -587,7 +659,13 @@ pub fn train_resumable(
                 break;
             }
             if begin < n && interrupted() {
-                return Ok(pause(&history, &best, epoch, (begin, updates, rejected)));
+                return Ok(pause(
+                    &history,
+                    &best,
+                    epoch,
+                    (begin, updates, rejected),
+                    optimizer.failures_in_a_row(),
+                ));
             }
         }
         history.updates += updates;

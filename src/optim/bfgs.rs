@@ -11,8 +11,18 @@
 //! under the step): it would make B indefinite. When d is not a descent
 //! direction or the search fails, B is reset to I. The first step is
 //! α₀ = min(1, 1/‖g‖) along −g. O(W²) memory and work per step on the host.
+//!
+//! Divergence: NaN or ∞ trials inside the line search shrink α; an update
+//! with yᵀs ≤ 0 or not finite is skipped, and one that would leave B with a
+//! NaN or ∞ resets B to I instead. A NaN or ∞ in E or ∇E at θ returns
+//! [`OptimError::NonFinite`](super::OptimError::NonFinite), and
+//! [`Optimizer::recover`] restarts (B = I, cached gradient dropped) with the
+//! first trial α ×0.1 ([`RECOVERY_SHRINK`]) per recovery, back to ×1 after an
+//! accepted step.
 
+use super::cg::RECOVERY_SHRINK;
 use super::dense::{check_dense, max_dense_params};
+use super::finite::{check_loss_grad, first_non_finite, NonFinite};
 use super::line_search::{descent_or_steepest, initial_step, strong_wolfe, WolfeConfig};
 use super::vector::{dot, norm, sub};
 use super::{GradCache, Optimizer, OptimizerState, Result, StateError, StepReport};
@@ -50,6 +60,8 @@ pub struct Bfgs {
     cache: GradCache,
     /// Updates skipped because yᵀs ≤ 0 (for tests and diagnostics).
     pub skipped_updates: usize,
+    /// Factor on the next search's first α: RECOVERY_SHRINK^k after k recoveries.
+    first_step_scale: f64,
 }
 
 impl Bfgs {
@@ -60,6 +72,7 @@ impl Bfgs {
             updated: false,
             cache: GradCache::default(),
             skipped_updates: 0,
+            first_step_scale: 1.0,
         }
     }
 
@@ -83,6 +96,14 @@ impl Optimizer for Bfgs {
         "bfgs"
     }
 
+    /// Restart: B = I, the cached gradient dropped, the first α ×0.1.
+    fn recover(&mut self, _what: &NonFinite) {
+        self.inverse = None;
+        self.updated = false;
+        self.cache.clear();
+        self.first_step_scale *= RECOVERY_SHRINK;
+    }
+
     fn step(
         &mut self,
         engine: &mut dyn Curvature,
@@ -97,6 +118,7 @@ impl Optimizer for Bfgs {
             self.config.max_dense_params,
         )?;
         let (loss, grad) = self.cache.loss_grad(engine, theta, rows.clone())?;
+        check_loss_grad(loss, &grad)?;
         let grad_norm = norm(&grad);
         if grad_norm == 0.0 {
             return Ok(StepReport::stationary(loss, None));
@@ -114,7 +136,7 @@ impl Optimizer for Bfgs {
             self.updated = false;
         }
         // Before the first update B = I, so the direction is −g as well.
-        let alpha0 = initial_step(fell_back || !self.updated, grad_norm);
+        let alpha0 = initial_step(fell_back || !self.updated, grad_norm) * self.first_step_scale;
         let outcome = strong_wolfe(
             engine,
             theta,
@@ -138,12 +160,20 @@ impl Optimizer for Bfgs {
         let s: Vec<f64> = direction.iter().map(|d| o.alpha * d).collect();
         let y = sub(&o.grad, &grad);
         let ys = dot(&y, &s);
-        if ys > CURVATURE_SKIP * norm(&s) * norm(&y) {
+        // Written so that a NaN yᵀs fails it, and an overflowing ‖y‖ (whose
+        // yᵀy would scale B to 0) makes the threshold ∞: the update is skipped.
+        if ys.is_finite() && ys > CURVATURE_SKIP * norm(&s) * norm(&y) {
             if !self.updated {
                 *b *= ys / dot(&y, &y);
             }
             Bfgs::update(b, &s, &y);
             self.updated = true;
+            if first_non_finite(b.iter()).is_some() {
+                // ρ = 1/yᵀs or B·y overflowed: start again from B = I.
+                *b = Array2::eye(w);
+                self.updated = false;
+                self.skipped_updates += 1;
+            }
         } else {
             self.skipped_updates += 1;
         }
@@ -151,6 +181,7 @@ impl Optimizer for Bfgs {
             *t += si;
         }
         self.cache.store(theta, rows, o.loss, o.grad);
+        self.first_step_scale = 1.0;
         Ok(StepReport {
             loss_before: loss,
             loss_after: o.loss,
@@ -166,6 +197,7 @@ impl Optimizer for Bfgs {
         self.inverse = None;
         self.updated = false;
         self.cache.clear();
+        self.first_step_scale = 1.0;
     }
 
     fn forget_cached(&mut self) {
@@ -178,7 +210,8 @@ impl Optimizer for Bfgs {
     fn export_state(&self) -> OptimizerState {
         let state = OptimizerState::new(self.name())
             .with_scalar("updated", f64::from(u8::from(self.updated)))
-            .with_scalar("skipped_updates", self.skipped_updates as f64);
+            .with_scalar("skipped_updates", self.skipped_updates as f64)
+            .with_scalar("first_step_scale", self.first_step_scale);
         match &self.inverse {
             None => state,
             // `iter` walks the logical row-major order whatever the memory layout.
@@ -198,6 +231,7 @@ impl Optimizer for Bfgs {
         let mut r = state.reader(self.name())?;
         let updated = r.flag("updated")?;
         let skipped_updates = r.count("skipped_updates")?;
+        let first_step_scale = r.positive("first_step_scale")?;
         let inverse = r
             .optional_tensor("inverse", &[num_params, num_params])?
             .map(|data| Array2::from_shape_vec((num_params, num_params), data))
@@ -212,6 +246,7 @@ impl Optimizer for Bfgs {
         self.inverse = inverse;
         self.updated = updated;
         self.skipped_updates = skipped_updates;
+        self.first_step_scale = first_step_scale;
         self.cache.clear();
         Ok(())
     }

@@ -15,12 +15,25 @@
 //! the Wolfe search takes over. Restarts (d = −g): every W iterations (default),
 //! when d is not a descent direction, when a β denominator vanishes, and after
 //! a failed line search.
+//!
+//! Divergence: NaN or ∞ trials inside the line search shrink α (see
+//! `line_search.rs`); a Hessian step whose E or ∇E is not finite falls back to
+//! the search. A NaN or ∞ in E, ∇E or H·d at θ returns
+//! [`OptimError::NonFinite`](super::OptimError::NonFinite), and
+//! [`Optimizer::recover`] restarts (d = −g, cached gradient dropped) with the
+//! first trial α of the next search ×0.1 ([`RECOVERY_SHRINK`]) per recovery,
+//! back to ×1 after an accepted step.
 
+use super::finite::{check_loss_grad, check_slice, NonFinite, Point, Quantity};
 use super::line_search::{strong_wolfe, WolfeConfig};
-use super::vector::{added, dot, is_negative, norm, sub};
+use super::vector::{added, all_finite, dot, is_negative, norm, sub};
 use super::{GradCache, Optimizer, OptimizerState, Result, StateError, StepReport};
 use crate::curvature::Curvature;
 use std::ops::Range;
+
+/// The factor on the first trial step after each recovery: a step that met a
+/// NaN or ∞ is retried an order of magnitude shorter.
+pub const RECOVERY_SHRINK: f64 = 0.1;
 
 /// The formula for β.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +99,8 @@ pub struct ConjugateGradient {
     previous: Option<Previous>,
     since_restart: usize,
     cache: GradCache,
+    /// Factor on the next search's first α: RECOVERY_SHRINK^k after k recoveries.
+    first_step_scale: f64,
 }
 
 impl ConjugateGradient {
@@ -95,6 +110,7 @@ impl ConjugateGradient {
             previous: None,
             since_restart: 0,
             cache: GradCache::default(),
+            first_step_scale: 1.0,
         }
     }
 
@@ -123,6 +139,14 @@ impl Optimizer for ConjugateGradient {
         self.config.beta.name()
     }
 
+    /// Restart: d = −g next, the cached gradient dropped, the first α ×0.1.
+    fn recover(&mut self, _what: &NonFinite) {
+        self.previous = None;
+        self.since_restart = 0;
+        self.cache.clear();
+        self.first_step_scale *= RECOVERY_SHRINK;
+    }
+
     fn step(
         &mut self,
         engine: &mut dyn Curvature,
@@ -130,6 +154,7 @@ impl Optimizer for ConjugateGradient {
         rows: Range<usize>,
     ) -> Result<StepReport> {
         let (loss, grad) = self.cache.loss_grad(engine, theta, rows.clone())?;
+        check_loss_grad(loss, &grad)?;
         let grad_norm = norm(&grad);
         if grad_norm == 0.0 {
             return Ok(StepReport::stationary(loss, None));
@@ -162,6 +187,7 @@ impl Optimizer for ConjugateGradient {
             StepLength::Wolfe(w) => w.clone(),
             StepLength::Hessian(w) => {
                 let hd = engine.hvp(theta, rows.clone(), &direction)?;
+                check_slice(Quantity::HessianProduct, Point::Current, &hd)?;
                 let curvature = dot(&direction, &hd);
                 inner += 1;
                 if curvature > 0.0 {
@@ -169,7 +195,7 @@ impl Optimizer for ConjugateGradient {
                     let (trial_loss, trial_grad) =
                         engine.loss_grad(&added(theta, alpha, &direction), rows.clone())?;
                     inner += 1;
-                    if trial_loss.is_finite() && trial_loss <= loss {
+                    if trial_loss.is_finite() && all_finite(&trial_grad) && trial_loss <= loss {
                         found = Some((alpha, trial_loss, trial_grad));
                     }
                 }
@@ -186,7 +212,7 @@ impl Optimizer for ConjugateGradient {
                 alpha0
             } else {
                 (1.0 / grad_norm).min(1.0)
-            };
+            } * self.first_step_scale;
             let outcome = strong_wolfe(
                 engine,
                 theta,
@@ -212,6 +238,7 @@ impl Optimizer for ConjugateGradient {
             *t += alpha * d;
         }
         self.cache.store(theta, rows, loss_after, grad_after);
+        self.first_step_scale = 1.0;
         self.since_restart = if restarted { 1 } else { self.since_restart + 1 };
         let step_norm = alpha.abs() * norm(&direction);
         self.previous = Some(Previous {
@@ -235,6 +262,7 @@ impl Optimizer for ConjugateGradient {
         self.previous = None;
         self.since_restart = 0;
         self.cache.clear();
+        self.first_step_scale = 1.0;
     }
 
     fn forget_cached(&mut self) {
@@ -246,7 +274,8 @@ impl Optimizer for ConjugateGradient {
     /// cached at the current point is left out.
     fn export_state(&self) -> OptimizerState {
         let state = OptimizerState::new(self.name())
-            .with_scalar("since_restart", self.since_restart as f64);
+            .with_scalar("since_restart", self.since_restart as f64)
+            .with_scalar("first_step_scale", self.first_step_scale);
         match &self.previous {
             None => state,
             Some(p) => state
@@ -268,6 +297,7 @@ impl Optimizer for ConjugateGradient {
     ) -> Result<(), StateError> {
         let mut r = state.reader(self.name())?;
         let since_restart = r.count("since_restart")?;
+        let first_step_scale = r.positive("first_step_scale")?;
         let previous = match r.optional_tensor("previous_grad", &[num_params])? {
             None => None,
             Some(grad) => Some(Previous {
@@ -279,6 +309,7 @@ impl Optimizer for ConjugateGradient {
         };
         r.finish()?;
         self.since_restart = since_restart;
+        self.first_step_scale = first_step_scale;
         self.previous = previous;
         self.cache.clear();
         Ok(())

@@ -7,6 +7,14 @@
 //! `reject_factor`; an accepted step with ρ < ¼ multiplies it by
 //! `increase_factor`, one with ρ > ¾ by `decrease_factor` (Nocedal & Wright
 //! §4.1, with the classic LM constants).
+//!
+//! NaN never passes a test here: a NaN or ∞ trial loss is a rejection (the
+//! callers accept only `is_finite() && E_new ≤ E_old`), and a ρ that is NaN
+//! counts as a poor model (×`increase_factor`), not as "leave it be".
+
+/// Where a rejected damping of 0 restarts: the default floor, far below any
+/// curvature that matters, reached again within a few ×4 rises.
+const FIRST_NONZERO: f64 = 1e-12;
 
 /// The damping value and its adaptation constants.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,7 +48,9 @@ impl Damping {
 
     /// After an accepted step with reduction ratio ρ.
     pub fn accepted(&mut self, rho: f64) {
-        if rho > 0.75 {
+        if rho.is_nan() {
+            self.value *= self.increase_factor;
+        } else if rho > 0.75 {
             self.value *= self.decrease_factor;
         } else if rho < 0.25 {
             self.value *= self.increase_factor;
@@ -50,7 +60,17 @@ impl Damping {
 
     /// After a rejected step or a failed factorisation.
     pub fn rejected(&mut self) {
-        self.value = (self.value * self.reject_factor).clamp(self.min, self.max);
+        // A damping of 0 (with `min` 0) would stay 0 under any factor: it
+        // restarts from FIRST_NONZERO. A NaN value (never set by this type,
+        // but the field is public) goes to the ceiling.
+        let raised = self.value * self.reject_factor;
+        self.value = if raised.is_nan() {
+            self.max
+        } else if raised <= 0.0 {
+            self.min.max(FIRST_NONZERO).min(self.max)
+        } else {
+            raised.clamp(self.min, self.max)
+        };
     }
 
     /// Whether the damping hit its ceiling (nothing further can be tried).

@@ -5,9 +5,15 @@
 //! - classical: v ← μ v − η ∇E(θ),        θ ← θ + v      (Polyak's heavy ball)
 //! - Nesterov:  v ← μ v − η ∇E(θ + μ v),  θ ← θ + v      (Sutskever et al. 2013)
 //!
-//! Defaults: η = 0.1, μ = 0.9 (momentum variants), v₀ = 0. Every step is
-//! accepted: a first-order step is not checked against the loss.
+//! Defaults: η = 0.1, μ = 0.9 (momentum variants), v₀ = 0. Every finite step
+//! is accepted: a first-order step is not checked against the loss.
+//!
+//! Divergence: a NaN or ∞ in E or ∇E (at θ, at the look-ahead point, or E at
+//! the new θ) returns [`OptimError::NonFinite`](super::OptimError::NonFinite)
+//! with θ and v unchanged; [`Optimizer::recover`] then halves η and zeroes v
+//! (the velocity carried the step that overflowed).
 
+use super::finite::{check_loss_grad, check_scalar, check_slice, NonFinite, Point, Quantity};
 use super::vector::{added, axpy, norm};
 use super::{Optimizer, OptimizerState, Result, StateError, StepReport};
 use crate::curvature::Curvature;
@@ -45,15 +51,23 @@ impl GdConfig {
 #[derive(Clone, Debug)]
 pub struct GradientDescent {
     config: GdConfig,
+    /// η as configured, restored by `reset` (recovery halves `config.learning_rate`).
+    initial_learning_rate: f64,
     velocity: Vec<f64>,
 }
 
 impl GradientDescent {
     pub fn new(config: GdConfig) -> GradientDescent {
         GradientDescent {
+            initial_learning_rate: config.learning_rate,
             config,
             velocity: Vec::new(),
         }
+    }
+
+    /// η now in force (halved by each recovery).
+    pub fn learning_rate(&self) -> f64 {
+        self.config.learning_rate
     }
 }
 
@@ -64,6 +78,12 @@ impl Optimizer for GradientDescent {
             Momentum::Classical => "momentum",
             Momentum::Nesterov => "nesterov",
         }
+    }
+
+    /// η ← η/2 and v ← 0: the step that overflowed was too long.
+    fn recover(&mut self, _what: &NonFinite) {
+        self.config.learning_rate *= 0.5;
+        self.velocity.iter_mut().for_each(|v| *v = 0.0);
     }
 
     fn step(
@@ -77,12 +97,15 @@ impl Optimizer for GradientDescent {
             self.velocity = vec![0.0; theta.len()];
         }
         let (loss_before, grad) = engine.loss_grad(theta, rows.clone())?;
+        check_loss_grad(loss_before, &grad)?;
         let grad_norm = norm(&grad);
         // The gradient that drives the update: at θ, or at the look-ahead θ + μv.
         let drive = match self.config.kind {
             Momentum::Nesterov => {
                 let ahead = added(theta, mu, &self.velocity);
-                engine.loss_grad(&ahead, rows.clone())?.1
+                let g_ahead = engine.loss_grad(&ahead, rows.clone())?.1;
+                check_slice(Quantity::Gradient, Point::Trial, &g_ahead)?;
+                g_ahead
             }
             _ => grad,
         };
@@ -91,12 +114,16 @@ impl Optimizer for GradientDescent {
         } else {
             mu
         };
-        for v in &mut self.velocity {
-            *v *= keep;
-        }
-        axpy(-eta, &drive, &mut self.velocity);
-        axpy(1.0, &self.velocity, theta);
-        let loss_after = engine.loss(theta, rows)?;
+        // The new velocity and θ are built aside and committed only when E is
+        // finite there, so a failed step leaves θ and v as they were.
+        let mut velocity: Vec<f64> = self.velocity.iter().map(|v| v * keep).collect();
+        axpy(-eta, &drive, &mut velocity);
+        check_slice(Quantity::Step, Point::Trial, &velocity)?;
+        let trial = added(theta, 1.0, &velocity);
+        check_slice(Quantity::Parameters, Point::Trial, &trial)?;
+        let loss_after = check_scalar(Quantity::Loss, Point::Trial, engine.loss(&trial, rows)?)?;
+        theta.copy_from_slice(&trial);
+        self.velocity = velocity;
         Ok(StepReport {
             loss_before,
             loss_after,
@@ -110,10 +137,13 @@ impl Optimizer for GradientDescent {
 
     fn reset(&mut self) {
         self.velocity.clear();
+        self.config.learning_rate = self.initial_learning_rate;
     }
 
     fn export_state(&self) -> OptimizerState {
-        let state = OptimizerState::new(self.name());
+        // η is state: a recovery from NaN halves it.
+        let state = OptimizerState::new(self.name())
+            .with_scalar("learning_rate", self.config.learning_rate);
         if self.velocity.is_empty() {
             return state; // before the first step: v₀ = 0 is made at the first step
         }
@@ -126,8 +156,10 @@ impl Optimizer for GradientDescent {
         num_params: usize,
     ) -> Result<(), StateError> {
         let mut r = state.reader(self.name())?;
+        let learning_rate = r.positive("learning_rate")?;
         let velocity = r.optional_tensor("velocity", &[num_params])?;
         r.finish()?;
+        self.config.learning_rate = learning_rate;
         self.velocity = velocity.unwrap_or_default();
         Ok(())
     }

@@ -9,8 +9,16 @@
 //! (`min_eigval`) bounds the step where the curvature vanishes — neupy's
 //! HessianDiagonal computed block row sums of H instead of its diagonal.
 //!
-//! Defaults (neupy's): η = 0.1, m = 0.01, exact diagonal. Every step is accepted.
+//! Defaults (neupy's): η = 0.1, m = 0.01, exact diagonal. Every finite step is
+//! accepted.
+//!
+//! Divergence: a NaN or ∞ in E, ∇E, the diagonal, or E at the new θ returns
+//! [`OptimError::NonFinite`](super::OptimError::NonFinite) with θ unchanged;
+//! [`Optimizer::recover`] then halves η and doubles the floor m, so the step
+//! shrinks at least ×2 everywhere and ×4 where |d_i| is below the floor (the
+//! coordinates whose tiny curvature made the step blow up).
 
+use super::finite::{check_loss_grad, check_scalar, check_slice, NonFinite, Point, Quantity};
 use super::vector::norm;
 use super::{Optimizer, OptimizerState, Result, StateError, StepReport};
 use crate::curvature::Curvature;
@@ -50,17 +58,38 @@ impl Default for HessianDiagConfig {
 #[derive(Clone, Debug)]
 pub struct HessianDiagonal {
     config: HessianDiagConfig,
+    /// The configuration as given, restored by `reset` (recovery changes η and m).
+    initial: HessianDiagConfig,
 }
 
 impl HessianDiagonal {
     pub fn new(config: HessianDiagConfig) -> HessianDiagonal {
-        HessianDiagonal { config }
+        HessianDiagonal {
+            initial: config.clone(),
+            config,
+        }
+    }
+
+    /// (η, m) now in force.
+    pub fn learning_rate_and_floor(&self) -> (f64, f64) {
+        (self.config.learning_rate, self.config.min_eigval)
     }
 }
 
 impl Optimizer for HessianDiagonal {
     fn name(&self) -> &str {
         "hessian-diag"
+    }
+
+    /// η ← η/2, m ← 2m.
+    fn recover(&mut self, _what: &NonFinite) {
+        self.config.learning_rate *= 0.5;
+        self.config.min_eigval *= 2.0;
+    }
+
+    /// Back to the configured η and m.
+    fn reset(&mut self) {
+        self.config = self.initial.clone();
     }
 
     fn step(
@@ -70,18 +99,24 @@ impl Optimizer for HessianDiagonal {
         rows: Range<usize>,
     ) -> Result<StepReport> {
         let (loss_before, grad) = engine.loss_grad(theta, rows.clone())?;
+        check_loss_grad(loss_before, &grad)?;
         let diag = match self.config.diagonal {
             DiagonalKind::Exact => engine.diag_hessian(theta, rows.clone())?,
             DiagonalKind::BeckerLeCun => engine.diag_becker_lecun(theta, rows.clone())?,
         };
+        check_slice(Quantity::HessianDiagonal, Point::Current, &diag)?;
         let (eta, floor) = (self.config.learning_rate, self.config.min_eigval);
         let mut step_sq = 0.0;
-        for ((t, g), d) in theta.iter_mut().zip(&grad).zip(&diag) {
+        // θ + Δ built aside: committed only when E is finite there.
+        let mut trial = theta.to_vec();
+        for ((t, g), d) in trial.iter_mut().zip(&grad).zip(&diag) {
             let delta = -eta * g / d.abs().max(floor);
             *t += delta;
             step_sq += delta * delta;
         }
-        let loss_after = engine.loss(theta, rows)?;
+        check_slice(Quantity::Parameters, Point::Trial, &trial)?;
+        let loss_after = check_scalar(Quantity::Loss, Point::Trial, engine.loss(&trial, rows)?)?;
+        theta.copy_from_slice(&trial);
         Ok(StepReport {
             loss_before,
             loss_after,
@@ -94,8 +129,11 @@ impl Optimizer for HessianDiagonal {
     }
 
     /// Stateless between steps: an empty state.
+    /// η and the floor m: a recovery from NaN halves η and doubles m.
     fn export_state(&self) -> OptimizerState {
         OptimizerState::new(self.name())
+            .with_scalar("learning_rate", self.config.learning_rate)
+            .with_scalar("min_eigval", self.config.min_eigval)
     }
 
     fn import_state(
@@ -103,6 +141,12 @@ impl Optimizer for HessianDiagonal {
         state: &OptimizerState,
         _num_params: usize,
     ) -> Result<(), StateError> {
-        state.reader(self.name())?.finish()
+        let mut r = state.reader(self.name())?;
+        let learning_rate = r.positive("learning_rate")?;
+        let min_eigval = r.positive("min_eigval")?;
+        r.finish()?;
+        self.config.learning_rate = learning_rate;
+        self.config.min_eigval = min_eigval;
+        Ok(())
     }
 }

@@ -21,8 +21,16 @@
 //!
 //! A step whose E is not below the current one is rejected (θ stays).
 //!
+//! Divergence: a CG iterate whose E is NaN or ∞ is never chosen (the
+//! backtracking stops at it), so a step with no finite improvement is rejected
+//! and λ grows ×3/2. A NaN or ∞ in E, ∇E, a product G·v or the preconditioner's
+//! diag(G) returns [`OptimError::NonFinite`](super::OptimError::NonFinite)
+//! with θ unchanged, and [`Optimizer::recover`] raises λ by the same ×3/2 and
+//! drops the warm start (the previous solution may hold the overflow).
+//!
 //! φ(x_i) is free inside CG: with r = b − Ax, b = −g, φ(x) = −½ xᵀ(b + r).
 
+use super::finite::{check_loss_grad, check_slice, NonFinite, Point, Quantity};
 use super::vector::{axpy, dot, is_positive, norm};
 use super::{Optimizer, OptimizerState, Result, StateError, StepReport};
 use crate::curvature::Curvature;
@@ -58,6 +66,8 @@ impl Default for HessianFreeConfig {
     }
 }
 
+/// The factor on λ after a poor (ρ < ¼) or failed step, and after a recovery.
+const DAMPING_RAISE: f64 = 1.5;
 /// λ stays within these bounds so that ×3/2 and ×2/3 never over/underflow.
 const DAMPING_BOUNDS: (f64, f64) = (1e-12, 1e12);
 /// CG stops when ‖r‖ falls below this fraction of ‖b‖ (the system is solved).
@@ -109,6 +119,7 @@ impl HessianFree {
         };
         let mut apply = |v: &[f64]| -> Result<Vec<f64>> {
             let mut av = engine.gvp(theta, curvature_rows.clone(), v)?;
+            check_slice(Quantity::GaussNewtonProduct, Point::Current, &av)?;
             axpy(lambda, v, &mut av);
             Ok(av)
         };
@@ -184,6 +195,7 @@ fn apply_diag(
     lambda: f64,
 ) -> Result<Vec<f64>> {
     let d = engine.diag_ggn(theta, rows)?;
+    check_slice(Quantity::GaussNewtonDiagonal, Point::Current, &d)?;
     Ok(d.iter()
         .map(|d| (d.max(0.0) + lambda).powf(-0.75))
         .collect())
@@ -194,6 +206,12 @@ impl Optimizer for HessianFree {
         "hessian-free"
     }
 
+    /// λ ← 3λ/2 (its rise on a poor step) and no warm start from the last solution.
+    fn recover(&mut self, _what: &NonFinite) {
+        self.damping = (self.damping * DAMPING_RAISE).clamp(DAMPING_BOUNDS.0, DAMPING_BOUNDS.1);
+        self.previous.clear();
+    }
+
     fn step(
         &mut self,
         engine: &mut dyn Curvature,
@@ -201,6 +219,7 @@ impl Optimizer for HessianFree {
         rows: Range<usize>,
     ) -> Result<StepReport> {
         let (loss, grad) = engine.loss_grad(theta, rows.clone())?;
+        check_loss_grad(loss, &grad)?;
         let grad_norm = norm(&grad);
         if grad_norm == 0.0 {
             return Ok(StepReport::stationary(loss, Some(self.damping)));
@@ -243,8 +262,10 @@ impl Optimizer for HessianFree {
             }
             None => f64::NEG_INFINITY,
         };
+        // ρ is finite or −∞ (no finite improvement) except 0/0 at a stationary
+        // point, where λ is left alone.
         if rho < 0.25 {
-            self.damping *= 1.5;
+            self.damping *= DAMPING_RAISE;
         } else if rho > 0.75 {
             self.damping *= 2.0 / 3.0;
         }

@@ -10,7 +10,16 @@
 //! Defaults: m = 10. A pair with yᵀs ≤ 1e-10·‖s‖‖y‖ is not stored (it would
 //! break positive definiteness); a non-descent direction or a failed search
 //! clears the history. The first step is α₀ = min(1, 1/‖g‖) along −g.
+//!
+//! Divergence: NaN or ∞ trials inside the line search shrink α; a pair with a
+//! NaN or ∞ yᵀs is not stored. A NaN or ∞ in E or ∇E at θ returns
+//! [`OptimError::NonFinite`](super::OptimError::NonFinite), and
+//! [`Optimizer::recover`] restarts (pairs cleared, cached gradient dropped)
+//! with the first trial α ×0.1 ([`RECOVERY_SHRINK`]) per recovery, back to ×1
+//! after an accepted step.
 
+use super::cg::RECOVERY_SHRINK;
+use super::finite::{check_loss_grad, NonFinite};
 use super::line_search::{descent_or_steepest, initial_step, strong_wolfe, WolfeConfig};
 use super::vector::{axpy, dot, norm, sub};
 use super::{GradCache, Optimizer, OptimizerState, Result, StateError, StepReport};
@@ -51,6 +60,8 @@ pub struct Lbfgs {
     config: LbfgsConfig,
     pairs: VecDeque<Pair>,
     cache: GradCache,
+    /// Factor on the next search's first α: RECOVERY_SHRINK^k after k recoveries.
+    first_step_scale: f64,
 }
 
 impl Lbfgs {
@@ -59,6 +70,7 @@ impl Lbfgs {
             config,
             pairs: VecDeque::new(),
             cache: GradCache::default(),
+            first_step_scale: 1.0,
         }
     }
 
@@ -87,6 +99,13 @@ impl Optimizer for Lbfgs {
         "lbfgs"
     }
 
+    /// Restart: pairs cleared, the cached gradient dropped, the first α ×0.1.
+    fn recover(&mut self, _what: &NonFinite) {
+        self.pairs.clear();
+        self.cache.clear();
+        self.first_step_scale *= RECOVERY_SHRINK;
+    }
+
     fn step(
         &mut self,
         engine: &mut dyn Curvature,
@@ -94,6 +113,7 @@ impl Optimizer for Lbfgs {
         rows: Range<usize>,
     ) -> Result<StepReport> {
         let (loss, grad) = self.cache.loss_grad(engine, theta, rows.clone())?;
+        check_loss_grad(loss, &grad)?;
         let grad_norm = norm(&grad);
         if grad_norm == 0.0 {
             return Ok(StepReport::stationary(loss, None));
@@ -107,7 +127,7 @@ impl Optimizer for Lbfgs {
             self.pairs.clear();
         }
         // With no pairs the direction is −g.
-        let alpha0 = initial_step(self.pairs.is_empty(), grad_norm);
+        let alpha0 = initial_step(self.pairs.is_empty(), grad_norm) * self.first_step_scale;
         let outcome = strong_wolfe(
             engine,
             theta,
@@ -130,7 +150,8 @@ impl Optimizer for Lbfgs {
         let s: Vec<f64> = direction.iter().map(|d| o.alpha * d).collect();
         let y = sub(&o.grad, &grad);
         let ys = dot(&y, &s);
-        if ys > CURVATURE_SKIP * norm(&s) * norm(&y) && self.config.history > 0 {
+        // Written so that a NaN yᵀs fails it: the pair is not stored.
+        if ys.is_finite() && ys > CURVATURE_SKIP * norm(&s) * norm(&y) && self.config.history > 0 {
             if self.pairs.len() == self.config.history {
                 self.pairs.pop_front();
             }
@@ -142,6 +163,7 @@ impl Optimizer for Lbfgs {
         }
         axpy(1.0, &s, theta);
         self.cache.store(theta, rows, o.loss, o.grad);
+        self.first_step_scale = 1.0;
         Ok(StepReport {
             loss_before: loss,
             loss_after: o.loss,
@@ -156,6 +178,7 @@ impl Optimizer for Lbfgs {
     fn reset(&mut self) {
         self.pairs.clear();
         self.cache.clear();
+        self.first_step_scale = 1.0;
     }
 
     fn forget_cached(&mut self) {
@@ -166,7 +189,8 @@ impl Optimizer for Lbfgs {
     /// (ρ kept as computed, not recomputed); none when m = 0. The (E, ∇E)
     /// cached at the current point is left out.
     fn export_state(&self) -> OptimizerState {
-        let state = OptimizerState::new(self.name());
+        let state = OptimizerState::new(self.name())
+            .with_scalar("first_step_scale", self.first_step_scale);
         let m = self.pairs.len();
         let Some(w) = self.pairs.front().map(|p| p.s.len()) else {
             return state;
@@ -189,6 +213,7 @@ impl Optimizer for Lbfgs {
         num_params: usize,
     ) -> Result<(), StateError> {
         let mut r = state.reader(self.name())?;
+        let first_step_scale = r.positive("first_step_scale")?;
         let m = r
             .shape_of("s")
             .and_then(|s| s.first().copied())
@@ -223,6 +248,7 @@ impl Optimizer for Lbfgs {
         }
         r.finish()?;
         self.pairs = pairs;
+        self.first_step_scale = first_step_scale;
         self.cache.clear();
         Ok(())
     }

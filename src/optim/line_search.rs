@@ -13,8 +13,13 @@
 //! Defaults: c₁ = 1e-4, c₂ = 0.9 for quasi-Newton methods (BFGS, L-BFGS) and
 //! 0.1 for conjugate gradients (which need a more exact step to keep their
 //! directions conjugate), at most 25 evaluations, α ≤ 1e10.
+//!
+//! A trial whose E or ∇E holds NaN or ∞ is a failed trial: its φ counts as +∞
+//! (it never meets sufficient decrease), so the bracket closes on it and the
+//! zoom bisects towards the last finite point — the step shrinks instead of a
+//! NaN being accepted (`NaN > φ(0)` is false, so a plain comparison would).
 
-use super::vector::{added, dot, is_negative};
+use super::vector::{added, all_finite, dot, is_negative};
 use super::Result;
 use crate::curvature::Curvature;
 use std::ops::Range;
@@ -94,7 +99,13 @@ impl Search<'_> {
         self.evaluations += 1;
         let point = added(self.theta, alpha, self.direction);
         let (loss, grad) = self.engine.loss_grad(&point, self.rows.clone())?;
-        let slope = dot(&grad, self.direction);
+        let finite = loss.is_finite() && all_finite(&grad);
+        // A non-finite trial: φ = +∞ and no slope, so only bisection uses it.
+        let (loss, slope) = if finite {
+            (loss, dot(&grad, self.direction))
+        } else {
+            (f64::INFINITY, f64::NAN)
+        };
         let trial = Trial {
             alpha,
             loss,
@@ -110,8 +121,8 @@ impl Search<'_> {
     }
 
     fn sufficient_decrease(&self, t: &Trial) -> bool {
-        // Written so that a NaN loss fails it.
-        t.loss <= self.loss0 + self.config.c1 * t.alpha * self.slope0
+        // Written so that a NaN or ∞ loss fails it.
+        t.loss.is_finite() && t.loss <= self.loss0 + self.config.c1 * t.alpha * self.slope0
     }
 
     fn curvature_ok(&self, t: &Trial) -> bool {

@@ -7,22 +7,35 @@
 //! through the engine. One [`Optimizer::step`] is one attempted update on the
 //! batch `rows`; it reports what it did in a [`StepReport`].
 //!
-//! | name (CLI)                  | file                       | update |
-//! |-----------------------------|----------------------------|--------|
-//! | `gd`, `momentum`, `nesterov`| `gd.rs`                    | θ ← θ + v, v ← μv − η∇E |
-//! | `newton`                    | `newton.rs`                | Δ = −(H + cI)⁻¹g |
-//! | `hessian-diag`              | `hessian_diag.rs`          | Δ = −η g / max(\|d\|, m) |
-//! | `levenberg-marquardt`, `lm` | `levenberg_marquardt.rs`   | Δ = −(G + μI)⁻¹g |
-//! | `cg-fr`, `cg-pr`, `cg-hs`, `cg-dy` | `cg.rs`             | d = −g + βd, α by line search |
-//! | `bfgs`                      | `bfgs.rs`                  | d = −H⁻¹g (dense inverse) |
-//! | `lbfgs`                     | `lbfgs.rs`                 | two-loop recursion, m = 10 |
-//! | `hessian-free`, `hf`        | `hessian_free.rs`          | CG on (G + λI)d = −g |
+//! | name (CLI)                  | file                       | update | recovery from a NaN/∞ ([`Optimizer::recover`]) |
+//! |-----------------------------|----------------------------|--------|------------------|
+//! | `gd`, `momentum`, `nesterov`| `gd.rs`                    | θ ← θ + v, v ← μv − η∇E | η ← η/2, v ← 0 |
+//! | `newton`                    | `newton.rs`                | Δ = −(H + cI)⁻¹g | c ← 4c |
+//! | `hessian-diag`              | `hessian_diag.rs`          | Δ = −η g / max(\|d\|, m) | η ← η/2, m ← 2m |
+//! | `levenberg-marquardt`, `lm` | `levenberg_marquardt.rs`   | Δ = −(G + μI)⁻¹g | μ ← 4μ |
+//! | `cg-fr`, `cg-pr`, `cg-hs`, `cg-dy` | `cg.rs`             | d = −g + βd, α by line search | restart d = −g, first α ×0.1 |
+//! | `bfgs`                      | `bfgs.rs`                  | d = −H⁻¹g (dense inverse) | B ← I, first α ×0.1 |
+//! | `lbfgs`                     | `lbfgs.rs`                 | two-loop recursion, m = 10 | pairs cleared, first α ×0.1 |
+//! | `hessian-free`, `hf`        | `hessian_free.rs`          | CG on (G + λI)d = −g | λ ← 3λ/2, warm start dropped |
+//!
+//! ## Divergence
+//! Inside a step every E, ∇E and curvature product is checked where it is
+//! computed ([`finite`]); a NaN or ∞ trial point counts as a failed trial
+//! (the line search shrinks α, the damped methods raise their damping). A
+//! step that still meets a NaN or ∞ returns [`OptimError::NonFinite`] with θ
+//! unchanged. [`Guarded`] (used by `train`) wraps any optimizer: it keeps the
+//! last finite θ, puts it back after a failed step, calls `recover`, counts
+//! the step as rejected, and stops with [`OptimError::Diverged`] — naming the
+//! update, the quantity, its value and the likely cause — after
+//! [`DEFAULT_MAX_FAILURES`] failures in a row.
 
 pub mod bfgs;
 pub mod cg;
 pub mod damping;
 pub mod dense;
+pub mod finite;
 pub mod gd;
+pub mod guard;
 pub mod hessian_diag;
 pub mod hessian_free;
 pub mod lbfgs;
@@ -33,6 +46,8 @@ pub mod spec;
 pub mod state;
 pub mod vector;
 
+pub use finite::{NonFinite, Point, Quantity};
+pub use guard::{Divergence, GuardConfig, Guarded, DEFAULT_MAX_FAILURES};
 pub use spec::{OptimizerSpec, OPTIMIZER_NAMES};
 pub use state::{OptimizerState, StateError};
 
@@ -77,6 +92,21 @@ pub enum OptimError {
     },
     #[error("training: {0}")]
     Training(String),
+    /// A NaN or ∞ computed inside a step (the step left θ unchanged).
+    #[error("{0}")]
+    NonFinite(NonFinite),
+    /// Training stopped: the loss is not finite at the starting θ, or too many
+    /// updates in a row failed. θ holds the last finite parameters.
+    #[error("{0}")]
+    Diverged(Box<Divergence>),
+    /// The data given to `train` hold a NaN or ∞.
+    #[error("the {what} hold {value} at row {row}, column {col}: remove or impute that cell before training")]
+    NonFiniteData {
+        what: &'static str,
+        row: usize,
+        col: usize,
+        value: f32,
+    },
 }
 
 pub type Result<T, E = OptimError> = std::result::Result<T, E>;
@@ -138,6 +168,14 @@ impl StepReport {
 pub trait Optimizer {
     /// The CLI name, e.g. `cg-pr`.
     fn name(&self) -> &str;
+    /// Recovers from a step that failed with `what` (a NaN or ∞), after the
+    /// caller put θ back: each optimizer's own rule — a smaller learning rate,
+    /// more damping, or a restart of its history with a shorter first step
+    /// (see each implementation). The default forgets all state ([`reset`](Optimizer::reset)).
+    fn recover(&mut self, what: &NonFinite) {
+        let _ = what;
+        self.reset();
+    }
     /// Attempts one update of θ (W) using the batch `rows` of the engine's data.
     /// A rejected step leaves θ unchanged and reports `accepted: false`.
     fn step(

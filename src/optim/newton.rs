@@ -13,9 +13,18 @@
 //!
 //! The same machinery with the Gauss-Newton matrix G in place of H is
 //! Levenberg-Marquardt (`levenberg_marquardt.rs`).
+//!
+//! Divergence: a trial point whose E is NaN or ∞ is rejected like any trial
+//! that does not lower E (c grows ×4). A NaN or ∞ in E, ∇E or the matrix at θ
+//! returns [`OptimError::NonFinite`] with θ
+//! unchanged, and [`Optimizer::recover`] raises c by its rejection factor (×4)
+//! and drops the cached linearisation. A singular or indefinite matrix is no
+//! failure: the factorisation is retried with c ×4, at most
+//! `MAX_FACTORISATION_TRIES` times, then a [`OptimError::Numerical`] error.
 
 use super::damping::Damping;
 use super::dense::{check_dense, max_dense_params, quadratic_form, solve_damped};
+use super::finite::{check_loss_grad, check_matrix, NonFinite, Point, Quantity};
 use super::vector::{added, dot, negated, norm};
 use super::{OptimError, Optimizer, OptimizerState, Result, StateError, StepReport};
 use crate::curvature::Curvature;
@@ -111,10 +120,14 @@ impl DampedNewton {
             }
         }
         let (loss, grad) = engine.loss_grad(theta, rows.clone())?;
-        let matrix = match self.matrix_kind {
-            CurvatureMatrix::Hessian => engine.hessian(theta, rows.clone())?,
-            CurvatureMatrix::GaussNewton => engine.ggn(theta, rows.clone())?,
+        check_loss_grad(loss, &grad)?;
+        let (matrix, quantity) = match self.matrix_kind {
+            CurvatureMatrix::Hessian => (engine.hessian(theta, rows.clone())?, Quantity::Hessian),
+            CurvatureMatrix::GaussNewton => {
+                (engine.ggn(theta, rows.clone())?, Quantity::GaussNewton)
+            }
         };
+        check_matrix(quantity, Point::Current, &matrix)?;
         Ok(Linearisation {
             theta: theta.to_vec(),
             rows,
@@ -128,6 +141,12 @@ impl DampedNewton {
 impl Optimizer for DampedNewton {
     fn name(&self) -> &str {
         self.name
+    }
+
+    /// c ← 4c (the rejection factor), and H or G recomputed at the restored θ.
+    fn recover(&mut self, _what: &NonFinite) {
+        self.config.damping.rejected();
+        self.cache = None;
     }
 
     fn step(
@@ -161,8 +180,12 @@ impl Optimizer for DampedNewton {
                 return Err(OptimError::Numerical {
                     method: self.name,
                     detail: format!(
-                        "the {what} plus c·I stayed non-positive-definite up to c = {:e} (does it hold NaN?)",
-                        self.config.damping.value
+                        "the {what} plus c·I stayed not positive definite after {tries} Cholesky tries up to c = {:e}: {}",
+                        self.config.damping.value,
+                        match self.matrix_kind {
+                            CurvatureMatrix::Hessian => "H has an eigenvalue below −c (a saddle or maximum); try a larger L2 penalty (--l2), a larger damping ceiling, or levenberg-marquardt, whose G is positive semidefinite",
+                            CurvatureMatrix::GaussNewton => "G is positive semidefinite, so its entries must be too large for f64; scale the inputs or add an L2 penalty (--l2)",
+                        }
                     ),
                 });
             }
