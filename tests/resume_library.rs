@@ -480,3 +480,42 @@ fn files_that_are_not_checkpoints_are_clear_errors() {
     assert!(err.contains("version 99") && err.contains("newer"), "{err}");
     assert!(!err.contains('\n'), "one line: {err}");
 }
+
+/// A recovery from NaN changes an optimizer's own parameters (gd's η,
+/// hessian-diag's η and floor, the first-step scale of cg, bfgs and lbfgs):
+/// they are part of the exported state, so a run resumed after a recovery goes
+/// on with the recovered values, not the configured ones.
+#[test]
+fn recovered_parameters_survive_a_checkpoint() {
+    use curvature::optim::finite::{NonFinite, Point, Quantity};
+    let nan = NonFinite {
+        quantity: Quantity::Loss,
+        point: Point::Trial,
+        index: None,
+        value: f64::NAN,
+    };
+    for (name, params) in [
+        ("gd", "lr=0.5"),
+        ("momentum", "lr=0.1"),
+        ("hessian-diag", "lr=0.05"),
+        ("cg-pr", ""),
+        ("bfgs", ""),
+        ("lbfgs", ""),
+    ] {
+        let mut recovered = spec(name, params).build();
+        recovered.recover(&nan);
+        let state = recovered.export_state();
+        let untouched = spec(name, params).build().export_state();
+        assert_ne!(
+            state, untouched,
+            "{name}: recover() left no trace in the state"
+        );
+        let mut fresh = spec(name, params).build();
+        fresh.import_state(&state, 310).unwrap();
+        assert_eq!(
+            fresh.export_state(),
+            state,
+            "{name}: the recovered state did not survive"
+        );
+    }
+}

@@ -370,7 +370,11 @@ impl Optimizer for Guarded<'_> {
         self.inner.export_state()
     }
 
-    fn import_state(&mut self, state: &OptimizerState, num_params: usize) -> Result<(), StateError> {
+    fn import_state(
+        &mut self,
+        state: &OptimizerState,
+        num_params: usize,
+    ) -> Result<(), StateError> {
         self.inner.import_state(state, num_params)
     }
 }

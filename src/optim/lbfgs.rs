@@ -189,8 +189,8 @@ impl Optimizer for Lbfgs {
     /// (ρ kept as computed, not recomputed); none when m = 0. The (E, ∇E)
     /// cached at the current point is left out.
     fn export_state(&self) -> OptimizerState {
-        let state = OptimizerState::new(self.name())
-            .with_scalar("first_step_scale", self.first_step_scale);
+        let state =
+            OptimizerState::new(self.name()).with_scalar("first_step_scale", self.first_step_scale);
         let m = self.pairs.len();
         let Some(w) = self.pairs.front().map(|p| p.s.len()) else {
             return state;
