@@ -9,7 +9,7 @@
 use super::dataset::{one_hot, Dataset, Task};
 use super::error::{shown, DataError, DataErrorKind};
 use super::scaling::{Scaling, ScalingKind};
-use super::source::{as_text, read_bytes};
+use super::source::{as_text, decode, read_raw};
 use ndarray::Array2;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -63,6 +63,11 @@ impl Default for CsvOptions {
 /// and are more likely codes or values than class indices.
 pub const MAX_INTEGER_CLASSES: usize = 100_000;
 
+/// The most entries (rows × classes) of a one-hot T: 2²⁸ f32 = 1 GiB. Beyond it the target
+/// is almost surely not a class label (a real-valued or identifier column read as names
+/// gives about as many classes as rows, and N² entries), and building T would exhaust memory.
+pub const MAX_ONE_HOT_ENTRIES: usize = 1 << 28;
+
 /// One non-blank line split into cells, with its 1-based line number.
 struct Record<'a> {
     line: usize,
@@ -72,9 +77,20 @@ struct Record<'a> {
 /// Loads a generic CSV: X (N, D) scaled by `opts.scaling` (kept in `Dataset::scaling`),
 /// T per `opts.task`, `name` = the path. Errors name the line and column: NotFound, gzip
 /// errors, NotText, UnterminatedQuote, Ragged, NoSuchColumn, NoInputColumns, EmptyCell,
-/// NotNumeric, NonFinite, MixedLabels, LabelOutOfRange, TooFewClasses, Empty.
+/// NotNumeric, NonFinite, MixedLabels, LabelOutOfRange, TooManyClasses, TooFewClasses, Empty.
 pub fn load_csv(path: &Path, opts: &CsvOptions) -> Result<Dataset, DataError> {
-    let bytes = read_bytes(path)?;
+    load_csv_from_bytes(&read_raw(path)?, path, opts)
+}
+
+/// [`load_csv`] on file contents already in memory (gzip or plain, detected by content);
+/// `path` only names the source in errors and the data set. The same checks and errors
+/// except NotFound and Io.
+pub fn load_csv_from_bytes(
+    raw: &[u8],
+    path: &Path,
+    opts: &CsvOptions,
+) -> Result<Dataset, DataError> {
+    let bytes = decode(raw, path)?;
     let text = as_text(&bytes, path)?;
     let records = split_records(text, path)?;
     let header_wanted = matches!(opts.target, TargetColumn::Name(_));
@@ -138,7 +154,20 @@ pub fn load_inputs_csv(
     scaling: Option<&Scaling>,
     expected_width: usize,
 ) -> Result<Array2<f32>, DataError> {
-    let bytes = read_bytes(path)?;
+    load_inputs_csv_from_bytes(&read_raw(path)?, path, has_header, scaling, expected_width)
+}
+
+/// [`load_inputs_csv`] on file contents already in memory (gzip or plain, detected by
+/// content); `path` only names the source in errors. The same checks and errors except
+/// NotFound and Io.
+pub fn load_inputs_csv_from_bytes(
+    raw: &[u8],
+    path: &Path,
+    has_header: Option<bool>,
+    scaling: Option<&Scaling>,
+    expected_width: usize,
+) -> Result<Array2<f32>, DataError> {
+    let bytes = decode(raw, path)?;
     let text = as_text(&bytes, path)?;
     let records = split_records(text, path)?;
     let has_header = has_header.unwrap_or_else(|| records.first().is_some_and(looks_like_header));
@@ -411,6 +440,17 @@ fn read_labels(rows: &[Record<'_>], target: usize, path: &Path) -> Result<Labels
         let classes = names.len();
         (labels, classes, Some(names))
     };
+    if rows.len().saturating_mul(classes) > MAX_ONE_HOT_ENTRIES {
+        return Err(DataError::new(
+            DataErrorKind::TooManyClasses {
+                classes,
+                rows: rows.len(),
+                limit: MAX_ONE_HOT_ENTRIES,
+            },
+            path,
+            None,
+        ));
+    }
     let distinct = labels.iter().collect::<BTreeSet<_>>().len();
     if distinct < 2 {
         return Err(DataError::new(

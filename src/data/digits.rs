@@ -4,7 +4,7 @@
 use super::dataset::Dataset;
 use super::error::{shown, DataError, DataErrorKind};
 use super::scaling::Scaling;
-use super::source::{as_text, read_bytes};
+use super::source::{as_text, decode, read_raw};
 use ndarray::Array2;
 use std::path::Path;
 
@@ -22,7 +22,14 @@ pub const DIGITS_CLASSES: usize = 10;
 /// line and column: EmptyCell, NotNumeric, NonFinite, ValueOutOfRange (pixel outside 0..16
 /// or not an integer), LabelOutOfRange (label outside 0..9), Ragged, Empty.
 pub fn load_digits_csv(path: &Path) -> Result<Dataset, DataError> {
-    let bytes = read_bytes(path)?;
+    load_digits_csv_from_bytes(&read_raw(path)?, path)
+}
+
+/// [`load_digits_csv`] on file contents already in memory (gzip or plain, detected by
+/// content); `path` only names the source in errors and the data set. The same checks and
+/// errors except NotFound and Io.
+pub fn load_digits_csv_from_bytes(raw: &[u8], path: &Path) -> Result<Dataset, DataError> {
+    let bytes = decode(raw, path)?;
     let text = as_text(&bytes, path)?;
     let width = DIGITS_PIXELS + 1;
     let mut pixels: Vec<f32> = Vec::with_capacity(2048 * DIGITS_PIXELS);

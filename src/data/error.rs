@@ -69,6 +69,12 @@ pub enum DataErrorKind {
     MixedLabels { cell: String },
     #[error("the target column has only {found} class(es) — classification needs at least two; use a regression task or another column")]
     TooFewClasses { found: usize },
+    #[error("the target column has {classes} classes over {rows} rows: one-hot targets of {rows}×{classes} entries exceed the limit of {limit} — is the target real-valued (a regression target) or an identifier? choose another target column or task")]
+    TooManyClasses {
+        classes: usize,
+        rows: usize,
+        limit: usize,
+    },
     #[error("the data set has no rows — give a file with at least one sample")]
     Empty,
     #[error("{0}")]

@@ -5,7 +5,7 @@
 use super::dataset::Dataset;
 use super::error::{DataError, DataErrorKind, Position};
 use super::scaling::Scaling;
-use super::source::read_bytes;
+use super::source::{decode, read_raw};
 use ndarray::Array2;
 use std::path::Path;
 
@@ -24,9 +24,23 @@ pub const IDX_CLASSES: usize = 10;
 /// BadIdxMagic, IdxSize (header sizes disagree with the data length, or overflow),
 /// CountMismatch, LabelOutOfRange (label ≥ 10, at its record), Empty.
 pub fn load_idx(images: &Path, labels: &Path) -> Result<Dataset, DataError> {
-    let image_bytes = read_bytes(images)?;
+    let image_raw = read_raw(images)?;
+    let label_raw = read_raw(labels)?;
+    load_idx_from_bytes(&image_raw, images, &label_raw, labels)
+}
+
+/// [`load_idx`] on file contents already in memory (each gzip or raw, detected by content);
+/// `images` and `labels` only name the sources in errors and the data set. The same checks
+/// and errors as [`load_idx`] except NotFound and Io.
+pub fn load_idx_from_bytes(
+    image_raw: &[u8],
+    images: &Path,
+    label_raw: &[u8],
+    labels: &Path,
+) -> Result<Dataset, DataError> {
+    let image_bytes = decode(image_raw, images)?;
     let image_dims = parse_header(&image_bytes, images, IMAGES_MAGIC)?;
-    let label_bytes = read_bytes(labels)?;
+    let label_bytes = decode(label_raw, labels)?;
     let label_dims = parse_header(&label_bytes, labels, LABELS_MAGIC)?;
     let (count, width) = (image_dims[0], image_dims[1] * image_dims[2]);
     if label_dims[0] != count {

@@ -22,11 +22,16 @@ mod scaling;
 mod source;
 mod split;
 
-pub use csv::{load_csv, load_inputs_csv, CsvOptions, CsvTask, TargetColumn, MAX_INTEGER_CLASSES};
+pub use csv::{
+    load_csv, load_csv_from_bytes, load_inputs_csv, load_inputs_csv_from_bytes, CsvOptions,
+    CsvTask, TargetColumn, MAX_INTEGER_CLASSES, MAX_ONE_HOT_ENTRIES,
+};
 pub use dataset::{one_hot, Dataset, Task};
-pub use digits::{load_digits_csv, DIGITS_CLASSES, DIGITS_MAX_PIXEL, DIGITS_PIXELS};
+pub use digits::{
+    load_digits_csv, load_digits_csv_from_bytes, DIGITS_CLASSES, DIGITS_MAX_PIXEL, DIGITS_PIXELS,
+};
 pub use error::{DataError, DataErrorKind, Position};
-pub use idx::{load_idx, IDX_CLASSES};
+pub use idx::{load_idx, load_idx_from_bytes, IDX_CLASSES};
 pub use named::{
     data_dir, load_named, load_path, load_path_with, DATASET_NAMES, DIGITS_FILE, GAUSSIANS_MEANS,
     GAUSSIANS_PER_CLASS, GAUSSIANS_SEED, MNIST10K_IMAGES_FILE, MNIST10K_LABELS_FILE,

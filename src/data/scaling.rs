@@ -122,13 +122,17 @@ impl Scaling {
 
     /// x ← (x − shift) ⊙ scale, row by row; x is (N, D) with D = `width()`.
     ///
+    /// Computed in f64 and rounded once: in f32, x − shift overflows to ±∞ for finite
+    /// inputs near ±3.4e38 (a column holding −3e38 and 3e38), although the scaled value is
+    /// of order one.
+    ///
     /// # Panics
     /// If x has a different number of columns (loaders check widths first).
     pub fn apply(&self, x: &mut Array2<f32>) {
         assert_eq!(x.ncols(), self.width(), "scaling width must match x");
         for mut row in x.rows_mut() {
             for ((v, &s), &k) in row.iter_mut().zip(&self.shift).zip(&self.scale) {
-                *v = (*v - s) * k;
+                *v = ((f64::from(*v) - f64::from(s)) * f64::from(k)) as f32;
             }
         }
     }

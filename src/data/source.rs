@@ -4,6 +4,7 @@
 
 use super::error::{DataError, DataErrorKind, Position};
 use flate2::bufread::MultiGzDecoder;
+use std::borrow::Cow;
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -13,21 +14,27 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// than this multiple of the compressed size is corrupt and must not drive an allocation.
 const MAX_DEFLATE_RATIO: usize = 1032;
 
-/// The file's bytes, decompressed if it is gzip. Errors name the file: NotFound, Io,
-/// TruncatedGzip, CorruptGzip (with the compressed byte offset where decoding stopped).
-pub fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = std::fs::read(path).map_err(|e| {
+/// The file's bytes as stored (not decompressed; [`decode`] does that). Errors name the
+/// file: NotFound, Io.
+pub fn read_raw(path: &Path) -> Result<Vec<u8>, DataError> {
+    std::fs::read(path).map_err(|e| {
         let kind = if e.kind() == io::ErrorKind::NotFound {
             DataErrorKind::NotFound
         } else {
             DataErrorKind::Io(e.to_string())
         };
         DataError::new(kind, path, None)
-    })?;
+    })
+}
+
+/// `raw` decompressed if it starts with the gzip magic, else `raw` itself (borrowed).
+/// `path` only names the source in errors: TruncatedGzip, CorruptGzip (with the compressed
+/// byte offset where decoding stopped).
+pub fn decode<'a>(raw: &'a [u8], path: &Path) -> Result<Cow<'a, [u8]>, DataError> {
     if raw.starts_with(&GZIP_MAGIC) {
-        gunzip(&raw, path)
+        gunzip(raw, path).map(Cow::Owned)
     } else {
-        Ok(raw)
+        Ok(Cow::Borrowed(raw))
     }
 }
 

@@ -8,5 +8,5 @@ mod tensors;
 
 pub use atomic::{write_atomic, Overwrite};
 pub use error::FileError;
-pub use model_file::{load_model, save_model, SavedModel, MODEL_FORMAT};
-pub use tensors::{read_tensors, write_tensors, NamedTensor};
+pub use model_file::{load_model, load_model_from_bytes, save_model, SavedModel, MODEL_FORMAT};
+pub use tensors::{read_tensors, read_tensors_from_bytes, write_tensors, NamedTensor};

@@ -5,11 +5,11 @@
 //! `sigmoid,softmax`, `loss` = `ce`, `l2` = `0.001`. A file written by numpy
 //! or PyTorch with these names loads as it is.
 
-use super::{read_tensors, write_tensors, FileError, NamedTensor, Overwrite};
+use super::{read_tensors_from_bytes, write_tensors, FileError, NamedTensor, Overwrite};
 use crate::activation::Activation;
 use crate::loss::Loss;
 use crate::model::Mlp;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 /// The value of the `format` metadata key.
@@ -77,7 +77,17 @@ pub fn save_model(
 
 /// Reads a model, checking its metadata against its tensors.
 pub fn load_model(path: &Path) -> Result<SavedModel, FileError> {
-    let (tensors, metadata) = read_tensors(path)?;
+    let bytes = std::fs::read(path).map_err(|source| FileError::Read {
+        path: path.into(),
+        source,
+    })?;
+    load_model_from_bytes(&bytes, path)
+}
+
+/// [`load_model`] on file contents already in memory; `path` only names the source in
+/// errors. The same checks and errors except Read.
+pub fn load_model_from_bytes(bytes: &[u8], path: &Path) -> Result<SavedModel, FileError> {
+    let (tensors, metadata) = read_tensors_from_bytes(bytes, path)?;
     let bad = |reason: String| FileError::Invalid {
         path: path.into(),
         reason,
@@ -119,15 +129,19 @@ pub fn load_model(path: &Path) -> Result<SavedModel, FileError> {
     let mlp =
         Mlp::new(&sizes, &activations, loss, l2).map_err(|e| bad(format!("metadata: {e}")))?;
 
-    let mut theta = vec![0.0; mlp.num_params()];
-    let mut expected: Vec<String> = Vec::new();
-    for (l, layer) in mlp.layout().into_iter().enumerate() {
-        for (suffix, shape, range) in [
-            ("weight", vec![layer.fan_out, layer.fan_in], layer.weights),
-            ("bias", vec![layer.fan_out], layer.bias),
-        ] {
+    // Each layer's tensors are compared with `sizes` before θ is built, and θ is built from
+    // the tensors' own data: `sizes` is only header text and may claim layers far larger
+    // than the file (or whose parameter count overflows), which must be an error, not an
+    // allocation of that claim.
+    let by_name: HashMap<&str, &NamedTensor> =
+        tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    let mut theta = Vec::new();
+    let mut expected: HashSet<String> = HashSet::new();
+    for (l, w) in sizes.windows(2).enumerate() {
+        let (fan_in, fan_out) = (w[0], w[1]);
+        for (suffix, shape) in [("weight", vec![fan_out, fan_in]), ("bias", vec![fan_out])] {
             let name = format!("layers.{l}.{suffix}");
-            let t = tensors.iter().find(|t| t.name == name).ok_or_else(|| {
+            let t = by_name.get(name.as_str()).ok_or_else(|| {
                 bad(format!(
                     "tensor `{name}` is missing: metadata `sizes` = {} says there are {} layers",
                     join(&sizes),
@@ -141,8 +155,9 @@ pub fn load_model(path: &Path) -> Result<SavedModel, FileError> {
                     join(&sizes)
                 )));
             }
-            theta[range].copy_from_slice(&t.data);
-            expected.push(name);
+            // Row-major (out, in) then (out): θ's layout (Mlp::layout), layer by layer.
+            theta.extend_from_slice(&t.data);
+            expected.insert(name);
         }
     }
     if let Some(extra) = tensors.iter().find(|t| !expected.contains(&t.name)) {
@@ -171,6 +186,7 @@ fn join(sizes: &[usize]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::files::read_tensors;
 
     fn sample() -> (Mlp, Vec<f64>) {
         let mlp = Mlp::with_hidden(&[4, 3, 2], Activation::Tanh, Loss::Ce, 0.01).unwrap();

@@ -22,13 +22,22 @@ pub fn read_tensors(path: &Path) -> Result<(Vec<NamedTensor>, HashMap<String, St
         path: path.into(),
         source,
     })?;
+    read_tensors_from_bytes(&bytes, path)
+}
+
+/// [`read_tensors`] on file contents already in memory; `path` only names the source in
+/// errors. The same checks and errors except Read.
+pub fn read_tensors_from_bytes(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(Vec<NamedTensor>, HashMap<String, String>), FileError> {
     let not_st = |e: safetensors::SafeTensorError| FileError::NotSafetensors {
         path: path.into(),
         reason: e.to_string(),
     };
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(not_st)?;
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(not_st)?;
     let metadata = meta.metadata().clone().unwrap_or_default();
-    let st = SafeTensors::deserialize(&bytes).map_err(not_st)?;
+    let st = SafeTensors::deserialize(bytes).map_err(not_st)?;
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
         let raw = view.data();
