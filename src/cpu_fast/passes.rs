@@ -212,25 +212,47 @@ pub fn backward<T: Real>(net: &Net<T>, t: &[f64], c: usize, base: &mut Base<T>, 
     let act = net.mlp.output_activation();
     let loss = net.mlp.loss();
     let a_out = &base.a[last];
-    par::rows1(
-        &mut base.delta[last][..c * k],
-        k,
-        rows_per_task(8 * k),
-        |first, delta| {
-            with_scratch(k, |s_a, s_o, _| {
+    if is_softmax_ce(net.mlp) {
+        // δ = s·p − t (Loss::delta for ce, s = Σ_k t_k) from the forward
+        // pass's p = z[L]: no second softmax. Exactly Loss::delta's values in
+        // f64; in f32, p was rounded once more.
+        let p_out = &base.z[last];
+        par::rows1(
+            &mut base.delta[last][..c * k],
+            k,
+            rows_per_task(2 * k),
+            |first, delta| {
                 for (i, d_row) in delta.chunks_exact_mut(k).enumerate() {
                     let s = first + i;
-                    for (d, v) in s_a.iter_mut().zip(&a_out[s * k..(s + 1) * k]) {
-                        *d = v.to_f64();
-                    }
-                    loss.delta(act, s_a, &t[s * k..(s + 1) * k], s_o);
-                    for (d, v) in d_row.iter_mut().zip(s_o.iter()) {
-                        *d = T::from_f64(v * inv_n);
+                    let t_s = &t[s * k..(s + 1) * k];
+                    let sum_t: f64 = t_s.iter().sum();
+                    for ((d, p), tv) in d_row.iter_mut().zip(&p_out[s * k..]).zip(t_s) {
+                        *d = T::from_f64((sum_t * p.to_f64() - tv) * inv_n);
                     }
                 }
-            })
-        },
-    );
+            },
+        );
+    } else {
+        par::rows1(
+            &mut base.delta[last][..c * k],
+            k,
+            rows_per_task(8 * k),
+            |first, delta| {
+                with_scratch(k, |s_a, s_o, _| {
+                    for (i, d_row) in delta.chunks_exact_mut(k).enumerate() {
+                        let s = first + i;
+                        for (d, v) in s_a.iter_mut().zip(&a_out[s * k..(s + 1) * k]) {
+                            *d = v.to_f64();
+                        }
+                        loss.delta(act, s_a, &t[s * k..(s + 1) * k], s_o);
+                        for (d, v) in d_row.iter_mut().zip(s_o.iter()) {
+                            *d = T::from_f64(v * inv_n);
+                        }
+                    }
+                })
+            },
+        );
+    }
     for l in (0..last).rev() {
         let (out_next, out_l) = (net.layers[l + 1].fan_out, net.layers[l].fan_out);
         let (d_lo, d_hi) = base.delta.split_at_mut(l + 1);
