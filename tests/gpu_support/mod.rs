@@ -10,6 +10,21 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::{Arc, OnceLock};
 
+/// Whether a `curvature` child process failed for want of a GPU adapter: the
+/// caller's test then skips (this prints `SKIPPED (no GPU adapter)`) — unless
+/// CURVATURE_REQUIRE_GPU=1, where a missing adapter is a failure (a panic here).
+pub fn child_found_no_gpu(out: &std::process::Output) -> bool {
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() || !err.contains("no GPU adapter") {
+        return false;
+    }
+    if std::env::var("CURVATURE_REQUIRE_GPU").as_deref() == Ok("1") {
+        panic!("CURVATURE_REQUIRE_GPU=1 but no GPU adapter: {err}");
+    }
+    println!("SKIPPED (no GPU adapter)");
+    true
+}
+
 /// The context shared by every test in this binary, or `None` (after printing
 /// `SKIPPED (no GPU adapter)`) when there is no adapter — unless CURVATURE_REQUIRE_GPU=1,
 /// where a missing adapter is a failure. Software adapters are allowed (CI uses llvmpipe).
