@@ -141,6 +141,15 @@ pub fn check_scalar(quantity: Quantity, point: Point, v: f64) -> Result<f64> {
 /// Ok when every entry of `values` (W) is finite, else the error naming
 /// `quantity` and the first offending entry.
 pub fn check_slice(quantity: Quantity, point: Point, values: &[f64]) -> Result<()> {
+    check_entries(quantity, point, values)
+}
+
+/// Ok when every entry is finite, else the error naming the first offender.
+fn check_entries<'a>(
+    quantity: Quantity,
+    point: Point,
+    values: impl IntoIterator<Item = &'a f64>,
+) -> Result<()> {
     match first_non_finite(values) {
         None => Ok(()),
         Some((index, value)) => Err(OptimError::NonFinite(NonFinite {
@@ -152,17 +161,10 @@ pub fn check_slice(quantity: Quantity, point: Point, values: &[f64]) -> Result<(
     }
 }
 
-/// Ok when every entry of a dense matrix (W, W) is finite.
+/// Ok when every entry of a dense matrix (W, W) is finite (the index is
+/// row-major).
 pub fn check_matrix(quantity: Quantity, point: Point, a: &Array2<f64>) -> Result<()> {
-    match first_non_finite(a.iter()) {
-        None => Ok(()),
-        Some((index, value)) => Err(OptimError::NonFinite(NonFinite {
-            quantity,
-            point,
-            index: Some(index),
-            value,
-        })),
-    }
+    check_entries(quantity, point, a.iter())
 }
 
 /// E and ∇E (W) at the point a step starts from, both checked.
