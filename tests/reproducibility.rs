@@ -378,11 +378,8 @@ fn gpu_matmul_variants_agree_bit_for_bit() {
 }
 
 /// `curvature train` (a fresh process: a fresh context and matmul timing on the GPU) on
-/// `device` with `seed`: the saved θ's bits and metadata.
-fn cli_train(
-    device: &str,
-    seed: u64,
-) -> Option<(Vec<u64>, std::collections::HashMap<String, String>)> {
+/// `device` with `seed`: the saved θ's bits, metadata and file bytes.
+fn cli_train(device: &str, seed: u64) -> Option<Saved> {
     cli_train_with(
         device,
         seed,
@@ -391,13 +388,11 @@ fn cli_train(
     )
 }
 
+/// What a `curvature train` run saved: θ's bits, the metadata, the file's bytes.
+type Saved = (Vec<u64>, std::collections::HashMap<String, String>, Vec<u8>);
+
 /// `cli_train` with more arguments and environment variables.
-fn cli_train_with(
-    device: &str,
-    seed: u64,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> Option<(Vec<u64>, std::collections::HashMap<String, String>)> {
+fn cli_train_with(device: &str, seed: u64, args: &[&str], env: &[(&str, &str)]) -> Option<Saved> {
     let dir = tempfile::tempdir().unwrap();
     let seed = seed.to_string();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_curvature"))
@@ -413,8 +408,13 @@ fn cli_train_with(
         return None;
     }
     assert!(out.status.success(), "{err}");
-    let model = curvature::files::load_model(&dir.path().join("model.safetensors")).unwrap();
-    Some((bits(&model.theta), model.metadata))
+    let path = dir.path().join("model.safetensors");
+    let model = curvature::files::load_model(&path).unwrap();
+    Some((
+        bits(&model.theta),
+        model.metadata,
+        std::fs::read(&path).unwrap(),
+    ))
 }
 
 /// Two runs of the binary with one seed save the same model; another seed does not.
@@ -428,12 +428,16 @@ fn check_cli(device: &str) {
         "{device}: θ differs between two `train` runs"
     );
     assert_eq!(first.1, second.1, "{device}: metadata differs");
+    assert!(
+        first.2 == second.2,
+        "{device}: the two model files differ byte for byte"
+    );
     let other = cli_train(device, 4).unwrap();
     assert!(
         first.0 != other.0,
         "{device}: another seed saved the same θ"
     );
-    println!("curvature train --device {device}: the same θ bits from two processes");
+    println!("curvature train --device {device}: the same model file from two processes");
 }
 
 #[test]

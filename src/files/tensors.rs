@@ -116,12 +116,98 @@ pub fn write_tensors(
         Some(metadata)
     };
     let bytes = safetensors::serialize(views, meta).map_err(|e| invalid(e.to_string()))?;
+    let bytes = with_sorted_header(bytes).map_err(invalid)?;
     write_atomic(path, &bytes, overwrite)
+}
+
+/// The file with every key of its JSON header in sorted order. safetensors
+/// writes the metadata in hash-map order, which changes from run to run; sorted,
+/// the same tensors and metadata always give the same bytes (two identical
+/// training runs write identical files). Data offsets are relative to the end
+/// of the header, so only the header and its length change.
+fn with_sorted_header(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    fn sorted(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(map) => {
+                let mut entries: Vec<_> = map.into_iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                serde_json::Value::Object(
+                    entries.into_iter().map(|(k, v)| (k, sorted(v))).collect(),
+                )
+            }
+            other => other,
+        }
+    }
+    let len_bytes: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or("the serialized file has no header length")?;
+    let end = usize::try_from(u64::from_le_bytes(len_bytes))
+        .ok()
+        .and_then(|n| n.checked_add(8))
+        .filter(|&end| end <= bytes.len())
+        .ok_or("the serialized header length is out of range")?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&bytes[8..end]).map_err(|e| format!("header: {e}"))?;
+    let mut text = serde_json::to_string(&sorted(header)).map_err(|e| format!("header: {e}"))?;
+    // safetensors pads the header with spaces so that the data start 8-aligned.
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - end);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&bytes[end..]);
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_same_tensors_and_metadata_give_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = NamedTensor {
+            name: "V".into(),
+            shape: vec![2],
+            data: vec![1.5, -2.0],
+        };
+        let keys: Vec<String> = (0..24).map(|i| format!("key{i}")).collect();
+        // Two maps filled in opposite orders (each with its own random hasher).
+        let forward: HashMap<String, String> = keys
+            .iter()
+            .map(|k| (k.clone(), format!("value of {k}")))
+            .collect();
+        let backward: HashMap<String, String> = keys
+            .iter()
+            .rev()
+            .map(|k| (k.clone(), format!("value of {k}")))
+            .collect();
+        let (a, b) = (
+            dir.path().join("a.safetensors"),
+            dir.path().join("b.safetensors"),
+        );
+        write_tensors(
+            &a,
+            std::slice::from_ref(&t),
+            forward.clone(),
+            false,
+            Overwrite::Refuse,
+        )
+        .unwrap();
+        write_tensors(
+            &b,
+            std::slice::from_ref(&t),
+            backward,
+            false,
+            Overwrite::Refuse,
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        let (back, meta) = read_tensors(&a).unwrap();
+        assert_eq!((back[0].data.clone(), meta), (t.data, forward));
+    }
 
     #[test]
     fn round_trip_f64_and_f32() {
