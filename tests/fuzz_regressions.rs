@@ -7,8 +7,8 @@
 
 use curvature::data::{
     load_csv, load_csv_from_bytes, load_digits_csv, load_digits_csv_from_bytes, load_idx,
-    load_idx_from_bytes, CsvOptions, CsvTask, DataErrorKind, ScalingKind, TargetColumn,
-    MAX_ONE_HOT_ENTRIES,
+    load_idx_from_bytes, load_inputs_csv_from_bytes, CsvOptions, CsvTask, DataErrorKind, Scaling,
+    ScalingKind, TargetColumn, MAX_ONE_HOT_ENTRIES,
 };
 use curvature::files::{
     load_model, load_model_from_bytes, read_tensors, write_tensors, FileError, NamedTensor,
@@ -213,4 +213,23 @@ fn seeds_load_and_the_path_readers_agree() {
         let by_path = load_model(&seed).unwrap();
         assert_eq!((m.mlp, m.theta), (by_path.mlp, by_path.theta));
     }
+}
+
+/// A model's stored scaling with a huge scale (a tampered file, or one from
+/// elsewhere) would turn finite input cells into ∞; the inputs reader refuses
+/// them, naming the cell, instead of handing ∞ to the network.
+#[test]
+fn a_stored_scaling_that_overflows_the_inputs_is_refused() {
+    let scaling = Scaling::from_metadata("kind=standardize;shift=0,0;scale=1,1e38").unwrap();
+    let text = b"1,2\n3,40\n";
+    let err = load_inputs_csv_from_bytes(text, Path::new("in.csv"), Some(false), Some(&scaling), 2)
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("row 2, column 2"), "{msg}");
+    assert!(msg.contains("after the model's stored scaling"), "{msg}");
+    // The same inputs under a sane scaling load.
+    let sane = Scaling::from_metadata("kind=standardize;shift=0,0;scale=1,1e-3").unwrap();
+    let x =
+        load_inputs_csv_from_bytes(text, Path::new("in.csv"), Some(false), Some(&sane), 2).unwrap();
+    assert!(x.iter().all(|v| v.is_finite()));
 }

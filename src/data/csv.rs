@@ -205,6 +205,18 @@ pub fn load_inputs_csv_from_bytes(
             ));
         }
         s.apply(&mut x);
+        // Finite cells stay finite under any sane scaling; a model file whose
+        // stored scale is huge (tampered, or from elsewhere) could overflow.
+        if let Some((i, v)) = x.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            let (row, col) = (i / expected_width + 1, i % expected_width + 1);
+            return Err(DataError::new(
+                DataErrorKind::NonFinite {
+                    cell: format!("row {row}, column {col}: {v} after the model's stored scaling"),
+                },
+                path,
+                None,
+            ));
+        }
     }
     Ok(x)
 }
