@@ -24,7 +24,7 @@
 //! first trial α of the next search ×0.1 ([`RECOVERY_SHRINK`]) per recovery,
 //! back to ×1 after an accepted step.
 
-use super::finite::{check_loss_grad, check_slice, NonFinite, Point, Quantity};
+use super::finite::{check_slice, NonFinite, Point, Quantity};
 use super::line_search::{strong_wolfe, WolfeConfig};
 use super::vector::{added, all_finite, dot, is_negative, norm, sub};
 use super::{GradCache, Optimizer, OptimizerState, Result, StateError, StepReport};
@@ -154,7 +154,6 @@ impl Optimizer for ConjugateGradient {
         rows: Range<usize>,
     ) -> Result<StepReport> {
         let (loss, grad) = self.cache.loss_grad(engine, theta, rows.clone())?;
-        check_loss_grad(loss, &grad)?;
         let grad_norm = norm(&grad);
         if grad_norm == 0.0 {
             return Ok(StepReport::stationary(loss, None));

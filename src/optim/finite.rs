@@ -10,8 +10,10 @@
 //! be accepted.
 
 use super::{OptimError, Result};
+use crate::curvature::Curvature;
 use ndarray::Array2;
 use std::fmt;
+use std::ops::Range;
 
 /// The quantity that was found not finite.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,4 +173,16 @@ pub fn check_matrix(quantity: Quantity, point: Point, a: &Array2<f64>) -> Result
 pub fn check_loss_grad(loss: f64, grad: &[f64]) -> Result<()> {
     check_scalar(Quantity::Loss, Point::Current, loss)?;
     check_slice(Quantity::Gradient, Point::Current, grad)
+}
+
+/// (E, ∇E) at the point a step starts from, from the engine, both checked:
+/// how every step begins.
+pub fn start_loss_grad(
+    engine: &mut dyn Curvature,
+    theta: &[f64],
+    rows: Range<usize>,
+) -> Result<(f64, Vec<f64>)> {
+    let (loss, grad) = engine.loss_grad(theta, rows)?;
+    check_loss_grad(loss, &grad)?;
+    Ok((loss, grad))
 }

@@ -13,7 +13,7 @@
 //! with θ and v unchanged; [`Optimizer::recover`] then halves η and zeroes v
 //! (the velocity carried the step that overflowed).
 
-use super::finite::{check_loss_grad, check_scalar, check_slice, NonFinite, Point, Quantity};
+use super::finite::{check_scalar, check_slice, start_loss_grad, NonFinite, Point, Quantity};
 use super::vector::{added, axpy, norm};
 use super::{Optimizer, OptimizerState, Result, StateError, StepReport};
 use crate::curvature::Curvature;
@@ -96,8 +96,7 @@ impl Optimizer for GradientDescent {
         if self.velocity.len() != theta.len() {
             self.velocity = vec![0.0; theta.len()];
         }
-        let (loss_before, grad) = engine.loss_grad(theta, rows.clone())?;
-        check_loss_grad(loss_before, &grad)?;
+        let (loss_before, grad) = start_loss_grad(engine, theta, rows.clone())?;
         let grad_norm = norm(&grad);
         // The gradient that drives the update: at θ, or at the look-ahead θ + μv.
         let drive = match self.config.kind {

@@ -18,7 +18,7 @@
 //! shrinks at least ×2 everywhere and ×4 where |d_i| is below the floor (the
 //! coordinates whose tiny curvature made the step blow up).
 
-use super::finite::{check_loss_grad, check_scalar, check_slice, NonFinite, Point, Quantity};
+use super::finite::{check_scalar, check_slice, start_loss_grad, NonFinite, Point, Quantity};
 use super::vector::norm;
 use super::{Optimizer, OptimizerState, Result, StateError, StepReport};
 use crate::curvature::Curvature;
@@ -98,8 +98,7 @@ impl Optimizer for HessianDiagonal {
         theta: &mut [f64],
         rows: Range<usize>,
     ) -> Result<StepReport> {
-        let (loss_before, grad) = engine.loss_grad(theta, rows.clone())?;
-        check_loss_grad(loss_before, &grad)?;
+        let (loss_before, grad) = start_loss_grad(engine, theta, rows.clone())?;
         let diag = match self.config.diagonal {
             DiagonalKind::Exact => engine.diag_hessian(theta, rows.clone())?,
             DiagonalKind::BeckerLeCun => engine.diag_becker_lecun(theta, rows.clone())?,

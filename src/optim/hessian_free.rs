@@ -30,7 +30,7 @@
 //!
 //! φ(x_i) is free inside CG: with r = b − Ax, b = −g, φ(x) = −½ xᵀ(b + r).
 
-use super::finite::{check_loss_grad, check_slice, NonFinite, Point, Quantity};
+use super::finite::{check_slice, start_loss_grad, NonFinite, Point, Quantity};
 use super::vector::{axpy, dot, is_positive, norm};
 use super::{Optimizer, OptimizerState, Result, StateError, StepReport};
 use crate::curvature::Curvature;
@@ -218,8 +218,7 @@ impl Optimizer for HessianFree {
         theta: &mut [f64],
         rows: Range<usize>,
     ) -> Result<StepReport> {
-        let (loss, grad) = engine.loss_grad(theta, rows.clone())?;
-        check_loss_grad(loss, &grad)?;
+        let (loss, grad) = start_loss_grad(engine, theta, rows.clone())?;
         let grad_norm = norm(&grad);
         if grad_norm == 0.0 {
             return Ok(StepReport::stationary(loss, Some(self.damping)));

@@ -19,7 +19,7 @@
 //! after an accepted step.
 
 use super::cg::RECOVERY_SHRINK;
-use super::finite::{check_loss_grad, NonFinite};
+use super::finite::NonFinite;
 use super::line_search::{descent_or_steepest, initial_step, strong_wolfe, WolfeConfig};
 use super::vector::{axpy, dot, norm, sub};
 use super::{GradCache, Optimizer, OptimizerState, Result, StateError, StepReport};
@@ -113,7 +113,6 @@ impl Optimizer for Lbfgs {
         rows: Range<usize>,
     ) -> Result<StepReport> {
         let (loss, grad) = self.cache.loss_grad(engine, theta, rows.clone())?;
-        check_loss_grad(loss, &grad)?;
         let grad_norm = norm(&grad);
         if grad_norm == 0.0 {
             return Ok(StepReport::stationary(loss, None));

@@ -231,7 +231,8 @@ impl GradCache {
     pub fn clear(&mut self) {
         self.entry = None;
     }
-    /// (E, ∇E) at (θ, rows): from the cache when it holds this exact point, else from the engine.
+    /// (E, ∇E) at (θ, rows), the point a step starts from: from the cache when
+    /// it holds this exact point, else from the engine; both checked finite.
     pub fn loss_grad(
         &mut self,
         engine: &mut dyn Curvature,
@@ -240,9 +241,10 @@ impl GradCache {
     ) -> Result<(f64, Vec<f64>)> {
         if let Some(p) = self.entry.take() {
             if p.rows == rows && p.theta == theta {
+                finite::check_loss_grad(p.loss, &p.grad)?;
                 return Ok((p.loss, p.grad));
             }
         }
-        Ok(engine.loss_grad(theta, rows)?)
+        finite::start_loss_grad(engine, theta, rows)
     }
 }

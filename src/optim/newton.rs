@@ -24,7 +24,7 @@
 
 use super::damping::Damping;
 use super::dense::{check_dense, max_dense_params, quadratic_form, solve_damped};
-use super::finite::{check_loss_grad, check_matrix, NonFinite, Point, Quantity};
+use super::finite::{check_matrix, start_loss_grad, NonFinite, Point, Quantity};
 use super::vector::{added, dot, negated, norm};
 use super::{OptimError, Optimizer, OptimizerState, Result, StateError, StepReport};
 use crate::curvature::Curvature;
@@ -119,8 +119,7 @@ impl DampedNewton {
                 return Ok(lin);
             }
         }
-        let (loss, grad) = engine.loss_grad(theta, rows.clone())?;
-        check_loss_grad(loss, &grad)?;
+        let (loss, grad) = start_loss_grad(engine, theta, rows.clone())?;
         let (matrix, quantity) = match self.matrix_kind {
             CurvatureMatrix::Hessian => (engine.hessian(theta, rows.clone())?, Quantity::Hessian),
             CurvatureMatrix::GaussNewton => {
