@@ -14,7 +14,7 @@
 use super::gemm::{gemm, mat};
 use super::net::{is_softmax_ce, Net};
 use super::par::{self, rows_per_task};
-use super::passes::{input, Base};
+use super::passes::{add_assign, input, Base};
 use super::real::Real;
 use ndarray::ArrayView2;
 
@@ -366,14 +366,13 @@ impl<T: Real> Block<T> {
         k: usize,
         gauss_newton: bool,
     ) {
-        let add = |d: &mut [T], s: &[T]| d.iter_mut().zip(s).for_each(|(a, b)| *a += *b);
         for (l, layer) in net.layers.iter().enumerate() {
             let (fin, fout) = (layer.fan_in, layer.fan_out);
-            add(&mut self.gstack[l][..k * fout * fin], &other.gstack[l]);
+            add_assign(&mut self.gstack[l][..k * fout * fin], &other.gstack[l]);
             if !gauss_newton && l > 0 {
-                add(&mut self.gcat[l][..k * fout * fin], &other.gcat[l]);
+                add_assign(&mut self.gcat[l][..k * fout * fin], &other.gcat[l]);
             }
-            add(&mut self.gb[l][..k * fout], &other.gb[l]);
+            add_assign(&mut self.gb[l][..k * fout], &other.gb[l]);
         }
     }
 

@@ -93,9 +93,14 @@ impl<T: Real> Base<T> {
 /// dst[l] += src[l], entry by entry, for every layer.
 pub fn add_into<T: Real>(dst: &mut [Vec<T>], src: &[Vec<T>]) {
     for (d, s) in dst.iter_mut().zip(src) {
-        for (a, b) in d.iter_mut().zip(s) {
-            *a += *b;
-        }
+        add_assign(d, s);
+    }
+}
+
+/// dst += src entry by entry, over the shorter of the two.
+pub fn add_assign<T: Real>(dst: &mut [T], src: &[T]) {
+    for (a, b) in dst.iter_mut().zip(src) {
+        *a += *b;
     }
 }
 
