@@ -11,7 +11,7 @@
 //! ```
 //! Gauss-Newton (G v) drops the h″ term, δ V and δᵀ R{z}.
 
-use super::gemm::{gemm, mat};
+use super::gemm::{gemm, gemm_col_major, mat};
 use super::net::{is_softmax_ce, Net};
 use super::par::{self, rows_per_task};
 use super::passes::{add_assign, input, Base};
@@ -50,7 +50,11 @@ pub struct Block<T> {
     vstack: Vec<Vec<T>>,
     vcat: Vec<Vec<T>>,
     vb: Vec<Vec<T>>,
-    /// Accumulators: R{δ}ᵀz (k, out_l, in_l), δᵀR{z} (out_l, k, in_l), bias (k, out_l).
+    /// Accumulators: R{δ}ᵀz (k·out_l, in_l) column-major, i.e. stored
+    /// (in_l, k·out_l), δᵀR{z} (out_l, k, in_l), bias (k, out_l). Each sum
+    /// over samples is stored in the layout faer runs faster for its shape:
+    /// column-major for the tall (k·out, in), row-major for the wide
+    /// (out, k·in) (see `gemm_col_major`).
     gstack: Vec<Vec<T>>,
     gcat: Vec<Vec<T>>,
     gb: Vec<Vec<T>>,
@@ -329,8 +333,8 @@ impl<T: Real> Block<T> {
         // R{∇E} accumulation.
         for l in 0..depth {
             let (fin, fout) = (net.layers[l].fan_in, net.layers[l].fan_out);
-            // R{δ[l]}ᵀ z[l]: (k·out, c)·(c, in) = (k, out, in).
-            gemm(
+            // R{δ[l]}ᵀ z[l]: (k·out, c)·(c, in), stored (in, k·out).
+            gemm_col_major(
                 &mut self.gstack[l],
                 mat(&self.rd[l], c, k * fout).t(),
                 mat(input(base, x, l), c, fin),
@@ -392,7 +396,7 @@ impl<T: Real> Block<T> {
                 let row = &mut out[i * w..(i + 1) * w];
                 for j in 0..fout {
                     for m in 0..fin {
-                        let mut g = self.gstack[l][(i * fout + j) * fin + m].to_f64();
+                        let mut g = self.gstack[l][m * k * fout + i * fout + j].to_f64();
                         if with_cat {
                             g += self.gcat[l][(j * k + i) * fin + m].to_f64();
                         }

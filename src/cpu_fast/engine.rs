@@ -507,12 +507,15 @@ impl<T: Real> Curvature for FastCpuEngine<T> {
         let base = &self.spaces[ws].parts[0].base;
         let l2 = self.mlp.l2();
         for (l, layer) in self.layers.iter().enumerate() {
-            for ((g, v), th) in grad[layer.weights.clone()]
+            // gw[l] is column-major: W_l[j][m] at m·out + j.
+            let (fin, fout) = (layer.fan_in, layer.fan_out);
+            for (q, (g, th)) in grad[layer.weights.clone()]
                 .iter_mut()
-                .zip(&base.gw[l])
                 .zip(&theta[layer.weights.clone()])
+                .enumerate()
             {
-                *g = v.to_f64() + l2 * th;
+                let (j, m) = (q / fin, q % fin);
+                *g = base.gw[l][m * fout + j].to_f64() + l2 * th;
             }
             for (g, v) in grad[layer.bias.clone()].iter_mut().zip(&base.gb[l]) {
                 *g = v.to_f64();

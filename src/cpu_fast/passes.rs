@@ -9,7 +9,7 @@
 //!   ∂E/∂W_l += δ[l]ᵀ z[l],  ∂E/∂b_l += Σ_n δ[l]                              PRML 5.53
 //! ```
 
-use super::gemm::{gemm, mat};
+use super::gemm::{gemm, gemm_col_major, mat};
 use super::net::{diagonal_output_hessian, is_softmax_ce, Net};
 use super::par::{self, rows_per_task, with_scratch};
 use super::real::Real;
@@ -33,7 +33,8 @@ pub struct Base<T> {
     /// diagonal output Hessian (cap, K) of the last R-pass's kind.
     pub out_p: Vec<T>,
     pub out_s: Vec<T>,
-    /// Gradient accumulators: ∂E/∂W_l (out_l, in_l), ∂E/∂b_l (out_l).
+    /// Gradient accumulators: ∂E/∂W_l (out_l, in_l) column-major, i.e. stored
+    /// (in_l, out_l); ∂E/∂b_l (out_l).
     pub gw: Vec<Vec<T>>,
     pub gb: Vec<Vec<T>>,
     /// E_n of every sample of the chunk (cap), summed in row order so the
@@ -295,8 +296,9 @@ pub fn accumulate_gradient<T: Real>(
 ) {
     for l in 0..net.depth() {
         let (fin, fout) = (net.layers[l].fan_in, net.layers[l].fan_out);
+        // δ[l]ᵀ z[l]: (out, c)·(c, in), stored column-major (in, out): faster (see gemm_col_major).
         let mut gw = std::mem::take(&mut base.gw[l]);
-        gemm(
+        gemm_col_major(
             &mut gw,
             mat(&base.delta[l], c, fout).t(),
             mat(input(base, x, l), c, fin),
