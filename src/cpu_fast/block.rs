@@ -39,65 +39,37 @@ impl Vectors<'_> {
     }
 }
 
-/// Buffers of one block pass for up to `cap` samples and `k_cap` vectors.
-pub struct Block<T> {
-    pub k_cap: usize,
-    /// R{a[l]} (cap·k, out_l), R{z[l+1]} (cap·k, out_l) (hidden), R{δ[l]} (cap·k, out_l).
-    ra: Vec<Vec<T>>,
-    rz: Vec<Vec<T>>,
-    rd: Vec<Vec<T>>,
+/// The k loaded vectors in the layouts the GEMMs read, shared read-only by
+/// every part of a data-parallel block pass (loaded once per operation).
+pub struct BlockVectors<T> {
     /// V_l stacked by vector (k, out_l, in_l), by unit (out_l, k, in_l), Vb_l (k, out_l).
     vstack: Vec<Vec<T>>,
     vcat: Vec<Vec<T>>,
     vb: Vec<Vec<T>>,
-    /// Accumulators: R{δ}ᵀz (k·out_l, in_l) column-major, i.e. stored
-    /// (in_l, k·out_l), δᵀR{z} (out_l, k, in_l), bias (k, out_l). Each sum
-    /// over samples is stored in the layout faer runs faster for its shape:
-    /// column-major for the tall (k·out, in), row-major for the wide
-    /// (out, k·in) (see `gemm_col_major`).
-    gstack: Vec<Vec<T>>,
-    gcat: Vec<Vec<T>>,
-    gb: Vec<Vec<T>>,
     /// When every loaded vector is a unit vector e_p (the full H and G): p of
     /// each, so that z V_lᵀ and δ V are gathers instead of products with zeros.
     units: Option<Vec<usize>>,
 }
 
-impl<T: Real> Block<T> {
-    pub fn new(net: &Net<T>, cap: usize, k_cap: usize) -> Block<T> {
-        let depth = net.depth();
+impl<T: Real> BlockVectors<T> {
+    pub fn new(net: &Net<T>, k_cap: usize) -> BlockVectors<T> {
         let per = |f: &dyn Fn(usize, usize) -> usize| -> Vec<Vec<T>> {
-            (0..depth)
-                .map(|l| vec![T::zero(); f(net.layers[l].fan_in, net.layers[l].fan_out)])
+            net.layers
+                .iter()
+                .map(|l| vec![T::zero(); f(l.fan_in, l.fan_out)])
                 .collect()
         };
-        let rows = cap * k_cap;
-        Block {
-            k_cap,
-            ra: per(&|_, o| rows * o),
-            rz: (0..depth)
-                .map(|l| {
-                    let n = if l + 1 < depth {
-                        rows * net.layers[l].fan_out
-                    } else {
-                        0
-                    };
-                    vec![T::zero(); n]
-                })
-                .collect(),
-            rd: per(&|_, o| rows * o),
+        BlockVectors {
             vstack: per(&|i, o| k_cap * o * i),
             vcat: per(&|i, o| k_cap * o * i),
             vb: per(&|_, o| k_cap * o),
-            gstack: per(&|i, o| k_cap * o * i),
-            gcat: per(&|i, o| k_cap * o * i),
-            gb: per(&|_, o| k_cap * o),
             units: None,
         }
     }
 
-    /// Copies V (k, W) into the two stacked layouts the GEMMs read.
-    pub fn load_vectors(&mut self, net: &Net<T>, v: &Vectors) {
+    /// Copies V (k, W) into the two stacked layouts the GEMMs read, or notes
+    /// the unit vectors' indices.
+    pub fn load(&mut self, net: &Net<T>, v: &Vectors) {
         let dense = match v {
             Vectors::Dense(v) => {
                 self.units = unit_indices(*v);
@@ -140,6 +112,51 @@ impl<T: Real> Block<T> {
             }
         }
     }
+}
+
+/// Buffers of one part's block pass for up to `cap` samples and `k_cap` vectors.
+pub struct Block<T> {
+    /// R{a[l]} (cap·k, out_l), R{z[l+1]} (cap·k, out_l) (hidden), R{δ[l]} (cap·k, out_l).
+    ra: Vec<Vec<T>>,
+    rz: Vec<Vec<T>>,
+    rd: Vec<Vec<T>>,
+    /// Accumulators: R{δ}ᵀz (k·out_l, in_l) column-major, i.e. stored
+    /// (in_l, k·out_l), δᵀR{z} (out_l, k, in_l), bias (k, out_l). Each sum
+    /// over samples is stored in the layout faer runs faster for its shape:
+    /// column-major for the tall (k·out, in), row-major for the wide
+    /// (out, k·in) (see `gemm_col_major`).
+    gstack: Vec<Vec<T>>,
+    gcat: Vec<Vec<T>>,
+    gb: Vec<Vec<T>>,
+}
+
+impl<T: Real> Block<T> {
+    pub fn new(net: &Net<T>, cap: usize, k_cap: usize) -> Block<T> {
+        let depth = net.depth();
+        let per = |f: &dyn Fn(usize, usize) -> usize| -> Vec<Vec<T>> {
+            (0..depth)
+                .map(|l| vec![T::zero(); f(net.layers[l].fan_in, net.layers[l].fan_out)])
+                .collect()
+        };
+        let rows = cap * k_cap;
+        Block {
+            ra: per(&|_, o| rows * o),
+            rz: (0..depth)
+                .map(|l| {
+                    let n = if l + 1 < depth {
+                        rows * net.layers[l].fan_out
+                    } else {
+                        0
+                    };
+                    vec![T::zero(); n]
+                })
+                .collect(),
+            rd: per(&|_, o| rows * o),
+            gstack: per(&|i, o| k_cap * o * i),
+            gcat: per(&|i, o| k_cap * o * i),
+            gb: per(&|_, o| k_cap * o),
+        }
+    }
 
     /// One chunk of c samples: R-forward, R-backward and the accumulation of
     /// R{∇E} for the k loaded vectors. `base` holds the chunk's forward pass
@@ -149,6 +166,7 @@ impl<T: Real> Block<T> {
     pub fn chunk(
         &mut self,
         net: &Net<T>,
+        vectors: &BlockVectors<T>,
         x: &[T],
         c: usize,
         k: usize,
@@ -164,7 +182,7 @@ impl<T: Real> Block<T> {
         for l in 0..depth {
             let (fin, fout) = (net.layers[l].fan_in, net.layers[l].fan_out);
             let ra = &mut self.ra[l];
-            if let Some(units) = &self.units {
+            if let Some(units) = &vectors.units {
                 // z[l] e_pᵀ: column j of vector i is z[l][:, m] for p = W_l[j][m]; else 0.
                 ra[..rows * fout].iter_mut().for_each(|v| *v = T::zero());
                 let zin = input(base, x, l);
@@ -180,7 +198,7 @@ impl<T: Real> Block<T> {
                 gemm(
                     ra,
                     mat(input(base, x, l), c, fin),
-                    mat(&self.vstack[l], k * fout, fin).t(),
+                    mat(&vectors.vstack[l], k * fout, fin).t(),
                     T::one(),
                     false,
                 );
@@ -197,7 +215,7 @@ impl<T: Real> Block<T> {
             }
             // + Vb_l, then R{z[l+1]} = h′ ⊙ R{a[l]} for hidden layers: row r is
             // sample r / k, vector r % k.
-            let vb = &self.vb[l];
+            let vb = &vectors.vb[l];
             let add_vb = |first: usize, ra: &mut [T]| {
                 for (r, row) in ra.chunks_exact_mut(fout).enumerate() {
                     let i = (first + r) % k;
@@ -280,10 +298,10 @@ impl<T: Real> Block<T> {
                 T::one(),
                 false,
             );
-            if !gauss_newton && self.units.is_some() {
+            if !gauss_newton && vectors.units.is_some() {
                 // δ[l+1] e_pᵀ: entry m of vector i is δ[l+1][:, j] for p = W_{l+1}[j][m].
                 let delta = &base.delta[l + 1];
-                for (i, &p) in self.units.iter().flatten().enumerate() {
+                for (i, &p) in vectors.units.iter().flatten().enumerate() {
                     if let Some((j, m)) = weight_position(&net.layers[l + 1], p) {
                         for s in 0..c {
                             rd[(s * k + i) * out_l + m] += delta[s * out_next + j];
@@ -295,7 +313,7 @@ impl<T: Real> Block<T> {
                 gemm(
                     rd,
                     mat(&base.delta[l + 1], c, out_next),
-                    mat(&self.vcat[l + 1], out_next, k * out_l),
+                    mat(&vectors.vcat[l + 1], out_next, k * out_l),
                     T::one(),
                     true,
                 );

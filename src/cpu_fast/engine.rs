@@ -22,7 +22,7 @@
 //! `RAYON_NUM_THREADS` may change the last bits (measured on M: the gradient
 //! differs between 1 and 2 threads; S's results do not).
 
-use super::block::{Block, Vectors};
+use super::block::{Block, BlockVectors, Vectors};
 use super::diagonal::{DiagBuffers, Kind};
 use super::net::Net;
 use super::outer;
@@ -94,6 +94,8 @@ struct Workspace<T> {
     key: Key,
     cap: usize,
     parts: Vec<Part<T>>,
+    /// A block workspace's loaded vectors, read by all its parts.
+    vectors: Option<BlockVectors<T>>,
 }
 
 /// One chunk of rows as an operation's body sees it.
@@ -196,6 +198,7 @@ impl<T: Real> FastCpuEngine<T> {
                     key,
                     cap,
                     parts: Vec::new(),
+                    vectors: None,
                 });
                 self.spaces.len() - 1
             }
@@ -323,18 +326,21 @@ impl<T: Real> FastCpuEngine<T> {
         let k = v.len();
         let key = Key::Block(k_cap);
         let ws = self.workspace(key, parts_for(rows.len()));
-        {
+        // Loaded once, read by every part; out of the workspace while the
+        // parts (borrowed mutably by `chunks`) run.
+        let vectors = {
             let net = Net {
                 mlp: &self.mlp,
                 layers: &self.layers,
                 theta: &self.theta,
             };
-            for part in self.spaces[ws].parts.iter_mut() {
-                if let Some(block) = part.block.as_mut() {
-                    block.load_vectors(&net, &v);
-                }
-            }
-        }
+            let mut vectors = self.spaces[ws]
+                .vectors
+                .take()
+                .unwrap_or_else(|| BlockVectors::new(&net, k_cap));
+            vectors.load(&net, &v);
+            vectors
+        };
         let keep = if gauss_newton {
             Keep::FirstDerivative
         } else {
@@ -348,10 +354,21 @@ impl<T: Real> FastCpuEngine<T> {
             prepare_output_curvature(net, ch.t, ch.c, &mut part.base, gauss_newton);
             if let Some(block) = part.block.as_mut() {
                 let (x, c, inv_n, first) = (ch.x, ch.c, ch.inv_n, ch.first);
-                block.chunk(net, x, c, k, &part.base, gauss_newton, inv_n, first);
+                block.chunk(
+                    net,
+                    &vectors,
+                    x,
+                    c,
+                    k,
+                    &part.base,
+                    gauss_newton,
+                    inv_n,
+                    first,
+                );
             }
             0.0
         });
+        self.spaces[ws].vectors = Some(vectors);
         let net = Net {
             mlp: &self.mlp,
             layers: &self.layers,

@@ -171,6 +171,48 @@ pub fn smooth_values(
     portable(h, a, z, dh, d2h, keep)
 }
 
+/// Softmax of each row of `a` (rows of k) into `p`: a − max(row) ≤ 0 through
+/// the vectorized e^x, then each row divided by its sum, as `loss::softmax`
+/// does in f64. Entries more than 87 below their row's maximum come out near
+/// 1e−38 instead of 0 (e^x is clamped to stay a normal f32).
+#[inline(always)]
+fn softmax_kernel(a: &[f32], p: &mut [f32], k: usize) {
+    let p = &mut p[..a.len()];
+    for (prow, arow) in p.chunks_exact_mut(k).zip(a.chunks_exact(k)) {
+        let m = arow.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        for (pv, av) in prow.iter_mut().zip(arow) {
+            *pv = *av - m;
+        }
+    }
+    // One pass of e^x over the whole chunk: vectorized across rows.
+    for v in p.iter_mut() {
+        *v = exp_nonpositive(*v);
+    }
+    for prow in p.chunks_exact_mut(k) {
+        let sum: f32 = prow.iter().sum();
+        for pv in prow.iter_mut() {
+            *pv /= sum;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn softmax_avx2(a: &[f32], p: &mut [f32], k: usize) {
+    softmax_kernel(a, p, k)
+}
+
+/// p = softmax of every row (k entries) of `a` (rows·k); `p` at least as long.
+pub fn softmax_rows(a: &[f32], p: &mut [f32], k: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is available on this CPU.
+        unsafe { softmax_avx2(a, p, k) };
+        return;
+    }
+    softmax_kernel(a, p, k)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +305,60 @@ mod tests {
                     .all(|(g, w)| g.to_bits() == w.to_bits()));
             }
         }
+    }
+
+    /// Rows of 10 logits in [−10, 10], spread over the grid, with a row of
+    /// equal entries and one with an entry far below the rest.
+    fn logit_rows() -> Vec<f32> {
+        let mut a: Vec<f32> = grid().step_by(13).map(|x| (x * 7.3).sin() * 10.0).collect();
+        a.truncate(a.len() / 10 * 10);
+        a.extend([3.0; 10]);
+        a.extend([0.0, 1.0, -100.0, 2.0, 0.5, -0.5, 1.5, -1.0, 0.25, 0.75]);
+        a
+    }
+
+    #[test]
+    fn softmax_matches_the_f64_formula() {
+        let (a, k) = (logit_rows(), 10);
+        let mut p = vec![0.0f32; a.len()];
+        softmax_rows(&a, &mut p, k);
+        let (mut s_a, mut s_p, mut worst) = (vec![0.0; k], vec![0.0; k], 0.0f64);
+        for (arow, prow) in a.chunks_exact(k).zip(p.chunks_exact(k)) {
+            for (s, v) in s_a.iter_mut().zip(arow) {
+                *s = f64::from(*v);
+            }
+            crate::loss::softmax(&s_a, &mut s_p);
+            for (got, want) in prow.iter().zip(&s_p) {
+                // Entries below 1e−30 (the −100 one) are clamped, not tiny.
+                if *want > 1e-30 {
+                    worst = worst.max(rel(*got, *want));
+                }
+            }
+        }
+        eprintln!("softmax: worst relative error {:.2} × 2⁻²⁴", worst / U);
+        // Bound: a − max rounds with relative error U, i.e. an absolute error
+        // ≤ 20·U in e^x's argument (|a − max| ≤ 20), which e^x turns into 20·U
+        // relative; e^x's own 2 ulp (4·U); the sum of 10 terms 10·U; the
+        // divide U: 35·U, doubled for the ratio of two such values.
+        assert!(worst <= 70.0 * U, "softmax relative error {worst:e}");
+        // The far-below entry is tiny and every row sums to 1 within 10 roundings.
+        assert!(p[p.len() - 8] < 1e-37);
+        for prow in p.chunks_exact(k) {
+            let sum: f64 = prow.iter().map(|v| f64::from(*v)).sum();
+            assert!((sum - 1.0).abs() <= 10.0 * U, "row sum {sum}");
+        }
+    }
+
+    #[test]
+    fn softmax_vector_and_portable_paths_agree_bit_for_bit() {
+        let (a, k) = (logit_rows(), 10);
+        let (mut p, mut reference) = (vec![0.0f32; a.len()], vec![0.0f32; a.len()]);
+        softmax_rows(&a, &mut p, k);
+        softmax_kernel(&a, &mut reference, k);
+        assert!(p
+            .iter()
+            .zip(&reference)
+            .all(|(g, w)| g.to_bits() == w.to_bits()));
     }
 
     #[test]

@@ -162,22 +162,27 @@ pub fn forward<T: Real>(net: &Net<T>, x: &[T], c: usize, base: &mut Base<T>, kee
     }
 }
 
-/// y = softmax(a) or h(a), row by row, by the f64 formulas of `loss.rs`.
+/// y = softmax(a) (`Real::softmax_rows`) or h(a) by the f64 formulas, row by row.
 fn output_values<T: Real>(act: Activation, a: &[T], z: &mut [T], k: usize) {
+    if act == Activation::Softmax {
+        T::softmax_rows(a, z, k);
+        return;
+    }
+    for (zv, av) in z[..a.len()].iter_mut().zip(a) {
+        *zv = T::from_f64(act.h(av.to_f64()));
+    }
+}
+
+/// Softmax rows by the f64 formula of `loss.rs`, rounded to T.
+pub fn spec_softmax_rows<T: Real>(a: &[T], p: &mut [T], k: usize) {
     with_scratch(k, |s_a, s_o, _| {
-        for (zrow, arow) in z.chunks_exact_mut(k).zip(a.chunks_exact(k)) {
-            if act == Activation::Softmax {
-                for (s, v) in s_a.iter_mut().zip(arow) {
-                    *s = v.to_f64();
-                }
-                crate::loss::softmax(s_a, s_o);
-                for (zv, p) in zrow.iter_mut().zip(s_o.iter()) {
-                    *zv = T::from_f64(*p);
-                }
-            } else {
-                for (zv, av) in zrow.iter_mut().zip(arow) {
-                    *zv = T::from_f64(act.h(av.to_f64()));
-                }
+        for (prow, arow) in p.chunks_exact_mut(k).zip(a.chunks_exact(k)) {
+            for (s, v) in s_a.iter_mut().zip(arow) {
+                *s = v.to_f64();
+            }
+            crate::loss::softmax(s_a, s_o);
+            for (pv, o) in prow.iter_mut().zip(s_o.iter()) {
+                *pv = T::from_f64(*o);
             }
         }
     })

@@ -2,13 +2,14 @@
 //!
 //! Matrix products go through faer, so a `Real` is a faer field; the loss and
 //! the output layer are evaluated by the crate's f64 formulas in `loss.rs` and
-//! rounded back. Hidden activations too, except sigmoid and tanh in f32, which
-//! use the vectorized f32 kernels of `fast_math.rs` (their error bound is
-//! stated and tested there) — the one place the precisions differ in more
-//! than the products' accumulation.
+//! rounded back. Hidden activations and the softmax outputs too, except in
+//! f32: sigmoid, tanh and softmax there use the vectorized f32 kernels of
+//! `fast_math.rs` (their error bounds are stated and tested there) — the one
+//! place the precisions differ in more than the products' accumulation. The
+//! loss itself is always the f64 formula.
 
-use super::fast_math::{smooth_values, Smooth};
-use super::passes::spec_hidden_values;
+use super::fast_math::{smooth_values, softmax_rows, Smooth};
+use super::passes::{spec_hidden_values, spec_softmax_rows};
 use crate::activation::Activation;
 use faer::traits::ComplexField;
 use std::fmt::Debug;
@@ -53,6 +54,10 @@ pub trait Real:
     ) {
         spec_hidden_values(act, a, z, dh, d2h, keep)
     }
+    /// p = softmax of every row (k entries) of `a`.
+    fn softmax_rows(a: &[Self], p: &mut [Self], k: usize) {
+        spec_softmax_rows(a, p, k)
+    }
 }
 
 impl Real for f64 {
@@ -82,6 +87,9 @@ impl Real for f32 {
             Activation::Tanh => smooth_values(Smooth::Tanh, a, z, dh, d2h, keep),
             _ => spec_hidden_values(act, a, z, dh, d2h, keep),
         }
+    }
+    fn softmax_rows(a: &[f32], p: &mut [f32], k: usize) {
+        softmax_rows(a, p, k)
     }
     #[inline]
     fn from_f64(x: f64) -> Self {
