@@ -318,6 +318,7 @@ mod tests {
     }
 
     type SmoothKernel = fn(Smooth, &[f32], &mut [f32], &mut [f32], &mut [f32], u8);
+    type SoftmaxKernel = fn(&[f32], &mut [f32], usize);
 
     #[test]
     fn vector_and_portable_paths_agree_bit_for_bit() {
@@ -397,7 +398,7 @@ mod tests {
         let (a, k) = (logit_rows(), 10);
         let (mut p, mut reference) = (vec![0.0f32; a.len()], vec![0.0f32; a.len()]);
         softmax_kernel(&a, &mut reference, k);
-        let mut paths: Vec<fn(&[f32], &mut [f32], usize)> = vec![softmax_rows];
+        let mut paths: Vec<SoftmaxKernel> = vec![softmax_rows];
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: AVX2 is available on this CPU.
