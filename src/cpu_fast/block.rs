@@ -11,7 +11,7 @@
 //! ```
 //! Gauss-Newton (G v) drops the h″ term, δ V and δᵀ R{z}.
 
-use super::gemm::{gemm, gemm_col_major, mat};
+use super::gemm::{gemm, gemm_col_major, mat, Operand};
 use super::net::{is_softmax_ce, Net};
 use super::par::{self, rows_per_task};
 use super::passes::{add_assign, input, Base};
@@ -168,6 +168,7 @@ impl<T: Real> Block<T> {
         net: &Net<T>,
         vectors: &BlockVectors<T>,
         x: &[T],
+        x_cols: Operand<T>,
         c: usize,
         k: usize,
         base: &Base<T>,
@@ -351,11 +352,16 @@ impl<T: Real> Block<T> {
         // R{∇E} accumulation.
         for l in 0..depth {
             let (fin, fout) = (net.layers[l].fan_in, net.layers[l].fan_out);
-            // R{δ[l]}ᵀ z[l]: (k·out, c)·(c, in), stored (in, k·out).
+            // R{δ[l]}ᵀ z[l]: (k·out, c)·(c, in), stored (in, k·out); X read
+            // from its column-major copy.
             gemm_col_major(
                 &mut self.gstack[l],
                 mat(&self.rd[l], c, k * fout).t(),
-                mat(input(base, x, l), c, fin),
+                if l == 0 {
+                    x_cols
+                } else {
+                    mat(&base.z[l - 1], c, fin)
+                },
                 T::one(),
                 !first,
             );

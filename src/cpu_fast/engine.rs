@@ -24,11 +24,12 @@
 
 use super::block::{Block, BlockVectors, Vectors};
 use super::diagonal::{DiagBuffers, Kind};
+use super::gemm::{mat_strided, Operand};
 use super::net::Net;
 use super::outer;
 use super::par;
 use super::passes::{
-    accumulate_gradient, backward, forward, loss_sum, prepare_output_curvature, Base, Keep,
+    accumulate_gradient, backward, forward, loss_sum, prepare_output_curvature, Base, Deltas, Keep,
 };
 use super::real::Real;
 use crate::cpu_engine::check_data_shape;
@@ -102,6 +103,8 @@ struct Workspace<T> {
 struct Chunk<'a, T> {
     /// Inputs (c, D) and targets (c, K) of the chunk.
     x: &'a [T],
+    /// The same inputs read from the column-major copy of X.
+    x_cols: Operand<'a, T>,
     t: &'a [f64],
     c: usize,
     /// The chunk's first row (of the engine's data).
@@ -127,6 +130,11 @@ pub struct FastCpuEngine<T: Real> {
     mlp: Mlp,
     layers: Vec<LayerLayout>,
     x: Vec<T>,   // (N, D) row-major
+    /// X again, column-major: (D, N) row-major. The sums over samples
+    /// δ[0]ᵀ X and R{δ[0]}ᵀ X read X from here: measured on M, (128, 10000)·
+    /// (10000, 784) runs at 284–298 GFLOP/s this way against 230–244 from
+    /// the row-major X (2 cores, f32), for twice the data's memory.
+    x_cols: Vec<T>,
     t: Vec<f64>, // (N, K) row-major
     rows: usize,
     theta: Vec<T>, // θ (W) in precision T, converted per call
@@ -147,6 +155,7 @@ impl<T: Real> FastCpuEngine<T> {
             mlp: mlp.clone(),
             layers: mlp.layout(),
             x: x.iter().map(|&v| T::from_f64(f64::from(v))).collect(),
+            x_cols: x.t().iter().map(|&v| T::from_f64(f64::from(v))).collect(),
             t: t.iter().map(|&v| f64::from(v)).collect(),
             rows: x.nrows(),
             theta: vec![T::zero(); mlp.num_params()],
@@ -274,7 +283,7 @@ impl<T: Real> FastCpuEngine<T> {
             layers: &self.layers,
             theta: &self.theta,
         };
-        let (x_all, t_all) = (&self.x, &self.t);
+        let (x_all, t_all, x_cols, n_all) = (&self.x, &self.t, &self.x_cols, self.rows);
         let space = &mut self.spaces[ws];
         let cap = space.cap;
         // Rows of part i: an even split of `rows`, the first parts one longer.
@@ -291,6 +300,8 @@ impl<T: Real> FastCpuEngine<T> {
                 let c = cap.min(range.end - start);
                 let chunk = Chunk {
                     x: &x_all[start * d..(start + c) * d],
+                    // Columns start..start + c of X's (D, N) copy, read as (c, D).
+                    x_cols: mat_strided(&x_cols[start..], d, c, n_all).t(),
                     t: &t_all[start * kk..(start + c) * kk],
                     c,
                     start,
@@ -349,7 +360,7 @@ impl<T: Real> FastCpuEngine<T> {
         let (_, used) = self.chunks(rows, key, Split::Parts, |net, ch, part| {
             forward(net, ch.x, ch.c, &mut part.base, keep);
             if !gauss_newton {
-                backward(net, ch.t, ch.c, &mut part.base, ch.inv_n);
+                backward(net, ch.t, ch.c, &mut part.base, ch.inv_n, Deltas::AboveInput);
             }
             prepare_output_curvature(net, ch.t, ch.c, &mut part.base, gauss_newton);
             if let Some(block) = part.block.as_mut() {
@@ -358,6 +369,7 @@ impl<T: Real> FastCpuEngine<T> {
                     net,
                     &vectors,
                     x,
+                    ch.x_cols,
                     c,
                     k,
                     &part.base,
@@ -464,7 +476,7 @@ impl<T: Real> FastCpuEngine<T> {
         let (_, used) = self.chunks(&rows, key, Split::Parts, |net, ch, part| {
             forward(net, ch.x, ch.c, &mut part.base, keep);
             if kind != Kind::GaussNewton {
-                backward(net, ch.t, ch.c, &mut part.base, ch.inv_n);
+                backward(net, ch.t, ch.c, &mut part.base, ch.inv_n, Deltas::AboveInput);
             }
             let gn = kind == Kind::GaussNewton;
             prepare_output_curvature(net, ch.t, ch.c, &mut part.base, gn);
@@ -511,8 +523,8 @@ impl<T: Real> Curvature for FastCpuEngine<T> {
             let base = &mut part.base;
             forward(net, ch.x, ch.c, base, Keep::FirstDerivative);
             let sum = loss_sum(net, ch.t, ch.c, base);
-            backward(net, ch.t, ch.c, base, ch.inv_n);
-            accumulate_gradient(net, ch.x, ch.c, base, ch.first);
+            backward(net, ch.t, ch.c, base, ch.inv_n, Deltas::All);
+            accumulate_gradient(net, ch.x_cols, ch.c, base, ch.first);
             sum
         });
         let ws = self.workspace(Key::Plain, used);

@@ -5,21 +5,35 @@
 use super::real::Real;
 use faer::{Accum, MatMut, MatRef, Par};
 
-/// A row-major (rows, cols) operand, optionally read transposed.
+/// A row-major (rows, cols) operand whose rows start `row_stride` apart,
+/// optionally read transposed.
 #[derive(Clone, Copy)]
 pub struct Operand<'a, T> {
     pub data: &'a [T],
     pub rows: usize,
     pub cols: usize,
+    pub row_stride: usize,
     pub transposed: bool,
 }
 
 /// `data` as a row-major (rows, cols) matrix.
 pub fn mat<T>(data: &[T], rows: usize, cols: usize) -> Operand<'_, T> {
+    mat_strided(data, rows, cols, cols)
+}
+
+/// `data` as a (rows, cols) matrix whose rows start `row_stride` ≥ cols
+/// apart, e.g. a range of columns of a wider row-major matrix.
+pub fn mat_strided<T>(data: &[T], rows: usize, cols: usize, row_stride: usize) -> Operand<'_, T> {
+    let len = if rows == 0 {
+        0
+    } else {
+        (rows - 1) * row_stride + cols
+    };
     Operand {
-        data: &data[..rows * cols],
+        data: &data[..len],
         rows,
         cols,
+        row_stride,
         transposed: false,
     }
 }
@@ -33,7 +47,8 @@ impl<'a, T> Operand<'a, T> {
         }
     }
     fn view(&self) -> MatRef<'a, T> {
-        let m = MatRef::from_row_major_slice(self.data, self.rows, self.cols);
+        let m =
+            MatRef::from_row_major_slice_with_stride(self.data, self.rows, self.cols, self.row_stride);
         if self.transposed {
             m.transpose()
         } else {

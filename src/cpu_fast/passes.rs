@@ -9,7 +9,7 @@
 //!   ∂E/∂W_l += δ[l]ᵀ z[l],  ∂E/∂b_l += Σ_n δ[l]                              PRML 5.53
 //! ```
 
-use super::gemm::{gemm, gemm_col_major, mat};
+use super::gemm::{gemm, gemm_col_major, mat, Operand};
 use super::net::{diagonal_output_hessian, is_softmax_ce, Net};
 use super::par::{self, rows_per_task, with_scratch};
 use super::real::Real;
@@ -54,6 +54,17 @@ pub enum Keep {
     FirstDerivative,
     /// and h″ (Hv, diag H).
     SecondDerivative,
+}
+
+/// Which δ[l] the backward pass computes. back[l] = δ[l+1] W_{l+1} is always
+/// computed; δ[0] = h′ ⊙ back[0] feeds only ∂E/∂W_0, so the curvature passes
+/// skip it (on M it is one more pass over a (N, 128) buffer per Hv).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Deltas {
+    /// Every layer's δ (the gradient).
+    All,
+    /// δ[l] for l ≥ 1 (Hv, the diagonals).
+    AboveInput,
 }
 
 impl<T: Real> Base<T> {
@@ -217,7 +228,14 @@ pub fn loss_sum<T: Real>(net: &Net<T>, t: &[f64], c: usize, base: &mut Base<T>) 
 
 /// The backward pass: δ[l] (c, out_l) of the batch mean (`inv_n` = 1/N) and
 /// back[l] = δ[l+1] W_{l+1}. Needs a forward pass with h′.
-pub fn backward<T: Real>(net: &Net<T>, t: &[f64], c: usize, base: &mut Base<T>, inv_n: f64) {
+pub fn backward<T: Real>(
+    net: &Net<T>,
+    t: &[f64],
+    c: usize,
+    base: &mut Base<T>,
+    inv_n: f64,
+    deltas: Deltas,
+) {
     let k = net.k_out();
     let last = net.depth() - 1;
     let act = net.mlp.output_activation();
@@ -275,6 +293,9 @@ pub fn backward<T: Real>(net: &Net<T>, t: &[f64], c: usize, base: &mut Base<T>, 
             T::one(),
             false,
         );
+        if l == 0 && deltas == Deltas::AboveInput {
+            break;
+        }
         let (back, dh) = (&back[..c * out_l], &base.dh[l][..c * out_l]);
         par::rows1(
             &mut d_lo[l][..c * out_l],
@@ -291,10 +312,12 @@ pub fn backward<T: Real>(net: &Net<T>, t: &[f64], c: usize, base: &mut Base<T>, 
 }
 
 /// Adds (or, on the first chunk, writes) ∂E/∂W_l = δ[l]ᵀ z[l] and
-/// ∂E/∂b_l = Σ_n δ[l] for every layer into the accumulators.
+/// ∂E/∂b_l = Σ_n δ[l] for every layer into the accumulators. `x_cols` is the
+/// chunk's X (c, D) read from the engine's column-major copy (see
+/// `FastCpuEngine::x_cols`).
 pub fn accumulate_gradient<T: Real>(
     net: &Net<T>,
-    x: &[T],
+    x_cols: Operand<T>,
     c: usize,
     base: &mut Base<T>,
     first: bool,
@@ -306,7 +329,11 @@ pub fn accumulate_gradient<T: Real>(
         gemm_col_major(
             &mut gw,
             mat(&base.delta[l], c, fout).t(),
-            mat(input(base, x, l), c, fin),
+            if l == 0 {
+                x_cols
+            } else {
+                mat(&base.z[l - 1], c, fin)
+            },
             T::one(),
             !first,
         );
