@@ -129,7 +129,7 @@ struct Part<T> {
 pub struct FastCpuEngine<T: Real> {
     mlp: Mlp,
     layers: Vec<LayerLayout>,
-    x: Vec<T>,   // (N, D) row-major
+    x: Vec<T>, // (N, D) row-major
     /// X again, column-major: (D, N) row-major. The sums over samples
     /// δ[0]ᵀ X and R{δ[0]}ᵀ X read X from here: measured on M, (128, 10000)·
     /// (10000, 784) runs at 284–298 GFLOP/s this way against 230–244 from
@@ -360,7 +360,14 @@ impl<T: Real> FastCpuEngine<T> {
         let (_, used) = self.chunks(rows, key, Split::Parts, |net, ch, part| {
             forward(net, ch.x, ch.c, &mut part.base, keep);
             if !gauss_newton {
-                backward(net, ch.t, ch.c, &mut part.base, ch.inv_n, Deltas::AboveInput);
+                backward(
+                    net,
+                    ch.t,
+                    ch.c,
+                    &mut part.base,
+                    ch.inv_n,
+                    Deltas::AboveInput,
+                );
             }
             prepare_output_curvature(net, ch.t, ch.c, &mut part.base, gauss_newton);
             if let Some(block) = part.block.as_mut() {
@@ -476,7 +483,14 @@ impl<T: Real> FastCpuEngine<T> {
         let (_, used) = self.chunks(&rows, key, Split::Parts, |net, ch, part| {
             forward(net, ch.x, ch.c, &mut part.base, keep);
             if kind != Kind::GaussNewton {
-                backward(net, ch.t, ch.c, &mut part.base, ch.inv_n, Deltas::AboveInput);
+                backward(
+                    net,
+                    ch.t,
+                    ch.c,
+                    &mut part.base,
+                    ch.inv_n,
+                    Deltas::AboveInput,
+                );
             }
             let gn = kind == Kind::GaussNewton;
             prepare_output_curvature(net, ch.t, ch.c, &mut part.base, gn);

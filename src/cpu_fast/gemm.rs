@@ -47,8 +47,12 @@ impl<'a, T> Operand<'a, T> {
         }
     }
     fn view(&self) -> MatRef<'a, T> {
-        let m =
-            MatRef::from_row_major_slice_with_stride(self.data, self.rows, self.cols, self.row_stride);
+        let m = MatRef::from_row_major_slice_with_stride(
+            self.data,
+            self.rows,
+            self.cols,
+            self.row_stride,
+        );
         if self.transposed {
             m.transpose()
         } else {
