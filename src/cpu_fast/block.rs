@@ -11,10 +11,10 @@
 //! ```
 //! Gauss-Newton (G v) drops the h″ term, δ V and δᵀ R{z}.
 
-use super::gemm::{gemm, gemm_col_major, mat, Operand};
+use super::gemm::{gemm, mat, Layout, Operand};
 use super::net::{is_softmax_ce, Net};
 use super::par::{self, rows_per_task};
-use super::passes::{add_assign, input, Base};
+use super::passes::{add_assign, input, sum_over_samples, Base};
 use super::real::Real;
 use ndarray::ArrayView2;
 
@@ -120,12 +120,11 @@ pub struct Block<T> {
     ra: Vec<Vec<T>>,
     rz: Vec<Vec<T>>,
     rd: Vec<Vec<T>>,
-    /// Accumulators: R{δ}ᵀz (k·out_l, in_l) column-major, i.e. stored
-    /// (in_l, k·out_l), δᵀR{z} (out_l, k, in_l), bias (k, out_l). Each sum
-    /// over samples is stored in the layout faer runs faster for its shape:
-    /// column-major for the tall (k·out, in), row-major for the wide
-    /// (out, k·in) (see `gemm_col_major`).
+    /// Accumulators: R{δ}ᵀz (k·out_l, in_l) in `gstack_layout[l]` (the layout
+    /// faer runs faster for its shape, see `sum_over_samples`), δᵀR{z}
+    /// (out_l, k, in_l), bias (k, out_l).
     gstack: Vec<Vec<T>>,
+    gstack_layout: Vec<Layout>,
     gcat: Vec<Vec<T>>,
     gb: Vec<Vec<T>>,
 }
@@ -153,6 +152,7 @@ impl<T: Real> Block<T> {
                 .collect(),
             rd: per(&|_, o| rows * o),
             gstack: per(&|i, o| k_cap * o * i),
+            gstack_layout: vec![Layout::RowMajor; depth],
             gcat: per(&|i, o| k_cap * o * i),
             gb: per(&|_, o| k_cap * o),
         }
@@ -352,17 +352,17 @@ impl<T: Real> Block<T> {
         // R{∇E} accumulation.
         for l in 0..depth {
             let (fin, fout) = (net.layers[l].fan_in, net.layers[l].fan_out);
-            // R{δ[l]}ᵀ z[l]: (k·out, c)·(c, in), stored (in, k·out); X read
-            // from its column-major copy.
-            gemm_col_major(
+            // R{δ[l]}ᵀ z[l]: (k·out, c)·(c, in).
+            self.gstack_layout[l] = sum_over_samples(
                 &mut self.gstack[l],
-                mat(&self.rd[l], c, k * fout).t(),
-                if l == 0 {
-                    x_cols
-                } else {
-                    mat(&base.z[l - 1], c, fin)
-                },
-                T::one(),
+                &self.rd[l],
+                k * fout,
+                base,
+                x,
+                x_cols,
+                l,
+                c,
+                fin,
                 !first,
             );
             if !gauss_newton && l > 0 {
@@ -416,11 +416,13 @@ impl<T: Real> Block<T> {
         for (l, layer) in net.layers.iter().enumerate() {
             let (fin, fout) = (layer.fan_in, layer.fan_out);
             let with_cat = !gauss_newton && l > 0;
+            let stack_layout = self.gstack_layout[l];
             for i in 0..k {
                 let row = &mut out[i * w..(i + 1) * w];
                 for j in 0..fout {
                     for m in 0..fin {
-                        let mut g = self.gstack[l][m * k * fout + i * fout + j].to_f64();
+                        let at = stack_layout.at(i * fout + j, m, k * fout, fin);
+                        let mut g = self.gstack[l][at].to_f64();
                         if with_cat {
                             g += self.gcat[l][(j * k + i) * fin + m].to_f64();
                         }

@@ -538,7 +538,7 @@ impl<T: Real> Curvature for FastCpuEngine<T> {
             forward(net, ch.x, ch.c, base, Keep::FirstDerivative);
             let sum = loss_sum(net, ch.t, ch.c, base);
             backward(net, ch.t, ch.c, base, ch.inv_n, Deltas::All);
-            accumulate_gradient(net, ch.x_cols, ch.c, base, ch.first);
+            accumulate_gradient(net, ch.x, ch.x_cols, ch.c, base, ch.first);
             sum
         });
         let ws = self.workspace(Key::Plain, used);
@@ -550,15 +550,15 @@ impl<T: Real> Curvature for FastCpuEngine<T> {
         let base = &self.spaces[ws].parts[0].base;
         let l2 = self.mlp.l2();
         for (l, layer) in self.layers.iter().enumerate() {
-            // gw[l] is column-major: W_l[j][m] at m·out + j.
-            let (fin, fout) = (layer.fan_in, layer.fan_out);
+            // gw[l] (out, in) is stored in gw_layout[l].
+            let (fin, fout, layout) = (layer.fan_in, layer.fan_out, base.gw_layout[l]);
             for (q, (g, th)) in grad[layer.weights.clone()]
                 .iter_mut()
                 .zip(&theta[layer.weights.clone()])
                 .enumerate()
             {
                 let (j, m) = (q / fin, q % fin);
-                *g = base.gw[l][m * fout + j].to_f64() + l2 * th;
+                *g = base.gw[l][layout.at(j, m, fout, fin)].to_f64() + l2 * th;
             }
             for (g, v) in grad[layer.bias.clone()].iter_mut().zip(&base.gb[l]) {
                 *g = v.to_f64();

@@ -80,28 +80,64 @@ pub fn parallelism(macs: usize) -> Par {
 /// dst (m, n) row-major ← α·A·B (`accumulate` false) or dst += α·A·B (true).
 /// A is (m, k) and B is (k, n) after their transposes.
 pub fn gemm<T: Real>(dst: &mut [T], a: Operand<T>, b: Operand<T>, alpha: T, accumulate: bool) {
-    let (m, n) = (a.view().nrows(), b.view().ncols());
-    let dst = MatMut::from_row_major_slice_mut(&mut dst[..m * n], m, n);
-    product(dst, a, b, alpha, accumulate);
+    gemm_into(dst, Layout::RowMajor, a, b, alpha, accumulate)
 }
 
-/// The same product with dst (m, n) stored column-major, i.e. dst holds
-/// (A·B)ᵀ as a row-major (n, m) slice. For a sum over samples Aᵀ B (A = (c, m),
-/// B = (c, n), both row-major) faer's speed depends on the dst layout, and
-/// measured (2 cores, AVX-512, f32) column-major wins when m ≥ n or so:
-/// (2048, 1024)·(1024, 784) 236–250 against 170 GFLOP/s row-major, (8192,
-/// 1024)·(1024, 512) 212–219 against 167, (128 or 512, 10000)·(10000, 784)
-/// 240–250 against 230; row-major wins for wide ones, (512, 1024)·(1024, 8192)
-/// 214–221 against 168.
-pub fn gemm_col_major<T: Real>(
+/// How a (m, n) result is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    RowMajor,
+    /// Column-major: the slice holds the transpose as a row-major (n, m).
+    ColMajor,
+}
+
+impl Layout {
+    /// The offset of entry (i, j) of an (m, n) matrix in this layout.
+    #[inline]
+    pub fn at(self, i: usize, j: usize, m: usize, n: usize) -> usize {
+        match self {
+            Layout::RowMajor => i * n + j,
+            Layout::ColMajor => j * m + i,
+        }
+    }
+}
+
+/// A sum over samples Aᵀ B (A = (c, m), B = (c, n), row-major) into a result
+/// (m, n): which layout to store it in, and whether B = X should be read from
+/// the engine's column-major copy. faer's speed depends on both, measured
+/// (2 cores, AVX-512, f32; GFLOP/s):
+/// - column-major when m ≥ n, row-major when m < n: (2048, 1024)·(1024, 784)
+///   236–250 against 170; (8192, 1024)·(1024, 512) 212–219 against 167;
+///   (512, 1024)·(1024, 8192) 168 against 214–221; on one thread (S's parts)
+///   (10, 225)·(225, 50) 58 against 95 and (50, 225)·(225, 10) 94 against 58;
+/// - B = X on all threads (M, L): column-major from the column-major X,
+///   (128, 10000)·(10000, 784) 284–298 against 230–244 from the row-major X;
+///   on one thread the row-major X with the rule above, (50, 225)·(225, 64)
+///   175 against 144–153.
+pub fn sum_plan(m: usize, n: usize, b_is_input: bool) -> (Layout, bool) {
+    let from_columns = b_is_input && !super::par::in_sequential();
+    let layout = if from_columns || m >= n {
+        Layout::ColMajor
+    } else {
+        Layout::RowMajor
+    };
+    (layout, from_columns)
+}
+
+/// dst (m, n) in `layout` ← α·A·B (or +=).
+pub fn gemm_into<T: Real>(
     dst: &mut [T],
+    layout: Layout,
     a: Operand<T>,
     b: Operand<T>,
     alpha: T,
     accumulate: bool,
 ) {
     let (m, n) = (a.view().nrows(), b.view().ncols());
-    let dst = MatMut::from_column_major_slice_mut(&mut dst[..m * n], m, n);
+    let dst = match layout {
+        Layout::RowMajor => MatMut::from_row_major_slice_mut(&mut dst[..m * n], m, n),
+        Layout::ColMajor => MatMut::from_column_major_slice_mut(&mut dst[..m * n], m, n),
+    };
     product(dst, a, b, alpha, accumulate);
 }
 

@@ -9,7 +9,7 @@
 //!   ∂E/∂W_l += δ[l]ᵀ z[l],  ∂E/∂b_l += Σ_n δ[l]                              PRML 5.53
 //! ```
 
-use super::gemm::{gemm, gemm_col_major, mat, Operand};
+use super::gemm::{gemm, gemm_into, mat, sum_plan, Layout, Operand};
 use super::net::{diagonal_output_hessian, is_softmax_ce, Net};
 use super::par::{self, rows_per_task, with_scratch};
 use super::real::Real;
@@ -33,9 +33,10 @@ pub struct Base<T> {
     /// diagonal output Hessian (cap, K) of the last R-pass's kind.
     pub out_p: Vec<T>,
     pub out_s: Vec<T>,
-    /// Gradient accumulators: ∂E/∂W_l (out_l, in_l) column-major, i.e. stored
-    /// (in_l, out_l); ∂E/∂b_l (out_l).
+    /// Gradient accumulators: ∂E/∂W_l (out_l, in_l) in `gw_layout[l]` (see
+    /// `sum_over_samples`), ∂E/∂b_l (out_l).
     pub gw: Vec<Vec<T>>,
+    pub gw_layout: Vec<Layout>,
     pub gb: Vec<Vec<T>>,
     /// E_n of every sample of the chunk (cap), summed in row order so the
     /// loss does not depend on how the rows were split among threads.
@@ -87,6 +88,7 @@ impl<T: Real> Base<T> {
             out_p: vec![T::zero(); cap * k],
             out_s: vec![T::zero(); cap],
             gw: per(&|l| net.layers[l].fan_out * net.layers[l].fan_in),
+            gw_layout: vec![Layout::RowMajor; net.depth()],
             gb: per(&out),
             row_loss: vec![0.0; cap],
             ones: vec![T::one(); cap],
@@ -311,12 +313,40 @@ pub fn backward<T: Real>(
     }
 }
 
+/// dst (m, in_l) (+)= aᵀ z[l] for `a` (c, m) row-major: a sum over the
+/// chunk's samples with layer l's input (X for l = 0, from `x` or from its
+/// column-major copy `x_cols`, both (c, D)), stored as `sum_plan` says for
+/// this shape. Returns the layout used.
+#[allow(clippy::too_many_arguments)]
+pub fn sum_over_samples<T: Real>(
+    dst: &mut [T],
+    a: &[T],
+    m: usize,
+    base: &Base<T>,
+    x: &[T],
+    x_cols: Operand<T>,
+    l: usize,
+    c: usize,
+    fin: usize,
+    accumulate: bool,
+) -> Layout {
+    let (layout, from_columns) = sum_plan(m, fin, l == 0);
+    let z = match (l, from_columns) {
+        (0, true) => x_cols,
+        (0, false) => mat(x, c, fin),
+        _ => mat(&base.z[l - 1], c, fin),
+    };
+    gemm_into(dst, layout, mat(a, c, m).t(), z, T::one(), accumulate);
+    layout
+}
+
 /// Adds (or, on the first chunk, writes) ∂E/∂W_l = δ[l]ᵀ z[l] and
-/// ∂E/∂b_l = Σ_n δ[l] for every layer into the accumulators. `x_cols` is the
-/// chunk's X (c, D) read from the engine's column-major copy (see
-/// `FastCpuEngine::x_cols`).
+/// ∂E/∂b_l = Σ_n δ[l] for every layer into the accumulators. `x` is the
+/// chunk's X (c, D), `x_cols` the same read from the engine's column-major
+/// copy (see `sum_over_samples`).
 pub fn accumulate_gradient<T: Real>(
     net: &Net<T>,
+    x: &[T],
     x_cols: Operand<T>,
     c: usize,
     base: &mut Base<T>,
@@ -324,20 +354,22 @@ pub fn accumulate_gradient<T: Real>(
 ) {
     for l in 0..net.depth() {
         let (fin, fout) = (net.layers[l].fan_in, net.layers[l].fan_out);
-        // δ[l]ᵀ z[l]: (out, c)·(c, in), stored column-major (in, out): faster (see gemm_col_major).
+        // δ[l]ᵀ z[l]: (out, c)·(c, in).
         let mut gw = std::mem::take(&mut base.gw[l]);
-        gemm_col_major(
+        let layout = sum_over_samples(
             &mut gw,
-            mat(&base.delta[l], c, fout).t(),
-            if l == 0 {
-                x_cols
-            } else {
-                mat(&base.z[l - 1], c, fin)
-            },
-            T::one(),
+            &base.delta[l],
+            fout,
+            base,
+            x,
+            x_cols,
+            l,
+            c,
+            fin,
             !first,
         );
         base.gw[l] = gw;
+        base.gw_layout[l] = layout;
         // Σ_n δ[l]: (1, c)·(c, out).
         gemm(
             &mut base.gb[l],
