@@ -8,19 +8,18 @@
 //! operation, block width) and reused by every later call: no allocation
 //! inside an operation apart from its result.
 //!
-//! Two kinds of parallelism. Small data sets (S) are overhead-bound: dozens of
-//! small GEMMs and elementwise passes per operation, each a fork-join of the
-//! pool. So the rows of an operation are split into a few contiguous parts
-//! ([`parts_for`], a function of the row count only), each part runs its
-//! chunks on one thread with its own workspace (sequential GEMMs), and the
-//! parts' accumulators are added in part order at the end: one fork-join per
-//! operation. Large data sets (M, L) are GEMM-bound and run chunk after chunk
-//! with every product multi-threaded. Either way every run on the same
-//! machine gives the same bits. Split into parts, the result is also the same
-//! on any number of threads; the multi-threaded GEMMs of large data sets split
-//! their sums over samples by the thread count, so there a different
-//! `RAYON_NUM_THREADS` may change the last bits (measured on M: the gradient
-//! differs between 1 and 2 threads; S's results do not).
+//! Parallelism is over samples: the rows of an operation are split into a
+//! few contiguous parts ([`parts_for`], a function of the row count only),
+//! each part runs its chunks on one thread with its own workspace (sequential
+//! GEMMs, elementwise passes on data it just wrote), and the parts'
+//! accumulators are added in part order at the end: one fork-join per
+//! operation. Measured on this crate's workloads (2 cores, f32), this beats
+//! running chunk after chunk with every product multi-threaded, for small data
+//! (S: dozens of small products per operation, each a fork-join) and large
+//! (L: Hv −4%, a block of 16 Hv −14%, the diagonals −30%; M likewise). Every
+//! run on the same machine gives the same bits, and since the split does not
+//! depend on the thread count, so does every run with any number of threads
+//! (an operation uses at most [`MAX_PARTS`] cores).
 
 use super::block::{Block, BlockVectors, Vectors};
 use super::diagonal::{DiagBuffers, Kind};
@@ -41,9 +40,19 @@ use rayon::prelude::*;
 use std::ops::Range;
 use std::sync::Mutex;
 
-/// Stacked rows (samples × vectors) per chunk of a block pass: big enough for
-/// the GEMMs to run near peak, small enough for L's (rows, 512) buffers.
+/// Stacked rows (samples × vectors) per chunk of a block pass, at most: big
+/// enough for the GEMMs to run near peak; more made S's full H 20% slower
+/// (its (rows, 50) buffers then leave the cache).
 pub const BLOCK_ROWS: usize = 16384;
+/// Entries of each per-layer buffer of a block pass, per part, at most: the
+/// stacked rows of a chunk times the widest layer. 2²¹ is BLOCK_ROWS rows of
+/// M's 128 and 4096 of L's 512, so that L's parts need ~50 MB each in f32.
+pub const BLOCK_BUDGET: usize = 1 << 21;
+/// Accumulator entries the parts of a block pass may hold together: each
+/// part keeps its own R{∇E} for k vectors (2·k·W entries), so wide blocks of
+/// big networks run in fewer parts (L's block of 16: 2 parts, 170 MB in f32,
+/// instead of 8 and 690 MB). 2²⁶ entries: 256 MB in f32.
+pub const BLOCK_ACCUMULATOR_BUDGET: usize = 1 << 26;
 /// Samples per chunk of the loss and gradient passes.
 pub const PLAIN_ROWS: usize = 4096;
 /// Elements of factor buffers per chunk of the diagonals and the outer product.
@@ -51,11 +60,6 @@ pub const FACTOR_BUDGET: usize = 1 << 22;
 /// Columns of H (or G) per block pass of the full matrices: wide blocks make
 /// each layer's products large GEMMs (measured on S: see README, Benchmarks).
 pub const HESSIAN_BLOCK: usize = 128;
-/// Rows at or below which an operation is split into parts run in parallel
-/// (data-parallel); above, chunks run one after another with multi-threaded
-/// GEMMs. S (1797 rows) is below, M and L (10000) above: measured in
-/// `curvature bench` (see README, Benchmarks).
-pub const DATA_PARALLEL_MAX_ROWS: usize = 4096;
 /// The fewest rows worth a part of their own.
 pub const MIN_PART_ROWS: usize = 128;
 /// The most parts: a fixed number (not the thread count) so that the sums,
@@ -66,9 +70,6 @@ pub const MAX_PARTS: usize = 8;
 /// How many parts an operation on `rows` rows is split into (a function of
 /// `rows` only).
 pub fn parts_for(rows: usize) -> usize {
-    if rows > DATA_PARALLEL_MAX_ROWS {
-        return 1;
-    }
     (rows / MIN_PART_ROWS).clamp(1, MAX_PARTS)
 }
 
@@ -179,6 +180,22 @@ impl<T: Real> FastCpuEngine<T> {
         T::NAME
     }
 
+    /// Parts an operation of this key on `rows` rows is split into:
+    /// [`parts_for`], fewer for blocks whose accumulators would not fit
+    /// [`BLOCK_ACCUMULATOR_BUDGET`] (a power of two, so that the parts still
+    /// divide evenly among 2, 4 or 8 threads). Never the thread count.
+    fn parts(&self, rows: usize, key: Key) -> usize {
+        let parts = parts_for(rows);
+        match key {
+            Key::Block(k) => {
+                let per_part = 2 * k * self.mlp.num_params();
+                let fit = (BLOCK_ACCUMULATOR_BUDGET / per_part.max(1)).max(1);
+                parts.min(1 << fit.ilog2())
+            }
+            _ => parts,
+        }
+    }
+
     /// Samples per chunk for a workspace of this key.
     fn capacity(&self, key: Key) -> usize {
         let net = Net {
@@ -188,11 +205,14 @@ impl<T: Real> FastCpuEngine<T> {
         };
         let cap = match key {
             Key::Plain => PLAIN_ROWS,
-            Key::Block(k) => BLOCK_ROWS / k.max(1),
+            Key::Block(k) => {
+                let widest = self.layers.iter().map(|l| l.fan_out).max().unwrap_or(1);
+                (BLOCK_BUDGET / widest.max(1)).min(BLOCK_ROWS) / k.max(1)
+            }
             Key::Diag(kind) => FACTOR_BUDGET / DiagBuffers::per_sample(&net, kind),
             Key::Outer => FACTOR_BUDGET / (self.mlp.num_outputs() * self.mlp.num_params()).max(1),
         };
-        let rows_per_part = self.rows.div_ceil(parts_for(self.rows));
+        let rows_per_part = self.rows.div_ceil(self.parts(self.rows, key));
         cap.clamp(1, rows_per_part.min(self.max_chunk))
     }
 
@@ -261,7 +281,7 @@ impl<T: Real> FastCpuEngine<T> {
 
     /// Runs `body` on every chunk of `rows` with the workspace of `key` and
     /// returns the sum of what it returned, added in row order.
-    /// With `Split::Parts` the rows are split into [`parts_for`] contiguous
+    /// With `Split::Parts` the rows are split into [`Self::parts`] contiguous
     /// parts run in parallel, each on its own [`Part`] (whose accumulators the
     /// caller then adds up); returns (sum, parts used).
     fn chunks(
@@ -272,7 +292,7 @@ impl<T: Real> FastCpuEngine<T> {
         body: impl Fn(&Net<T>, &Chunk<T>, &mut Part<T>) -> f64 + Sync,
     ) -> (f64, usize) {
         let parts = match split {
-            Split::Parts => parts_for(rows.len()),
+            Split::Parts => self.parts(rows.len(), key),
             Split::Sequential => 1,
         };
         let ws = self.workspace(key, parts);
@@ -336,7 +356,7 @@ impl<T: Real> FastCpuEngine<T> {
     ) {
         let k = v.len();
         let key = Key::Block(k_cap);
-        let ws = self.workspace(key, parts_for(rows.len()));
+        let ws = self.workspace(key, self.parts(rows.len(), key));
         // Loaded once, read by every part; out of the workspace while the
         // parts (borrowed mutably by `chunks`) run.
         let vectors = {
@@ -462,7 +482,7 @@ impl<T: Real> FastCpuEngine<T> {
     fn diagonal(&mut self, theta: &[f64], rows: Range<usize>, kind: Kind) -> Result<Vec<f64>> {
         self.begin(theta, &rows, None)?;
         let key = Key::Diag(kind);
-        let ws = self.workspace(key, parts_for(rows.len()));
+        let ws = self.workspace(key, self.parts(rows.len(), key));
         {
             let net = Net {
                 mlp: &self.mlp,
