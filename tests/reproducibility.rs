@@ -210,6 +210,48 @@ fn cpu_fast_operations_are_bit_reproducible_in_f64_and_f32() {
     }
 }
 
+/// The fast engine splits an operation's rows into parts by their count alone and
+/// runs single-threaded products inside each part, so the result must not depend on
+/// the thread count — also on a data set as large as M's (10000 rows), where
+/// multi-threaded products used to split their sums by the thread count. Each pool
+/// size runs in its own rayon pool (faer's products use the current pool).
+#[test]
+fn cpu_fast_results_do_not_depend_on_the_thread_count() {
+    let data = load_named("mnist10k").expect("bundled mnist10k");
+    let mlp = Mlp::with_hidden(&[784, 32, 10], Activation::Sigmoid, Loss::Ce, 1e-3).unwrap();
+    let theta = mlp.init_params(4);
+    let v = vectors(2, mlp.num_params(), 5);
+    for device in [Device::Cpu, Device::CpuF32] {
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut eng = device.engine(&mlp, data.x.view(), data.t.view()).unwrap();
+                let rows = 0..eng.num_rows();
+                let (e, g) = eng.loss_grad(&theta, rows.clone()).unwrap();
+                let hv = eng.hvp_block(&theta, rows.clone(), v.view()).unwrap();
+                let d = eng.diag_hessian(&theta, rows.clone()).unwrap();
+                vec![
+                    ("loss of loss_grad", bits(&[e])),
+                    ("gradient", bits(&g)),
+                    ("Hv", bits(&hv.into_raw_vec_and_offset().0)),
+                    ("diag H", bits(&d)),
+                ]
+            })
+        };
+        let one = run(1);
+        for threads in [2, 3] {
+            let what = format!(
+                "{}, 784-32-10 on 10000 rows, 1 and {threads} threads",
+                device.describe()
+            );
+            assert_same_bits(&what, &one, &run(threads));
+        }
+    }
+}
+
 /// A short training run on the digits subset: θ = init(seed), shuffle seeded by `seed`,
 /// mini-batches of 100, 3 epochs. Returns θ's bits.
 fn train_bits(optimizer: &str, make: &MakeEngine, seed: u64) -> Vec<u64> {
@@ -450,9 +492,9 @@ fn cli_train_twice_saves_the_same_model_on_the_gpu() {
     check_cli("gpu");
 }
 
-/// The fast CPU engine runs large products on every core (faer over rayon); the result
-/// must not depend on how many there are. 64-50-10 on the digits training split: its
-/// products are above the engine's threshold for multi-threaded GEMM.
+/// The fast CPU engine runs on every core (its parts on rayon); the result must not
+/// depend on how many there are: `curvature train` on 1, 2 and 5 threads, 64-50-10 on
+/// the digits training split.
 #[test]
 fn cli_cpu_results_do_not_depend_on_the_thread_count() {
     let run = |threads: &str| {
