@@ -104,18 +104,22 @@ impl Layout {
 
 /// A sum over samples Aᵀ B (A = (c, m), B = (c, n), row-major) into a result
 /// (m, n): which layout to store it in, and whether B = X should be read from
-/// the engine's column-major copy. faer's speed depends on both, measured
-/// (2 cores, AVX-512, f32; GFLOP/s):
-/// - column-major when m ≥ n, row-major when m < n: (2048, 1024)·(1024, 784)
-///   236–250 against 170; (8192, 1024)·(1024, 512) 212–219 against 167;
-///   (512, 1024)·(1024, 8192) 168 against 214–221; on one thread (S's parts)
-///   (10, 225)·(225, 50) 58 against 95 and (50, 225)·(225, 10) 94 against 58;
-/// - B = X on all threads (M, L): column-major from the column-major X,
-///   (128, 10000)·(10000, 784) 284–298 against 230–244 from the row-major X;
-///   on one thread the row-major X with the rule above, (50, 225)·(225, 64)
-///   175 against 144–153.
-pub fn sum_plan(m: usize, n: usize, b_is_input: bool) -> (Layout, bool) {
-    let from_columns = b_is_input && !super::par::in_sequential();
+/// the engine's column-major copy. faer's speed depends on both; measured
+/// (AVX-512, f32, GFLOP/s; one thread as inside a part, or both cores):
+/// - B = X, from the column-major copy into a column-major result, unless the
+///   product is small: one thread (512, 1250)·(1250, 784) 188 against 121
+///   from the row-major X, (128, 1250)·(1250, 784) 170 against 119, L's block
+///   (8192, 256)·(256, 784) 166 against 145; both cores (128, 10000)·
+///   (10000, 784) 284–298 against 230–244. Small (S's (50, 225)·(225, 64)):
+///   the row-major X, by the rule below, 175 against 144–153.
+/// - Otherwise column-major when m ≥ n, row-major when m < n: (2048, 1024)·
+///   (1024, 784) 236–250 against 170; (512, 1024)·(1024, 8192) 168 against
+///   214–221; one thread (10, 1250)·(1250, 512) 49 against 80, (50, 225)·
+///   (225, 10) 94 against 58.
+pub fn sum_plan(m: usize, n: usize, samples: usize, b_is_input: bool) -> (Layout, bool) {
+    const SMALL_MACS: usize = 1 << 20;
+    let big = m * n * samples >= SMALL_MACS || !super::par::in_sequential();
+    let from_columns = b_is_input && big;
     let layout = if from_columns || m >= n {
         Layout::ColMajor
     } else {

@@ -330,7 +330,7 @@ pub fn sum_over_samples<T: Real>(
     fin: usize,
     accumulate: bool,
 ) -> Layout {
-    let (layout, from_columns) = sum_plan(m, fin, l == 0);
+    let (layout, from_columns) = sum_plan(m, fin, c, l == 0);
     let z = match (l, from_columns) {
         (0, true) => x_cols,
         (0, false) => mat(x, c, fin),
