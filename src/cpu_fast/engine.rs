@@ -67,6 +67,21 @@ pub const MIN_PART_ROWS: usize = 128;
 /// evenly among 1, 2, 4 or 8 threads.
 pub const MAX_PARTS: usize = 8;
 
+/// What a curvature pass reads of a chunk: the forward pass with h′, and for
+/// the exact Hessian (`exact`) h″ and the backward pass (no δ[0]); the
+/// Gauss-Newton needs neither.
+fn curvature_base<T: Real>(net: &Net<T>, ch: &Chunk<T>, base: &mut Base<T>, exact: bool) {
+    let keep = if exact {
+        Keep::SecondDerivative
+    } else {
+        Keep::FirstDerivative
+    };
+    forward(net, ch.x, ch.c, base, keep);
+    if exact {
+        backward(net, ch.t, ch.c, base, ch.inv_n, Deltas::AboveInput);
+    }
+}
+
 /// How many parts an operation on `rows` rows is split into (a function of
 /// `rows` only).
 pub fn parts_for(rows: usize) -> usize {
@@ -372,23 +387,8 @@ impl<T: Real> FastCpuEngine<T> {
             vectors.load(&net, &v);
             vectors
         };
-        let keep = if gauss_newton {
-            Keep::FirstDerivative
-        } else {
-            Keep::SecondDerivative
-        };
         let (_, used) = self.chunks(rows, key, Split::Parts, |net, ch, part| {
-            forward(net, ch.x, ch.c, &mut part.base, keep);
-            if !gauss_newton {
-                backward(
-                    net,
-                    ch.t,
-                    ch.c,
-                    &mut part.base,
-                    ch.inv_n,
-                    Deltas::AboveInput,
-                );
-            }
+            curvature_base(net, ch, &mut part.base, !gauss_newton);
             prepare_output_curvature(net, ch.t, ch.c, &mut part.base, gauss_newton);
             if let Some(block) = part.block.as_mut() {
                 let (x, c, inv_n, first) = (ch.x, ch.c, ch.inv_n, ch.first);
@@ -495,23 +495,8 @@ impl<T: Real> FastCpuEngine<T> {
                 }
             }
         }
-        let keep = if kind == Kind::GaussNewton {
-            Keep::FirstDerivative
-        } else {
-            Keep::SecondDerivative
-        };
         let (_, used) = self.chunks(&rows, key, Split::Parts, |net, ch, part| {
-            forward(net, ch.x, ch.c, &mut part.base, keep);
-            if kind != Kind::GaussNewton {
-                backward(
-                    net,
-                    ch.t,
-                    ch.c,
-                    &mut part.base,
-                    ch.inv_n,
-                    Deltas::AboveInput,
-                );
-            }
+            curvature_base(net, ch, &mut part.base, kind != Kind::GaussNewton);
             let gn = kind == Kind::GaussNewton;
             prepare_output_curvature(net, ch.t, ch.c, &mut part.base, gn);
             if let Some(diag) = part.diag.as_mut() {

@@ -134,34 +134,33 @@ fn kernel<const FIRST: bool, const SECOND: bool>(
     }
 }
 
-fn portable(h: Smooth, a: &[f32], z: &mut [f32], dh: &mut [f32], d2h: &mut [f32], keep: u8) {
+/// The kernel for `keep` (0: h; 1: and h′; 2: and h″), inlined into each
+/// compiled path below so that it vectorizes for that path's features.
+#[inline(always)]
+fn by_keep(h: Smooth, a: &[f32], z: &mut [f32], dh: &mut [f32], d2h: &mut [f32], keep: u8) {
     match keep {
         0 => kernel::<false, false>(h, a, z, dh, d2h),
         1 => kernel::<true, false>(h, a, z, dh, d2h),
         _ => kernel::<true, true>(h, a, z, dh, d2h),
     }
+}
+
+fn portable(h: Smooth, a: &[f32], z: &mut [f32], dh: &mut [f32], d2h: &mut [f32], keep: u8) {
+    by_keep(h, a, z, dh, d2h, keep)
 }
 
 /// The same loops compiled for AVX2 (8 lanes, `vroundps` for the floor).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn avx2(h: Smooth, a: &[f32], z: &mut [f32], dh: &mut [f32], d2h: &mut [f32], keep: u8) {
-    match keep {
-        0 => kernel::<false, false>(h, a, z, dh, d2h),
-        1 => kernel::<true, false>(h, a, z, dh, d2h),
-        _ => kernel::<true, true>(h, a, z, dh, d2h),
-    }
+    by_keep(h, a, z, dh, d2h, keep)
 }
 
 /// The same loops compiled for AVX-512 (16 lanes).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn avx512(h: Smooth, a: &[f32], z: &mut [f32], dh: &mut [f32], d2h: &mut [f32], keep: u8) {
-    match keep {
-        0 => kernel::<false, false>(h, a, z, dh, d2h),
-        1 => kernel::<true, false>(h, a, z, dh, d2h),
-        _ => kernel::<true, true>(h, a, z, dh, d2h),
-    }
+    by_keep(h, a, z, dh, d2h, keep)
 }
 
 /// h, h′ (`keep` ≥ 1), h″ (`keep` ≥ 2) of every entry of `a`; `z` and the
