@@ -1,5 +1,5 @@
 //! `FastCpuEngine<T>`: every curvature operation on the CPU in f32 or f64 with
-//! faer's multi-threaded GEMM, the same algorithms as the f64 reference
+//! faer's GEMM, the same algorithms as the f64 reference
 //! (`cpu/`), which stays the specification this engine is parity-tested
 //! against (`tests/parity_cpu_fast.rs`).
 //!
@@ -147,9 +147,10 @@ pub struct FastCpuEngine<T: Real> {
     layers: Vec<LayerLayout>,
     x: Vec<T>, // (N, D) row-major
     /// X again, column-major: (D, N) row-major. The sums over samples
-    /// δ[0]ᵀ X and R{δ[0]}ᵀ X read X from here: measured on M, (128, 10000)·
-    /// (10000, 784) runs at 284–298 GFLOP/s this way against 230–244 from
-    /// the row-major X (2 cores, f32), for twice the data's memory.
+    /// δ[0]ᵀ X and R{δ[0]}ᵀ X read X from here unless they are small (see
+    /// `gemm::sum_plan`: e.g. one thread, (512, 1250)·(1250, 784) runs at 188
+    /// GFLOP/s this way against 121 from the row-major X), for twice the
+    /// data's memory.
     x_cols: Vec<T>,
     t: Vec<f64>, // (N, K) row-major
     rows: usize,

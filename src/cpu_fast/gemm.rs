@@ -1,6 +1,7 @@
 //! The one matrix product of the fast CPU engine: C (+)= α·op(A)·op(B) on
-//! row-major slices through faer's multi-threaded GEMM. Transposes are strides
-//! (faer views), never copies.
+//! row-major (or strided) slices through faer's GEMM, single-threaded inside a
+//! part of a data-parallel operation, else multi-threaded when big enough.
+//! Transposes are strides (faer views), never copies.
 
 use super::real::Real;
 use faer::{Accum, MatMut, MatRef, Par};

@@ -1,5 +1,5 @@
 //! The fast CPU path: every curvature operation in f32 or f64 with faer's
-//! multi-threaded GEMM, the same algorithms as the f64 reference (`cpu/`,
+//! GEMM, data-parallel over samples, the same algorithms as the f64 reference (`cpu/`,
 //! the specification), parity-tested against it in `tests/parity_cpu_fast.rs`.
 //!
 //! - [`real`]: the scalar trait (f32, f64);
