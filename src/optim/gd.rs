@@ -140,13 +140,11 @@ impl Optimizer for GradientDescent {
     }
 
     fn export_state(&self) -> OptimizerState {
-        // η is state: a recovery from NaN halves it.
-        let state = OptimizerState::new(self.name())
-            .with_scalar("learning_rate", self.config.learning_rate);
-        if self.velocity.is_empty() {
-            return state; // before the first step: v₀ = 0 is made at the first step
-        }
-        state.with_tensor("velocity", vec![self.velocity.len()], self.velocity.clone())
+        // η is state: a recovery from NaN halves it. v₀ = 0 is made at the
+        // first step, so there is no velocity before it.
+        OptimizerState::new(self.name())
+            .with_scalar("learning_rate", self.config.learning_rate)
+            .with_vector_if_made("velocity", &self.velocity)
     }
 
     fn import_state(

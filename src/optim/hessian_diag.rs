@@ -127,7 +127,6 @@ impl Optimizer for HessianDiagonal {
         })
     }
 
-    /// Stateless between steps: an empty state.
     /// η and the floor m: a recovery from NaN halves η and doubles m.
     fn export_state(&self) -> OptimizerState {
         OptimizerState::new(self.name())

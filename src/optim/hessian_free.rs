@@ -297,11 +297,9 @@ impl Optimizer for HessianFree {
     /// λ in force and the previous CG solution p (W), the warm start of the
     /// next CG run (none before the first step).
     fn export_state(&self) -> OptimizerState {
-        let state = OptimizerState::new(self.name()).with_scalar("damping", self.damping);
-        if self.previous.is_empty() {
-            return state;
-        }
-        state.with_tensor("previous", vec![self.previous.len()], self.previous.clone())
+        OptimizerState::new(self.name())
+            .with_scalar("damping", self.damping)
+            .with_vector_if_made("previous", &self.previous)
     }
 
     fn import_state(

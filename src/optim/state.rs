@@ -76,6 +76,16 @@ impl OptimizerState {
         self
     }
 
+    /// Adds a vector (W) unless it is empty: state made at the first step (a
+    /// velocity, a warm start) is absent before it, and read back with
+    /// `StateReader::optional_tensor(…).unwrap_or_default()`.
+    pub fn with_vector_if_made(self, key: &str, data: &[f64]) -> OptimizerState {
+        if data.is_empty() {
+            return self;
+        }
+        self.with_tensor(key, vec![data.len()], data.to_vec())
+    }
+
     /// Adds a scalar (builder style).
     pub fn with_scalar(mut self, key: &str, value: f64) -> OptimizerState {
         self.scalars.insert(key.to_string(), value);
