@@ -3,27 +3,14 @@
 
 mod robust_support;
 
-use curvature::optim::{Divergence, OptimError, OptimizerSpec, Quantity};
-use curvature::train::{train, DataView, History, TrainConfig};
-use ndarray::Array2;
+use curvature::optim::{Divergence, OptimError, Quantity};
+use curvature::train::{train, History, TrainConfig};
 use robust_support::{
-    cpu_factory, full_loss, small_classifier, unit_hessian_regression, Fault, FaultyEngine, Op,
+    cpu_factory, full_loss, small_classifier, spec, unit_hessian_regression, view, Fault,
+    FaultyEngine, Op,
 };
 use std::cell::Cell;
 use std::rc::Rc;
-
-fn view<'a>(x: &'a Array2<f32>, t: &'a Array2<f32>) -> DataView<'a> {
-    DataView {
-        x: x.view(),
-        t: t.view(),
-    }
-}
-
-fn spec(name: &str, params: &str) -> OptimizerSpec {
-    let mut s: OptimizerSpec = name.parse().unwrap();
-    s.set_all(params).unwrap();
-    s
-}
 
 fn full_batch(epochs: usize) -> TrainConfig {
     TrainConfig {

@@ -5,18 +5,14 @@
 mod robust_support;
 
 use curvature::cpu_engine::CpuEngine;
-use curvature::optim::{OptimError, OptimizerSpec, Point, Quantity};
-use curvature::train::{train, DataView, TrainConfig};
+use curvature::optim::{OptimError, Point, Quantity};
+use curvature::train::{train, TrainConfig};
 use curvature::Curvature;
-use robust_support::{full_loss, small_classifier, Beyond, Fault, FaultyEngine, NanBeyond, Op};
+use robust_support::{
+    full_loss, small_classifier, spec, view, Beyond, Fault, FaultyEngine, NanBeyond, Op,
+};
 use std::cell::Cell;
 use std::rc::Rc;
-
-fn spec(name: &str, params: &str) -> OptimizerSpec {
-    let mut s: OptimizerSpec = name.parse().unwrap();
-    s.set_all(params).unwrap();
-    s
-}
 
 /// (optimizer, its parameters, the fault, the quantity the step must name).
 const CASES: [(&str, &str, Op, usize, Quantity); 9] = [
@@ -79,10 +75,7 @@ fn one_nan_in_a_curvature_product_is_recovered_from() {
             spec(name, params).build().as_mut(),
             &mut factory,
             &mut theta,
-            DataView {
-                x: x.view(),
-                t: t.view(),
-            },
+            view(&x, &t),
             None,
             &mut [],
         )
@@ -229,10 +222,7 @@ fn a_nan_gradient_after_an_accepted_step_is_undone_by_the_guard() {
         spec("newton", "").build().as_mut(),
         &mut factory,
         &mut theta,
-        DataView {
-            x: x.view(),
-            t: t.view(),
-        },
+        view(&x, &t),
         None,
         &mut [],
     )

@@ -12,10 +12,10 @@ use curvature::optim::levenberg_marquardt::{default_config, levenberg_marquardt}
 use curvature::optim::line_search::WolfeConfig;
 use curvature::optim::newton::{DampedNewton, NewtonConfig};
 use curvature::optim::{OptimError, Optimizer, StepReport};
-use curvature::train::{train, DataView, TrainConfig};
+use curvature::train::{train, TrainConfig};
 use curvature::{Activation, Curvature, Loss, Mlp};
 use ndarray::{arr2, Array2};
-use robust_support::{cpu_factory, small_classifier, Fault, FaultyEngine, Op};
+use robust_support::{cpu_factory, small_classifier, view, Fault, FaultyEngine, Op};
 use std::cell::Cell;
 use std::rc::Rc;
 
@@ -127,10 +127,7 @@ fn levenberg_marquardt_on_a_singular_gauss_newton_matrix() {
         &mut levenberg_marquardt(default_config()),
         &mut cpu_factory(&mlp),
         &mut theta,
-        DataView {
-            x: x.view(),
-            t: t.view(),
-        },
+        view(&x, &t),
         None,
         &mut [],
     )

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 use curvature::cpu_engine::CpuEngine;
+use curvature::optim::OptimizerSpec;
+use curvature::train::DataView;
 use curvature::{Activation, Curvature, Loss, Mlp};
 use ndarray::{Array2, ArrayView2};
 use rand::{Rng, SeedableRng};
@@ -322,4 +324,19 @@ pub fn full_loss(mlp: &Mlp, x: &Array2<f32>, t: &Array2<f32>, theta: &[f64]) -> 
     let mut e = CpuEngine::new(mlp, x.view(), t.view()).unwrap();
     let n = x.nrows();
     e.loss(theta, 0..n).unwrap()
+}
+
+/// An optimizer by name with `key=value,…` parameters ("" for the defaults).
+pub fn spec(name: &str, params: &str) -> OptimizerSpec {
+    let mut s: OptimizerSpec = name.parse().unwrap();
+    s.set_all(params).unwrap();
+    s
+}
+
+/// Inputs and targets as the view `train` takes.
+pub fn view<'a>(x: &'a Array2<f32>, t: &'a Array2<f32>) -> DataView<'a> {
+    DataView {
+        x: x.view(),
+        t: t.view(),
+    }
 }
