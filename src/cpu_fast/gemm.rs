@@ -138,18 +138,13 @@ pub fn gemm_into<T: Real>(
     alpha: T,
     accumulate: bool,
 ) {
-    let (m, n) = (a.view().nrows(), b.view().ncols());
+    let (a, b) = (a.view(), b.view());
+    let (m, n, k) = (a.nrows(), b.ncols(), a.ncols());
+    debug_assert_eq!(a.ncols(), b.nrows());
     let dst = match layout {
         Layout::RowMajor => MatMut::from_row_major_slice_mut(&mut dst[..m * n], m, n),
         Layout::ColMajor => MatMut::from_column_major_slice_mut(&mut dst[..m * n], m, n),
     };
-    product(dst, a, b, alpha, accumulate);
-}
-
-fn product<T: Real>(dst: MatMut<T>, a: Operand<T>, b: Operand<T>, alpha: T, accumulate: bool) {
-    let (a, b) = (a.view(), b.view());
-    let (m, n, k) = (a.nrows(), b.ncols(), a.ncols());
-    debug_assert_eq!(a.ncols(), b.nrows());
     let beta = if accumulate {
         Accum::Add
     } else {
