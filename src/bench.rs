@@ -19,10 +19,12 @@
 //!                                                       2NP + 2NP₁ + k(4NP + 8NP₁)
 //!   Gv, block of k     forward, then per vector 2NP + 2NP₁ + 2NP₁ + 2NP
 //!                                                       2NP + k(4NP + 4NP₁)
-//!   full H (G)         Σ over blocks of HESSIAN_BLOCK unit vectors of Hv (Gv) of that
-//!                      block less the products with V, which for unit vectors are
-//!                      gathers (z Vᵀ, δ V): per block 2NP + 2NP₁ + k(2NP + 6NP₁)
-//!                      (G: 2NP + k(2NP + 4NP₁))
+//!   full H (G), CPU    per-sample Kronecker sums (`cpu_fast::full`, its `flops`):
+//!                      forward (+ backward), the per-sample factors M_l W_l, Bᵀ W_l, …,
+//!                      and 2N per entry of every block's sum (packed triangles on the
+//!                      diagonal blocks); S: ~14 GFLOP, ~290 Hv
+//!   full H (G), GPU    blocks of HESSIAN_BLOCK_COLUMNS identity columns, each the
+//!                      block's Hv (Gv) formula above
 //!   diag G             forward + factor rows f W_l for l ≥ 1 (R_l = K rows per sample)
 //!                      + Σ_n diag(M_l)ᵀ (z∘z) every layer          4NP + 2N Σ_{l≥1} R_l in_l out_l
 //!   diag H             diag G's products with the exact factor rows R_l, + backward (2NP₁)
@@ -33,11 +35,11 @@
 //! matmul kernel), 2n³ flops, timed in the same run.
 
 use crate::cpu_fast::diagonal::{factor_rows, Kind};
-use crate::cpu_fast::engine::HESSIAN_BLOCK;
 use crate::curvature::Curvature;
 use crate::data::load_named;
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::gpu::engine::HESSIAN_BLOCK_COLUMNS;
 use crate::model::Mlp;
 use crate::{Activation, Loss};
 use ndarray::Array2;
@@ -155,8 +157,10 @@ impl Op {
     }
 }
 
-/// The FLOPs of `op` on `mlp` with `n` samples, as the module header states.
-pub fn flops(mlp: &Mlp, n: usize, op: Op) -> f64 {
+/// The FLOPs of `op` on `mlp` with `n` samples, as the module header states:
+/// the full matrices by the algorithm of the device (`on_gpu`), everything
+/// else the same on both.
+pub fn flops(mlp: &Mlp, n: usize, op: Op, on_gpu: bool) -> f64 {
     let layers = mlp.layout();
     let n = n as f64;
     let p: f64 = layers.iter().map(|l| (l.fan_in * l.fan_out) as f64).sum();
@@ -165,8 +169,8 @@ pub fn flops(mlp: &Mlp, n: usize, op: Op) -> f64 {
     let gv = |k: f64| 2.0 * n * p + k * (4.0 * n * p + 4.0 * n * p1);
     let blocks = |f: &dyn Fn(f64) -> f64| {
         let w = mlp.num_params();
-        let (full, rest) = (w / HESSIAN_BLOCK, w % HESSIAN_BLOCK);
-        full as f64 * f(HESSIAN_BLOCK as f64) + if rest > 0 { f(rest as f64) } else { 0.0 }
+        let (full, rest) = (w / HESSIAN_BLOCK_COLUMNS, w % HESSIAN_BLOCK_COLUMNS);
+        full as f64 * f(HESSIAN_BLOCK_COLUMNS as f64) + if rest > 0 { f(rest as f64) } else { 0.0 }
     };
     let factors = |kind: Kind| {
         let rows = factor_rows(&layers, mlp.num_outputs(), kind);
@@ -180,8 +184,10 @@ pub fn flops(mlp: &Mlp, n: usize, op: Op) -> f64 {
         Op::Hv => hv(1.0),
         Op::Gv => gv(1.0),
         Op::HvBlock16 => hv(BLOCK as f64),
-        Op::Hessian => blocks(&|k| 2.0 * n * p + 2.0 * n * p1 + k * (2.0 * n * p + 6.0 * n * p1)),
-        Op::Ggn => blocks(&|k| 2.0 * n * p + k * (2.0 * n * p + 4.0 * n * p1)),
+        Op::Hessian if on_gpu => blocks(&hv),
+        Op::Ggn if on_gpu => blocks(&gv),
+        Op::Hessian => crate::cpu_fast::full::flops(&layers, n as usize, true),
+        Op::Ggn => crate::cpu_fast::full::flops(&layers, n as usize, false),
         Op::DiagGgn => 4.0 * n * p + factors(Kind::GaussNewton),
         Op::DiagHessian => {
             let depth = layers.len();
@@ -369,7 +375,7 @@ pub fn run_workload(
             }
             Ok(())
         })?;
-        let f = flops(&mlp, n, op);
+        let f = flops(&mlp, n, op, device.is_gpu());
         let gflops = f / seconds / 1e9;
         let row = Row {
             workload: workload.name().to_string(),

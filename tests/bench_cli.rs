@@ -45,7 +45,7 @@ fn bench_s_writes_json_rows() {
         let seconds = row["seconds"].as_f64().unwrap();
         assert!(seconds > 0.0 && seconds.is_finite(), "{row}");
         let f = row["flops"].as_f64().unwrap();
-        assert_eq!(f, flops(&mlp, 1797, op));
+        assert_eq!(f, flops(&mlp, 1797, op, false));
         let gflops = row["gflops"].as_f64().unwrap();
         assert!((gflops - f / seconds / 1e9).abs() <= 1e-9 * gflops, "{row}");
         let peak = row["peak_gflops"].as_f64().unwrap();
@@ -61,6 +61,9 @@ fn flop_count_of_hv_on_s() {
     let n = 1797.0;
     let (p, p1) = (64.0 * 50.0 + 50.0 * 10.0, 50.0 * 10.0);
     let want = 2.0 * n * p + 2.0 * n * p1 + (4.0 * n * p + 8.0 * n * p1);
-    assert_eq!(flops(&mlp, 1797, Op::Hv), want);
-    assert_eq!(flops(&mlp, 1797, Op::LossGrad), 4.0 * n * p + 2.0 * n * p1);
+    assert_eq!(flops(&mlp, 1797, Op::Hv, false), want);
+    assert_eq!(
+        flops(&mlp, 1797, Op::LossGrad, false),
+        4.0 * n * p + 2.0 * n * p1
+    );
 }

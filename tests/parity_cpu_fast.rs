@@ -141,6 +141,26 @@ fn all_ops<T: Real>(
         tol,
     );
 
+    // Unit vectors (a weight, a middle entry, the last bias) take the
+    // engine's gather path instead of products with V.
+    let w = mlp.num_params();
+    let picks = [0, w / 2, w - 1];
+    let units = Array2::from_shape_fn((3, w), |(i, p)| f64::from(u8::from(p == picks[i])));
+    let hu = eng.hvp_block(theta, rows.clone(), units.view()).unwrap();
+    check(
+        &what("H e_p"),
+        &flat(&hu),
+        &flat(&cpu::hvp_block(mlp, theta, xr, tr, units.view())),
+        tol,
+    );
+    let gu = eng.gvp_block(theta, rows.clone(), units.view()).unwrap();
+    check(
+        &what("G e_p"),
+        &flat(&gu),
+        &flat(&cpu::gvp_block(mlp, theta, xr, tr, units.view())),
+        tol,
+    );
+
     let d = eng.diag_hessian(theta, rows.clone()).unwrap();
     check(
         &what("diag H"),
@@ -228,4 +248,46 @@ fn digits_network() {
     // `cpu_fast::engine::parts_for`); chunks of 333 make each part run several
     // chunks, so both accumulations (within a part, across parts) are checked.
     all_ops::<f64>("digits chunked", &mlp, &theta, &data.x, &data.t, 333, false);
+}
+
+/// The full H and G of the digits network at its real size (W = 3760, all
+/// 1797 rows: several chunks, many parallel tiles of every sum), checked
+/// against the engine's own block products (checked against the reference
+/// above): M V for three random vectors. (Symmetry holds by construction:
+/// both triangles are read from the same sums.) In f64 the two algorithms
+/// differ only in summation order.
+#[test]
+fn digits_full_matrices_match_block_products() {
+    let data = load_named("digits").unwrap();
+    let mlp = Mlp::with_hidden(&[64, 50, 10], Sigmoid, Loss::Ce, 1e-3).unwrap();
+    let theta = mlp.init_params(5);
+    let rows = 0..data.x.nrows();
+    let v = random_block(3, mlp.num_params(), 17);
+    fn one<T: Real>(
+        mlp: &Mlp,
+        theta: &[f64],
+        x: &Array2<f32>,
+        t: &Array2<f32>,
+        rows: std::ops::Range<usize>,
+        v: &Array2<f64>,
+        tol: Tolerance,
+    ) where
+        FastCpuEngine<T>: Curvature,
+    {
+        let mut eng = FastCpuEngine::<T>::new(mlp, x.view(), t.view()).unwrap();
+        for exact in [true, false] {
+            let (m, mv) = if exact {
+                let h = eng.hessian(theta, rows.clone()).unwrap();
+                (h, eng.hvp_block(theta, rows.clone(), v.view()).unwrap())
+            } else {
+                let g = eng.ggn(theta, rows.clone()).unwrap();
+                (g, eng.gvp_block(theta, rows.clone(), v.view()).unwrap())
+            };
+            let name = format!("digits {} {}", T::NAME, if exact { "H" } else { "G" });
+            let product = v.dot(&m.t());
+            check(&format!("{name} V"), &flat(&product), &flat(&mv), tol);
+        }
+    }
+    one::<f64>(&mlp, &theta, &data.x, &data.t, rows.clone(), &v, TOL_F64);
+    one::<f32>(&mlp, &theta, &data.x, &data.t, rows, &v, TOL_F32_CURVATURE);
 }

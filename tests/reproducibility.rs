@@ -252,6 +252,42 @@ fn cpu_fast_results_do_not_depend_on_the_thread_count() {
     }
 }
 
+/// The full H and G of the fast engine (`cpu_fast::full`: every sum split
+/// into fixed tiles) are the same bits on 1, 2 and 3 threads: a 64-40-10
+/// network (W = 3010) on all 1797 digits rows: three chunks (G: two), many tiles.
+#[test]
+fn cpu_fast_full_matrices_do_not_depend_on_the_thread_count() {
+    let data = load_named("digits").expect("bundled digits");
+    let mlp = Mlp::with_hidden(&[64, 40, 10], Activation::Tanh, Loss::Ce, 1e-3).unwrap();
+    let theta = mlp.init_params(6);
+    for device in [Device::Cpu, Device::CpuF32] {
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut eng = device.engine(&mlp, data.x.view(), data.t.view()).unwrap();
+                let rows = 0..eng.num_rows();
+                let h = eng.hessian(&theta, rows.clone()).unwrap();
+                let g = eng.ggn(&theta, rows).unwrap();
+                vec![
+                    ("full H", bits(&h.into_raw_vec_and_offset().0)),
+                    ("full G", bits(&g.into_raw_vec_and_offset().0)),
+                ]
+            })
+        };
+        let one = run(1);
+        for threads in [2, 3] {
+            let what = format!(
+                "{}, 64-40-10 full matrices, 1 and {threads} threads",
+                device.describe()
+            );
+            assert_same_bits(&what, &one, &run(threads));
+        }
+    }
+}
+
 /// A short training run on the digits subset: θ = init(seed), shuffle seeded by `seed`,
 /// mini-batches of 100, 3 epochs. Returns θ's bits.
 fn train_bits(optimizer: &str, make: &MakeEngine, seed: u64) -> Vec<u64> {

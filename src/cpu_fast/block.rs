@@ -18,27 +18,6 @@ use super::passes::{add_assign, input, sum_over_samples, Base};
 use super::real::Real;
 use ndarray::ArrayView2;
 
-/// The k vectors of a block: rows of a matrix V (k, W), or the unit vectors
-/// e_p for p in a range (the columns of the full H or G), which need no V.
-#[derive(Clone)]
-pub enum Vectors<'a> {
-    Dense(ArrayView2<'a, f64>),
-    Units(std::ops::Range<usize>),
-}
-
-impl Vectors<'_> {
-    /// k, the number of vectors.
-    pub fn len(&self) -> usize {
-        match self {
-            Vectors::Dense(v) => v.nrows(),
-            Vectors::Units(r) => r.len(),
-        }
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 /// The k loaded vectors in the layouts the GEMMs read, shared read-only by
 /// every part of a data-parallel block pass (loaded once per operation).
 pub struct BlockVectors<T> {
@@ -46,8 +25,9 @@ pub struct BlockVectors<T> {
     vstack: Vec<Vec<T>>,
     vcat: Vec<Vec<T>>,
     vb: Vec<Vec<T>>,
-    /// When every loaded vector is a unit vector e_p (the full H and G): p of
-    /// each, so that z V_lᵀ and δ V are gathers instead of products with zeros.
+    /// When every loaded vector is a unit vector e_p (columns of H asked for
+    /// as such): p of each, so that z V_lᵀ and δ V are gathers instead of
+    /// products with zeros.
     units: Option<Vec<usize>>,
 }
 
@@ -69,21 +49,9 @@ impl<T: Real> BlockVectors<T> {
 
     /// Copies V (k, W) into the two stacked layouts the GEMMs read, or notes
     /// the unit vectors' indices.
-    pub fn load(&mut self, net: &Net<T>, v: &Vectors) {
-        let dense = match v {
-            Vectors::Dense(v) => {
-                self.units = unit_indices(*v);
-                Some(*v)
-            }
-            Vectors::Units(range) => {
-                let mut units = self.units.take().unwrap_or_default();
-                units.clear();
-                units.extend(range.clone());
-                self.units = Some(units);
-                None
-            }
-        };
-        let k = v.len();
+    pub fn load(&mut self, net: &Net<T>, v: ArrayView2<f64>) {
+        self.units = unit_indices(v);
+        let k = v.nrows();
         if let Some(units) = &self.units {
             for (l, layer) in net.layers.iter().enumerate() {
                 self.vb[l][..k * layer.fan_out]
@@ -97,7 +65,6 @@ impl<T: Real> BlockVectors<T> {
             }
             return;
         }
-        let Some(v) = dense else { return };
         for (l, layer) in net.layers.iter().enumerate() {
             let (fin, fout) = (layer.fan_in, layer.fan_out);
             for (i, v_i) in v.rows().into_iter().enumerate() {
@@ -405,14 +372,18 @@ impl<T: Real> Block<T> {
     }
 
     /// Writes R{∇E} + λ V_w for the k vectors into `out` (k, W) f64.
-    pub fn finish(&self, net: &Net<T>, k: usize, gauss_newton: bool, v: &Vectors, out: &mut [f64]) {
+    pub fn finish(
+        &self,
+        net: &Net<T>,
+        k: usize,
+        gauss_newton: bool,
+        v: ArrayView2<f64>,
+        out: &mut [f64],
+    ) {
         let w = net.theta.len();
         let l2 = net.mlp.l2();
         // v_i[p], read for the λ V term.
-        let v_at = |i: usize, p: usize| match v {
-            Vectors::Dense(v) => v[[i, p]],
-            Vectors::Units(range) => f64::from(u8::from(p == range.start + i)),
-        };
+        let v_at = |i: usize, p: usize| v[[i, p]];
         for (l, layer) in net.layers.iter().enumerate() {
             let (fin, fout) = (layer.fan_in, layer.fan_out);
             let with_cat = !gauss_newton && l > 0;

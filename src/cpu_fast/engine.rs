@@ -21,8 +21,9 @@
 //! depend on the thread count, so does every run with any number of threads
 //! (an operation uses at most [`MAX_PARTS`] cores).
 
-use super::block::{Block, BlockVectors, Vectors};
+use super::block::{Block, BlockVectors};
 use super::diagonal::{DiagBuffers, Kind};
+use super::full::FullBuffers;
 use super::gemm::{mat_strided, Operand};
 use super::net::Net;
 use super::outer;
@@ -57,9 +58,6 @@ pub const BLOCK_ACCUMULATOR_BUDGET: usize = 1 << 26;
 pub const PLAIN_ROWS: usize = 4096;
 /// Elements of factor buffers per chunk of the diagonals and the outer product.
 pub const FACTOR_BUDGET: usize = 1 << 22;
-/// Columns of H (or G) per block pass of the full matrices: wide blocks make
-/// each layer's products large GEMMs (measured on S: see README, Benchmarks).
-pub const HESSIAN_BLOCK: usize = 128;
 /// The fewest rows worth a part of their own.
 pub const MIN_PART_ROWS: usize = 128;
 /// The most parts: a fixed number (not the thread count) so that the sums,
@@ -175,8 +173,8 @@ pub struct FastCpuEngine<T: Real> {
     rows: usize,
     theta: Vec<T>, // θ (W) in precision T, converted per call
     spaces: Vec<Workspace<T>>,
-    /// Scratch (HESSIAN_BLOCK, W) for the columns of the full matrices.
-    columns: Vec<f64>,
+    /// The full matrices' buffers, kept for the next call.
+    full_buffers: Option<FullBuffers<T>>,
     /// An upper bound on samples per chunk (tests force several chunks with it).
     max_chunk: usize,
     /// Per-part loss sums of the last operation.
@@ -196,7 +194,7 @@ impl<T: Real> FastCpuEngine<T> {
             rows: x.nrows(),
             theta: vec![T::zero(); mlp.num_params()],
             spaces: Vec::new(),
-            columns: Vec::new(),
+            full_buffers: None,
             max_chunk: usize::MAX,
             part_sums: Vec::new(),
         })
@@ -384,12 +382,12 @@ impl<T: Real> FastCpuEngine<T> {
     fn block_into(
         &mut self,
         rows: &Range<usize>,
-        v: Vectors,
+        v: ArrayView2<f64>,
         gauss_newton: bool,
         k_cap: usize,
         out: &mut [f64],
     ) {
-        let k = v.len();
+        let k = v.nrows();
         let key = Key::Block(k_cap);
         let ws = self.workspace(key, self.parts(rows.len(), key));
         // Loaded once, read by every part; out of the workspace while the
@@ -404,7 +402,7 @@ impl<T: Real> FastCpuEngine<T> {
                 .vectors
                 .take()
                 .unwrap_or_else(|| BlockVectors::new(&net, k_cap));
-            vectors.load(&net, &v);
+            vectors.load(&net, v);
             vectors
         };
         let (_, used) = self.chunks(rows, key, Split::Parts, |net, ch, part| {
@@ -438,7 +436,7 @@ impl<T: Real> FastCpuEngine<T> {
             for other in tail[..used - 1].iter().filter_map(|p| p.block.as_ref()) {
                 block.add_accumulators(&net, other, k, gauss_newton);
             }
-            block.finish(&net, k, gauss_newton, &v, out);
+            block.finish(&net, k, gauss_newton, v, out);
         }
     }
 
@@ -458,11 +456,12 @@ impl<T: Real> FastCpuEngine<T> {
             .as_slice_mut()
             .ok_or_else(|| crate::error::Error::Shape("result not contiguous".into()))?;
         let k = v.nrows();
-        self.block_into(&rows, Vectors::Dense(v), gauss_newton, k, slice);
+        self.block_into(&rows, v, gauss_newton, k, slice);
         Ok(out)
     }
 
-    /// The full H or G (W, W): column j is M e_j, HESSIAN_BLOCK columns per pass.
+    /// The full H or G (W, W) by per-sample Kronecker sums (`full.rs`), chunk
+    /// after chunk, each chunk's work parallel within it.
     fn full(
         &mut self,
         theta: &[f64],
@@ -470,32 +469,51 @@ impl<T: Real> FastCpuEngine<T> {
         gauss_newton: bool,
     ) -> Result<Array2<f64>> {
         self.begin(theta, &rows, None)?;
-        let w = self.mlp.num_params();
-        let kb = HESSIAN_BLOCK.min(w);
-        if self.columns.len() != kb * w {
-            self.columns = vec![0.0; kb * w];
+        let exact = !gauss_newton;
+        let net = Net {
+            mlp: &self.mlp,
+            layers: &self.layers,
+            theta: &self.theta,
+        };
+        let cap = FullBuffers::capacity(&net, exact)
+            .min(self.max_chunk)
+            .min(rows.len());
+        let mut buffers = match self.full_buffers.take() {
+            Some(b) if b.fits(exact, cap) => b,
+            _ => FullBuffers::new(&net, cap, exact),
+        };
+        let (d, kk, w) = (
+            self.mlp.num_inputs(),
+            self.mlp.num_outputs(),
+            self.mlp.num_params(),
+        );
+        let inv_n = 1.0 / rows.len() as f64;
+        let mut start = rows.start;
+        while start < rows.end {
+            let c = cap.min(rows.end - start);
+            let x = &self.x[start * d..(start + c) * d];
+            let t = &self.t[start * kk..(start + c) * kk];
+            // One thread: small next to the sums, and its bits then never
+            // depend on the thread count.
+            let base = &mut buffers.base;
+            par::sequential(|| {
+                let keep = if exact {
+                    Keep::SecondDerivative
+                } else {
+                    Keep::FirstDerivative
+                };
+                forward(&net, x, c, base, keep);
+                if exact {
+                    backward(&net, t, c, base, inv_n, Deltas::AboveInput);
+                }
+                prepare_output_curvature(&net, t, c, base, gauss_newton);
+            });
+            buffers.chunk(&net, x, c, inv_n, start == rows.start);
+            start += c;
         }
         let mut m = Array2::zeros((w, w));
-        let mut columns = std::mem::take(&mut self.columns);
-        let mut start = 0;
-        while start < w {
-            let k = kb.min(w - start);
-            let units = Vectors::Units(start..start + k);
-            self.block_into(&rows, units, gauss_newton, kb, &mut columns[..k * w]);
-            // Column start + i of M is row i of the block: copied in tiles of
-            // TILE rows so that reads and writes both stay in cache.
-            const TILE: usize = 64;
-            for r0 in (0..w).step_by(TILE) {
-                for i in 0..k {
-                    let col = &columns[i * w..(i + 1) * w];
-                    for r in r0..(r0 + TILE).min(w) {
-                        m[[r, start + i]] = col[r];
-                    }
-                }
-            }
-            start += k;
-        }
-        self.columns = columns;
+        buffers.finish(&net, self.mlp.l2(), &mut m)?;
+        self.full_buffers = Some(buffers);
         Ok(m)
     }
 

@@ -10,6 +10,7 @@
 //! - [`passes`]: forward, backward, gradient over a chunk of samples;
 //! - [`block`]: R-propagation for k vectors at once, one GEMM per product;
 //! - [`diagonal`]: exact diag(H), diag(G), Becker-LeCun by factored recursions;
+//! - [`full`]: the full H and G by per-sample Kronecker sums, a few GEMMs per chunk;
 //! - [`outer`]: the outer-product matrix by stacked factor rows and BᵀB;
 //! - [`engine`]: [`FastCpuEngine`], the `Curvature` implementation.
 
@@ -17,6 +18,7 @@ pub mod block;
 pub mod diagonal;
 pub mod engine;
 pub mod fast_math;
+pub mod full;
 pub mod gemm;
 pub mod net;
 pub mod outer;

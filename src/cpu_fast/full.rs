@@ -1,0 +1,732 @@
+//! The full H and G (W, W) as sums over samples of Kronecker products of small
+//! per-sample factors: a few large GEMMs per chunk instead of W Hessian-vector
+//! products (the reference, `cpu/hessian.rs`, builds them column by column
+//! from Hv; `tests/parity_cpu_fast.rs` checks this against it).
+//!
+//! Write z̃[l] = (z[l], 1) for layer l's input extended by the bias's 1, and
+//! (l, i, a) for parameter W_l[i, a] (a < in_l) or b_l[i] (a = in_l), so that
+//! ∂E/∂θ(l,i,a) = Σ_n δ[l]_i z̃[l]_a. Differentiating by θ(m, j, b) with m ≤ l
+//! (δ[l] depends on θ_m only through a[l]; z[l] through a[m]):
+//! ```text
+//!   l = m:  H = Σ_n M_l[i,j] · z̃[l]_a z̃[l]_b
+//!   l > m:  H = Σ_n A_lm[i,j] · z̃[l]_a z̃[m]_b  +  Σ_n δ[l]_i · C_lm[a,j] · z̃[m]_b   (a < in_l)
+//!
+//!   M_l  = ∂²E_n/∂a[l]² / N, per sample: M_{L−1} = H_out / N,
+//!          M_{l−1} = D_{l−1} W_lᵀ M_l W_l D_{l−1} + diag(h″_{l−1} ⊙ (δ[l] W_l))     (D_l = diag h′_l)
+//!   A_lm = M_l J_lm,   J_lm = ∂a[l]/∂a[m] = W_l D_{l−1} ⋯ W_{m+1} D_m
+//!   C_lm = D_{l−1} J_{l−1,m}   (= D_{l−1} itself when m = l − 1: C_lm[a,j] = h′_a [a = j])
+//! ```
+//! The Gauss-Newton matrix is the same without the h″ residual and without
+//! the δ·C term. Each Σ_n is one GEMM over the chunk's samples,
+//! (pairs i, j)ᵀ·(pairs a, b): the symmetric l = m blocks on packed upper
+//! triangles of M_l and z̃z̃ᵀ (a quarter of the block's entries), 2 flops per
+//! entry per sample. For S (64-50-10, W = 3760) that is ~14 GFLOP against
+//! ~70 for W Hv products — see [`flops`].
+//!
+//! Parallelism is within a chunk, by shape only: the per-sample factors are
+//! products over stacked samples split into fixed row tiles, and every sum's
+//! result is split into fixed row tiles, each one GEMM on one thread. Every
+//! entry is therefore computed the same way on any number of threads.
+
+use super::gemm::{gemm, mat, mat_strided, Operand};
+use super::net::{is_softmax_ce, Net};
+use super::par::{self, rows_per_task};
+use super::passes::{input, Base};
+use super::real::Real;
+use ndarray::Array2;
+use rayon::prelude::*;
+
+/// Entries of the per-sample stacks of one chunk, at most (32 MB in f32).
+pub const FULL_BUDGET: usize = 1 << 23;
+/// Rows of a stacked per-sample product per task.
+const STACK_TILE_ROWS: usize = 2048;
+/// Rows of a sum's result per task (measured on S, f32: 64 and 128 alike).
+const SUM_TILE_ROWS: usize = 64;
+
+/// n(n + 1)/2, the entries of a packed upper triangle.
+fn packed_len(n: usize) -> usize {
+    n * (n + 1) / 2
+}
+
+/// The index of (i, j), i ≤ j, in the row-major packed upper triangle of an n×n.
+fn packed_at(i: usize, j: usize, n: usize) -> usize {
+    i * n - i * i.saturating_sub(1) / 2 + j - i
+}
+
+/// The shapes of one network's full-matrix pass.
+#[derive(Clone, Debug)]
+struct Shapes {
+    out: Vec<usize>,
+    inp: Vec<usize>,
+    exact: bool,
+}
+
+impl Shapes {
+    fn new<T: Real>(net: &Net<T>, exact: bool) -> Shapes {
+        Shapes {
+            out: net.layers.iter().map(|l| l.fan_out).collect(),
+            inp: net.layers.iter().map(|l| l.fan_in).collect(),
+            exact,
+        }
+    }
+    fn depth(&self) -> usize {
+        self.out.len()
+    }
+    /// in_l + 1: layer l's extended input z̃[l].
+    fn ext(&self, l: usize) -> usize {
+        self.inp[l] + 1
+    }
+    /// The layer pairs (l, m < l) in order: (1,0), (2,0), (2,1), …
+    fn pairs(&self) -> Vec<(usize, usize)> {
+        (0..self.depth())
+            .flat_map(|l| (0..l).map(move |m| (l, m)))
+            .collect()
+    }
+    /// The index of pair (l, m < l) in [`Self::pairs`].
+    fn pair(l: usize, m: usize) -> usize {
+        l * (l - 1) / 2 + m
+    }
+    /// Whether pair (l, m) has the δ·C term: the exact H only.
+    fn has_c(&self) -> bool {
+        self.exact
+    }
+    /// Whether pair (l, m) needs J_{l−1,m} as a dense per-sample factor (m < l − 1).
+    fn has_j(&self, l: usize, m: usize) -> bool {
+        self.exact && m + 1 < l
+    }
+    /// Columns of the δ·C sum of pair (l, m): (a, b) when C is diagonal, (a, j, b) otherwise.
+    fn c_cols(&self, l: usize, m: usize) -> usize {
+        if !self.has_c() {
+            0
+        } else if m + 1 == l {
+            self.inp[l] * self.ext(m)
+        } else {
+            self.inp[l] * self.out[m] * self.ext(m)
+        }
+    }
+    /// Entries per sample of every stack of a chunk.
+    fn per_sample(&self) -> usize {
+        let layers: usize = (0..self.depth())
+            .map(|l| {
+                let (o, i) = (self.out[l], self.inp[l]);
+                o * o + packed_len(o) + packed_len(self.ext(l)) + if l > 0 { i * o } else { 0 }
+            })
+            .sum();
+        let pairs: usize = self
+            .pairs()
+            .into_iter()
+            .map(|(l, m)| {
+                let j = if self.has_j(l, m) {
+                    self.inp[l] * self.out[m]
+                } else {
+                    0
+                };
+                self.out[l] * self.out[m] + j + self.ext(l) * self.ext(m) + self.c_cols(l, m)
+            })
+            .sum();
+        layers + pairs
+    }
+}
+
+/// The factors and sums of one layer pair (l, m < l).
+struct PairBuffers<T> {
+    l: usize,
+    m: usize,
+    /// A_lm per sample (cap, out_l, out_m).
+    a: Vec<T>,
+    /// J_{l−1,m} per sample (cap, in_l, out_m), exact with m < l − 1 only.
+    j: Vec<T>,
+    /// z̃[l] ⊗ z̃[m] per sample (cap, e_l·e_m), and Σ_n A_lmᵀ ⊗ that (out_l·out_m, e_l·e_m).
+    q: Vec<T>,
+    acc: Vec<T>,
+    /// The δ·C term's right factor per sample (cap, c_cols) and Σ_n δ[l]ᵀ ⊗ that (out_l, c_cols).
+    qc: Vec<T>,
+    acc_c: Vec<T>,
+}
+
+/// The buffers of the full-matrix pass for chunks of up to `cap` samples,
+/// allocated once per engine and shape and reused.
+pub struct FullBuffers<T> {
+    shapes: Shapes,
+    pub cap: usize,
+    pub base: Base<T>,
+    /// M_l per sample (cap, out_l, out_l).
+    m: Vec<Vec<T>>,
+    /// (M_l W_l)ᵀ per sample (cap, in_l, out_l), l ≥ 1.
+    bt: Vec<Vec<T>>,
+    /// Packed M_l (cap, pk(out_l)), packed z̃z̃ᵀ (cap, pk(e_l)), and Σ_n of their
+    /// products (pk(out_l), pk(e_l)).
+    pm: Vec<Vec<T>>,
+    pz: Vec<Vec<T>>,
+    acc: Vec<Vec<T>>,
+    pairs: Vec<PairBuffers<T>>,
+    /// For each layer, the packed index of (min(a, b), max(a, b)) for every
+    /// (a, b) of its e_l × e_l (read when the result is written out).
+    packed_index: Vec<Vec<usize>>,
+}
+
+impl<T: Real> FullBuffers<T> {
+    /// Samples per chunk for this network: [`FULL_BUDGET`] over the stacks' per-sample size.
+    pub fn capacity(net: &Net<T>, exact: bool) -> usize {
+        (FULL_BUDGET / Shapes::new(net, exact).per_sample().max(1)).max(1)
+    }
+
+    /// Whether these buffers serve `exact` with chunks of `cap`.
+    pub fn fits(&self, exact: bool, cap: usize) -> bool {
+        self.shapes.exact == exact && self.cap == cap
+    }
+
+    pub fn new(net: &Net<T>, cap: usize, exact: bool) -> FullBuffers<T> {
+        let s = Shapes::new(net, exact);
+        let zeros = |n: usize| vec![T::zero(); n];
+        let depth = s.depth();
+        let pairs = s
+            .pairs()
+            .into_iter()
+            .map(|(l, m)| {
+                let j = if s.has_j(l, m) {
+                    cap * s.inp[l] * s.out[m]
+                } else {
+                    0
+                };
+                let (o2, e2, cc) = (s.out[l] * s.out[m], s.ext(l) * s.ext(m), s.c_cols(l, m));
+                PairBuffers {
+                    l,
+                    m,
+                    a: zeros(cap * o2),
+                    j: zeros(j),
+                    q: zeros(cap * e2),
+                    acc: zeros(o2 * e2),
+                    qc: zeros(cap * cc),
+                    acc_c: zeros(s.out[l] * cc),
+                }
+            })
+            .collect();
+        let packed_index = (0..depth)
+            .map(|l| {
+                let e = s.ext(l);
+                (0..e * e)
+                    .map(|q| {
+                        let (a, b) = (q / e, q % e);
+                        packed_at(a.min(b), a.max(b), e)
+                    })
+                    .collect()
+            })
+            .collect();
+        FullBuffers {
+            cap,
+            base: Base::new(net, cap),
+            m: (0..depth)
+                .map(|l| zeros(cap * s.out[l] * s.out[l]))
+                .collect(),
+            bt: (0..depth)
+                .map(|l| zeros(if l > 0 { cap * s.inp[l] * s.out[l] } else { 0 }))
+                .collect(),
+            pm: (0..depth)
+                .map(|l| zeros(cap * packed_len(s.out[l])))
+                .collect(),
+            pz: (0..depth)
+                .map(|l| zeros(cap * packed_len(s.ext(l))))
+                .collect(),
+            acc: (0..depth)
+                .map(|l| zeros(packed_len(s.out[l]) * packed_len(s.ext(l))))
+                .collect(),
+            pairs,
+            packed_index,
+            shapes: s,
+        }
+    }
+
+    /// One chunk of c samples: `self.base` holds its forward pass (with h″
+    /// for the exact H), backward pass and output curvature; `x` is its
+    /// inputs (c, D), `inv_n` 1/N of the whole operation. The first chunk
+    /// writes the sums, later ones add to them.
+    pub fn chunk(&mut self, net: &Net<T>, x: &[T], c: usize, inv_n: f64, first: bool) {
+        self.output_factor(net, c, inv_n);
+        let depth = self.shapes.depth();
+        for l in (1..depth).rev() {
+            self.lower_factor(net, c, l);
+            self.pair_factors(net, c, l);
+        }
+        self.stacks(x, c);
+        self.sums(c, first);
+    }
+
+    /// M_{L−1} = H_out / N for every sample: ce s(diag(p) − ppᵀ), else the
+    /// diagonal prepared in `base.out_p`.
+    fn output_factor(&mut self, net: &Net<T>, c: usize, inv_n: f64) {
+        let last = self.shapes.depth() - 1;
+        let k = self.shapes.out[last];
+        let (p, s) = (&self.base.out_p, &self.base.out_s);
+        let ce = is_softmax_ce(net.mlp);
+        let inv_n = T::from_f64(inv_n);
+        par::rows1(
+            &mut self.m[last][..c * k * k],
+            k * k,
+            rows_per_task(k * k),
+            |first, m| {
+                for (r, mn) in m.chunks_exact_mut(k * k).enumerate() {
+                    let n = first + r;
+                    let pn = &p[n * k..(n + 1) * k];
+                    for i in 0..k {
+                        for j in 0..k {
+                            mn[i * k + j] = if ce {
+                                let d = if i == j { pn[i] } else { T::zero() };
+                                s[n] * (d - pn[i] * pn[j]) * inv_n
+                            } else if i == j {
+                                pn[i] * inv_n
+                            } else {
+                                T::zero()
+                            };
+                        }
+                    }
+                }
+            },
+        );
+    }
+
+    /// From M_l: B = M_l W_l into A_{l,l−1}'s buffer, M_{l−1} = D Bᵀ W_l D (+ the
+    /// h″ residual), then A_{l,l−1} = B D.
+    fn lower_factor(&mut self, net: &Net<T>, c: usize, l: usize) {
+        let (o, i) = (self.shapes.out[l], self.shapes.inp[l]);
+        let exact = self.shapes.exact;
+        let w = net.w(l);
+        let pair = &mut self.pairs[Shapes::pair(l, l - 1)];
+        // B per sample (o, i): the stack (c·o, o)·W_l (o, i).
+        stacked_product(&mut pair.a, &self.m[l], c * o, o, mat(w, o, i), i);
+        // Bᵀ per sample (i, o).
+        let b = &pair.a;
+        par::rows1(
+            &mut self.bt[l][..c * i * o],
+            i * o,
+            rows_per_task(i * o),
+            |first, bt| {
+                for (r, btn) in bt.chunks_exact_mut(i * o).enumerate() {
+                    let bn = &b[(first + r) * o * i..(first + r + 1) * o * i];
+                    for p in 0..o {
+                        for q in 0..i {
+                            btn[q * o + p] = bn[p * i + q];
+                        }
+                    }
+                }
+            },
+        );
+        // Bᵀ W_l per sample (i, i) = W_lᵀ M_l W_l, then D·D and the residual.
+        let (m_lo, _) = self.m.split_at_mut(l);
+        let below = &mut m_lo[l - 1];
+        stacked_product(below, &self.bt[l], c * i, o, mat(w, o, i), i);
+        let (dh, d2h, back) = (
+            &self.base.dh[l - 1],
+            &self.base.d2h[l - 1],
+            &self.base.back[l - 1],
+        );
+        par::rows1(
+            &mut below[..c * i * i],
+            i * i,
+            rows_per_task(i * i),
+            |first, m| {
+                for (r, mn) in m.chunks_exact_mut(i * i).enumerate() {
+                    let n = first + r;
+                    let d = &dh[n * i..(n + 1) * i];
+                    for p in 0..i {
+                        for q in 0..i {
+                            mn[p * i + q] *= d[p] * d[q];
+                        }
+                        if exact {
+                            mn[p * i + p] += d2h[n * i + p] * back[n * i + p];
+                        }
+                    }
+                }
+            },
+        );
+        scale_columns(&mut pair.a, c, o, i, &self.base.dh[l - 1]);
+    }
+
+    /// A_lm = A_{l,m+1} W_{m+1} D_m for m < l − 1, and (exact) J_{l−1,m}:
+    /// W_{l−1} D_{l−2} for m = l − 2, J_{l−1,m+1} W_{m+1} D_m below.
+    fn pair_factors(&mut self, net: &Net<T>, c: usize, l: usize) {
+        let s = self.shapes.clone();
+        for m in (0..l.saturating_sub(1)).rev() {
+            let (lo, hi) = self.pairs.split_at_mut(Shapes::pair(l, m + 1));
+            let (dst, src) = (&mut lo[Shapes::pair(l, m)], &hi[0]);
+            let (width, w) = (s.out[m + 1], net.w(m + 1));
+            let inner = s.inp[m + 1];
+            stacked_product(
+                &mut dst.a,
+                &src.a,
+                c * s.out[l],
+                width,
+                mat(w, width, inner),
+                inner,
+            );
+            scale_columns(&mut dst.a, c, s.out[l], inner, &self.base.dh[m]);
+            if !s.has_j(l, m) {
+                continue;
+            }
+            let rows = s.inp[l];
+            if m + 2 == l {
+                // J_{l−1,l−2} = W_{l−1} D_{l−2} for every sample.
+                let dh = &self.base.dh[m];
+                par::rows1(
+                    &mut dst.j[..c * rows * inner],
+                    rows * inner,
+                    rows_per_task(rows * inner),
+                    |first, j| {
+                        for (r, jn) in j.chunks_exact_mut(rows * inner).enumerate() {
+                            let d = &dh[(first + r) * inner..(first + r + 1) * inner];
+                            for (row, wrow) in jn.chunks_exact_mut(inner).zip(w.chunks_exact(inner))
+                            {
+                                for ((v, wv), dv) in row.iter_mut().zip(wrow).zip(d) {
+                                    *v = *wv * *dv;
+                                }
+                            }
+                        }
+                    },
+                );
+            } else {
+                stacked_product(
+                    &mut dst.j,
+                    &src.j,
+                    c * rows,
+                    width,
+                    mat(w, width, inner),
+                    inner,
+                );
+                scale_columns(&mut dst.j, c, rows, inner, &self.base.dh[m]);
+            }
+        }
+    }
+
+    /// The right factors of every sum: packed M_l and z̃z̃ᵀ, z̃[l] ⊗ z̃[m], and the δ·C terms'.
+    fn stacks(&mut self, x: &[T], c: usize) {
+        let s = &self.shapes;
+        let base = &self.base;
+        let z_ext = |l: usize, n: usize, a: usize| -> T {
+            if a < s.inp[l] {
+                input(base, x, l)[n * s.inp[l] + a]
+            } else {
+                T::one()
+            }
+        };
+        for l in 0..s.depth() {
+            let (o, e) = (s.out[l], s.ext(l));
+            let (po, pe) = (packed_len(o), packed_len(e));
+            let m = &self.m[l];
+            par::rows1(
+                &mut self.pm[l][..c * po],
+                po,
+                rows_per_task(o * o),
+                |first, pm| {
+                    for (r, row) in pm.chunks_exact_mut(po).enumerate() {
+                        let mn = &m[(first + r) * o * o..(first + r + 1) * o * o];
+                        let mut q = 0;
+                        for i in 0..o {
+                            row[q..q + o - i].copy_from_slice(&mn[i * o + i..(i + 1) * o]);
+                            q += o - i;
+                        }
+                    }
+                },
+            );
+            par::rows1(
+                &mut self.pz[l][..c * pe],
+                pe,
+                rows_per_task(pe),
+                |first, pz| {
+                    for (r, row) in pz.chunks_exact_mut(pe).enumerate() {
+                        let n = first + r;
+                        let mut q = 0;
+                        for a in 0..e {
+                            let za = z_ext(l, n, a);
+                            for b in a..e {
+                                row[q] = za * z_ext(l, n, b);
+                                q += 1;
+                            }
+                        }
+                    }
+                },
+            );
+        }
+        for pair in self.pairs.iter_mut() {
+            let (l, m) = (pair.l, pair.m);
+            let (el, em) = (s.ext(l), s.ext(m));
+            par::rows1(
+                &mut pair.q[..c * el * em],
+                el * em,
+                rows_per_task(el * em),
+                |first, q| {
+                    for (r, row) in q.chunks_exact_mut(el * em).enumerate() {
+                        let n = first + r;
+                        for a in 0..el {
+                            let za = z_ext(l, n, a);
+                            for b in 0..em {
+                                row[a * em + b] = za * z_ext(m, n, b);
+                            }
+                        }
+                    }
+                },
+            );
+            let cc = s.c_cols(l, m);
+            if cc == 0 {
+                continue;
+            }
+            let (inl, om) = (s.inp[l], s.out[m]);
+            let dh = &base.dh[l - 1];
+            let j = &pair.j;
+            par::rows1(
+                &mut pair.qc[..c * cc],
+                cc,
+                rows_per_task(cc),
+                |first, qc| {
+                    for (r, row) in qc.chunks_exact_mut(cc).enumerate() {
+                        let n = first + r;
+                        for a in 0..inl {
+                            let h = dh[n * inl + a];
+                            if m + 1 == l {
+                                // C = D_{l−1}: (a, b).
+                                for b in 0..em {
+                                    row[a * em + b] = h * z_ext(m, n, b);
+                                }
+                            } else {
+                                // C[a, j] = h′_a J_{l−1,m}[a, j]: (a, j, b).
+                                let jn = &j[(n * inl + a) * om..(n * inl + a + 1) * om];
+                                for (jj, jv) in jn.iter().enumerate() {
+                                    let hj = h * *jv;
+                                    for b in 0..em {
+                                        row[(a * om + jj) * em + b] = hj * z_ext(m, n, b);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                },
+            );
+        }
+    }
+
+    /// Every Σ_n: acc (+)= leftᵀ right over the chunk, one GEMM per row tile of
+    /// each result, the tiles run in parallel.
+    fn sums(&mut self, c: usize, first: bool) {
+        let s = &self.shapes;
+        let mut tasks: Vec<SumTask<T>> = Vec::new();
+        for (l, acc) in self.acc.iter_mut().enumerate() {
+            let (po, pe) = (packed_len(s.out[l]), packed_len(s.ext(l)));
+            add_tiles(&mut tasks, acc, &self.pm[l], po, &self.pz[l], pe, c);
+        }
+        let delta = &self.base.delta;
+        for pair in self.pairs.iter_mut() {
+            let (l, m) = (pair.l, pair.m);
+            let (o2, e2) = (s.out[l] * s.out[m], s.ext(l) * s.ext(m));
+            add_tiles(&mut tasks, &mut pair.acc, &pair.a, o2, &pair.q, e2, c);
+            let cc = s.c_cols(l, m);
+            if cc > 0 {
+                add_tiles(
+                    &mut tasks,
+                    &mut pair.acc_c,
+                    &delta[l],
+                    s.out[l],
+                    &pair.qc,
+                    cc,
+                    c,
+                );
+            }
+        }
+        tasks.into_par_iter().for_each(|(acc, left, right)| {
+            par::sequential(|| gemm(acc, left, right, T::one(), !first));
+        });
+    }
+
+    /// Writes the matrix (W, W) from the sums, adding λ on the weights' diagonal.
+    pub fn finish(&self, net: &Net<T>, l2: f64, out: &mut Array2<f64>) -> crate::error::Result<()> {
+        let s = &self.shapes;
+        let w = net.mlp.num_params();
+        let layers = net.layers;
+        // θ index of (l, i, a).
+        let param = |l: usize, i: usize, a: usize| -> usize {
+            if a < s.inp[l] {
+                layers[l].weights.start + i * s.inp[l] + a
+            } else {
+                layers[l].bias.start + i
+            }
+        };
+        // (l, i, a) of θ index r.
+        let decode = |r: usize| -> (usize, usize, usize) {
+            for (l, layer) in layers.iter().enumerate() {
+                if layer.weights.contains(&r) {
+                    let q = r - layer.weights.start;
+                    return (l, q / s.inp[l], q % s.inp[l]);
+                }
+                if layer.bias.contains(&r) {
+                    return (l, r - layer.bias.start, s.inp[l]);
+                }
+            }
+            (0, 0, 0)
+        };
+        // Entry ((l, i, a), (m, j, b)) for m < l.
+        let cross = |l: usize, i: usize, a: usize, m: usize, j: usize, b: usize| -> f64 {
+            let pair = &self.pairs[Shapes::pair(l, m)];
+            let (el, em, om) = (s.ext(l), s.ext(m), s.out[m]);
+            let mut v = pair.acc[(i * om + j) * el * em + a * em + b].to_f64();
+            let cc = s.c_cols(l, m);
+            if cc > 0 && a < s.inp[l] {
+                if m + 1 == l {
+                    if a == j {
+                        v += pair.acc_c[i * cc + a * em + b].to_f64();
+                    }
+                } else {
+                    v += pair.acc_c[i * cc + (a * om + j) * em + b].to_f64();
+                }
+            }
+            v
+        };
+        let slice = out
+            .as_slice_mut()
+            .ok_or_else(|| crate::error::Error::Shape("result not contiguous".into()))?;
+        slice.par_chunks_mut(w).enumerate().for_each(|(r, row)| {
+            let (l, i, a) = decode(r);
+            for m in 0..s.depth() {
+                let (om, em) = (s.out[m], s.ext(m));
+                if m == l {
+                    let (o, pe) = (s.out[l], packed_len(em));
+                    let index = &self.packed_index[l][a * em..(a + 1) * em];
+                    for j in 0..om {
+                        let p = packed_at(i.min(j), i.max(j), o);
+                        let acc = &self.acc[l][p * pe..(p + 1) * pe];
+                        for (b, &q) in index.iter().enumerate() {
+                            row[param(m, j, b)] = acc[q].to_f64();
+                        }
+                    }
+                } else {
+                    for j in 0..om {
+                        for b in 0..em {
+                            row[param(m, j, b)] = if m < l {
+                                cross(l, i, a, m, j, b)
+                            } else {
+                                cross(m, j, b, l, i, a)
+                            };
+                        }
+                    }
+                }
+            }
+            if a < s.inp[l] {
+                row[r] += l2;
+            }
+        });
+        Ok(())
+    }
+}
+
+/// One GEMM of a sum: a row tile of the result, and its left and right factors.
+type SumTask<'a, T> = (&'a mut [T], Operand<'a, T>, Operand<'a, T>);
+
+/// Splits acc (lc, rc) (+)= leftᵀ·right, for left (c, lc) and right (c, rc),
+/// into tasks of [`SUM_TILE_ROWS`] rows of acc.
+fn add_tiles<'a, T: Real>(
+    tasks: &mut Vec<SumTask<'a, T>>,
+    acc: &'a mut [T],
+    left: &'a [T],
+    lc: usize,
+    right: &'a [T],
+    rc: usize,
+    c: usize,
+) {
+    if lc == 0 || rc == 0 {
+        return;
+    }
+    for (t, tile) in acc[..lc * rc].chunks_mut(SUM_TILE_ROWS * rc).enumerate() {
+        let (r0, rows) = (t * SUM_TILE_ROWS, tile.len() / rc);
+        let left = mat_strided(&left[r0..], c, rows, lc).t();
+        tasks.push((tile, left, mat(right, c, rc)));
+    }
+}
+
+/// dst (rows, n) ← src (rows, k)·b (k, n) for a stack of per-sample rows,
+/// split into fixed tiles of rows run in parallel (one thread each).
+fn stacked_product<T: Real>(
+    dst: &mut [T],
+    src: &[T],
+    rows: usize,
+    k: usize,
+    b: Operand<T>,
+    n: usize,
+) {
+    dst[..rows * n]
+        .par_chunks_mut(STACK_TILE_ROWS * n.max(1))
+        .enumerate()
+        .for_each(|(t, d)| {
+            let (r0, r) = (t * STACK_TILE_ROWS, d.len() / n.max(1));
+            let a = mat(&src[r0 * k..(r0 + r) * k], r, k);
+            par::sequential(|| gemm(d, a, b, T::one(), false));
+        });
+}
+
+/// Scales column q of every sample's (rows, cols) block by that sample's h′_q
+/// (`dh` (c, cols)): X D per sample.
+fn scale_columns<T: Real>(x: &mut [T], c: usize, rows: usize, cols: usize, dh: &[T]) {
+    let per = rows * cols;
+    if per == 0 {
+        return;
+    }
+    par::rows1(&mut x[..c * per], per, rows_per_task(per), |first, x| {
+        for (r, xn) in x.chunks_exact_mut(per).enumerate() {
+            let d = &dh[(first + r) * cols..(first + r + 1) * cols];
+            for row in xn.chunks_exact_mut(cols) {
+                for (v, dv) in row.iter_mut().zip(d) {
+                    *v *= *dv;
+                }
+            }
+        }
+    });
+}
+
+/// The FLOPs of the full H (`exact`) or G by this algorithm for N = `n`
+/// samples (2 per multiply-add, products only; bench's convention):
+/// forward (+ backward for H), the per-sample factors, and the sums.
+pub fn flops(layers: &[crate::model::LayerLayout], n: usize, exact: bool) -> f64 {
+    let s = Shapes {
+        out: layers.iter().map(|l| l.fan_out).collect(),
+        inp: layers.iter().map(|l| l.fan_in).collect(),
+        exact,
+    };
+    let n = n as f64;
+    let f = |x: usize| 2.0 * n * x as f64;
+    let p: usize = layers.iter().map(|l| l.fan_in * l.fan_out).sum();
+    let p1 = p - layers[0].fan_in * layers[0].fan_out;
+    let mut total = f(p) + if exact { f(p1) } else { 0.0 };
+    for l in 0..s.depth() {
+        let (o, i) = (s.out[l], s.inp[l]);
+        if l > 0 {
+            total += f(o * o * i) + f(i * i * o); // B = M_l W_l, Bᵀ W_l
+        }
+        total += f(packed_len(o) * packed_len(s.ext(l)));
+    }
+    for (l, m) in s.pairs() {
+        if m + 1 < l {
+            total += f(s.out[l] * s.out[m + 1] * s.inp[m + 1]); // A_lm
+        }
+        if s.has_j(l, m) && m + 2 < l {
+            total += f(s.inp[l] * s.out[m + 1] * s.inp[m + 1]); // J_{l−1,m}
+        }
+        total += f(s.out[l] * s.out[m] * s.ext(l) * s.ext(m));
+        total += f(s.out[l] * s.c_cols(l, m));
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_indices_enumerate_the_upper_triangle_in_row_order() {
+        for n in [1, 2, 5, 9] {
+            let mut expected = 0;
+            for i in 0..n {
+                for j in i..n {
+                    assert_eq!(packed_at(i, j, n), expected, "n = {n}, ({i}, {j})");
+                    expected += 1;
+                }
+            }
+            assert_eq!(expected, packed_len(n));
+        }
+    }
+}
