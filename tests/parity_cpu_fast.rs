@@ -217,6 +217,9 @@ fn odd_shapes_every_operation() {
         ),
         (vec![3, 4, 2], vec![LeakyRelu, Sigmoid], Loss::Mse),
         (vec![9, 7, 1], vec![Relu, Identity], Loss::Sse),
+        // A wide input before few units: the full matrices' Gram path
+        // (`cpu_fast::full`), several entries of M per group.
+        (vec![40, 4, 3], vec![Sigmoid, Softmax], Loss::Ce),
         (
             vec![5, 8, 7, 6, 4],
             vec![Tanh, Softplus, Sigmoid, Softmax],

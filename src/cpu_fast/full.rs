@@ -20,15 +20,22 @@
 //! the δ·C term. Each Σ_n is one GEMM over the chunk's samples,
 //! (pairs i, j)ᵀ·(pairs a, b): the symmetric l = m blocks on packed upper
 //! triangles of M_l and z̃z̃ᵀ (a quarter of the block's entries), 2 flops per
-//! entry per sample. For S (64-50-10, W = 3760) that is ~14 GFLOP against
+//! entry per sample. For S (64-50-10, W = 3760) that is ~16 GFLOP against
 //! ~70 for W Hv products — see [`flops`].
+//!
+//! A layer whose extended input is wide next to its units (784-10-10's first
+//! layer: pk(e) = 308 505 entries of z̃z̃ᵀ per sample against pk(out) = 55 of
+//! M) would spend its time writing z̃z̃ᵀ for every sample; its diagonal block is
+//! instead formed as one weighted Gram matrix per entry of M,
+//! Σ_n M_l[i,j] z̃ z̃ᵀ = (diag(M[i,j]) Z̃)ᵀ Z̃, upper triangle only ("Gram
+//! layers"): the same flops, no per-sample z̃z̃ᵀ.
 //!
 //! Parallelism is within a chunk, by shape only: the per-sample factors are
 //! products over stacked samples split into fixed row tiles, and every sum's
 //! result is split into fixed row tiles, each one GEMM on one thread. Every
 //! entry is therefore computed the same way on any number of threads.
 
-use super::gemm::{gemm, mat, mat_strided, Operand};
+use super::gemm::{gemm, gemm_upper, mat, mat_strided, Operand};
 use super::net::{is_softmax_ce, Net};
 use super::par::{self, rows_per_task};
 use super::passes::{input, Base};
@@ -42,6 +49,10 @@ pub const FULL_BUDGET: usize = 1 << 23;
 const STACK_TILE_ROWS: usize = 2048;
 /// Rows of a sum's result per task (measured on S, f32: 64 and 128 alike).
 const SUM_TILE_ROWS: usize = 64;
+/// Gram layers: the entries of M run in this many groups in parallel, each
+/// with its own (cap, e) scratch of weighted inputs (a fixed count: the same
+/// bits on any number of threads).
+const GRAM_GROUPS: usize = 8;
 
 /// n(n + 1)/2, the entries of a packed upper triangle.
 fn packed_len(n: usize) -> usize {
@@ -76,6 +87,21 @@ impl Shapes {
     fn ext(&self, l: usize) -> usize {
         self.inp[l] + 1
     }
+    /// Whether layer l's diagonal block is formed by weighted Gram matrices
+    /// (see the module header): when z̃z̃ᵀ per sample (pk(e) ≈ e²/2) outweighs
+    /// the scratch of the Gram path (e per entry of packed M).
+    fn gram(&self, l: usize) -> bool {
+        2 * packed_len(self.out[l]) < self.ext(l)
+    }
+    /// Entries of one row of layer l's diagonal-block sum: packed z̃z̃ᵀ, or a
+    /// full e × e Gram matrix (upper triangle used).
+    fn acc_row(&self, l: usize) -> usize {
+        if self.gram(l) {
+            self.ext(l) * self.ext(l)
+        } else {
+            packed_len(self.ext(l))
+        }
+    }
     /// The layer pairs (l, m < l) in order: (1,0), (2,0), (2,1), …
     fn pairs(&self) -> Vec<(usize, usize)> {
         (0..self.depth())
@@ -109,7 +135,12 @@ impl Shapes {
         let layers: usize = (0..self.depth())
             .map(|l| {
                 let (o, i) = (self.out[l], self.inp[l]);
-                o * o + packed_len(o) + packed_len(self.ext(l)) + if l > 0 { i * o } else { 0 }
+                let right = if self.gram(l) {
+                    (GRAM_GROUPS + 1) * self.ext(l)
+                } else {
+                    packed_len(self.ext(l))
+                };
+                o * o + packed_len(o) + right + if l > 0 { i * o } else { 0 }
             })
             .sum();
         let pairs: usize = self
@@ -155,13 +186,15 @@ pub struct FullBuffers<T> {
     /// (M_l W_l)ᵀ per sample (cap, in_l, out_l), l ≥ 1.
     bt: Vec<Vec<T>>,
     /// Packed M_l (cap, pk(out_l)), packed z̃z̃ᵀ (cap, pk(e_l)), and Σ_n of their
-    /// products (pk(out_l), pk(e_l)).
+    /// products (pk(out_l), pk(e_l)). Gram layers: pz holds z̃ (cap, e_l) and
+    /// the groups' scratch (GRAM_GROUPS, cap, e_l); acc (pk(out_l), e_l, e_l).
     pm: Vec<Vec<T>>,
     pz: Vec<Vec<T>>,
     acc: Vec<Vec<T>>,
     pairs: Vec<PairBuffers<T>>,
-    /// For each layer, the packed index of (min(a, b), max(a, b)) for every
-    /// (a, b) of its e_l × e_l (read when the result is written out).
+    /// For each layer, where (min(a, b), max(a, b)) lies in a row of its
+    /// diagonal-block sum, for every (a, b) of its e_l × e_l (read when the
+    /// result is written out).
     packed_index: Vec<Vec<usize>>,
 }
 
@@ -208,7 +241,12 @@ impl<T: Real> FullBuffers<T> {
                 (0..e * e)
                     .map(|q| {
                         let (a, b) = (q / e, q % e);
-                        packed_at(a.min(b), a.max(b), e)
+                        let (lo, hi) = (a.min(b), a.max(b));
+                        if s.gram(l) {
+                            lo * e + hi
+                        } else {
+                            packed_at(lo, hi, e)
+                        }
                     })
                     .collect()
             })
@@ -226,10 +264,16 @@ impl<T: Real> FullBuffers<T> {
                 .map(|l| zeros(cap * packed_len(s.out[l])))
                 .collect(),
             pz: (0..depth)
-                .map(|l| zeros(cap * packed_len(s.ext(l))))
+                .map(|l| {
+                    zeros(if s.gram(l) {
+                        (GRAM_GROUPS + 1) * cap * s.ext(l)
+                    } else {
+                        cap * packed_len(s.ext(l))
+                    })
+                })
                 .collect(),
             acc: (0..depth)
-                .map(|l| zeros(packed_len(s.out[l]) * packed_len(s.ext(l))))
+                .map(|l| zeros(packed_len(s.out[l]) * s.acc_row(l)))
                 .collect(),
             pairs,
             packed_index,
@@ -427,6 +471,22 @@ impl<T: Real> FullBuffers<T> {
                     }
                 },
             );
+            if s.gram(l) {
+                // z̃ (c, e); the weighted copies are made in `sums`.
+                par::rows1(
+                    &mut self.pz[l][..c * e],
+                    e,
+                    rows_per_task(e),
+                    |first, pz| {
+                        for (r, row) in pz.chunks_exact_mut(e).enumerate() {
+                            for (a, v) in row.iter_mut().enumerate() {
+                                *v = z_ext(l, first + r, a);
+                            }
+                        }
+                    },
+                );
+                continue;
+            }
             par::rows1(
                 &mut self.pz[l][..c * pe],
                 pe,
@@ -508,9 +568,14 @@ impl<T: Real> FullBuffers<T> {
     fn sums(&mut self, c: usize, first: bool) {
         let s = &self.shapes;
         let mut tasks: Vec<SumTask<T>> = Vec::new();
-        for (l, acc) in self.acc.iter_mut().enumerate() {
+        let layers = self.acc.iter_mut().zip(&self.pm).zip(self.pz.iter_mut());
+        for (l, ((acc, pm), pz)) in layers.enumerate() {
             let (po, pe) = (packed_len(s.out[l]), packed_len(s.ext(l)));
-            add_tiles(&mut tasks, acc, &self.pm[l], po, &self.pz[l], pe, c);
+            if s.gram(l) {
+                gram_sums(acc, pm, po, pz, s.ext(l), c, first);
+            } else {
+                add_tiles(&mut tasks, acc, pm, po, pz, pe, c);
+            }
         }
         let delta = &self.base.delta;
         for pair in self.pairs.iter_mut() {
@@ -586,7 +651,7 @@ impl<T: Real> FullBuffers<T> {
             for m in 0..s.depth() {
                 let (om, em) = (s.out[m], s.ext(m));
                 if m == l {
-                    let (o, pe) = (s.out[l], packed_len(em));
+                    let (o, pe) = (s.out[l], s.acc_row(l));
                     let index = &self.packed_index[l][a * em..(a + 1) * em];
                     for j in 0..om {
                         let p = packed_at(i.min(j), i.max(j), o);
@@ -613,6 +678,45 @@ impl<T: Real> FullBuffers<T> {
         });
         Ok(())
     }
+}
+
+/// A Gram layer's diagonal-block sums: for every entry p of packed M (pm (c,
+/// po)), acc[p] (e, e) (+)= Z̃ᵀ diag(pm[:, p]) Z̃, upper triangle. `pz` holds
+/// z̃ (c, e) and then the scratch of GRAM_GROUPS groups of entries, each
+/// group on one thread.
+fn gram_sums<T: Real>(
+    acc: &mut [T],
+    pm: &[T],
+    po: usize,
+    pz: &mut [T],
+    e: usize,
+    c: usize,
+    first: bool,
+) {
+    let (z, scratch) = pz.split_at_mut(c * e);
+    let z = &z[..c * e];
+    let per_group = po.div_ceil(GRAM_GROUPS);
+    acc[..po * e * e]
+        .par_chunks_mut(per_group * e * e)
+        .zip(scratch.par_chunks_mut(scratch.len() / GRAM_GROUPS))
+        .enumerate()
+        .for_each(|(g, (acc, weighted))| {
+            par::sequential(|| {
+                for (q, acc_p) in acc.chunks_exact_mut(e * e).enumerate() {
+                    let p = g * per_group + q;
+                    for n in 0..c {
+                        let w = pm[n * po + p];
+                        let (dst, src) =
+                            (&mut weighted[n * e..(n + 1) * e], &z[n * e..(n + 1) * e]);
+                        for (d, v) in dst.iter_mut().zip(src) {
+                            *d = w * *v;
+                        }
+                    }
+                    let left = mat(&weighted[..c * e], c, e).t();
+                    gemm_upper(acc_p, left, mat(z, c, e), T::one(), !first);
+                }
+            })
+        });
 }
 
 /// One GEMM of a sum: a row tile of the result, and its left and right factors.

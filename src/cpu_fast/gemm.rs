@@ -154,6 +154,41 @@ pub fn gemm_into<T: Real>(
     clear_upper_vector_state();
 }
 
+/// The upper triangle (with the diagonal) of dst (n, n) row-major ← α·A·B
+/// (or +=), for a product known to be symmetric: half the multiply-adds. The
+/// strict lower triangle is left as it was.
+pub fn gemm_upper<T: Real>(
+    dst: &mut [T],
+    a: Operand<T>,
+    b: Operand<T>,
+    alpha: T,
+    accumulate: bool,
+) {
+    use faer::linalg::matmul::triangular::{matmul, BlockStructure};
+    let (a, b) = (a.view(), b.view());
+    let (n, k) = (a.nrows(), a.ncols());
+    debug_assert_eq!(b.ncols(), n);
+    let dst = MatMut::from_row_major_slice_mut(&mut dst[..n * n], n, n);
+    let beta = if accumulate {
+        Accum::Add
+    } else {
+        Accum::Replace
+    };
+    let structure = (BlockStructure::TriangularUpper, BlockStructure::Rectangular);
+    matmul(
+        dst,
+        structure.0,
+        beta,
+        a,
+        structure.1,
+        b,
+        structure.1,
+        alpha,
+        parallelism(n * n * k / 2),
+    );
+    clear_upper_vector_state();
+}
+
 /// faer's AVX-512 kernels can return with the upper halves of the vector
 /// registers dirty; every SSE instruction after that (glibc's `exp`, which the
 /// elementwise passes call for each sigmoid) then pays a state-transition
