@@ -22,7 +22,7 @@
 //!   full H (G), CPU    per-sample Kronecker sums (`cpu_fast::full`, its `flops`):
 //!                      forward (+ backward), the per-sample factors M_l W_l, Bᵀ W_l, …,
 //!                      and 2N per entry of every block's sum (packed triangles on the
-//!                      diagonal blocks); S: ~14 GFLOP, ~290 Hv
+//!                      diagonal blocks); S: ~16 GFLOP, ~330 Hv
 //!   full H (G), GPU    blocks of HESSIAN_BLOCK_COLUMNS identity columns, each the
 //!                      block's Hv (Gv) formula above
 //!   diag G             forward + factor rows f W_l for l ≥ 1 (R_l = K rows per sample)

@@ -29,9 +29,10 @@ pub struct BenchArgs {
     /// Timed runs per operation (the median is reported), after warm-up.
     #[arg(long, default_value_t = 20)]
     pub runs: usize,
-    /// Timed runs of the full H and GGN (S only), which take seconds each.
-    #[arg(long, default_value_t = 3)]
-    pub long_runs: usize,
+    /// Timed runs of the full H and GGN (S only) [default: --runs on the CPU,
+    /// where each takes 0.15–0.3 s; 3 on a GPU, where each takes seconds].
+    #[arg(long)]
+    pub long_runs: Option<usize>,
     /// Also write the rows as JSON to this file (replaced if present).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -72,7 +73,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let opts = Options {
         runs: args.runs.max(1),
-        long_runs: args.long_runs.max(1),
+        long_runs: args
+            .long_runs
+            .unwrap_or(if device.is_gpu() { 3 } else { args.runs })
+            .max(1),
         warmup: 2,
     };
     let mut all: Vec<Row> = Vec::new();
