@@ -1,12 +1,14 @@
 //! The digits optimizer table (issue 5): every optimizer trains the 64-50-10
 //! network (sigmoid hidden, softmax + ce, λ = 1e-5, θ₀ = init seed 0) on the
 //! digits training split (test fraction 0.2, shuffle seed 0: 1438 / 359 rows)
-//! with the f64 CPU engine, and the table reports epochs, updates, the final
-//! training loss (E with the penalty), the test accuracy and the wall time.
+//! with the fast f64 CPU engine (`--device cpu`, what `curvature train` uses;
+//! `--reference` for the f64 reference engine), and the table reports epochs,
+//! updates, the final training loss (E with the penalty), the test accuracy
+//! and the wall time.
 //!
 //!   cargo run --release --example optimizer_table              # every row
 //!   cargo run --release --example optimizer_table -- newton lm # some rows
-//!   options: --l2=λ --epochs=E --batch=B|full --params=k=v,… --trace
+//!   options: --l2=λ --epochs=E --batch=B|full --params=k=v,… --trace --reference
 //!   (and TABLE_STEPS=1 in the environment prints every StepReport)
 //!
 //! Budgets and parameters are in `rows()`: full-batch for the second-order and
@@ -17,9 +19,11 @@
 //! were made looking at test-set traces (`--trace`), and test accuracy at these
 //! minima moves by ±2 of 359 samples from epoch to epoch — see the report.
 //! Newton and Levenberg-Marquardt build the full 3760² H or G each step
-//! (~20 s and ~15 s on one core with the CPU engine), hence their 20–30 epochs.
+//! (~0.3 s with the fast engine, ~20 s and ~15 s on one core with the
+//! reference engine), hence their 20–30 epochs.
 
 use curvature::cpu_engine::CpuEngine;
+use curvature::cpu_fast::FastCpuEngine;
 use curvature::data::{load_named, split, SplitSpec};
 use curvature::optim::OptimizerSpec;
 use curvature::train::{train, Callback, Control, DataView, History, TrainConfig};
@@ -82,6 +86,7 @@ impl Callback for Progress {
 fn main() -> Result<(), Box<dyn Error>> {
     let mut l2 = L2;
     let mut trace = false;
+    let mut reference = false;
     let mut epochs_override: Option<usize> = None;
     let mut params_override: Option<String> = None;
     let mut batch_override: Option<Option<usize>> = None;
@@ -95,6 +100,8 @@ fn main() -> Result<(), Box<dyn Error>> {
             batch_override = Some(if v == "full" { None } else { Some(v.parse()?) });
         } else if let Some(v) = arg.strip_prefix("--epochs=") {
             epochs_override = Some(v.parse()?);
+        } else if arg == "--reference" {
+            reference = true;
         } else if let Some(v) = arg.strip_prefix("--l2=") {
             l2 = v.parse()?;
         } else {
@@ -112,11 +119,16 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mlp = Mlp::with_hidden(&[64, 50, 10], Activation::Sigmoid, Loss::Ce, l2)?;
     let theta0 = mlp.init_params(0);
     println!(
-        "digits {} train / {} test, {}, W = {}, θ₀ = init seed 0, CPU f64 engine",
+        "digits {} train / {} test, {}, W = {}, θ₀ = init seed 0, {}",
         parts.train.x.nrows(),
         parts.test.x.nrows(),
         mlp.describe(),
-        mlp.num_params()
+        mlp.num_params(),
+        if reference {
+            "CPU f64 reference engine"
+        } else {
+            "fast CPU engine, f64"
+        }
     );
     println!("| optimizer | parameters | batch | epochs | updates (rejected) | final train loss | test accuracy | wall time (s) |");
     println!("|---|---|---|---|---|---|---|---|");
@@ -137,7 +149,11 @@ fn main() -> Result<(), Box<dyn Error>> {
             ..TrainConfig::default()
         };
         let mut factory = |x: ndarray::ArrayView2<f32>, t: ndarray::ArrayView2<f32>| {
-            Ok(Box::new(CpuEngine::new(&mlp, x, t)?) as Box<dyn Curvature>)
+            Ok(if reference {
+                Box::new(CpuEngine::new(&mlp, x, t)?) as Box<dyn Curvature>
+            } else {
+                Box::new(FastCpuEngine::<f64>::new(&mlp, x, t)?)
+            })
         };
         let history = train(
             &config,
