@@ -112,7 +112,7 @@ impl Shapes {
     fn pair(l: usize, m: usize) -> usize {
         l * (l - 1) / 2 + m
     }
-    /// Whether pair (l, m) has the δ·C term: the exact H only.
+    /// Whether the pairs have the δ·C term: the exact H only.
     fn has_c(&self) -> bool {
         self.exact
     }
@@ -389,7 +389,7 @@ impl<T: Real> FullBuffers<T> {
     /// A_lm = A_{l,m+1} W_{m+1} D_m for m < l − 1, and (exact) J_{l−1,m}:
     /// W_{l−1} D_{l−2} for m = l − 2, J_{l−1,m+1} W_{m+1} D_m below.
     fn pair_factors(&mut self, net: &Net<T>, c: usize, l: usize) {
-        let s = self.shapes.clone();
+        let s = &self.shapes;
         for m in (0..l.saturating_sub(1)).rev() {
             let (lo, hi) = self.pairs.split_at_mut(Shapes::pair(l, m + 1));
             let (dst, src) = (&mut lo[Shapes::pair(l, m)], &hi[0]);
