@@ -294,3 +294,63 @@ fn digits_full_matrices_match_block_products() {
     one::<f64>(&mlp, &theta, &data.x, &data.t, rows.clone(), &v, TOL_F64);
     one::<f32>(&mlp, &theta, &data.x, &data.t, rows, &v, TOL_F32_CURVATURE);
 }
+
+/// Block products at the θ, rows and kind of the previous one reuse its
+/// forward and backward passes (`cpu_fast::engine`, Lanczos and CG call Hv
+/// many times at one θ). Every result of a sequence that reuses, changes θ,
+/// kind and rows, and comes back, is the same bits as a fresh engine's.
+#[test]
+fn block_products_reuse_passes_only_when_they_match() {
+    let data = load_named("digits").unwrap();
+    let mlp = Mlp::with_hidden(&[64, 50, 10], Sigmoid, Loss::Ce, 1e-3).unwrap();
+    let (theta1, theta2) = (mlp.init_params(1), mlp.init_params(2));
+    let v = random_block(2, mlp.num_params(), 19);
+    fn run<T: Real>(
+        mlp: &Mlp,
+        x: &Array2<f32>,
+        t: &Array2<f32>,
+        max_chunk: usize,
+        steps: &[(&[f64], std::ops::Range<usize>, bool)],
+        v: &Array2<f64>,
+    ) where
+        FastCpuEngine<T>: Curvature,
+    {
+        let mut kept = FastCpuEngine::<T>::new(mlp, x.view(), t.view())
+            .unwrap()
+            .with_max_chunk(max_chunk);
+        for (i, (theta, rows, exact)) in steps.iter().enumerate() {
+            let mut fresh = FastCpuEngine::<T>::new(mlp, x.view(), t.view())
+                .unwrap()
+                .with_max_chunk(max_chunk);
+            let product = |e: &mut FastCpuEngine<T>| {
+                let r = if *exact {
+                    e.hvp_block(theta, rows.clone(), v.view())
+                } else {
+                    e.gvp_block(theta, rows.clone(), v.view())
+                };
+                r.unwrap().iter().map(|x| x.to_bits()).collect::<Vec<u64>>()
+            };
+            assert!(
+                product(&mut kept) == product(&mut fresh),
+                "{} step {i} (chunks of at most {max_chunk}): differs from a fresh engine",
+                T::NAME
+            );
+        }
+    }
+    let all = 0..data.x.nrows();
+    let steps: Vec<(&[f64], std::ops::Range<usize>, bool)> = vec![
+        (&theta1, all.clone(), true),
+        (&theta1, all.clone(), true),
+        // G at θ2 computes no h″ and no backward pass: H at θ2 must not
+        // reuse θ1's.
+        (&theta2, all.clone(), false),
+        (&theta2, all.clone(), true),
+        (&theta2, 0..1000, true),
+        (&theta2, 0..1000, true),
+        (&theta1, all.clone(), true),
+    ];
+    for max_chunk in [usize::MAX, 100] {
+        run::<f64>(&mlp, &data.x, &data.t, max_chunk, &steps, &v);
+        run::<f32>(&mlp, &data.x, &data.t, max_chunk, &steps, &v);
+    }
+}
