@@ -67,3 +67,29 @@ fn flop_count_of_hv_on_s() {
         4.0 * n * p + 2.0 * n * p1
     );
 }
+
+/// The full H's FLOP count on the CPU (per-sample Kronecker sums,
+/// `cpu_fast::full`) on S, by hand: forward, backward, the per-sample factors
+/// B = M₁W₁ and BᵀW₁, the packed diagonal blocks, the cross block and its δ
+/// term; the GPU's is blocks of 32 Hv.
+#[test]
+fn flop_count_of_the_full_hessian_on_s() {
+    let mlp = Workload::S.mlp().unwrap();
+    let n = 1797.0;
+    let f = |x: f64| 2.0 * n * x;
+    let pk = |m: f64| m * (m + 1.0) / 2.0;
+    let (p, p1) = (64.0 * 50.0 + 50.0 * 10.0, 50.0 * 10.0);
+    let factors = f(10.0 * 10.0 * 50.0) + f(50.0 * 50.0 * 10.0);
+    let diagonal_blocks = f(pk(50.0) * pk(65.0)) + f(pk(10.0) * pk(51.0));
+    let cross = f(10.0 * 50.0 * 51.0 * 65.0);
+    let delta_term = f(10.0 * 50.0 * 65.0);
+    let want = f(p) + f(p1) + factors + diagonal_blocks + cross + delta_term;
+    // Equal up to the order of the additions.
+    let same = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b;
+    assert!(same(flops(&mlp, 1797, Op::Hessian, false), want));
+    let want_g = f(p) + factors + diagonal_blocks + cross;
+    assert!(same(flops(&mlp, 1797, Op::Ggn, false), want_g));
+    let hv = |k: f64| 2.0 * n * p + 2.0 * n * p1 + k * (4.0 * n * p + 8.0 * n * p1);
+    let gpu = 117.0 * hv(32.0) + hv(16.0); // 3760 = 117·32 + 16
+    assert!(same(flops(&mlp, 1797, Op::Hessian, true), gpu));
+}
