@@ -73,19 +73,29 @@ pub const MIN_PART_ROWS: usize = 128;
 /// evenly among 1, 2, 4 or 8 threads.
 pub const MAX_PARTS: usize = 8;
 
-/// What a curvature pass reads of a chunk: the forward pass with h′, and for
-/// the exact Hessian (`exact`) h″ and the backward pass (no δ[0]); the
-/// Gauss-Newton needs neither.
-fn curvature_base<T: Real>(net: &Net<T>, ch: &Chunk<T>, base: &mut Base<T>, exact: bool) {
+/// What a curvature pass reads of c samples (inputs `x`, targets `t`): the
+/// forward pass with h′ and the output curvature, and for the exact Hessian
+/// (`exact`) h″, the backward pass (no δ[0]) and the output curvature's
+/// residual terms; the Gauss-Newton needs neither.
+fn curvature_base<T: Real>(
+    net: &Net<T>,
+    x: &[T],
+    t: &[f64],
+    c: usize,
+    inv_n: f64,
+    base: &mut Base<T>,
+    exact: bool,
+) {
     let keep = if exact {
         Keep::SecondDerivative
     } else {
         Keep::FirstDerivative
     };
-    forward(net, ch.x, ch.c, base, keep);
+    forward(net, x, c, base, keep);
     if exact {
-        backward(net, ch.t, ch.c, base, ch.inv_n, Deltas::AboveInput);
+        backward(net, t, c, base, inv_n, Deltas::AboveInput);
     }
+    prepare_output_curvature(net, t, c, base, !exact);
 }
 
 /// X (N, D) as T, column-major: (D, N) row-major. Copied in square tiles so
@@ -439,8 +449,8 @@ impl<T: Real> FastCpuEngine<T> {
         };
         let (_, used) = self.chunks(rows, key, Split::Parts, |net, ch, part| {
             if !reuse {
-                curvature_base(net, ch, &mut part.base, !gauss_newton);
-                prepare_output_curvature(net, ch.t, ch.c, &mut part.base, gauss_newton);
+                let exact = !gauss_newton;
+                curvature_base(net, ch.x, ch.t, ch.c, ch.inv_n, &mut part.base, exact);
             }
             if let Some(block) = part.block.as_mut() {
                 let (x, c, inv_n, first) = (ch.x, ch.c, ch.inv_n, ch.first);
@@ -544,18 +554,7 @@ impl<T: Real> FastCpuEngine<T> {
             // One thread: small next to the sums, and its bits then never
             // depend on the thread count.
             let base = &mut buffers.base;
-            par::sequential(|| {
-                let keep = if exact {
-                    Keep::SecondDerivative
-                } else {
-                    Keep::FirstDerivative
-                };
-                forward(&net, x, c, base, keep);
-                if exact {
-                    backward(&net, t, c, base, inv_n, Deltas::AboveInput);
-                }
-                prepare_output_curvature(&net, t, c, base, gauss_newton);
-            });
+            par::sequential(|| curvature_base(&net, x, t, c, inv_n, base, exact));
             buffers.chunk(&net, x, c, inv_n, start == rows.start);
             start += c;
         }
@@ -582,9 +581,8 @@ impl<T: Real> FastCpuEngine<T> {
             }
         }
         let (_, used) = self.chunks(&rows, key, Split::Parts, |net, ch, part| {
-            curvature_base(net, ch, &mut part.base, kind != Kind::GaussNewton);
-            let gn = kind == Kind::GaussNewton;
-            prepare_output_curvature(net, ch.t, ch.c, &mut part.base, gn);
+            let exact = kind != Kind::GaussNewton;
+            curvature_base(net, ch.x, ch.t, ch.c, ch.inv_n, &mut part.base, exact);
             if let Some(diag) = part.diag.as_mut() {
                 diag.chunk(net, ch.x, ch.c, &part.base, kind, ch.inv_n, ch.first);
             }
@@ -723,8 +721,7 @@ impl<T: Real> Curvature for FastCpuEngine<T> {
             }
         }
         self.chunks(&rows, Key::Outer, Split::Sequential, |net, ch, part| {
-            forward(net, ch.x, ch.c, &mut part.base, Keep::FirstDerivative);
-            prepare_output_curvature(net, ch.t, ch.c, &mut part.base, true);
+            curvature_base(net, ch.x, ch.t, ch.c, ch.inv_n, &mut part.base, false);
             if let Some(diag) = part.diag.as_mut() {
                 let kind = Kind::GaussNewton;
                 diag.chunk(net, ch.x, ch.c, &part.base, kind, ch.inv_n, ch.first);

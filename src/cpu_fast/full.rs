@@ -40,6 +40,7 @@ use super::net::{is_softmax_ce, Net};
 use super::par::{self, rows_per_task};
 use super::passes::{input, Base};
 use super::real::Real;
+use crate::model::LayerLayout;
 use ndarray::Array2;
 use rayon::prelude::*;
 
@@ -73,10 +74,10 @@ struct Shapes {
 }
 
 impl Shapes {
-    fn new<T: Real>(net: &Net<T>, exact: bool) -> Shapes {
+    fn new(layers: &[LayerLayout], exact: bool) -> Shapes {
         Shapes {
-            out: net.layers.iter().map(|l| l.fan_out).collect(),
-            inp: net.layers.iter().map(|l| l.fan_in).collect(),
+            out: layers.iter().map(|l| l.fan_out).collect(),
+            inp: layers.iter().map(|l| l.fan_in).collect(),
             exact,
         }
     }
@@ -201,7 +202,7 @@ pub struct FullBuffers<T> {
 impl<T: Real> FullBuffers<T> {
     /// Samples per chunk for this network: [`FULL_BUDGET`] over the stacks' per-sample size.
     pub fn capacity(net: &Net<T>, exact: bool) -> usize {
-        (FULL_BUDGET / Shapes::new(net, exact).per_sample().max(1)).max(1)
+        (FULL_BUDGET / Shapes::new(net.layers, exact).per_sample().max(1)).max(1)
     }
 
     /// Whether these buffers serve `exact` with chunks of `cap`.
@@ -210,7 +211,7 @@ impl<T: Real> FullBuffers<T> {
     }
 
     pub fn new(net: &Net<T>, cap: usize, exact: bool) -> FullBuffers<T> {
-        let s = Shapes::new(net, exact);
+        let s = Shapes::new(net.layers, exact);
         let zeros = |n: usize| vec![T::zero(); n];
         let depth = s.depth();
         let pairs = s
@@ -785,12 +786,8 @@ fn scale_columns<T: Real>(x: &mut [T], c: usize, rows: usize, cols: usize, dh: &
 /// The FLOPs of the full H (`exact`) or G by this algorithm for N = `n`
 /// samples (2 per multiply-add, products only; bench's convention):
 /// forward (+ backward for H), the per-sample factors, and the sums.
-pub fn flops(layers: &[crate::model::LayerLayout], n: usize, exact: bool) -> f64 {
-    let s = Shapes {
-        out: layers.iter().map(|l| l.fan_out).collect(),
-        inp: layers.iter().map(|l| l.fan_in).collect(),
-        exact,
-    };
+pub fn flops(layers: &[LayerLayout], n: usize, exact: bool) -> f64 {
+    let s = Shapes::new(layers, exact);
     let n = n as f64;
     let f = |x: usize| 2.0 * n * x as f64;
     let p: usize = layers.iter().map(|l| l.fan_in * l.fan_out).sum();
