@@ -210,17 +210,15 @@ fn cpu_fast_operations_are_bit_reproducible_in_f64_and_f32() {
     }
 }
 
-/// The fast engine splits an operation's rows into parts by their count alone and
-/// runs single-threaded products inside each part, so the result must not depend on
-/// the thread count — also on a data set as large as M's (10000 rows), where
-/// multi-threaded products used to split their sums by the thread count. Each pool
-/// size runs in its own rayon pool (faer's products use the current pool).
-#[test]
-fn cpu_fast_results_do_not_depend_on_the_thread_count() {
-    let data = load_named("mnist10k").expect("bundled mnist10k");
-    let mlp = Mlp::with_hidden(&[784, 32, 10], Activation::Sigmoid, Loss::Ce, 1e-3).unwrap();
-    let theta = mlp.init_params(4);
-    let v = vectors(2, mlp.num_params(), 5);
+/// Runs `ops` on a fresh engine of each CPU device (f64, f32) for `data` in
+/// rayon pools of 1, 2 and 3 threads (faer's products use the current pool)
+/// and asserts the same bits from each.
+fn assert_thread_count_independent(
+    label: &str,
+    mlp: &Mlp,
+    data: &curvature::data::Dataset,
+    ops: impl Fn(&mut dyn Curvature) -> Vec<(&'static str, Vec<u64>)> + Sync,
+) {
     for device in [Device::Cpu, Device::CpuF32] {
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new()
@@ -228,28 +226,40 @@ fn cpu_fast_results_do_not_depend_on_the_thread_count() {
                 .build()
                 .unwrap();
             pool.install(|| {
-                let mut eng = device.engine(&mlp, data.x.view(), data.t.view()).unwrap();
-                let rows = 0..eng.num_rows();
-                let (e, g) = eng.loss_grad(&theta, rows.clone()).unwrap();
-                let hv = eng.hvp_block(&theta, rows.clone(), v.view()).unwrap();
-                let d = eng.diag_hessian(&theta, rows.clone()).unwrap();
-                vec![
-                    ("loss of loss_grad", bits(&[e])),
-                    ("gradient", bits(&g)),
-                    ("Hv", bits(&hv.into_raw_vec_and_offset().0)),
-                    ("diag H", bits(&d)),
-                ]
+                let mut eng = device.engine(mlp, data.x.view(), data.t.view()).unwrap();
+                ops(&mut eng)
             })
         };
         let one = run(1);
         for threads in [2, 3] {
-            let what = format!(
-                "{}, 784-32-10 on 10000 rows, 1 and {threads} threads",
-                device.describe()
-            );
+            let what = format!("{}, {label}, 1 and {threads} threads", device.describe());
             assert_same_bits(&what, &one, &run(threads));
         }
     }
+}
+
+/// The fast engine splits an operation's rows into parts by their count alone and
+/// runs single-threaded products inside each part, so the result must not depend on
+/// the thread count — also on a data set as large as M's (10000 rows), where
+/// multi-threaded products used to split their sums by the thread count.
+#[test]
+fn cpu_fast_results_do_not_depend_on_the_thread_count() {
+    let data = load_named("mnist10k").expect("bundled mnist10k");
+    let mlp = Mlp::with_hidden(&[784, 32, 10], Activation::Sigmoid, Loss::Ce, 1e-3).unwrap();
+    let theta = mlp.init_params(4);
+    let v = vectors(2, mlp.num_params(), 5);
+    assert_thread_count_independent("784-32-10 on 10000 rows", &mlp, &data, |eng| {
+        let rows = 0..eng.num_rows();
+        let (e, g) = eng.loss_grad(&theta, rows.clone()).unwrap();
+        let hv = eng.hvp_block(&theta, rows.clone(), v.view()).unwrap();
+        let d = eng.diag_hessian(&theta, rows).unwrap();
+        vec![
+            ("loss of loss_grad", bits(&[e])),
+            ("gradient", bits(&g)),
+            ("Hv", bits(&hv.into_raw_vec_and_offset().0)),
+            ("diag H", bits(&d)),
+        ]
+    });
 }
 
 /// The full H and G of the fast engine (`cpu_fast::full`: every sum split
@@ -260,32 +270,15 @@ fn cpu_fast_full_matrices_do_not_depend_on_the_thread_count() {
     let data = load_named("digits").expect("bundled digits");
     let mlp = Mlp::with_hidden(&[64, 40, 10], Activation::Tanh, Loss::Ce, 1e-3).unwrap();
     let theta = mlp.init_params(6);
-    for device in [Device::Cpu, Device::CpuF32] {
-        let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
-                let mut eng = device.engine(&mlp, data.x.view(), data.t.view()).unwrap();
-                let rows = 0..eng.num_rows();
-                let h = eng.hessian(&theta, rows.clone()).unwrap();
-                let g = eng.ggn(&theta, rows).unwrap();
-                vec![
-                    ("full H", bits(&h.into_raw_vec_and_offset().0)),
-                    ("full G", bits(&g.into_raw_vec_and_offset().0)),
-                ]
-            })
-        };
-        let one = run(1);
-        for threads in [2, 3] {
-            let what = format!(
-                "{}, 64-40-10 full matrices, 1 and {threads} threads",
-                device.describe()
-            );
-            assert_same_bits(&what, &one, &run(threads));
-        }
-    }
+    assert_thread_count_independent("64-40-10 full matrices", &mlp, &data, |eng| {
+        let rows = 0..eng.num_rows();
+        let h = eng.hessian(&theta, rows.clone()).unwrap();
+        let g = eng.ggn(&theta, rows).unwrap();
+        vec![
+            ("full H", bits(&h.into_raw_vec_and_offset().0)),
+            ("full G", bits(&g.into_raw_vec_and_offset().0)),
+        ]
+    });
 }
 
 /// A short training run on the digits subset: θ = init(seed), shuffle seeded by `seed`,
