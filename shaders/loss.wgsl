@@ -19,7 +19,9 @@
 // - loss_delta  (one thread per row):       row_loss, out = scale·δ, y
 // - loss_hess   (one per (vector b, row)):  out = scale·H_n·R{a} (gn = 1: Gauss-Newton part)
 // - loss_factor (one per (column b, row)):  out = scale·C_n[:, k0 + b], C_n C_nᵀ = Gauss-Newton H_n
-//                                           (ce: √(s p_k)(e_k − p); diagonal losses √h_kk e_k)
+//                                           (ce: √(s p_k)(e_k − p); diagonal losses √h_kk e_k);
+//                                           gn = 0 / 2: the diagonal losses' exact h_kk, its
+//                                           positive / negative part (C₊C₊ᵀ − C₋C₋ᵀ = exact H_n)
 // - loss_diag   (one thread per row):       out = scale·diag(exact H_n)
 
 struct LossParams {
@@ -196,7 +198,11 @@ fn loss_factor(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         for (var j = 0u; j < p.k; j++) {
             out[p.d_off + vec_base + j] = 0.0;
         }
-        out[p.d_off + vec_base + col] = p.scale * sqrt(max(diagonal_hessian(row, col, false), 0.0));
+        // gn = 0 / 2: the positive / negative part of the exact h_kk, whose residual
+        // term (y − t)·h″ can make it negative.
+        let h = diagonal_hessian(row, col, p.gn != 1u);
+        let part = select(h, -h, p.gn == 2u);
+        out[p.d_off + vec_base + col] = p.scale * sqrt(max(part, 0.0));
     }
 }
 

@@ -10,7 +10,6 @@
 // - axpy_mask:     dst[b·W + i] += α·mask[i]·src[s_off + b·s_bs + i]  (the λ·I_w terms)
 // - square:        dst[i] = src[s_off + i]²                           (θ⊙θ, z⊙z)
 // - add_diag:      dst[i·(W + 1)] += α·mask[i]                        (+ λ I_w on a W×W matrix)
-// - gather_diag:   dst[col0 + b] = src[s_off + b·W + col0 + b]        (diagonal of a column block)
 // - fill_identity: dst[b·W + i] = 1 if i = col0 + b else 0            (columns of I)
 
 struct UpdateParams {
@@ -54,16 +53,6 @@ fn add_diag(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
         return;
     }
     dst[p.d_off + i * (p.w + 1u)] += p.alpha * mask[i];
-}
-
-@compute @workgroup_size(256, 1, 1)
-fn gather_diag(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let b = flat_index(wid, lid, nwg);
-    if (b >= p.count) {
-        return;
-    }
-    dst[p.d_off + p.col0 + b] = src[p.s_off + b * p.w + p.col0 + b];
 }
 
 @compute @workgroup_size(256, 1, 1)

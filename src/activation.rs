@@ -148,6 +148,15 @@ impl Activation {
         }
     }
 
+    /// Whether h″ is zero everywhere [`Activation::d2h`] is evaluated (identity and the
+    /// piecewise-linear ones); softmax's curvature lives in the `ce` loss instead.
+    pub fn is_piecewise_linear(self) -> bool {
+        matches!(
+            self,
+            Activation::Identity | Activation::Relu | Activation::LeakyRelu
+        )
+    }
+
     /// h″(a). Zero almost everywhere for the piecewise-linear ones.
     pub fn d2h(self, a: f64) -> f64 {
         match self {

@@ -1,11 +1,12 @@
-//! Parity of the diagonals (exact diag H from column blocks, Gauss-Newton diagonal by the
-//! factored method, Becker-LeCun) and of the outer-product matrix, GPU (f32) against the
-//! CPU reference (f64), over every activation and loss, with chunking.
+//! Parity of the diagonals (the exact diag H and the Gauss-Newton diagonal by the factor
+//! recursion, Becker-LeCun) and of the outer-product matrix, GPU (f32) against the CPU
+//! reference (f64), over every activation and loss, depths that take each branch of the
+//! exact recursion, and chunking.
 
 mod gpu_support;
 
 use curvature::cpu;
-use curvature::{Activation, Curvature, Loss};
+use curvature::{Activation, Curvature, Loss, Mlp};
 use gpu_support::{assert_close, flat, gpu, scaled_to, Case, TOL_CURVATURE};
 use ndarray::s;
 
@@ -84,6 +85,59 @@ fn more_outputs_than_a_vector_group() {
 fn digits_sized_network_fast_diagonals() {
     let case = Case::new(&[64, 50, 10], Activation::Sigmoid, Loss::Ce, 1e-3, 1797, 42);
     check_diagonals("64-50-10 N=1797", &case, 0..1797, false, None);
+    let Some(ctx) = gpu() else { return };
+    let d = case.engine(&ctx).diag_hessian(&case.theta, 0..1797).unwrap();
+    let d_cpu = cpu::diag_hessian(&case.mlp, &case.theta, case.x.view(), case.t.view());
+    assert_close(
+        "64-50-10 N=1797 diag H",
+        &d,
+        &d_cpu,
+        scaled_to(TOL_CURVATURE, &d_cpu),
+    );
+}
+
+#[test]
+fn deep_networks_carry_residuals_as_factor_columns() {
+    // Four and five layers of weights: the residuals of layers 2..L−2 become factor
+    // columns of both signs; 17 units make two column groups of layer 2's residual.
+    let mut seed = 50;
+    for hidden in [Activation::Tanh, Activation::Softplus, Activation::Elu] {
+        for loss in [Loss::Ce, Loss::Sse] {
+            let case = Case::new(&[5, 6, 17, 4, 3], hidden, loss, 0.01, 23, seed);
+            check_diagonals(&format!("{loss}/{hidden} 5-6-17-4-3"), &case, 0..23, true, None);
+            let case = Case::new(&[4, 3, 5, 2, 4, 3], hidden, loss, 0.0, 9, seed + 1);
+            check_diagonals(&format!("{loss}/{hidden} 4-3-5-2-4-3"), &case, 0..9, true, None);
+            seed += 2;
+        }
+    }
+}
+
+#[test]
+fn squared_error_after_a_curved_output_has_negative_output_curvature() {
+    // sse/mse after a sigmoid or tanh output: h_kk = c·(h′² + (y − t)·h″) takes both
+    // signs here, so the GPU needs the negative part of the output factor too.
+    let mut seed = 70;
+    for loss in [Loss::Sse, Loss::Mse] {
+        for output in [Activation::Sigmoid, Activation::Tanh] {
+            for sizes in [&[4, 5, 3][..], &[4, 5, 6, 3][..]] {
+                let mut acts = vec![Activation::Tanh; sizes.len() - 2];
+                acts.push(output);
+                let mlp = Mlp::new(sizes, &acts, loss, 0.01).unwrap();
+                let case = Case::with_mlp(mlp, 29, seed);
+                let fw = cpu::forward(&case.mlp, &case.theta, case.x.view());
+                let a_out = fw.a.last().unwrap();
+                let negative = (0..29).any(|n| {
+                    let (a, t) = (a_out.row(n).to_vec(), case.t.row(n).to_vec());
+                    let h = loss.hessian(output, &a, &t);
+                    (0..3).any(|k| h[k * 3 + k] < 0.0)
+                });
+                assert!(negative, "{loss}/{output}: no negative h_kk to test");
+                let label = format!("{loss} after {output} {sizes:?}");
+                check_diagonals(&label, &case, 0..29, true, Some(8));
+                seed += 1;
+            }
+        }
+    }
 }
 
 #[test]

@@ -112,16 +112,17 @@ pub enum Kernel {
     RopBackward,
     BlBackward,
     SumSqBatch,
+    HessResidual,
+    ExpandResidual,
     OuterRows,
     AxpyMask,
     Square,
     AddDiag,
-    GatherDiag,
     FillIdentity,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 20] = [
+    pub const ALL: [Kernel; 21] = [
         Kernel::MatmulTiled,
         Kernel::MatmulReg,
         Kernel::MatmulSumSplits,
@@ -136,11 +137,12 @@ impl Kernel {
         Kernel::RopBackward,
         Kernel::BlBackward,
         Kernel::SumSqBatch,
+        Kernel::HessResidual,
+        Kernel::ExpandResidual,
         Kernel::OuterRows,
         Kernel::AxpyMask,
         Kernel::Square,
         Kernel::AddDiag,
-        Kernel::GatherDiag,
         Kernel::FillIdentity,
     ];
 
@@ -167,11 +169,12 @@ impl Kernel {
             Kernel::RopBackward => (F::Rop, "rop_backward", &[R1, R2, R3, R4, W5, W7]),
             Kernel::BlBackward => (F::DiagHessian, "bl_backward", &[R0, R1, R2, R3, W5]),
             Kernel::SumSqBatch => (F::DiagHessian, "sumsq_batch", &[R4, W5]),
+            Kernel::HessResidual => (F::DiagHessian, "hess_residual", &[R1, R2, W5]),
+            Kernel::ExpandResidual => (F::DiagHessian, "expand_residual", &[R0, R3, R4, W5]),
             Kernel::OuterRows => (F::OuterProduct, "outer_rows", &[R0, R1, W2]),
             Kernel::AxpyMask => (F::Update, "axpy_mask", &[R0, R1, W2]),
             Kernel::Square => (F::Update, "square", &[R0, W2]),
             Kernel::AddDiag => (F::Update, "add_diag", &[R1, W2]),
-            Kernel::GatherDiag => (F::Update, "gather_diag", &[R0, W2]),
             Kernel::FillIdentity => (F::Update, "fill_identity", &[W2]),
         }
     }
@@ -265,6 +268,46 @@ pub fn matmul_params(
         f(beta),
         u(splits.max(1)),
     ]
+}
+
+/// `DiagParams` of diag_hessian.wgsl (offsets in floats); the fields a kernel does not
+/// read stay at their defaults.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DiagParams {
+    pub count: usize,
+    pub batch: usize,
+    pub d_off: usize,
+    pub ew_off: usize,
+    pub prod_off: usize,
+    pub src_off: usize,
+    pub dst_off: usize,
+    pub sign: f32,
+    pub acc: bool,
+    pub n: usize,
+    pub w: usize,
+    pub fan_out: usize,
+    pub j0: usize,
+}
+
+impl DiagParams {
+    pub fn words(&self) -> Vec<u32> {
+        let u = |x: usize| x as u32;
+        vec![
+            u(self.count),
+            u(self.batch),
+            u(self.d_off),
+            u(self.ew_off),
+            u(self.prod_off),
+            u(self.src_off),
+            u(self.dst_off),
+            f(self.sign),
+            u(self.acc as usize),
+            u(self.n),
+            u(self.w),
+            u(self.fan_out),
+            u(self.j0),
+        ]
+    }
 }
 
 /// Split-K only when the output tiles alone give fewer workgroups than this (enough to

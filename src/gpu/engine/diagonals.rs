@@ -2,11 +2,11 @@
 //! diagonal from a square-root factor of the output Gauss-Newton Hessian) and the factor
 //! rows of the outer product (PRML 5.84–5.85).
 
-use super::{GpuEngine, Slice, VECTOR_GROUP};
+use super::{GpuEngine, OutputHessian, Slice, VECTOR_GROUP};
 use crate::error::Result;
 use crate::gpu::context::{GpuBuffer, Op};
 use crate::gpu::error::{human_bytes, GpuError};
-use crate::gpu::kernels::{Kernel, Strided};
+use crate::gpu::kernels::{elementwise_groups, DiagParams, Kernel, Strided};
 
 impl GpuEngine {
     pub(super) fn finish_diag(&mut self, mut op: Op) -> Result<Vec<f64>> {
@@ -25,6 +25,21 @@ impl GpuEngine {
         let diag = self.bufs.diag.clone();
         let r = self.runner.run(op, Some((&diag, 0, self.num_params)))?;
         Ok(r.into_iter().map(f64::from).collect())
+    }
+
+    /// Records θ∘θ into `theta_sq` (the W_l∘W_l of the diagonal recursions).
+    pub(super) fn square_theta(&self, op: &mut Op) {
+        self.update(
+            op,
+            Kernel::Square,
+            &[&self.bufs.theta, &self.bufs.theta_sq],
+            self.num_params,
+            0,
+            0,
+            0,
+            0,
+            0.0,
+        );
     }
 
     /// Squares z_l of slice `s` into `prod` (n, in_l) and records
@@ -105,14 +120,15 @@ impl GpuEngine {
         );
     }
 
-    /// Records the Gauss-Newton factor columns k0..k0+batch of slice `s` into R{δ_out}.
+    /// Records the factor columns k0..k0+batch of slice `s`'s output Hessian into R{δ_out}:
+    /// of its Gauss-Newton part, or of the exact one's positive or negative part.
     pub(super) fn record_factor(
         &self,
         op: &mut Op,
         s: &Slice,
-        k0: usize,
-        batch: usize,
+        (k0, batch): (usize, usize),
         scale: f32,
+        hessian: OutputHessian,
     ) {
         let last = self.last();
         self.loss_kernel(
@@ -121,9 +137,146 @@ impl GpuEngine {
             &[&self.bufs.pre, &self.chunks[s.chunk].1, &self.bufs.rd],
             s,
             (0, 0, self.batched_region(last), 0),
-            (batch, k0, true),
+            (batch, k0, hessian),
             scale,
             batch * s.n,
+        );
+    }
+
+    /// Carries `batch` factor columns S_top (in R{δ} at layer `top`) down to layer 0 and
+    /// adds `sign`·Σ_n (Σ_b S_l[b]²)ᵀ z_l² into every layer's diagonal on the way (PRML
+    /// 5.79 with M_l = Σ ±S_l S_lᵀ). With `residual`, each layer below the output also
+    /// adds its exact residual (`record_residual`): once per slice, with the first group.
+    pub(super) fn record_factor_diag(
+        &self,
+        op: &mut Op,
+        s: &Slice,
+        (top, batch): (usize, usize),
+        sign: f32,
+        residual: bool,
+    ) {
+        for l in (0..=top).rev() {
+            let with_residual = residual && l < self.last();
+            if with_residual {
+                self.record_residual(op, s, l);
+            }
+            let count = s.n * self.layers[l].fan_out;
+            op.dispatch(
+                Kernel::SumSqBatch,
+                &[&self.bufs.rd, &self.bufs.sq],
+                DiagParams {
+                    count,
+                    batch,
+                    src_off: self.batched_region(l),
+                    sign,
+                    acc: with_residual,
+                    ..DiagParams::default()
+                }
+                .words(),
+                elementwise_groups(count),
+            );
+            self.record_diag_layer(op, s, l, (&self.bufs.sq, 0));
+            if l > 0 {
+                self.record_factor_down(op, s, l, batch);
+            }
+        }
+    }
+
+    /// The part of diag(M_l) (n, out_l) into `sq` that no factor column carries, for a
+    /// layer below the output (after `record_backward`, δ of the mean): its residual
+    /// r_l = h″ ⊙ (δ_{l+1}·W_{l+1}); for l = 0 under two or more layers also the diagonal
+    /// of diag(h′) W_1ᵀ diag(r_1) W_1 diag(h′), h′² ⊙ (r_1·(W_1∘W_1)) (θ² in `theta_sq`),
+    /// which layers 1 and up carry as factor columns instead (`record_expanded_residual`).
+    fn record_residual(&self, op: &mut Op, s: &Slice, l: usize) {
+        let n = s.n;
+        if l > 0 || self.last() == 1 {
+            self.record_residual_of(op, s, l);
+            return;
+        }
+        let above = &self.layers[1];
+        self.record_residual_of(op, s, 1);
+        self.matmul(
+            op,
+            (n, above.fan_in, above.fan_out, 1),
+            (&self.bufs.sq, Strided::rows(0, above.fan_out)),
+            (&self.bufs.theta_sq, Strided::rows(above.w_off, above.fan_in)),
+            (&self.bufs.prod, Strided::rows(0, above.fan_in)),
+            0.0,
+        );
+        let count = n * self.layers[0].fan_out;
+        let region = self.region(0);
+        op.dispatch(
+            Kernel::BlBackward,
+            &[
+                &self.bufs.d1,
+                &self.bufs.d2,
+                &self.bufs.ew,
+                &self.bufs.prod,
+                &self.bufs.sq,
+            ],
+            DiagParams {
+                count,
+                batch: 1,
+                d_off: region,
+                ew_off: region,
+                ..DiagParams::default()
+            }
+            .words(),
+            elementwise_groups(count),
+        );
+    }
+
+    /// r_l = h″(a_l) ⊙ (δ_{l+1}·W_{l+1}) (n, out_l) into `sq`.
+    fn record_residual_of(&self, op: &mut Op, s: &Slice, l: usize) {
+        let count = s.n * self.layers[l].fan_out;
+        let region = self.region(l);
+        op.dispatch(
+            Kernel::HessResidual,
+            &[&self.bufs.d2, &self.bufs.ew, &self.bufs.sq],
+            DiagParams {
+                count,
+                d_off: region,
+                ew_off: region,
+                ..DiagParams::default()
+            }
+            .words(),
+            elementwise_groups(count),
+        );
+    }
+
+    /// Columns j0..j0+batch of layer l's residual (1 < l < L−1) as factor columns of
+    /// layer l − 1 in R{δ}: √max(sign·r_lj, 0)·(W_l[j, :] ⊙ h′(a_{l−1})), the `sign` part
+    /// of diag(h′) W_lᵀ diag(r_l) W_l diag(h′), which layer l − 1 needs whole.
+    pub(super) fn record_expanded_residual(
+        &self,
+        op: &mut Op,
+        s: &Slice,
+        l: usize,
+        (j0, batch): (usize, usize),
+        sign: f32,
+    ) {
+        self.record_residual_of(op, s, l);
+        let g = &self.layers[l];
+        let n = s.n;
+        let count = batch * n * g.fan_in;
+        op.dispatch(
+            Kernel::ExpandResidual,
+            &[&self.bufs.d1, &self.bufs.sq, &self.bufs.theta, &self.bufs.rd],
+            DiagParams {
+                count,
+                batch,
+                d_off: self.region(l - 1),
+                src_off: g.w_off,
+                dst_off: self.batched_region(l - 1),
+                sign,
+                n,
+                w: g.fan_in,
+                fan_out: g.fan_out,
+                j0,
+                ..DiagParams::default()
+            }
+            .words(),
+            elementwise_groups(count),
         );
     }
 

@@ -33,6 +33,16 @@ pub const SPLIT_K_SCRATCH_FLOATS: usize = 1 << 22;
 /// limit it sizes `chunk_rows`.
 pub const ACTIVATION_BUDGET_BYTES: u64 = 1 << 30;
 
+/// Which output Hessian a loss kernel's products and factors use (`gn` in loss.wgsl).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OutputHessian {
+    Exact = 0,
+    GaussNewton = 1,
+    /// The negative part of an exact diagonal output Hessian (factors only): sse/mse's
+    /// h_kk = c·(h′² + (y − t)·h″) can be negative.
+    ExactNegativePart = 2,
+}
+
 /// Where one layer sits in θ and in the per-layer activation buffers.
 #[derive(Clone, Debug)]
 struct LayerGeom {
@@ -469,7 +479,7 @@ impl GpuEngine {
         buffers: &[&GpuBuffer],
         s: &Slice,
         (r_off, rl_off, d_off, y_off): (usize, usize, usize, usize),
-        (batch, k0, gn): (usize, usize, bool),
+        (batch, k0, hessian): (usize, usize, OutputHessian),
         scale: f32,
         threads: usize,
     ) {
@@ -491,7 +501,7 @@ impl GpuEngine {
                 u(y_off),
                 u(batch),
                 u(k0),
-                u(gn as usize),
+                hessian as u32,
                 f(scale),
             ],
             elementwise_groups(threads),

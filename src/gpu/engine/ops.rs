@@ -2,12 +2,13 @@
 //! records its passes into one [`Op`] (per block of columns for H, G and the exact
 //! diagonal), runs it with one submit and reads back only its result.
 
-use super::{GpuEngine, HESSIAN_BLOCK_COLUMNS, VECTOR_GROUP};
+use super::{GpuEngine, OutputHessian, HESSIAN_BLOCK_COLUMNS, VECTOR_GROUP};
 use crate::curvature::{check_args, Curvature};
 use crate::error::{Error, Result};
 use crate::gpu::context::{GpuBuffer, Op};
 use crate::gpu::error::GpuError;
-use crate::gpu::kernels::{elementwise_groups, Kernel, Strided};
+use crate::gpu::kernels::{elementwise_groups, DiagParams, Kernel, Strided};
+use crate::loss::Loss;
 use crate::model::Mlp;
 use ndarray::{s, Array2, ArrayView2};
 use std::ops::Range;
@@ -226,52 +227,63 @@ impl Curvature for GpuEngine {
         self.full_matrix(theta, rows, false)
     }
 
-    /// The exact diagonal from blocks of Hessian columns (the cost of the full H, with only
-    /// the diagonal kept on the device and read back).
+    /// The exact diagonal without H, by the factor recursion of `cpu_fast/diagonal.rs`:
+    /// diag(M_l) of the per-sample Hessian in each layer's pre-activations is the signed
+    /// sum of squares of factor columns plus a diagonal residual, and diag(H) =
+    /// Σ_n diag(M_l)ᵀ z_l² (PRML 5.79). The columns: the output Hessian's (K; twice K for
+    /// sse/mse after a curved output activation, whose h_kk can be negative), and with
+    /// four or more layers of weights, each layer 2..L−2's residual as out_l columns of
+    /// each sign. Per slice: one forward, one backward, then the factor groups.
     fn diag_hessian(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Vec<f64>> {
         check_args(&self.mlp, self.num_rows, theta, &rows, None)?;
-        let w = self.num_params;
-        let block = HESSIAN_BLOCK_COLUMNS.min(w).min(self.vectors_per_block());
-        let (vecs, out) = self.vector_buffers(block)?;
         self.upload_theta(theta);
-        let diag = self.bufs.diag.clone();
-        let mut result = Vec::new();
-        for j0 in (0..w).step_by(block) {
-            let bs = block.min(w - j0);
-            let mut op = Op::new("Hessian diagonal block");
-            self.update(
-                &mut op,
-                Kernel::FillIdentity,
-                &[&vecs],
-                bs * w,
-                0,
-                0,
-                0,
-                j0,
-                0.0,
-            );
-            self.record_products(&mut op, &rows, &vecs, &out, bs, true);
-            self.update(
-                &mut op,
-                Kernel::GatherDiag,
-                &[&out, &diag],
-                bs,
-                0,
-                0,
-                0,
-                j0,
-                0.0,
-            );
-            let last = j0 + bs >= w;
-            result = self
-                .runner
-                .run(op, if last { Some((&diag, 0, w)) } else { None })?;
+        let kk = self.mlp.num_outputs();
+        let last = self.last();
+        let scale = 1.0 / rows.len() as f32;
+        let root_scale = (1.0 / rows.len() as f64).sqrt() as f32;
+        let curved_output = matches!(self.mlp.loss(), Loss::Sse | Loss::Mse)
+            && !self.mlp.output_activation().is_piecewise_linear();
+        let output_parts: &[(OutputHessian, f32)] = if curved_output {
+            &[
+                (OutputHessian::Exact, 1.0),
+                (OutputHessian::ExactNegativePart, -1.0),
+            ]
+        } else {
+            &[(OutputHessian::Exact, 1.0)]
+        };
+        let mut op = Op::new("exact Hessian diagonal");
+        op.clear(&self.bufs.diag);
+        if last >= 2 {
+            self.square_theta(&mut op);
         }
-        Ok(result.into_iter().map(f64::from).collect())
+        for s in self.slices(&rows, self.chunk_rows) {
+            self.record_forward(&mut op, &s, scale, None);
+            self.record_backward(&mut op, &s, None);
+            let mut residual = true;
+            for &(part, sign) in output_parts {
+                for k0 in (0..kk).step_by(VECTOR_GROUP) {
+                    let batch = VECTOR_GROUP.min(kk - k0);
+                    self.record_factor(&mut op, &s, (k0, batch), root_scale, part);
+                    self.record_factor_diag(&mut op, &s, (last, batch), sign, residual);
+                    residual = false;
+                }
+            }
+            for l in 2..last {
+                let width = self.layers[l].fan_out;
+                for sign in [1.0, -1.0] {
+                    for j0 in (0..width).step_by(VECTOR_GROUP) {
+                        let batch = VECTOR_GROUP.min(width - j0);
+                        self.record_expanded_residual(&mut op, &s, l, (j0, batch), sign);
+                        self.record_factor_diag(&mut op, &s, (l - 1, batch), sign, false);
+                    }
+                }
+            }
+        }
+        self.finish_diag(op)
     }
 
-    /// diag(G) from the factored output Gauss-Newton Hessian: per unit, S_l = Σ_k (J-row
-    /// factors)², diag(W_l) = S_lᵀ·(z_l ⊙ z_l), diag(b_l) = colsum S_l, + λ on weights.
+    /// The Gauss-Newton diagonal from its output factor (PRML 5.84 restricted to the
+    /// diagonal): the same recursion as the exact one without residuals or signs.
     fn diag_ggn(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Vec<f64>> {
         check_args(&self.mlp, self.num_rows, theta, &rows, None)?;
         self.upload_theta(theta);
@@ -283,28 +295,9 @@ impl Curvature for GpuEngine {
             self.record_forward(&mut op, &s, 1.0, None);
             for k0 in (0..kk).step_by(VECTOR_GROUP) {
                 let batch = VECTOR_GROUP.min(kk - k0);
-                self.record_factor(&mut op, &s, k0, batch, root_scale);
-                for l in (0..self.layers.len()).rev() {
-                    let count = s.n * self.layers[l].fan_out;
-                    op.dispatch(
-                        Kernel::SumSqBatch,
-                        &[&self.bufs.rd, &self.bufs.sq],
-                        vec![
-                            count as u32,
-                            batch as u32,
-                            0,
-                            0,
-                            0,
-                            self.batched_region(l) as u32,
-                            0,
-                        ],
-                        elementwise_groups(count),
-                    );
-                    self.record_diag_layer(&mut op, &s, l, (&self.bufs.sq, 0));
-                    if l > 0 {
-                        self.record_factor_down(&mut op, &s, l, batch);
-                    }
-                }
+                let gn = OutputHessian::GaussNewton;
+                self.record_factor(&mut op, &s, (k0, batch), root_scale, gn);
+                self.record_factor_diag(&mut op, &s, (self.last(), batch), 1.0, false);
             }
         }
         self.finish_diag(op)
@@ -317,17 +310,7 @@ impl Curvature for GpuEngine {
         let scale = 1.0 / rows.len() as f32;
         let mut op = Op::new("Becker-LeCun diagonal");
         op.clear(&self.bufs.diag);
-        self.update(
-            &mut op,
-            Kernel::Square,
-            &[&self.bufs.theta, &self.bufs.theta_sq],
-            self.num_params,
-            0,
-            0,
-            0,
-            0,
-            0.0,
-        );
+        self.square_theta(&mut op);
         for s in self.slices(&rows, self.chunk_rows) {
             self.record_forward(&mut op, &s, scale, None);
             self.record_backward(&mut op, &s, None);
@@ -338,7 +321,7 @@ impl Curvature for GpuEngine {
                 &[&self.bufs.pre, &self.chunks[s.chunk].1, &self.bufs.rd],
                 &s,
                 (0, 0, self.batched_region(last), 0),
-                (1, 0, false),
+                (1, 0, OutputHessian::Exact),
                 scale,
                 s.n,
             );
@@ -371,15 +354,15 @@ impl Curvature for GpuEngine {
                         &self.bufs.prod,
                         &self.bufs.rd,
                     ],
-                    vec![
-                        count as u32,
-                        1,
-                        below as u32,
-                        below as u32,
-                        0,
-                        0,
-                        self.batched_region(l - 1) as u32,
-                    ],
+                    DiagParams {
+                        count,
+                        batch: 1,
+                        d_off: below,
+                        ew_off: below,
+                        dst_off: self.batched_region(l - 1),
+                        ..DiagParams::default()
+                    }
+                    .words(),
                     elementwise_groups(count),
                 );
             }
@@ -401,7 +384,8 @@ impl Curvature for GpuEngine {
             self.record_forward(&mut op, &s, 1.0, None);
             for k0 in (0..kk).step_by(VECTOR_GROUP) {
                 let batch = VECTOR_GROUP.min(kk - k0);
-                self.record_factor(&mut op, &s, k0, batch, root_scale);
+                let gn = OutputHessian::GaussNewton;
+                self.record_factor(&mut op, &s, (k0, batch), root_scale, gn);
                 for l in (0..self.layers.len()).rev() {
                     let g = &self.layers[l];
                     let (inb, in_off, in_rs) = self.input(&s, l);

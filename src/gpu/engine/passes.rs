@@ -2,7 +2,7 @@
 //! rows: forward (with the loss kernel), backpropagation of δ, R-forward and R-backward
 //! (Pearlmutter, PRML 5.96–5.111), and their loops over slices and groups of vectors.
 
-use super::{GpuEngine, Slice, VECTOR_GROUP};
+use super::{GpuEngine, OutputHessian, Slice, VECTOR_GROUP};
 use crate::gpu::context::{GpuBuffer, Op};
 use crate::gpu::kernels::{elementwise_groups, Kernel, Strided};
 use std::ops::Range;
@@ -76,7 +76,7 @@ impl GpuEngine {
             ],
             s,
             (0, 0, region, y_off),
-            (1, 0, false),
+            (1, 0, OutputHessian::Exact),
             scale,
             s.n,
         );
@@ -236,7 +236,15 @@ impl GpuEngine {
             ],
             s,
             (self.batched_region(last), 0, self.batched_region(last), 0),
-            (batch, 0, !exact),
+            (
+                batch,
+                0,
+                if exact {
+                    OutputHessian::Exact
+                } else {
+                    OutputHessian::GaussNewton
+                },
+            ),
             scale,
             batch * n,
         );
