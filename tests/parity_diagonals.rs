@@ -86,7 +86,10 @@ fn digits_sized_network_fast_diagonals() {
     let case = Case::new(&[64, 50, 10], Activation::Sigmoid, Loss::Ce, 1e-3, 1797, 42);
     check_diagonals("64-50-10 N=1797", &case, 0..1797, false, None);
     let Some(ctx) = gpu() else { return };
-    let d = case.engine(&ctx).diag_hessian(&case.theta, 0..1797).unwrap();
+    let d = case
+        .engine(&ctx)
+        .diag_hessian(&case.theta, 0..1797)
+        .unwrap();
     let d_cpu = cpu::diag_hessian(&case.mlp, &case.theta, case.x.view(), case.t.view());
     assert_close(
         "64-50-10 N=1797 diag H",
@@ -104,9 +107,21 @@ fn deep_networks_carry_residuals_as_factor_columns() {
     for hidden in [Activation::Tanh, Activation::Softplus, Activation::Elu] {
         for loss in [Loss::Ce, Loss::Sse] {
             let case = Case::new(&[5, 6, 17, 4, 3], hidden, loss, 0.01, 23, seed);
-            check_diagonals(&format!("{loss}/{hidden} 5-6-17-4-3"), &case, 0..23, true, None);
+            check_diagonals(
+                &format!("{loss}/{hidden} 5-6-17-4-3"),
+                &case,
+                0..23,
+                true,
+                None,
+            );
             let case = Case::new(&[4, 3, 5, 2, 4, 3], hidden, loss, 0.0, 9, seed + 1);
-            check_diagonals(&format!("{loss}/{hidden} 4-3-5-2-4-3"), &case, 0..9, true, None);
+            check_diagonals(
+                &format!("{loss}/{hidden} 4-3-5-2-4-3"),
+                &case,
+                0..9,
+                true,
+                None,
+            );
             seed += 2;
         }
     }

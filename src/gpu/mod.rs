@@ -7,8 +7,9 @@
 //! | loss, outputs | matmul, activation `bias_act`, loss `loss_delta`, reduce `colsum` |
 //! | loss_grad | + rop `mul_deriv`, update `axpy_mask` |
 //! | hvp_block / gvp_block | + rop `rop_forward`/`rop_backward`, loss `loss_hess` |
-//! | hessian / ggn / diag_hessian | + update `fill_identity`, `gather_diag` (blocks of columns) |
-//! | diag_ggn | loss `loss_factor`, diag_hessian `sumsq_batch`, update `square` |
+//! | hessian / ggn | + update `fill_identity` (blocks of columns) |
+//! | diag_ggn | loss `loss_factor`, diag_hessian `sumsq_batch` |
+//! | diag_hessian | + diag_hessian `hess_residual`, `expand_residual`, `bl_backward`, update `square` |
 //! | diag_becker_lecun | loss `loss_diag`, diag_hessian `bl_backward` |
 //! | outer_product | loss `loss_factor`, outer_product `outer_rows`, matmul Bᵀ·B, update `add_diag` |
 //!
@@ -20,7 +21,7 @@
 //! - over a limit: every buffer is checked before it is created against
 //!   max_storage_buffer_binding_size and max_buffer_size (storage), max_buffer_size
 //!   (the uniform kernel parameters, the readback staging) → `Allocation`. The engine
-//!   sizes its work to fit first: rows in chunks, blocks of vectors (Hv, H, diag H) and
+//!   sizes its work to fit first: rows in chunks, blocks of vectors (Hv, H) and
 //!   output rows in parts, results read back in pieces of at most 64 MiB; what cannot
 //!   be split (θ, one row's buffers, the W×W outer product) is refused by name.
 //! - out of memory or refused by the driver: allocations and submits run inside wgpu

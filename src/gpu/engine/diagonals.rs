@@ -188,23 +188,37 @@ impl GpuEngine {
     /// of diag(h′) W_1ᵀ diag(r_1) W_1 diag(h′), h′² ⊙ (r_1·(W_1∘W_1)) (θ² in `theta_sq`),
     /// which layers 1 and up carry as factor columns instead (`record_expanded_residual`).
     fn record_residual(&self, op: &mut Op, s: &Slice, l: usize) {
-        let n = s.n;
         if l > 0 || self.last() == 1 {
             self.record_residual_of(op, s, l);
             return;
         }
-        let above = &self.layers[1];
         self.record_residual_of(op, s, 1);
+        self.record_diagonal_down(op, s, 1, (&self.bufs.sq, 0), (&self.bufs.sq, 0));
+    }
+
+    /// The Becker-LeCun step from layer l to l − 1 (PRML 5.81): q_{l−1} = h′² ⊙
+    /// (q_l·(W_l∘W_l)) + h″ ⊙ (δ_l·W_l), from q_l (n, out_l) at `q` into `dst` (n, in_l)
+    /// (`prod` holds the product in between, so `dst` may be `q`).
+    pub(super) fn record_diagonal_down(
+        &self,
+        op: &mut Op,
+        s: &Slice,
+        l: usize,
+        q: (&GpuBuffer, usize),
+        dst: (&GpuBuffer, usize),
+    ) {
+        let g = &self.layers[l];
+        let n = s.n;
         self.matmul(
             op,
-            (n, above.fan_in, above.fan_out, 1),
-            (&self.bufs.sq, Strided::rows(0, above.fan_out)),
-            (&self.bufs.theta_sq, Strided::rows(above.w_off, above.fan_in)),
-            (&self.bufs.prod, Strided::rows(0, above.fan_in)),
+            (n, g.fan_in, g.fan_out, 1),
+            (q.0, Strided::rows(q.1, g.fan_out)),
+            (&self.bufs.theta_sq, Strided::rows(g.w_off, g.fan_in)),
+            (&self.bufs.prod, Strided::rows(0, g.fan_in)),
             0.0,
         );
-        let count = n * self.layers[0].fan_out;
-        let region = self.region(0);
+        let count = n * g.fan_in;
+        let below = self.region(l - 1);
         op.dispatch(
             Kernel::BlBackward,
             &[
@@ -212,13 +226,14 @@ impl GpuEngine {
                 &self.bufs.d2,
                 &self.bufs.ew,
                 &self.bufs.prod,
-                &self.bufs.sq,
+                dst.0,
             ],
             DiagParams {
                 count,
                 batch: 1,
-                d_off: region,
-                ew_off: region,
+                d_off: below,
+                ew_off: below,
+                dst_off: dst.1,
                 ..DiagParams::default()
             }
             .words(),
@@ -261,7 +276,12 @@ impl GpuEngine {
         let count = batch * n * g.fan_in;
         op.dispatch(
             Kernel::ExpandResidual,
-            &[&self.bufs.d1, &self.bufs.sq, &self.bufs.theta, &self.bufs.rd],
+            &[
+                &self.bufs.d1,
+                &self.bufs.sq,
+                &self.bufs.theta,
+                &self.bufs.rd,
+            ],
             DiagParams {
                 count,
                 batch,

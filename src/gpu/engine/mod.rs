@@ -2,8 +2,8 @@
 //! wgpu device. Layers are 0-based: layer l maps z_l (n, in_l) to a_l = z_l·W_lᵀ + b_l
 //! (n, out_l) and z_{l+1} = h_l(a_l); z_0 = X; the output is a_{L−1}.
 //!
-//! Every operation is one [`Op`] (one encoder, one submit; the full H, G and the exact
-//! diagonal: one per block of columns) that walks the requested rows in slices: a
+//! Every operation is one [`Op`] (one encoder, one submit; the full H and G: one per
+//! block of columns) that walks the requested rows in slices: a
 //! slice lies inside one data chunk (the data are uploaded once, in chunks sized from
 //! the adapter's binding limits) and holds at most `chunk_rows` rows. Results
 //! accumulate over the slices on the device; only the result is read back.
@@ -24,7 +24,7 @@ use std::sync::Arc;
 /// Vectors R-propagated together in one pass (rows of V in one batched product);
 /// larger blocks are processed in groups of this many inside the same submit.
 pub const VECTOR_GROUP: usize = 16;
-/// Columns of H or G computed per submit by `hessian`, `ggn` and `diag_hessian`.
+/// Columns of H or G computed per submit by `hessian` and `ggn`.
 pub const HESSIAN_BLOCK_COLUMNS: usize = 32;
 /// Room for split-K partial sums (16 MiB): products whose partial sums would not fit
 /// get fewer splits.

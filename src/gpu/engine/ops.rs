@@ -1,13 +1,13 @@
 //! `Curvature for GpuEngine`: each operation uploads θ (and V) with one queue write,
-//! records its passes into one [`Op`] (per block of columns for H, G and the exact
-//! diagonal), runs it with one submit and reads back only its result.
+//! records its passes into one [`Op`] (per block of columns for H and G), runs it with
+//! one submit and reads back only its result.
 
 use super::{GpuEngine, OutputHessian, HESSIAN_BLOCK_COLUMNS, VECTOR_GROUP};
 use crate::curvature::{check_args, Curvature};
 use crate::error::{Error, Result};
 use crate::gpu::context::{GpuBuffer, Op};
 use crate::gpu::error::GpuError;
-use crate::gpu::kernels::{elementwise_groups, DiagParams, Kernel, Strided};
+use crate::gpu::kernels::{elementwise_groups, Kernel, Strided};
 use crate::loss::Loss;
 use crate::model::Mlp;
 use ndarray::{s, Array2, ArrayView2};
@@ -326,45 +326,12 @@ impl Curvature for GpuEngine {
                 s.n,
             );
             for l in (0..self.layers.len()).rev() {
-                let g = &self.layers[l];
-                self.record_diag_layer(&mut op, &s, l, (&self.bufs.rd, self.batched_region(l)));
-                if l == 0 {
-                    continue;
+                let q = (&self.bufs.rd, self.batched_region(l));
+                self.record_diag_layer(&mut op, &s, l, q);
+                if l > 0 {
+                    let below = (&self.bufs.rd, self.batched_region(l - 1));
+                    self.record_diagonal_down(&mut op, &s, l, q, below);
                 }
-                let n = s.n;
-                self.matmul(
-                    &mut op,
-                    (n, g.fan_in, g.fan_out, 1),
-                    (
-                        &self.bufs.rd,
-                        Strided::rows(self.batched_region(l), g.fan_out),
-                    ),
-                    (&self.bufs.theta_sq, Strided::rows(g.w_off, g.fan_in)),
-                    (&self.bufs.prod, Strided::rows(0, g.fan_in)),
-                    0.0,
-                );
-                let count = n * g.fan_in;
-                let below = self.region(l - 1);
-                op.dispatch(
-                    Kernel::BlBackward,
-                    &[
-                        &self.bufs.d1,
-                        &self.bufs.d2,
-                        &self.bufs.ew,
-                        &self.bufs.prod,
-                        &self.bufs.rd,
-                    ],
-                    DiagParams {
-                        count,
-                        batch: 1,
-                        d_off: below,
-                        ew_off: below,
-                        dst_off: self.batched_region(l - 1),
-                        ..DiagParams::default()
-                    }
-                    .words(),
-                    elementwise_groups(count),
-                );
             }
         }
         self.finish_diag(op)
