@@ -2,7 +2,7 @@
 //! operation of S, with the FLOP counts of `curvature::bench::flops` and
 //! self-consistent rates. No timing is asserted (the machine is shared).
 
-use curvature::bench::{flops, Op, Workload};
+use curvature::bench::{flops, hv_targets, ratios, Bench, Op, Row, Workload};
 use std::process::Command;
 
 #[test]
@@ -92,4 +92,74 @@ fn flop_count_of_the_full_hessian_on_s() {
     let hv = |k: f64| 2.0 * n * p + 2.0 * n * p1 + k * (4.0 * n * p + 8.0 * n * p1);
     let gpu = 117.0 * hv(32.0) + hv(16.0); // 3760 = 117·32 + 16
     assert!(same(flops(&mlp, 1797, Op::Hessian, true), gpu));
+}
+
+/// Synthetic rows of one workload: every op at `seconds` and share `of_peak`.
+fn rows(workload: &str, precision: &str, seconds: f64, of_peak: f64) -> Vec<Row> {
+    let w: Workload = workload.parse().unwrap();
+    Op::of(w)
+        .into_iter()
+        .map(|op| Row {
+            workload: workload.to_string(),
+            network: String::new(),
+            n: 1,
+            device: String::new(),
+            precision: precision.to_string(),
+            op: op.name().to_string(),
+            runs: 1,
+            seconds,
+            flops: 1.0,
+            gflops: 1.0,
+            fraction_of_peak: of_peak,
+            peak_gflops: 1.0,
+        })
+        .collect()
+}
+
+#[test]
+fn the_s_on_the_cpu_targets_bound_only_s_on_the_cpu() {
+    let bound = |rows: &[Row], on_gpu: bool, name: &str| {
+        ratios(rows, on_gpu)
+            .into_iter()
+            .find(|r| r.name == name)
+            .and_then(|r| r.bound)
+    };
+    let s = rows("S", "f32", 1e-3, 0.5);
+    assert_eq!(bound(&s, false, "full H / Hv"), Some(3760.0 / 4.0));
+    assert_eq!(bound(&s, false, "diag GGN / Hv"), Some(4.0));
+    assert_eq!(bound(&s, false, "diag H / Hv"), Some(25.0));
+    assert_eq!(bound(&s, true, "full H / Hv"), None);
+    assert_eq!(bound(&s, true, "diag H / Hv"), None);
+    let m = rows("M", "f32", 1e-3, 0.5);
+    assert_eq!(bound(&m, false, "diag GGN / Hv"), None);
+    // Every device and workload: Hv ≤ 2 loss+grad, block16 ≤ 8 Hv.
+    for (r, on_gpu) in [(&s, true), (&m, false)] {
+        assert_eq!(bound(r, on_gpu, "Hv / loss+grad"), Some(2.0));
+        assert_eq!(bound(r, on_gpu, "block16 / Hv"), Some(8.0));
+    }
+}
+
+#[test]
+fn the_hv_targets_follow_the_device_and_workload() {
+    let met = |rows: &[Row], on: Bench| -> Vec<(String, Option<bool>)> {
+        hv_targets(rows, on)
+            .into_iter()
+            .map(|t| (t.target, t.met))
+            .collect()
+    };
+    // CPU f32: 35% on S, 70% on M and L; none in f64.
+    let s = rows("S", "f32", 2e-3, 0.40);
+    assert_eq!(met(&s, Bench::Cpu), [("≥ 35%".to_string(), Some(true))]);
+    let l = rows("L", "f32", 0.2, 0.60);
+    assert_eq!(met(&l, Bench::Cpu), [("≥ 70%".to_string(), Some(false))]);
+    assert!(met(&rows("M", "f64", 0.1, 0.9), Bench::Cpu).is_empty());
+    // A real GPU: S under 1 ms, L at 30%; a software adapter is measured, not judged.
+    let gpu = Bench::Gpu { software: false };
+    assert_eq!(met(&s, gpu), [("< 1 ms".to_string(), Some(false))]);
+    let fast_s = rows("S", "f32", 0.5e-3, 0.01);
+    assert_eq!(met(&fast_s, gpu), [("< 1 ms".to_string(), Some(true))]);
+    assert_eq!(met(&l, gpu), [("≥ 30%".to_string(), Some(true))]);
+    let software = Bench::Gpu { software: true };
+    assert_eq!(met(&l, software), [("≥ 30%".to_string(), None)]);
+    assert!(met(&rows("M", "f32", 0.1, 0.9), gpu).is_empty());
 }

@@ -5,7 +5,8 @@
 
 use clap::Args;
 use curvature::bench::{
-    cpu_peak, gpu_peak, ratios, run_workload, Options, Row, Workload, PEAK_SIZE_CPU, PEAK_SIZE_GPU,
+    cpu_peak, gpu_peak, hv_targets, ratios, run_workload, Bench, Options, Row, Workload,
+    PEAK_SIZE_CPU, PEAK_SIZE_GPU,
 };
 use curvature::device::{Device, DeviceChoice, Precision};
 use curvature::files::{write_atomic, Overwrite};
@@ -115,13 +116,35 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 100.0 * r.fraction_of_peak
             );
         })?;
+        let on_gpu = device.is_gpu();
         println!("  ratios (target; FLOP ratio = the value at equal GFLOP/s):");
-        for r in ratios(&rows) {
-            let mark = if r.value <= r.bound { "ok" } else { "MISSED" };
+        for r in ratios(&rows, on_gpu) {
+            let (target, mark) = match r.bound {
+                Some(b) => (
+                    format!("(≤ {b})"),
+                    if r.value <= b { "ok" } else { "MISSED" },
+                ),
+                None => ("(no target here)".to_string(), ""),
+            };
             println!(
-                "    {:<15} {:>9.2}  (≤ {}) {:<6}  FLOP ratio {:.2}",
-                r.name, r.value, r.bound, mark, r.flop_ratio
+                "    {:<19} {:>9.2}  {:<16} {:<6}  FLOP ratio {:.2}",
+                r.name, r.value, target, mark, r.flop_ratio
             );
+        }
+        let on = match &device {
+            Device::Gpu(ctx) => Bench::Gpu {
+                software: ctx.summary().is_software,
+            },
+            _ => Bench::Cpu,
+        };
+        for t in hv_targets(&rows, on) {
+            let mark = match t.met {
+                Some(true) => "ok",
+                Some(false) => "MISSED",
+                None => "not judged: a target for a real GPU, this adapter is software",
+            };
+            let target = format!("({})", t.target);
+            println!("    {:<19} {:>9}  {target:<16} {mark}", t.what, t.measured);
         }
         all.extend(rows);
     }
