@@ -119,10 +119,11 @@ pub enum Kernel {
     Square,
     AddDiag,
     FillIdentity,
+    UnitProduct,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 21] = [
+    pub const ALL: [Kernel; 22] = [
         Kernel::MatmulTiled,
         Kernel::MatmulReg,
         Kernel::MatmulSumSplits,
@@ -144,6 +145,7 @@ impl Kernel {
         Kernel::Square,
         Kernel::AddDiag,
         Kernel::FillIdentity,
+        Kernel::UnitProduct,
     ];
 
     /// Position in [`Kernel::ALL`] (the context's pipeline table is in that order).
@@ -176,6 +178,7 @@ impl Kernel {
             Kernel::Square => (F::Update, "square", &[R0, W2]),
             Kernel::AddDiag => (F::Update, "add_diag", &[R1, W2]),
             Kernel::FillIdentity => (F::Update, "fill_identity", &[W2]),
+            Kernel::UnitProduct => (F::Update, "unit_product", &[R0, W2]),
         }
     }
 }

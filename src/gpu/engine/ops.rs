@@ -69,7 +69,7 @@ impl GpuEngine {
         let vh: Vec<f32> = v.iter().map(|&x| x as f32).collect();
         self.ctx.write(&vecs, 0, &vh);
         let mut op = Op::new(if exact { "Hv block" } else { "Gv block" });
-        self.record_products(&mut op, &rows, &vecs, &out, count, exact);
+        self.record_products(&mut op, &rows, &vecs, &out, count, exact, None);
         let r = self.runner.run(op, Some((&out, 0, count * w)))?;
         to_array(r, count, w)
     }
@@ -105,7 +105,7 @@ impl GpuEngine {
                 j0,
                 0.0,
             );
-            self.record_products(&mut op, &rows, &vecs, &out, bs, exact);
+            self.record_products(&mut op, &rows, &vecs, &out, bs, exact, Some(j0));
             let r = self.runner.run(op, Some((&out, 0, bs * w)))?;
             for b in 0..bs {
                 for i in 0..w {

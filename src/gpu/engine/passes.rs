@@ -7,6 +7,17 @@ use crate::gpu::context::{GpuBuffer, Op};
 use crate::gpu::kernels::{elementwise_groups, Kernel, Strided};
 use std::ops::Range;
 
+/// A layer's product with the unit vectors e_{col0 + b}, b < batch: z_l·V_lᵀ into R{a_l}
+/// (forward) or δ_l·V_l into the backward products (backward), written or added.
+#[derive(Clone, Copy, Debug)]
+struct UnitProduct {
+    l: usize,
+    col0: usize,
+    batch: usize,
+    backward: bool,
+    add: bool,
+}
+
 impl GpuEngine {
     /// Forward pass of slice `s` (PRML 5.48–5.49: a_l = z_l·W_lᵀ + b_l (n, out_l),
     /// z_{l+1} = h(a_l), keeping h′(a_l), h″(a_l)), then the loss kernel: E_n (n),
@@ -149,6 +160,7 @@ impl GpuEngine {
         vecs: &GpuBuffer,
         v0: usize,
         batch: usize,
+        units: Option<usize>,
     ) {
         let (n, w) = (s.n, self.num_params);
         for (l, g) in self.layers.iter().enumerate() {
@@ -165,25 +177,36 @@ impl GpuEngine {
                 );
             }
             let (inb, in_off, in_rs) = self.input(s, l);
-            self.matmul(
-                op,
-                (n, g.fan_out, g.fan_in, batch),
-                (
-                    inb,
-                    Strided {
-                        off: in_off,
-                        rs: in_rs,
-                        cs: 1,
-                        bs: 0,
-                    },
-                ),
-                (
-                    vecs,
-                    Strided::transposed(v0 * w + g.w_off, g.fan_in).batch(w),
-                ),
-                (&self.bufs.ra, ra),
-                if l > 0 { 1.0 } else { 0.0 },
-            );
+            if let Some(col0) = units {
+                let product = UnitProduct {
+                    l,
+                    col0: col0 + v0,
+                    batch,
+                    backward: false,
+                    add: l > 0,
+                };
+                self.record_unit_product(op, s, product, (inb, in_off, in_rs), &self.bufs.ra);
+            } else {
+                self.matmul(
+                    op,
+                    (n, g.fan_out, g.fan_in, batch),
+                    (
+                        inb,
+                        Strided {
+                            off: in_off,
+                            rs: in_rs,
+                            cs: 1,
+                            bs: 0,
+                        },
+                    ),
+                    (
+                        vecs,
+                        Strided::transposed(v0 * w + g.w_off, g.fan_in).batch(w),
+                    ),
+                    (&self.bufs.ra, ra),
+                    if l > 0 { 1.0 } else { 0.0 },
+                );
+            }
             let nw = n * g.fan_out;
             self.rop(
                 op,
@@ -222,6 +245,7 @@ impl GpuEngine {
         batch: usize,
         exact: bool,
         scale: f32,
+        units: Option<usize>,
     ) {
         let (n, w) = (s.n, self.num_params);
         let last = self.last();
@@ -318,14 +342,26 @@ impl GpuEngine {
             let below_b = self.batched_region(l - 1);
             if exact {
                 // + δ_l·V_l
-                self.matmul(
-                    op,
-                    (n, g.fan_in, g.fan_out, batch),
-                    (&self.bufs.delta, Strided::rows(self.region(l), g.fan_out)),
-                    (vecs, Strided::rows(v0 * w + g.w_off, g.fan_in).batch(w)),
-                    (&self.bufs.prod, prod),
-                    1.0,
-                );
+                if let Some(col0) = units {
+                    let product = UnitProduct {
+                        l,
+                        col0: col0 + v0,
+                        batch,
+                        backward: true,
+                        add: true,
+                    };
+                    let delta = (&self.bufs.delta, self.region(l), g.fan_out);
+                    self.record_unit_product(op, s, product, delta, &self.bufs.prod);
+                } else {
+                    self.matmul(
+                        op,
+                        (n, g.fan_in, g.fan_out, batch),
+                        (&self.bufs.delta, Strided::rows(self.region(l), g.fan_out)),
+                        (vecs, Strided::rows(v0 * w + g.w_off, g.fan_in).batch(w)),
+                        (&self.bufs.prod, prod),
+                        1.0,
+                    );
+                }
                 self.rop(
                     op,
                     Kernel::RopBackward,
@@ -355,7 +391,9 @@ impl GpuEngine {
     }
 
     /// Records H·V or G·V for the `count` rows of `vecs` (already on the device) into `out`
-    /// (cleared first), + λ·I_w·V.
+    /// (cleared first), + λ·I_w·V. `units`: the rows are the unit vectors e_{col0 + b}
+    /// (columns of H or G), whose products with z_l and δ_l are gathers.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn record_products(
         &self,
         op: &mut Op,
@@ -364,6 +402,7 @@ impl GpuEngine {
         out: &GpuBuffer,
         count: usize,
         exact: bool,
+        units: Option<usize>,
     ) {
         let scale = 1.0 / rows.len() as f32;
         op.clear(out);
@@ -374,8 +413,8 @@ impl GpuEngine {
             }
             for v0 in (0..count).step_by(VECTOR_GROUP) {
                 let batch = VECTOR_GROUP.min(count - v0);
-                self.record_r_forward(op, &s, vecs, v0, batch);
-                self.record_r_backward(op, &s, vecs, out, v0, batch, exact, scale);
+                self.record_r_forward(op, &s, vecs, v0, batch, units);
+                self.record_r_backward(op, &s, vecs, out, v0, batch, exact, scale, units);
             }
         }
         self.update(
@@ -388,6 +427,47 @@ impl GpuEngine {
             self.num_params,
             0,
             self.mlp.l2() as f32,
+        );
+    }
+
+    /// z_l·V_lᵀ (forward) or δ_l·V_l (backward) for unit vectors V (see [`UnitProduct`]),
+    /// from `src` (buffer, offset, row stride) of slice `s` into `dst` (batch, n, w) at 0.
+    fn record_unit_product(
+        &self,
+        op: &mut Op,
+        s: &Slice,
+        product: UnitProduct,
+        (src, s_off, s_rs): (&GpuBuffer, usize, usize),
+        dst: &GpuBuffer,
+    ) {
+        let g = &self.layers[product.l];
+        let (w, d_off) = if product.backward {
+            (g.fan_in, 0)
+        } else {
+            (g.fan_out, self.batched_region(product.l))
+        };
+        let nw = s.n * w;
+        let count = product.batch * nw;
+        let u = |x: usize| x as u32;
+        let mode = u(product.backward as usize) | (u(product.add as usize) << 1);
+        op.dispatch(
+            Kernel::UnitProduct,
+            &[src, dst],
+            vec![
+                u(count),
+                u(w),
+                u(d_off),
+                u(s_off),
+                u(s_rs),
+                u(product.col0),
+                0,
+                u(nw),
+                u(g.w_off),
+                u(g.fan_in),
+                u(g.fan_out),
+                mode,
+            ],
+            elementwise_groups(count),
         );
     }
 
