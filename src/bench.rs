@@ -24,7 +24,9 @@
 //!                      and 2N per entry of every block's sum (packed triangles on the
 //!                      diagonal blocks); S: ~16 GFLOP, ~330 Hv
 //!   full H (G), GPU    blocks of HESSIAN_BLOCK_COLUMNS identity columns, each the
-//!                      block's Hv (Gv) formula above
+//!                      block's Hv (Gv) formula above less the products with the unit
+//!                      vectors, which are gathers: z Vᵀ (2NP) and δ V (2NP₁) per column
+//!                                       2NP + 2NP₁ + k(2NP + 6NP₁)  (G: 2NP + k(2NP + 4NP₁))
 //!   diag G             forward + factor rows f W_l for l ≥ 1 (R_l = K rows per sample)
 //!                      + Σ_n diag(M_l)ᵀ (z∘z) every layer          4NP + 2N Σ_{l≥1} R_l in_l out_l
 //!   diag H             diag G's products with the exact factor rows R_l, + backward (2NP₁)
@@ -169,6 +171,10 @@ pub fn flops(mlp: &Mlp, n: usize, op: Op, on_gpu: bool) -> f64 {
     let p1 = p - (layers[0].fan_in * layers[0].fan_out) as f64;
     let hv = |k: f64| 2.0 * n * p + 2.0 * n * p1 + k * (4.0 * n * p + 8.0 * n * p1);
     let gv = |k: f64| 2.0 * n * p + k * (4.0 * n * p + 4.0 * n * p1);
+    // The GPU's columns of H and G: unit vectors, whose z·V_lᵀ (2np) and δ·V_l (2np1)
+    // are gathers, not products.
+    let hv_units = |k: f64| 2.0 * n * p + 2.0 * n * p1 + k * (2.0 * n * p + 6.0 * n * p1);
+    let gv_units = |k: f64| 2.0 * n * p + k * (2.0 * n * p + 4.0 * n * p1);
     let blocks = |f: &dyn Fn(f64) -> f64| {
         let w = mlp.num_params();
         let (full, rest) = (w / HESSIAN_BLOCK_COLUMNS, w % HESSIAN_BLOCK_COLUMNS);
@@ -186,8 +192,8 @@ pub fn flops(mlp: &Mlp, n: usize, op: Op, on_gpu: bool) -> f64 {
         Op::Hv => hv(1.0),
         Op::Gv => gv(1.0),
         Op::HvBlock16 => hv(BLOCK as f64),
-        Op::Hessian if on_gpu => blocks(&hv),
-        Op::Ggn if on_gpu => blocks(&gv),
+        Op::Hessian if on_gpu => blocks(&hv_units),
+        Op::Ggn if on_gpu => blocks(&gv_units),
         Op::Hessian => crate::cpu_fast::full::flops(&layers, n as usize, true),
         Op::Ggn => crate::cpu_fast::full::flops(&layers, n as usize, false),
         Op::DiagGgn => 4.0 * n * p + factors(Kind::GaussNewton),

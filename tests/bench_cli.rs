@@ -71,7 +71,9 @@ fn flop_count_of_hv_on_s() {
 /// The full H's FLOP count on the CPU (per-sample Kronecker sums,
 /// `cpu_fast::full`) on S, by hand: forward, backward, the per-sample factors
 /// B = M₁W₁ and BᵀW₁, the packed diagonal blocks, the cross block and its δ
-/// term; the GPU's is blocks of 32 Hv.
+/// term; the GPU's is blocks of 32 Hv of unit vectors, whose products z·V_lᵀ (2np per
+/// vector) and δ·V_l (2np₁) are gathers: 2np + 6np₁ per column after the shared
+/// forward (2np) and backward (2np₁) of each block.
 #[test]
 fn flop_count_of_the_full_hessian_on_s() {
     let mlp = Workload::S.mlp().unwrap();
@@ -89,9 +91,12 @@ fn flop_count_of_the_full_hessian_on_s() {
     assert!(same(flops(&mlp, 1797, Op::Hessian, false), want));
     let want_g = f(p) + factors + diagonal_blocks + cross;
     assert!(same(flops(&mlp, 1797, Op::Ggn, false), want_g));
-    let hv = |k: f64| 2.0 * n * p + 2.0 * n * p1 + k * (4.0 * n * p + 8.0 * n * p1);
-    let gpu = 117.0 * hv(32.0) + hv(16.0); // 3760 = 117·32 + 16
+    let columns = |k: f64| 2.0 * n * p + 2.0 * n * p1 + k * (2.0 * n * p + 6.0 * n * p1);
+    let gpu = 117.0 * columns(32.0) + columns(16.0); // 3760 = 117·32 + 16
     assert!(same(flops(&mlp, 1797, Op::Hessian, true), gpu));
+    let columns_g = |k: f64| 2.0 * n * p + k * (2.0 * n * p + 4.0 * n * p1);
+    let gpu_g = 117.0 * columns_g(32.0) + columns_g(16.0);
+    assert!(same(flops(&mlp, 1797, Op::Ggn, true), gpu_g));
 }
 
 /// Synthetic rows of one workload: every op at `seconds` and share `of_peak`.
