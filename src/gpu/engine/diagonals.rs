@@ -1,6 +1,8 @@
-//! The diagonal backpropagations (Becker-LeCun, PRML 5.79–5.81; the Gauss-Newton
-//! diagonal from a square-root factor of the output Gauss-Newton Hessian) and the factor
-//! rows of the outer product (PRML 5.84–5.85).
+//! The diagonal backpropagations (Becker-LeCun, PRML 5.79–5.81; the Gauss-Newton and
+//! the exact diagonal by the factor recursion of `cpu_fast/diagonal.rs`: square-root
+//! factor columns of the output Hessian carried down the layers, plus the exact one's
+//! diagonal residuals and, in deep nets, residuals turned into factor columns) and the
+//! factor rows of the outer product (PRML 5.84–5.85).
 
 use super::{GpuEngine, OutputHessian, Slice, VECTOR_GROUP};
 use crate::error::Result;
