@@ -241,3 +241,81 @@ fn full_hessian_and_gauss_newton_every_activation_and_loss() {
         }
     }
 }
+
+/// One step of `products_reuse_passes_only_when_they_match`.
+#[derive(Clone)]
+enum Step {
+    /// H·V (true) or G·V (false) at θ index, over rows.
+    Products(usize, std::ops::Range<usize>, bool),
+    /// The full H at θ index over rows (blocks of columns: the first computes the passes).
+    Hessian(usize, std::ops::Range<usize>),
+    /// Operations that run their own forward pass, at θ index.
+    Loss(usize),
+    DiagHessian(usize),
+}
+
+#[test]
+fn products_reuse_passes_only_when_they_match() {
+    // A product at the θ, rows and kind of the previous one reuses its forward and
+    // backward buffers; anything else recomputes them. Each step's bits must equal a
+    // fresh engine's, whatever ran before it on the kept one.
+    let Some(ctx) = gpu() else { return };
+    let case = Case::new(&[7, 9, 3], Activation::Tanh, Loss::Ce, 0.01, 31, 23);
+    let thetas = [case.theta.clone(), case.mlp.init_params(99)];
+    let v = case.vectors(3, 5);
+    let all = 0..31;
+    let steps = [
+        Step::Products(0, all.clone(), true),
+        Step::Products(0, all.clone(), true),
+        // G computes no δ (the buffers keep θ1's from the step before it): H at the
+        // same θ must not reuse G's passes.
+        Step::Products(1, all.clone(), true),
+        Step::Products(0, all.clone(), false),
+        Step::Products(0, all.clone(), true),
+        // Other operations overwrite the buffers (and θ) under the same key.
+        Step::Loss(1),
+        Step::Products(0, all.clone(), true),
+        Step::DiagHessian(1),
+        Step::Products(0, all.clone(), true),
+        Step::Products(0, 2..29, true),
+        Step::Products(0, all.clone(), true),
+        Step::Products(1, all.clone(), true),
+        Step::Hessian(1, all.clone()),
+        Step::Products(1, all.clone(), true),
+        Step::Hessian(0, all.clone()),
+    ];
+    let bits = |e: &mut curvature::gpu::GpuEngine, step: &Step| -> Vec<u64> {
+        let f = |x: &[f64]| x.iter().map(|v| v.to_bits()).collect::<Vec<u64>>();
+        match step {
+            Step::Products(i, rows, exact) => {
+                let r = if *exact {
+                    e.hvp_block(&thetas[*i], rows.clone(), v.view())
+                } else {
+                    e.gvp_block(&thetas[*i], rows.clone(), v.view())
+                };
+                f(&flat(&r.unwrap()))
+            }
+            Step::Hessian(i, rows) => f(&flat(&e.hessian(&thetas[*i], rows.clone()).unwrap())),
+            Step::Loss(i) => f(&[e.loss(&thetas[*i], all.clone()).unwrap()]),
+            Step::DiagHessian(i) => f(&e.diag_hessian(&thetas[*i], all.clone()).unwrap()),
+        }
+    };
+    // Whole rows in one slice (reuse possible), then slices of 8 rows (never reused).
+    for max_chunk in [None, Some(8)] {
+        let engine = || {
+            let e = case.engine(&ctx);
+            match max_chunk {
+                Some(rows) => e.with_max_chunk_rows(rows).unwrap(),
+                None => e,
+            }
+        };
+        let mut kept = engine();
+        for (i, step) in steps.iter().enumerate() {
+            let mut fresh = engine();
+            assert!(
+                bits(&mut kept, step) == bits(&mut fresh, step),
+                "step {i} (chunks {max_chunk:?}): differs from a fresh engine"
+            );
+        }
+    }
+}

@@ -99,6 +99,16 @@ struct Buffers {
     outer: Option<(GpuBuffer, GpuBuffer)>,
 }
 
+/// What the forward and backward buffers hold after a product over one slice: the
+/// passes at this θ over these rows (with δ when `exact`), which the next product at
+/// the same θ, rows and kind reuses (as CG, Lanczos and Hessian-free call them).
+#[derive(Clone, Debug, PartialEq)]
+struct PassesKey {
+    theta: Vec<f64>,
+    rows: Range<usize>,
+    exact: bool,
+}
+
 /// The curvature engine on a GPU (f32 on the device, f64 at the interface).
 pub struct GpuEngine {
     ctx: Arc<GpuContext>,
@@ -114,6 +124,8 @@ pub struct GpuEngine {
     host_x: Array2<f32>,
     host_t: Array2<f32>,
     bufs: Buffers,
+    /// Set by a product over one slice, cleared by anything that uploads θ.
+    passes: Option<PassesKey>,
 }
 
 impl std::fmt::Debug for GpuEngine {
@@ -186,6 +198,7 @@ impl GpuEngine {
             host_x,
             host_t,
             bufs,
+            passes: None,
         })
     }
 
@@ -201,6 +214,7 @@ impl GpuEngine {
             chunk_rows,
             chunks,
             bufs,
+            passes: None,
             ..self
         })
     }
@@ -209,6 +223,7 @@ impl GpuEngine {
     /// (`Kernel::MatmulTiled` or `Kernel::MatmulReg`); every variant must pass the same tests.
     pub fn with_matmul_kernel(mut self, kernel: Kernel) -> Self {
         self.matmul = kernel;
+        self.passes = None;
         self
     }
 
@@ -371,9 +386,29 @@ impl GpuEngine {
         }
     }
 
-    fn upload_theta(&self, theta: &[f64]) {
+    /// Writes θ to the device; every operation that records a forward pass calls this
+    /// (or reuses the passes of the same θ), so it also forgets the kept passes.
+    fn upload_theta(&mut self, theta: &[f64]) {
+        self.passes = None;
         let th: Vec<f32> = theta.iter().map(|&v| v as f32).collect();
         self.ctx.write(&self.bufs.theta, 0, &th);
+    }
+
+    /// Whether a product at this θ, over these rows, of this kind can reuse the forward
+    /// and backward buffers; uploads θ (forgetting them) when it cannot.
+    fn prepare_products(&mut self, key: &PassesKey) -> bool {
+        if self.passes.as_ref() == Some(key) {
+            return true;
+        }
+        self.upload_theta(&key.theta);
+        false
+    }
+
+    /// After a product's submit: its passes are kept when it ran over one slice.
+    fn keep_passes(&mut self, key: PassesKey) {
+        if self.slices(&key.rows, self.chunk_rows).len() == 1 {
+            self.passes = Some(key);
+        }
     }
 
     /// Records C (m, n) = β·C + A (m, kk)·B (kk, n), `batch` times (split-K when the

@@ -2,7 +2,7 @@
 //! records its passes into one [`Op`] (per block of columns for H and G), runs it with
 //! one submit and reads back only its result.
 
-use super::{GpuEngine, OutputHessian, HESSIAN_BLOCK_COLUMNS, VECTOR_GROUP};
+use super::{GpuEngine, OutputHessian, PassesKey, HESSIAN_BLOCK_COLUMNS, VECTOR_GROUP};
 use crate::curvature::{check_args, Curvature};
 use crate::error::{Error, Result};
 use crate::gpu::context::{GpuBuffer, Op};
@@ -65,12 +65,19 @@ impl GpuEngine {
             return Ok(result);
         }
         let (vecs, out) = self.vector_buffers(count)?;
-        self.upload_theta(theta);
+        let key = PassesKey {
+            theta: theta.to_vec(),
+            rows: rows.clone(),
+            exact,
+        };
+        let reuse = self.prepare_products(&key);
         let vh: Vec<f32> = v.iter().map(|&x| x as f32).collect();
         self.ctx.write(&vecs, 0, &vh);
         let mut op = Op::new(if exact { "Hv block" } else { "Gv block" });
-        self.record_products(&mut op, &rows, &vecs, &out, count, exact, None);
+        self.record_products(&mut op, &rows, &vecs, &out, count, exact, None, reuse);
+        self.passes = None;
         let r = self.runner.run(op, Some((&out, 0, count * w)))?;
+        self.keep_passes(key);
         to_array(r, count, w)
     }
 
@@ -85,7 +92,11 @@ impl GpuEngine {
         let w = self.num_params;
         let block = HESSIAN_BLOCK_COLUMNS.min(w).min(self.vectors_per_block());
         let (vecs, out) = self.vector_buffers(block)?;
-        self.upload_theta(theta);
+        let key = PassesKey {
+            theta: theta.to_vec(),
+            rows: rows.clone(),
+            exact,
+        };
         let mut h = Array2::zeros((w, w));
         for j0 in (0..w).step_by(block) {
             let bs = block.min(w - j0);
@@ -105,8 +116,11 @@ impl GpuEngine {
                 j0,
                 0.0,
             );
-            self.record_products(&mut op, &rows, &vecs, &out, bs, exact, Some(j0));
+            let reuse = self.prepare_products(&key);
+            self.record_products(&mut op, &rows, &vecs, &out, bs, exact, Some(j0), reuse);
+            self.passes = None;
             let r = self.runner.run(op, Some((&out, 0, bs * w)))?;
+            self.keep_passes(key.clone());
             for b in 0..bs {
                 for i in 0..w {
                     h[[j0 + b, i]] = r[b * w + i] as f64;

@@ -392,7 +392,8 @@ impl GpuEngine {
 
     /// Records H·V or G·V for the `count` rows of `vecs` (already on the device) into `out`
     /// (cleared first), + λ·I_w·V. `units`: the rows are the unit vectors e_{col0 + b}
-    /// (columns of H or G), whose products with z_l and δ_l are gathers.
+    /// (columns of H or G), whose products with z_l and δ_l are gathers. `reuse`: the
+    /// forward (and backward) buffers already hold this θ's passes over `rows` (one slice).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn record_products(
         &self,
@@ -403,13 +404,16 @@ impl GpuEngine {
         count: usize,
         exact: bool,
         units: Option<usize>,
+        reuse: bool,
     ) {
         let scale = 1.0 / rows.len() as f32;
         op.clear(out);
         for s in self.slices(rows, self.chunk_rows) {
-            self.record_forward(op, &s, scale, None);
-            if exact {
-                self.record_backward(op, &s, None);
+            if !reuse {
+                self.record_forward(op, &s, scale, None);
+                if exact {
+                    self.record_backward(op, &s, None);
+                }
             }
             for v0 in (0..count).step_by(VECTOR_GROUP) {
                 let batch = VECTOR_GROUP.min(count - v0);
