@@ -100,6 +100,15 @@ fn digits_sized_network_fast_diagonals() {
 }
 
 #[test]
+fn no_hidden_layer() {
+    // One layer of weights: the output factor alone, no residual.
+    for (seed, loss) in (90..).zip(Loss::ALL) {
+        let case = Case::new(&[6, 4], Activation::Tanh, loss, 0.01, 19, seed);
+        check_diagonals(&format!("{loss} 6-4"), &case, 0..19, true, None);
+    }
+}
+
+#[test]
 fn deep_networks_carry_residuals_as_factor_columns() {
     // Four and five layers of weights: the residuals of layers 2..L−2 become factor
     // columns of both signs; 17 units make two column groups of layer 2's residual.
@@ -134,7 +143,7 @@ fn squared_error_after_a_curved_output_has_negative_output_curvature() {
     let mut seed = 70;
     for loss in [Loss::Sse, Loss::Mse] {
         for output in [Activation::Sigmoid, Activation::Tanh] {
-            for sizes in [&[4, 5, 3][..], &[4, 5, 6, 3][..]] {
+            for sizes in [&[4, 3][..], &[4, 5, 3][..], &[4, 5, 6, 3][..]] {
                 let mut acts = vec![Activation::Tanh; sizes.len() - 2];
                 acts.push(output);
                 let mlp = Mlp::new(sizes, &acts, loss, 0.01).unwrap();
