@@ -273,9 +273,16 @@ pub fn median_seconds(
     })
 }
 
-/// Side of the square product that measures the peak.
+/// Side of the square product that measures the CPU's peak (the fastest of 512–3072 on
+/// the machine the README's tables come from).
 pub const PEAK_SIZE_CPU: usize = 1536;
-pub const PEAK_SIZE_GPU: usize = 1024;
+/// Sides of the GPU's peak product: from the smallest, doubled (see [`gpu_peak_size`]).
+pub const PEAK_SIZE_GPU_MIN: usize = 1024;
+pub const PEAK_SIZE_GPU_MAX: usize = 8192;
+/// The shortest a GPU's peak product may take: 1024² is 2 GFLOP, a fraction of a
+/// millisecond on a large GPU, where submit and read-back latency would dominate it and
+/// understate the peak (and overstate every fraction of it).
+pub const PEAK_GPU_MIN_SECONDS: f64 = 0.02;
 
 /// The CPU's GEMM peak in GFLOP/s at precision T: faer on (n, n)·(n, n), median of `runs`.
 pub fn cpu_peak<T: crate::cpu_fast::Real>(n: usize, runs: usize) -> Result<f64> {
@@ -292,6 +299,34 @@ pub fn cpu_peak<T: crate::cpu_fast::Real>(n: usize, runs: usize) -> Result<f64> 
         Ok(())
     })?;
     Ok(2.0 * (n as f64).powi(3) / s / 1e9)
+}
+
+/// The side of the GPU's peak product: PEAK_SIZE_GPU_MIN, doubled while one product
+/// takes less than PEAK_GPU_MIN_SECONDS and the doubled operands fit the adapter's
+/// binding limit, up to PEAK_SIZE_GPU_MAX.
+pub fn gpu_peak_size(ctx: &std::sync::Arc<crate::gpu::GpuContext>) -> Result<usize> {
+    let max_bytes = ctx.summary().max_binding_bytes();
+    let mut n = PEAK_SIZE_GPU_MIN;
+    loop {
+        if larger_peak_size(n, None, max_bytes).is_none() {
+            return Ok(n);
+        }
+        let seconds = 2.0 * (n as f64).powi(3) / (gpu_peak(ctx, n, 1)? * 1e9);
+        match larger_peak_size(n, Some(seconds), max_bytes) {
+            Some(next) => n = next,
+            None => return Ok(n),
+        }
+    }
+}
+
+/// The next side to try after a peak product of side `n` took `seconds` (None: not yet
+/// timed), or None to keep `n`: it was slow enough, or 2n is over PEAK_SIZE_GPU_MAX or
+/// its f32 operands over `max_bytes` per binding.
+pub fn larger_peak_size(n: usize, seconds: Option<f64>, max_bytes: u64) -> Option<usize> {
+    let next = 2 * n;
+    let fits = next <= PEAK_SIZE_GPU_MAX && (next * next * 4) as u64 <= max_bytes;
+    let fast = seconds.is_none_or(|s| s < PEAK_GPU_MIN_SECONDS);
+    (fits && fast).then_some(next)
 }
 
 /// A GPU's matmul peak in GFLOP/s: the engine's chosen kernel on (n, n)·(n, n),

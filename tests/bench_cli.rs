@@ -2,7 +2,7 @@
 //! operation of S, with the FLOP counts of `curvature::bench::flops` and
 //! self-consistent rates. No timing is asserted (the machine is shared).
 
-use curvature::bench::{flops, hv_targets, ratios, Bench, Op, Row, Workload};
+use curvature::bench::{flops, hv_targets, larger_peak_size, ratios, Bench, Op, Row, Workload};
 use std::process::Command;
 
 #[test]
@@ -167,4 +167,20 @@ fn the_hv_targets_follow_the_device_and_workload() {
     let software = Bench::Gpu { software: true };
     assert_eq!(met(&l, software), [("≥ 30%".to_string(), None)]);
     assert!(met(&rows("M", "f32", 0.1, 0.9), gpu).is_empty());
+}
+
+#[test]
+fn the_gpu_peak_square_grows_until_it_is_throughput_bound_or_too_big() {
+    let gib = 1u64 << 30;
+    // 2.1 GFLOP in 0.2 ms (a large GPU): latency-bound, try 2048.
+    assert_eq!(larger_peak_size(1024, Some(2e-4), 4 * gib), Some(2048));
+    // Not timed yet: a larger side is possible.
+    assert_eq!(larger_peak_size(1024, None, 4 * gib), Some(2048));
+    // 0.5 s (a software adapter): long enough, keep 1024.
+    assert_eq!(larger_peak_size(1024, Some(0.5), 4 * gib), None);
+    // 8192² f32 is 256 MiB: over a 128 MiB binding limit, keep 4096.
+    assert_eq!(larger_peak_size(4096, Some(1e-3), 128 << 20), None);
+    assert_eq!(larger_peak_size(4096, Some(1e-3), gib), Some(8192));
+    // Never past 8192.
+    assert_eq!(larger_peak_size(8192, Some(1e-3), 64 * gib), None);
 }

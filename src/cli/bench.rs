@@ -5,8 +5,8 @@
 
 use clap::Args;
 use curvature::bench::{
-    cpu_peak, gpu_peak, hv_targets, ratios, run_workload, Bench, Options, Row, Workload,
-    PEAK_SIZE_CPU, PEAK_SIZE_GPU,
+    cpu_peak, gpu_peak, gpu_peak_size, hv_targets, ratios, run_workload, Bench, Options, Row,
+    Workload, PEAK_SIZE_CPU,
 };
 use curvature::device::{Device, DeviceChoice, Precision};
 use curvature::files::{write_atomic, Overwrite};
@@ -64,10 +64,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("device: {} ({cores} cores visible)", device.describe());
-    let peak_n = if device.is_gpu() {
-        PEAK_SIZE_GPU
-    } else {
-        PEAK_SIZE_CPU
+    let peak_n = match &device {
+        Device::Gpu(ctx) => gpu_peak_size(ctx)?,
+        _ => PEAK_SIZE_CPU,
     };
     if let Device::Gpu(ctx) = &device {
         println!("matmul kernel: {}", ctx.matmul_variant());
@@ -95,7 +94,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         // virtual machine one short measurement at the start can be off by
         // 20% (seen on the 2-core VM the README's tables come from).
         let peak = match &device {
-            Device::Gpu(ctx) => gpu_peak(ctx, PEAK_SIZE_GPU, PEAK_RUNS)?,
+            Device::Gpu(ctx) => gpu_peak(ctx, peak_n, PEAK_RUNS)?,
             Device::CpuF32 => cpu_peak::<f32>(PEAK_SIZE_CPU, PEAK_RUNS)?,
             Device::Cpu => cpu_peak::<f64>(PEAK_SIZE_CPU, PEAK_RUNS)?,
         };
