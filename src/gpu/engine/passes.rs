@@ -36,15 +36,7 @@ impl GpuEngine {
             self.matmul(
                 op,
                 (n, g.fan_out, g.fan_in, 1),
-                (
-                    inb,
-                    Strided {
-                        off: in_off,
-                        rs: in_rs,
-                        cs: 1,
-                        bs: 0,
-                    },
-                ),
+                (inb, Strided::rows(in_off, in_rs)),
                 (&self.bufs.theta, Strided::transposed(g.w_off, g.fan_in)),
                 (&self.bufs.pre, Strided::rows(region, g.fan_out)),
                 0.0,
@@ -107,15 +99,7 @@ impl GpuEngine {
                     op,
                     (g.fan_out, g.fan_in, n, 1),
                     (&self.bufs.delta, Strided::transposed(region, g.fan_out)),
-                    (
-                        inb,
-                        Strided {
-                            off: in_off,
-                            rs: in_rs,
-                            cs: 1,
-                            bs: 0,
-                        },
-                    ),
+                    (inb, Strided::rows(in_off, in_rs)),
                     (grad, Strided::rows(g.w_off, g.fan_in)),
                     1.0,
                 );
@@ -190,15 +174,7 @@ impl GpuEngine {
                 self.matmul(
                     op,
                     (n, g.fan_out, g.fan_in, batch),
-                    (
-                        inb,
-                        Strided {
-                            off: in_off,
-                            rs: in_rs,
-                            cs: 1,
-                            bs: 0,
-                        },
-                    ),
+                    (inb, Strided::rows(in_off, in_rs)),
                     (
                         vecs,
                         Strided::transposed(v0 * w + g.w_off, g.fan_in).batch(w),
@@ -285,15 +261,7 @@ impl GpuEngine {
                     &self.bufs.rd,
                     Strided::transposed(self.batched_region(l), g.fan_out).batch(n * g.fan_out),
                 ),
-                (
-                    inb,
-                    Strided {
-                        off: in_off,
-                        rs: in_rs,
-                        cs: 1,
-                        bs: 0,
-                    },
-                ),
+                (inb, Strided::rows(in_off, in_rs)),
                 (out, out_w),
                 1.0,
             );
