@@ -1,7 +1,7 @@
 //! `Mlp`: the architecture of a multilayer perceptron and its flat parameter layout.
 //!
 //! The parameters are one flat vector θ (DESIGN.md): layer l = 0..L−1 contributes
-//! its weight matrix W_l, shape (out_l, in_l) row-major — W_l[j][i] connects
+//! its weight matrix W_l, shape (out_l, in_l) row-major — W_l\[j\]\[i\] connects
 //! input i to unit j, Bishop's w_ji and PyTorch's `Linear.weight` — followed by
 //! its bias b_l (out_l). `Mlp` holds no parameters itself: every operation takes
 //! θ explicitly, because curvature is a property of E at a point θ.

@@ -2,7 +2,7 @@
 //!
 //! - sequential Sherman-Morrison on the outer-product approximation (PRML
 //!   5.86–5.89), built up one rank-one term b_r b_rᵀ at a time from
-//!   (α + λ·[weight]) I, on the CPU reference (`cpu::inverse_outer_product`);
+//!   (α + λ·\[weight\]) I, on the CPU reference (`cpu::inverse_outer_product`);
 //! - a Cholesky factorisation of (H or G) + α I, with the matrix built by the
 //!   engine (CPU or GPU) and factorised on the host (faer).
 //!
@@ -29,7 +29,7 @@ fn check_alpha(alpha: f64, strictly_positive: bool) -> Result<()> {
 
 /// (Σ_r b_r b_rᵀ + λ I_w + α I)⁻¹ = (G + αI)⁻¹ (W, W) by sequential
 /// Sherman-Morrison updates over the N·K outer-product vectors of the rows
-/// x (N, D), t (N, K). α > 0 (the start (α + λ·[weight]) I must be invertible).
+/// x (N, D), t (N, K). α > 0 (the start (α + λ·\[weight\]) I must be invertible).
 pub fn sherman_morrison_inverse(
     mlp: &Mlp,
     theta: &[f64],

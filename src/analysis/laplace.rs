@@ -328,8 +328,8 @@ pub struct ProjectedJacobian {
 }
 
 /// J (M·K, W): row m·K + k = ∂a_{L,k}(x_m)/∂θ, by one linear backward pass per
-/// sample of the identity at the output: δ[L−1] = I_K, δ[l−1] = (δ[l] W_l) ⊙
-/// h′(a[l−1]); on W_l[j][i] the entry is δ[l]_j z[l]_i, on b_l[j] it is δ[l]_j.
+/// sample of the identity at the output: δ[L−1] = I_K, δ[l−1] = (δ\[l\] W_l) ⊙
+/// h′(a[l−1]); on W_l\[j\]\[i\] the entry is δ\[l\]_j z\[l\]_i, on b_l\[j\] it is δ\[l\]_j.
 pub fn output_jacobians(mlp: &Mlp, theta: &[f64], x: ArrayView2<f64>) -> Array2<f64> {
     let layers = mlp.layout();
     let last = layers.len() - 1;

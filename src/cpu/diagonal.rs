@@ -2,13 +2,13 @@
 //! diag(H), the Becker-LeCun approximation (PRML 5.79–5.81), and diag(G).
 //!
 //! All three rest on one fact: E_n depends on w_ji (layer l) only through
-//! a_j = a[l]_j, and ∂a_j/∂w_ji = z[l]_i does not depend on w_ji, so
+//! a_j = a\[l\]_j, and ∂a_j/∂w_ji = z\[l\]_i does not depend on w_ji, so
 //! ```text
 //!   ∂²E_n/∂w_ji² = z[l]_i² · [M_l]_jj,     ∂²E_n/∂b_j² = [M_l]_jj,
 //! ```
-//! where M_l = ∂²E_n/∂a[l]∂a[l] (out_l, out_l) is the per-sample Hessian in
+//! where M_l = ∂²E_n/∂a\[l\]∂a\[l\] (out_l, out_l) is the per-sample Hessian in
 //! layer l's pre-activations. It is propagated backwards from the output
-//! (indexing as in `passes.rs`; δ[l] here is per sample, NOT divided by N):
+//! (indexing as in `passes.rs`; δ\[l\] here is per sample, NOT divided by N):
 //! ```text
 //!   M_{L−1} = ∂²E_n/∂a² (Loss::hessian)
 //!   M_{l−1} = diag(h′) W_lᵀ M_l W_l diag(h′) + diag(h″ ⊙ (δ[l] W_l)),   h = h_{l−1}(a[l−1])
@@ -118,7 +118,7 @@ fn diagonal(
 }
 
 /// The EXACT diagonal of H (W) for X (N, D), T (N, K), without building H:
-/// ∂²E/∂w_ji² = (1/N) Σ_n z_i² [M_l]_jj + λ with the full per-sample M_l of the
+/// ∂²E/∂w_ji² = (1/N) Σ_n z_i² \[M_l\]_jj + λ with the full per-sample M_l of the
 /// module header (PRML 5.79–5.80 without dropping any term). Cost per sample
 /// O(Σ_l out_l·in_l·(out_l + in_l)).
 pub fn diag_hessian(mlp: &Mlp, theta: &[f64], x: ArrayView2<f64>, t: ArrayView2<f64>) -> Vec<f64> {
@@ -128,7 +128,7 @@ pub fn diag_hessian(mlp: &Mlp, theta: &[f64], x: ArrayView2<f64>, t: ArrayView2<
 /// The Becker-LeCun diagonal (PRML 5.79–5.81), (W): the recursion of the module
 /// header keeping only the diagonal of M_l at every step, starting from the
 /// diagonal of the exact output Hessian:
-/// m_{l−1} = h′² ⊙ ((W_l ∘ W_l)ᵀ m_l) + h″ ⊙ (δ[l] W_l).
+/// m_{l−1} = h′² ⊙ ((W_l ∘ W_l)ᵀ m_l) + h″ ⊙ (δ\[l\] W_l).
 ///
 /// It is EXACT for the last layer's weights and biases (they use the exact
 /// diagonal of M_{L−1}), hence for a network with one layer of weights; for

@@ -1,9 +1,9 @@
 //! The CPU reference path: plain, f64, obviously correct. It is the specification every other path is checked against.
 //!
 //! - [`passes`]: forward, backward, R-forward, R-backward (loss, gradient, Hv, Gv, accuracy);
-//! - [`hessian`]: the full H and G (W×W) from blocks of Hv / Gv columns;
+//! - [`hessian`](mod@hessian): the full H and G (W×W) from blocks of Hv / Gv columns;
 //! - [`diagonal`]: the exact diag(H), the Becker-LeCun approximation, diag(G);
-//! - [`outer_product`]: the outer-product approximation and its Sherman-Morrison inverse;
+//! - [`outer_product`](mod@outer_product): the outer-product approximation and its Sherman-Morrison inverse;
 //! - [`finite_diff`]: central differences of E and ∇E, the checks of all the above.
 
 pub mod diagonal;

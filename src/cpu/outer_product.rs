@@ -50,8 +50,8 @@ fn output_factor(loss: Loss, act: Activation, a: &[f64], t: &[f64]) -> Array2<f6
 /// The vectors b_r (R, W), R = N·K, row r = n·K + k, with
 /// Σ_r b_r b_rᵀ = G − λ I_w = (1/N) Σ_n J_nᵀ H_out,GN,n J_n (PRML 5.84/5.85):
 /// b = J_nᵀ c_k / √N, J_nᵀ c by a linear backward pass of the K rows c_k of
-/// sample n at once: δ[L−1] = C, δ[l−1] = (δ[l] W_l) ⊙ h′(a[l−1]);
-/// b on W_l[j][i] is δ[l]_j z[l]_i, on b_l[j] it is δ[l]_j.
+/// sample n at once: δ[L−1] = C, δ[l−1] = (δ\[l\] W_l) ⊙ h′(a[l−1]);
+/// b on W_l\[j\]\[i\] is δ\[l\]_j z\[l\]_i, on b_l\[j\] it is δ\[l\]_j.
 pub fn outer_product_vectors(
     mlp: &Mlp,
     theta: &[f64],
@@ -118,7 +118,7 @@ pub fn outer_product(
 }
 
 /// (outer_product + α I)⁻¹ (W, W) by sequential Sherman-Morrison updates
-/// (PRML 5.87–5.89): from H₀ = diag(α + λ·[weight]) (diagonal, inverted
+/// (PRML 5.87–5.89): from H₀ = diag(α + λ·\[weight\]) (diagonal, inverted
 /// entrywise), for each b_r in order
 /// A⁻¹ ← A⁻¹ − (A⁻¹ b)(A⁻¹ b)ᵀ / (1 + bᵀ A⁻¹ b).
 /// α must be > 0 (biases get no λ, so H₀ would be singular at α = 0).

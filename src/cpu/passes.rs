@@ -4,7 +4,7 @@
 //! activation and every loss. f64, batched over N samples, no tape.
 //!
 //! ## Indexing (0-based, one index per layer of weights)
-//! Layer l = 0..L−1 maps z[l] → a[l] → z[l+1]:
+//! Layer l = 0..L−1 maps z\[l\] → a\[l\] → z[l+1]:
 //! ```text
 //!   a[l]   = z[l] W_lᵀ + b_l        (N, out_l)     PRML 5.98 (batched)
 //!   z[l+1] = h_l(a[l])              (N, out_l)     PRML 5.99 (5.100 at the output)
@@ -14,7 +14,7 @@
 //! (`Loss::delta`, `Loss::hessian_times`), so the output activation's h′ is part
 //! of δ[L−1] and never applied separately.
 //!
-//! δ[l] = ∂E/∂a[l] (N, out_l), the errors of PRML 5.56, of the batch MEAN: the
+//! δ\[l\] = ∂E/∂a\[l\] (N, out_l), the errors of PRML 5.56, of the batch MEAN: the
 //! output δ of every sample is divided by N, so every sum over n below is the
 //! mean of E. The L2 term (λ/2)‖W‖² adds λW to the gradient and λ·V_w to Hv and
 //! Gv (weights only, not biases).
@@ -31,9 +31,9 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 /// The quantities of a forward pass that the backward passes need.
 #[derive(Clone, Debug)]
 pub struct Forward {
-    /// a[l]: (N, out_l) pre-activations of layer l, l = 0..L−1.
+    /// a\[l\]: (N, out_l) pre-activations of layer l, l = 0..L−1.
     pub a: Vec<Array2<f64>>,
-    /// z[0] = X (N, D); z[l+1] = h_l(a[l]) (N, out_l). The last, z[L], holds
+    /// z\[0\] = X (N, D); z[l+1] = h_l(a\[l\]) (N, out_l). The last, z\[L\], holds
     /// the network outputs y (softmax probabilities for ce, see [`outputs`]).
     pub z: Vec<Array2<f64>>,
 }
@@ -88,8 +88,8 @@ fn output_hessian_times(
     out
 }
 
-/// The forward pass (PRML 5.98–5.100 batched): a[l] = z[l] W_lᵀ + b_l,
-/// z[l+1] = h_l(a[l]), for θ (W) and X (N, D). The last z is the network
+/// The forward pass (PRML 5.98–5.100 batched): a\[l\] = z\[l\] W_lᵀ + b_l,
+/// z[l+1] = h_l(a\[l\]), for θ (W) and X (N, D). The last z is the network
 /// output y as [`outputs`] defines it.
 pub fn forward(mlp: &Mlp, theta: &[f64], x: ArrayView2<f64>) -> Forward {
     debug_assert_eq!(theta.len(), mlp.num_params());
@@ -153,7 +153,7 @@ fn loss_from_forward(mlp: &Mlp, theta: &[f64], fw: &Forward, t: ArrayView2<f64>)
 }
 
 /// The backward pass (PRML 5.56, batched): δ[L−1] = ∂E_n/∂a (`Loss::delta`)
-/// / N, δ[l] = h_l′(a[l]) ⊙ (δ[l+1] W_{l+1}). Returns δ[l] (N, out_l) for
+/// / N, δ\[l\] = h_l′(a\[l\]) ⊙ (δ[l+1] W_{l+1}). Returns δ\[l\] (N, out_l) for
 /// every layer.
 pub fn backward(mlp: &Mlp, theta: &[f64], fw: &Forward, t: ArrayView2<f64>) -> Vec<Array2<f64>> {
     let layers = mlp.layout();

@@ -1,7 +1,7 @@
 //! R-propagation for a block of k vectors at once (PRML 5.101–5.111, as in
 //! `cpu/passes.rs::r_pass`), every layer's products ONE GEMM over the stacked
 //! (c·k, width) rows. Rows are sample-major: row s·k + i is sample s, vector i,
-//! so that z[l] (c, in)·[V_1ᵀ … V_kᵀ] (in, k·out) lands directly in (c·k, out).
+//! so that z\[l\] (c, in)·[V_1ᵀ … V_kᵀ] (in, k·out) lands directly in (c·k, out).
 //! ```text
 //!   R{a[l]}   = R{z[l]} W_lᵀ + z[l] V_lᵀ + Vb_l       (c·k, out_l)  (no R{z[0]}: it is 0)
 //!   R{z[l+1]} = h′ ⊙ R{a[l]}

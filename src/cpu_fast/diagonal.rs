@@ -1,6 +1,6 @@
 //! Diagonals without the W × W matrix, batched over samples (the same
-//! recursion as `cpu/diagonal.rs`: ∂²E/∂w_ji² = (1/N) Σ_n z[l]_i² [M_l]_jj + λ,
-//! ∂²E/∂b_j² = (1/N) Σ_n [M_l]_jj, with M_l = ∂²E_n/∂a[l]² the per-sample
+//! recursion as `cpu/diagonal.rs`: ∂²E/∂w_ji² = (1/N) Σ_n z\[l\]_i² \[M_l\]_jj + λ,
+//! ∂²E/∂b_j² = (1/N) Σ_n \[M_l\]_jj, with M_l = ∂²E_n/∂a\[l\]² the per-sample
 //! Hessian in layer l's pre-activations), but M_l is never formed:
 //!
 //! ```text
@@ -26,7 +26,7 @@
 //!
 //! The Gauss-Newton diagonal is the same recursion from the Gauss-Newton
 //! output factor without any residual (R = K everywhere); Becker-LeCun keeps
-//! only diag(M) (PRML 5.81): m_{l−1} = h′² ⊙ ((W_l∘W_l)ᵀ m_l) + h″ ⊙ (δ[l] W_l).
+//! only diag(M) (PRML 5.81): m_{l−1} = h′² ⊙ ((W_l∘W_l)ᵀ m_l) + h″ ⊙ (δ\[l\] W_l).
 
 use super::gemm::{gemm, mat};
 use super::net::{is_softmax_ce, Net};

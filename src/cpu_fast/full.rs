@@ -3,10 +3,10 @@
 //! products (the reference, `cpu/hessian.rs`, builds them column by column
 //! from Hv; `tests/parity_cpu_fast.rs` checks this against it).
 //!
-//! Write z̃[l] = (z[l], 1) for layer l's input extended by the bias's 1, and
-//! (l, i, a) for parameter W_l[i, a] (a < in_l) or b_l[i] (a = in_l), so that
-//! ∂E/∂θ(l,i,a) = Σ_n δ[l]_i z̃[l]_a. Differentiating by θ(m, j, b) with m ≤ l
-//! (δ[l] depends on θ_m only through a[l]; z[l] through a[m]):
+//! Write z̃\[l\] = (z\[l\], 1) for layer l's input extended by the bias's 1, and
+//! (l, i, a) for parameter W_l[i, a] (a < in_l) or b_l\[i\] (a = in_l), so that
+//! ∂E/∂θ(l,i,a) = Σ_n δ\[l\]_i z̃\[l\]_a. Differentiating by θ(m, j, b) with m ≤ l
+//! (δ\[l\] depends on θ_m only through a\[l\]; z\[l\] through a\[m\]):
 //! ```text
 //!   l = m:  H = Σ_n M_l[i,j] · z̃[l]_a z̃[l]_b
 //!   l > m:  H = Σ_n A_lm[i,j] · z̃[l]_a z̃[m]_b  +  Σ_n δ[l]_i · C_lm[a,j] · z̃[m]_b   (a < in_l)
@@ -27,7 +27,7 @@
 //! layer: pk(e) = 308 505 entries of z̃z̃ᵀ per sample against pk(out) = 55 of
 //! M) would spend its time writing z̃z̃ᵀ for every sample; its diagonal block is
 //! instead formed as one weighted Gram matrix per entry of M,
-//! Σ_n M_l[i,j] z̃ z̃ᵀ = (diag(M[i,j]) Z̃)ᵀ Z̃, upper triangle only ("Gram
+//! Σ_n M_l\[i,j\] z̃ z̃ᵀ = (diag(M\[i,j\]) Z̃)ᵀ Z̃, upper triangle only ("Gram
 //! layers"): the same flops, no per-sample z̃z̃ᵀ.
 //!
 //! Parallelism is within a chunk, by shape only: the per-sample factors are

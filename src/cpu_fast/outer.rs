@@ -1,7 +1,7 @@
 //! The outer-product matrix Σ_n J_nᵀ H_out,GN,n J_n / N + λ I_w (PRML 5.84/5.85)
 //! from stacked per-sample factor rows: the Gauss-Newton factor rows of every
 //! layer (`diagonal.rs`, with 1/√N) give b = J_nᵀ c / √N with entries
-//! f_j z_i on W_l[j][i] and f_j on b_l[j]; a chunk of c samples stacks its
+//! f_j z_i on W_l\[j\]\[i\] and f_j on b_l\[j\]; a chunk of c samples stacks its
 //! c·K rows into B (c·K, W) and adds BᵀB by ONE GEMM.
 
 use super::diagonal::DiagBuffers;

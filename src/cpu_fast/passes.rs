@@ -1,6 +1,6 @@
 //! Forward and backward passes over one chunk of c samples (c ≤ the
 //! workspace's capacity C), the same equations as `cpu/passes.rs`
-//! (0-based: layer l maps z[l] → a[l] → z[l+1], z[0] = X):
+//! (0-based: layer l maps z\[l\] → a\[l\] → z[l+1], z\[0\] = X):
 //! ```text
 //!   a[l]   = z[l] W_lᵀ + b_l          one GEMM (c, in_l)·(in_l, out_l)      PRML 5.98
 //!   z[l+1] = h_l(a[l])                                                       PRML 5.99
@@ -18,16 +18,16 @@ use crate::activation::Activation;
 /// Buffers of the forward and backward passes for up to `cap` samples.
 pub struct Base<T> {
     pub cap: usize,
-    /// a[l] (cap, out_l).
+    /// a\[l\] (cap, out_l).
     pub a: Vec<Vec<T>>,
-    /// z[l+1] = h_l(a[l]) (cap, out_l); the last holds the outputs y.
+    /// z[l+1] = h_l(a\[l\]) (cap, out_l); the last holds the outputs y.
     pub z: Vec<Vec<T>>,
-    /// h_l′(a[l]), h_l″(a[l]) (cap, out_l) for hidden layers (empty at the output).
+    /// h_l′(a\[l\]), h_l″(a\[l\]) (cap, out_l) for hidden layers (empty at the output).
     pub dh: Vec<Vec<T>>,
     pub d2h: Vec<Vec<T>>,
-    /// δ[l] (cap, out_l), of the batch mean.
+    /// δ\[l\] (cap, out_l), of the batch mean.
     pub delta: Vec<Vec<T>>,
-    /// back[l] = δ[l+1] W_{l+1} (cap, out_l) for hidden layers.
+    /// back\[l\] = δ[l+1] W_{l+1} (cap, out_l) for hidden layers.
     pub back: Vec<Vec<T>>,
     /// Per sample output curvature: ce p (cap, K) and s (cap); otherwise the
     /// diagonal output Hessian (cap, K) of the last R-pass's kind.
@@ -57,14 +57,14 @@ pub enum Keep {
     SecondDerivative,
 }
 
-/// Which δ[l] the backward pass computes. back[l] = δ[l+1] W_{l+1} is always
-/// computed; δ[0] = h′ ⊙ back[0] feeds only ∂E/∂W_0, so the curvature passes
+/// Which δ\[l\] the backward pass computes. back\[l\] = δ[l+1] W_{l+1} is always
+/// computed; δ\[0\] = h′ ⊙ back\[0\] feeds only ∂E/∂W_0, so the curvature passes
 /// skip it (on M it is one more pass over a (N, 128) buffer per Hv).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Deltas {
     /// Every layer's δ (the gradient).
     All,
-    /// δ[l] for l ≥ 1 (Hv, the diagonals).
+    /// δ\[l\] for l ≥ 1 (Hv, the diagonals).
     AboveInput,
 }
 
@@ -104,7 +104,7 @@ impl<T: Real> Base<T> {
     }
 }
 
-/// dst[l] += src[l], entry by entry, for every layer.
+/// dst\[l\] += src\[l\], entry by entry, for every layer.
 pub fn add_into<T: Real>(dst: &mut [Vec<T>], src: &[Vec<T>]) {
     for (d, s) in dst.iter_mut().zip(src) {
         add_assign(d, s);
@@ -118,7 +118,7 @@ pub fn add_assign<T: Real>(dst: &mut [T], src: &[T]) {
     }
 }
 
-/// z[l] of the chunk: X for l = 0, else the stored z.
+/// z\[l\] of the chunk: X for l = 0, else the stored z.
 pub fn input<'a, T>(base: &'a Base<T>, x: &'a [T], l: usize) -> &'a [T] {
     if l == 0 {
         x
@@ -228,8 +228,8 @@ pub fn loss_sum<T: Real>(net: &Net<T>, t: &[f64], c: usize, base: &mut Base<T>) 
     base.row_loss[..c].iter().sum()
 }
 
-/// The backward pass: δ[l] (c, out_l) of the batch mean (`inv_n` = 1/N) and
-/// back[l] = δ[l+1] W_{l+1}. Needs a forward pass with h′.
+/// The backward pass: δ\[l\] (c, out_l) of the batch mean (`inv_n` = 1/N) and
+/// back\[l\] = δ[l+1] W_{l+1}. Needs a forward pass with h′.
 pub fn backward<T: Real>(
     net: &Net<T>,
     t: &[f64],
@@ -313,7 +313,7 @@ pub fn backward<T: Real>(
     }
 }
 
-/// dst (m, in_l) (+)= aᵀ z[l] for `a` (c, m) row-major: a sum over the
+/// dst (m, in_l) (+)= aᵀ z\[l\] for `a` (c, m) row-major: a sum over the
 /// chunk's samples with layer l's input (X for l = 0, from `x` or from its
 /// column-major copy `x_cols`, both (c, D)), stored as `sum_plan` says for
 /// this shape. Returns the layout used.
@@ -340,8 +340,8 @@ pub fn sum_over_samples<T: Real>(
     layout
 }
 
-/// Adds (or, on the first chunk, writes) ∂E/∂W_l = δ[l]ᵀ z[l] and
-/// ∂E/∂b_l = Σ_n δ[l] for every layer into the accumulators. `x` is the
+/// Adds (or, on the first chunk, writes) ∂E/∂W_l = δ\[l\]ᵀ z\[l\] and
+/// ∂E/∂b_l = Σ_n δ\[l\] for every layer into the accumulators. `x` is the
 /// chunk's X (c, D), `x_cols` the same read from the engine's column-major
 /// copy (see `sum_over_samples`).
 pub fn accumulate_gradient<T: Real>(

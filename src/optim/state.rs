@@ -1,5 +1,6 @@
 //! An optimizer's learned state as named f64 tensors and scalars, so that a
-//! run can be checkpointed and resumed: [`Optimizer::export_state`] and
+//! run can be checkpointed and resumed:
+//! [`Optimizer::export_state`](super::Optimizer::export_state) and
 //! [`Optimizer::import_state`](super::Optimizer::import_state).
 //!
 //! Importing the state exported from an optimizer into a freshly built one of
