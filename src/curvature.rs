@@ -40,9 +40,10 @@ pub trait Curvature {
         rows: Range<usize>,
         v: ArrayView2<f64>,
     ) -> Result<Array2<f64>>;
-    /// The full Hessian H (W, W), from blocks of Hv columns.
+    /// The full Hessian H (W, W): the reference and the GPU from blocks of Hv columns,
+    /// the fast CPU engine from per-sample Kronecker sums (`cpu_fast::full`).
     fn hessian(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>>;
-    /// The full Gauss-Newton matrix G (W, W), from blocks of Gv columns.
+    /// The full Gauss-Newton matrix G (W, W), built as [`Curvature::hessian`] builds H.
     fn ggn(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>>;
     /// The exact diagonal of H (W).
     fn diag_hessian(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Vec<f64>>;

@@ -7,7 +7,7 @@
 //! | loss, outputs | matmul, activation `bias_act`, loss `loss_delta`, reduce `colsum` |
 //! | loss_grad | + rop `mul_deriv`, update `axpy_mask` |
 //! | hvp_block / gvp_block | + rop `rop_forward`/`rop_backward`, loss `loss_hess` |
-//! | hessian / ggn | + update `fill_identity` (blocks of columns) |
+//! | hessian / ggn | + update `fill_identity`, `unit_product` (blocks of columns) |
 //! | diag_ggn | loss `loss_factor`, diag_hessian `sumsq_batch` |
 //! | diag_hessian | + diag_hessian `hess_residual`, `expand_residual`, `bl_backward`, update `square` |
 //! | diag_becker_lecun | loss `loss_diag`, diag_hessian `bl_backward` |
