@@ -103,3 +103,45 @@ pub fn check_args(
     }
     Ok(())
 }
+
+/// What an engine's forward and backward buffers hold after a product: the passes at
+/// this θ over these rows, with the backward pass when `exact` (the Gauss-Newton needs
+/// none). The next product at the same θ, rows and kind reuses them (Lanczos, CG,
+/// Hutchinson and Hessian-free make many products at one θ).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct PassesKey {
+    theta: Vec<f64>,
+    rows: Range<usize>,
+    exact: bool,
+}
+
+impl PassesKey {
+    /// Whether `kept` describes passes at this θ, over these rows, of this kind.
+    pub(crate) fn matches(
+        kept: &Option<PassesKey>,
+        theta: &[f64],
+        rows: &Range<usize>,
+        exact: bool,
+    ) -> bool {
+        kept.as_ref()
+            .is_some_and(|k| k.exact == exact && k.rows == *rows && k.theta == theta)
+    }
+
+    /// Records in `kept` that the buffers now hold these passes (reusing its allocation).
+    pub(crate) fn record(
+        kept: &mut Option<PassesKey>,
+        theta: &[f64],
+        rows: &Range<usize>,
+        exact: bool,
+    ) {
+        let key = kept.get_or_insert_with(|| PassesKey {
+            theta: Vec::new(),
+            rows: rows.clone(),
+            exact,
+        });
+        key.theta.clear();
+        key.theta.extend_from_slice(theta);
+        key.rows = rows.clone();
+        key.exact = exact;
+    }
+}

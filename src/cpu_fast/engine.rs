@@ -41,7 +41,7 @@ use super::passes::{
 };
 use super::real::Real;
 use crate::cpu_engine::check_data_shape;
-use crate::curvature::{check_args, Curvature};
+use crate::curvature::{check_args, Curvature, PassesKey};
 use crate::error::Result;
 use crate::model::{LayerLayout, Mlp};
 use ndarray::{Array2, ArrayView2};
@@ -152,15 +152,6 @@ struct Workspace<T> {
     /// rows were one chunk: the next block product at the same θ, rows and
     /// kind (Lanczos, CG, Hutchinson: many products at one θ) skips them.
     passes_of: Option<PassesKey>,
-}
-
-/// The θ, rows and kind (exact or Gauss-Newton) of the passes a block
-/// workspace holds.
-#[derive(Clone, Debug, PartialEq)]
-struct PassesKey {
-    theta: Vec<f64>,
-    rows: Range<usize>,
-    gauss_newton: bool,
 }
 
 /// One chunk of rows as an operation's body sees it.
@@ -428,10 +419,7 @@ impl<T: Real> FastCpuEngine<T> {
         // are of the same θ, rows and kind (recorded only when each part's
         // rows were one chunk, so that its buffers hold all of them).
         let one_chunk_each = rows.len().div_ceil(parts) <= self.spaces[ws].cap;
-        let reuse = self.spaces[ws]
-            .passes_of
-            .as_ref()
-            .is_some_and(|p| p.gauss_newton == gauss_newton && p.rows == *rows && p.theta == theta);
+        let reuse = PassesKey::matches(&self.spaces[ws].passes_of, theta, rows, !gauss_newton);
         // Loaded once, read by every part; out of the workspace while the
         // parts (borrowed mutably by `chunks`) run.
         let vectors = {
@@ -474,15 +462,7 @@ impl<T: Real> FastCpuEngine<T> {
         if !one_chunk_each {
             *passes = None;
         } else if !reuse {
-            let key = passes.get_or_insert_with(|| PassesKey {
-                theta: Vec::new(),
-                rows: rows.clone(),
-                gauss_newton,
-            });
-            key.theta.clear();
-            key.theta.extend_from_slice(theta);
-            key.rows = rows.clone();
-            key.gauss_newton = gauss_newton;
+            PassesKey::record(passes, theta, rows, !gauss_newton);
         }
         let net = Net {
             mlp: &self.mlp,

@@ -15,6 +15,7 @@
 use super::context::{GpuBuffer, GpuContext, Op, Runner};
 use super::error::GpuError;
 use super::kernels::{self as k, elementwise_groups, f, Kernel, Strided};
+use crate::curvature::PassesKey;
 use crate::error::{Error, Result};
 use crate::model::Mlp;
 use ndarray::{Array2, ArrayView2};
@@ -41,6 +42,17 @@ enum OutputHessian {
     /// The negative part of an exact diagonal output Hessian (factors only): sse/mse's
     /// h_kk = c·(h′² + (y − t)·h″) can be negative.
     ExactNegativePart = 2,
+}
+
+impl OutputHessian {
+    /// The output Hessian of H·v (`exact`) or G·v.
+    fn of_product(exact: bool) -> OutputHessian {
+        if exact {
+            OutputHessian::Exact
+        } else {
+            OutputHessian::GaussNewton
+        }
+    }
 }
 
 /// Where one layer sits in θ and in the per-layer activation buffers.
@@ -97,16 +109,6 @@ struct Buffers {
     outputs: Option<GpuBuffer>,
     /// Outer product: (G rows, W) factor rows and the (W, W) result.
     outer: Option<(GpuBuffer, GpuBuffer)>,
-}
-
-/// What the forward and backward buffers hold after a product over one slice: the
-/// passes at this θ over these rows (with δ when `exact`), which the next product at
-/// the same θ, rows and kind reuses (as CG, Lanczos and Hessian-free call them).
-#[derive(Clone, Debug, PartialEq)]
-struct PassesKey {
-    theta: Vec<f64>,
-    rows: Range<usize>,
-    exact: bool,
 }
 
 /// The curvature engine on a GPU (f32 on the device, f64 at the interface).
@@ -396,18 +398,18 @@ impl GpuEngine {
 
     /// Whether a product at this θ, over these rows, of this kind can reuse the forward
     /// and backward buffers; uploads θ (forgetting them) when it cannot.
-    fn prepare_products(&mut self, key: &PassesKey) -> bool {
-        if self.passes.as_ref() == Some(key) {
+    fn prepare_products(&mut self, theta: &[f64], rows: &Range<usize>, exact: bool) -> bool {
+        if PassesKey::matches(&self.passes, theta, rows, exact) {
             return true;
         }
-        self.upload_theta(&key.theta);
+        self.upload_theta(theta);
         false
     }
 
     /// After a product's submit: its passes are kept when it ran over one slice.
-    fn keep_passes(&mut self, key: PassesKey) {
-        if self.slices(&key.rows, self.chunk_rows).len() == 1 {
-            self.passes = Some(key);
+    fn keep_passes(&mut self, theta: &[f64], rows: &Range<usize>, exact: bool) {
+        if self.slices(rows, self.chunk_rows).len() == 1 {
+            PassesKey::record(&mut self.passes, theta, rows, exact);
         }
     }
 

@@ -2,7 +2,7 @@
 //! records its passes into one [`Op`] (per block of columns for H and G), runs it with
 //! one submit and reads back only its result.
 
-use super::{GpuEngine, OutputHessian, PassesKey, HESSIAN_BLOCK_COLUMNS, VECTOR_GROUP};
+use super::{GpuEngine, OutputHessian, HESSIAN_BLOCK_COLUMNS, VECTOR_GROUP};
 use crate::curvature::{check_args, Curvature};
 use crate::error::{Error, Result};
 use crate::gpu::context::{GpuBuffer, Op};
@@ -65,19 +65,13 @@ impl GpuEngine {
             return Ok(result);
         }
         let (vecs, out) = self.vector_buffers(count)?;
-        let key = PassesKey {
-            theta: theta.to_vec(),
-            rows: rows.clone(),
-            exact,
-        };
-        let reuse = self.prepare_products(&key);
+        let reuse = self.prepare_products(theta, &rows, exact);
         let vh: Vec<f32> = v.iter().map(|&x| x as f32).collect();
         self.ctx.write(&vecs, 0, &vh);
         let mut op = Op::new(if exact { "Hv block" } else { "Gv block" });
         self.record_products(&mut op, &rows, &vecs, &out, count, exact, None, reuse);
-        self.passes = None;
         let r = self.runner.run(op, Some((&out, 0, count * w)))?;
-        self.keep_passes(key);
+        self.keep_passes(theta, &rows, exact);
         to_array(r, count, w)
     }
 
@@ -92,11 +86,6 @@ impl GpuEngine {
         let w = self.num_params;
         let block = HESSIAN_BLOCK_COLUMNS.min(w).min(self.vectors_per_block());
         let (vecs, out) = self.vector_buffers(block)?;
-        let key = PassesKey {
-            theta: theta.to_vec(),
-            rows: rows.clone(),
-            exact,
-        };
         let mut h = Array2::zeros((w, w));
         for j0 in (0..w).step_by(block) {
             let bs = block.min(w - j0);
@@ -116,11 +105,10 @@ impl GpuEngine {
                 j0,
                 0.0,
             );
-            let reuse = self.prepare_products(&key);
+            let reuse = self.prepare_products(theta, &rows, exact);
             self.record_products(&mut op, &rows, &vecs, &out, bs, exact, Some(j0), reuse);
-            self.passes = None;
             let r = self.runner.run(op, Some((&out, 0, bs * w)))?;
-            self.keep_passes(key.clone());
+            self.keep_passes(theta, &rows, exact);
             for b in 0..bs {
                 for i in 0..w {
                     h[[j0 + b, i]] = r[b * w + i] as f64;
@@ -309,8 +297,13 @@ impl Curvature for GpuEngine {
             self.record_forward(&mut op, &s, 1.0, None);
             for k0 in (0..kk).step_by(VECTOR_GROUP) {
                 let batch = VECTOR_GROUP.min(kk - k0);
-                let gn = OutputHessian::GaussNewton;
-                self.record_factor(&mut op, &s, (k0, batch), root_scale, gn);
+                self.record_factor(
+                    &mut op,
+                    &s,
+                    (k0, batch),
+                    root_scale,
+                    OutputHessian::GaussNewton,
+                );
                 self.record_factor_diag(&mut op, &s, (self.last(), batch), 1.0, false);
             }
         }
@@ -365,8 +358,13 @@ impl Curvature for GpuEngine {
             self.record_forward(&mut op, &s, 1.0, None);
             for k0 in (0..kk).step_by(VECTOR_GROUP) {
                 let batch = VECTOR_GROUP.min(kk - k0);
-                let gn = OutputHessian::GaussNewton;
-                self.record_factor(&mut op, &s, (k0, batch), root_scale, gn);
+                self.record_factor(
+                    &mut op,
+                    &s,
+                    (k0, batch),
+                    root_scale,
+                    OutputHessian::GaussNewton,
+                );
                 for l in (0..self.layers.len()).rev() {
                     let g = &self.layers[l];
                     let (inb, in_off, in_rs) = self.input(&s, l);

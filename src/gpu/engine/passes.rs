@@ -169,7 +169,8 @@ impl GpuEngine {
                     backward: false,
                     add: l > 0,
                 };
-                self.record_unit_product(op, s, product, (inb, in_off, in_rs), &self.bufs.ra);
+                let ra = (&self.bufs.ra, self.batched_region(l));
+                self.record_unit_product(op, s, product, (inb, in_off, in_rs), ra);
             } else {
                 self.matmul(
                     op,
@@ -236,15 +237,7 @@ impl GpuEngine {
             ],
             s,
             (self.batched_region(last), 0, self.batched_region(last), 0),
-            (
-                batch,
-                0,
-                if exact {
-                    OutputHessian::Exact
-                } else {
-                    OutputHessian::GaussNewton
-                },
-            ),
+            (batch, 0, OutputHessian::of_product(exact)),
             scale,
             batch * n,
         );
@@ -319,7 +312,7 @@ impl GpuEngine {
                         add: true,
                     };
                     let delta = (&self.bufs.delta, self.region(l), g.fan_out);
-                    self.record_unit_product(op, s, product, delta, &self.bufs.prod);
+                    self.record_unit_product(op, s, product, delta, (&self.bufs.prod, 0));
                 } else {
                     self.matmul(
                         op,
@@ -403,20 +396,21 @@ impl GpuEngine {
     }
 
     /// z_l·V_lᵀ (forward) or δ_l·V_l (backward) for unit vectors V (see [`UnitProduct`]),
-    /// from `src` (buffer, offset, row stride) of slice `s` into `dst` (batch, n, w) at 0.
+    /// from `src` (buffer, offset, row stride) of slice `s` into `dst` (batch, n, w) at
+    /// its offset; w is out_l forward, in_l backward.
     fn record_unit_product(
         &self,
         op: &mut Op,
         s: &Slice,
         product: UnitProduct,
         (src, s_off, s_rs): (&GpuBuffer, usize, usize),
-        dst: &GpuBuffer,
+        (dst, d_off): (&GpuBuffer, usize),
     ) {
         let g = &self.layers[product.l];
-        let (w, d_off) = if product.backward {
-            (g.fan_in, 0)
+        let w = if product.backward {
+            g.fan_in
         } else {
-            (g.fan_out, self.batched_region(product.l))
+            g.fan_out
         };
         let nw = s.n * w;
         let count = product.batch * nw;
