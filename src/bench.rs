@@ -463,10 +463,10 @@ pub struct Ratio {
     pub flop_ratio: f64,
 }
 
-/// The ratios of one workload's rows on one device (`on_gpu`) that the issue names.
-pub fn ratios(rows: &[Row], on_gpu: bool) -> Vec<Ratio> {
+/// The ratios of one workload's rows, run `on` a device, that the issue names.
+pub fn ratios(rows: &[Row], on: Bench) -> Vec<Ratio> {
     let find = |op: Op| rows.iter().find(|r| r.op == op.name());
-    let s_on_cpu = !on_gpu && rows.first().is_some_and(|r| r.workload == "S");
+    let s_on_cpu = on == Bench::Cpu && rows.first().is_some_and(|r| r.workload == "S");
     let mut out = Vec::new();
     let mut push = |name: &str, a: Op, b: Op, bound: Option<f64>| {
         if let (Some(a), Some(b)) = (find(a), find(b)) {
@@ -480,11 +480,7 @@ pub fn ratios(rows: &[Row], on_gpu: bool) -> Vec<Ratio> {
     };
     push("Hv / loss+grad", Op::Hv, Op::LossGrad, Some(2.0));
     push("block16 / Hv", Op::HvBlock16, Op::Hv, Some(8.0));
-    let w = rows
-        .first()
-        .and_then(|r| r.workload.parse::<Workload>().ok())
-        .and_then(|w| w.mlp().ok())
-        .map_or(0.0, |m| m.num_params() as f64);
+    let w = Workload::S.mlp().map_or(0.0, |m| m.num_params() as f64);
     let on_s = |bound: f64| s_on_cpu.then_some(bound);
     push("full H / Hv", Op::Hessian, Op::Hv, on_s(w / 4.0));
     push("diag GGN / Hv", Op::DiagGgn, Op::Hv, on_s(4.0));
@@ -508,6 +504,17 @@ pub struct HvTarget {
 pub enum Bench {
     Cpu,
     Gpu { software: bool },
+}
+
+impl Bench {
+    pub fn of(device: &Device) -> Bench {
+        match device {
+            Device::Gpu(ctx) => Bench::Gpu {
+                software: ctx.summary().is_software,
+            },
+            _ => Bench::Cpu,
+        }
+    }
 }
 
 /// One Hv against the issue's absolute targets, where they apply: on the CPU in f32 at

@@ -124,7 +124,12 @@ fn rows(workload: &str, precision: &str, seconds: f64, of_peak: f64) -> Vec<Row>
 #[test]
 fn the_s_on_the_cpu_targets_bound_only_s_on_the_cpu() {
     let bound = |rows: &[Row], on_gpu: bool, name: &str| {
-        ratios(rows, on_gpu)
+        let on = if on_gpu {
+            Bench::Gpu { software: false }
+        } else {
+            Bench::Cpu
+        };
+        ratios(rows, on)
             .into_iter()
             .find(|r| r.name == name)
             .and_then(|r| r.bound)

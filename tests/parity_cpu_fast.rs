@@ -14,7 +14,7 @@ use curvature::cpu;
 use curvature::cpu_fast::{FastCpuEngine, Real};
 use curvature::data::load_named;
 use curvature::{Activation, Curvature, Loss, Mlp};
-use ndarray::{s, Array2};
+use ndarray::{s, Array2, ArrayView2};
 use Activation::*;
 
 /// f64 engine: the same f64 arithmetic in another summation order (GEMM
@@ -116,21 +116,17 @@ fn all_ops<T: Real>(
     check(&what("loss of loss_grad"), &[e], &[e_ref], forward_tol);
     check(&what("gradient"), &g, &g_ref, tol);
 
+    // H·V and G·V of a block against the reference.
+    let check_products = |eng: &mut FastCpuEngine<T>, v: ArrayView2<f64>, h: &str, g: &str| {
+        let hv = eng.hvp_block(theta, rows.clone(), v).unwrap();
+        let hv_ref = cpu::hvp_block(mlp, theta, xr, tr, v);
+        check(&what(h), &flat(&hv), &flat(&hv_ref), tol);
+        let gv = eng.gvp_block(theta, rows.clone(), v).unwrap();
+        let gv_ref = cpu::gvp_block(mlp, theta, xr, tr, v);
+        check(&what(g), &flat(&gv), &flat(&gv_ref), tol);
+    };
     let v = random_block(3, mlp.num_params(), 11);
-    let hv = eng.hvp_block(theta, rows.clone(), v.view()).unwrap();
-    check(
-        &what("Hv k=3"),
-        &flat(&hv),
-        &flat(&cpu::hvp_block(mlp, theta, xr, tr, v.view())),
-        tol,
-    );
-    let gv = eng.gvp_block(theta, rows.clone(), v.view()).unwrap();
-    check(
-        &what("Gv k=3"),
-        &flat(&gv),
-        &flat(&cpu::gvp_block(mlp, theta, xr, tr, v.view())),
-        tol,
-    );
+    check_products(&mut eng, v.view(), "Hv k=3", "Gv k=3");
     let hv1 = eng
         .hvp(theta, rows.clone(), v.row(0).as_slice().unwrap())
         .unwrap();
@@ -146,20 +142,7 @@ fn all_ops<T: Real>(
     let w = mlp.num_params();
     let picks = [0, w / 2, w - 1];
     let units = Array2::from_shape_fn((3, w), |(i, p)| f64::from(u8::from(p == picks[i])));
-    let hu = eng.hvp_block(theta, rows.clone(), units.view()).unwrap();
-    check(
-        &what("H e_p"),
-        &flat(&hu),
-        &flat(&cpu::hvp_block(mlp, theta, xr, tr, units.view())),
-        tol,
-    );
-    let gu = eng.gvp_block(theta, rows.clone(), units.view()).unwrap();
-    check(
-        &what("G e_p"),
-        &flat(&gu),
-        &flat(&cpu::gvp_block(mlp, theta, xr, tr, units.view())),
-        tol,
-    );
+    check_products(&mut eng, units.view(), "H e_p", "G e_p");
 
     let d = eng.diag_hessian(theta, rows.clone()).unwrap();
     check(

@@ -79,6 +79,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             .max(1),
         warmup: 2,
     };
+    let on = Bench::of(&device);
     let mut all: Vec<Row> = Vec::new();
     for w in workloads {
         let mlp = w.mlp()?;
@@ -115,9 +116,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 100.0 * r.fraction_of_peak
             );
         })?;
-        let on_gpu = device.is_gpu();
         println!("  ratios (target; FLOP ratio = the value at equal GFLOP/s):");
-        for r in ratios(&rows, on_gpu) {
+        for r in ratios(&rows, on) {
             let (target, mark) = match r.bound {
                 Some(b) => (
                     format!("(≤ {b})"),
@@ -130,12 +130,6 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 r.name, r.value, target, mark, r.flop_ratio
             );
         }
-        let on = match &device {
-            Device::Gpu(ctx) => Bench::Gpu {
-                software: ctx.summary().is_software,
-            },
-            _ => Bench::Cpu,
-        };
         for t in hv_targets(&rows, on) {
             let mark = match t.met {
                 Some(true) => "ok",
