@@ -7,7 +7,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use curvature::bench::{Op, Workload, BLOCK};
 use curvature::data::load_named;
-use curvature::device::{Device, DeviceChoice};
+use curvature::engine::device::{Device, DeviceChoice};
 use curvature::Curvature;
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
@@ -22,7 +22,7 @@ fn workloads() -> Vec<Workload> {
 }
 
 fn devices() -> Vec<Device> {
-    let mut d = vec![Device::Cpu, Device::CpuF32];
+    let mut d = vec![Device::FastCpuF64, Device::FastCpuF32];
     match Device::open(
         DeviceChoice::Gpu,
         std::env::var("CURVATURE_ADAPTER").ok().as_deref(),

@@ -22,9 +22,9 @@
 //! (~0.3 s with the fast engine, ~20 s and ~15 s on one core with the
 //! reference engine), hence their 20–30 epochs.
 
-use curvature::cpu_engine::CpuEngine;
 use curvature::cpu_fast::FastCpuEngine;
 use curvature::data::{load_named, split, SplitSpec};
+use curvature::engine::ReferenceEngine;
 use curvature::optim::OptimizerSpec;
 use curvature::train::{train, Callback, Control, DataView, History, TrainConfig};
 use curvature::{Activation, Curvature, Loss, Mlp};
@@ -150,7 +150,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         };
         let mut factory = |x: ndarray::ArrayView2<f32>, t: ndarray::ArrayView2<f32>| {
             Ok(if reference {
-                Box::new(CpuEngine::new(&mlp, x, t)?) as Box<dyn Curvature>
+                Box::new(ReferenceEngine::new(&mlp, x, t)?) as Box<dyn Curvature>
             } else {
                 Box::new(FastCpuEngine::<f64>::new(&mlp, x, t)?)
             })

@@ -10,8 +10,8 @@
 //!   cargo run --release --example retrain
 
 use curvature::analysis::retrain::{retrain, RetrainMethod, RetrainReport};
-use curvature::cpu_engine::CpuEngine;
 use curvature::data::{load_named, split, SplitSpec};
+use curvature::engine::ReferenceEngine;
 use curvature::train::accuracy;
 use curvature::{Activation, Curvature, Loss, Mlp};
 use std::error::Error;
@@ -47,7 +47,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         Loss::Ce,
         1e-3,
     )?;
-    let mut test_engine = CpuEngine::new(&mlp, test.x.view(), test.t.view())?;
+    let mut test_engine = ReferenceEngine::new(&mlp, test.x.view(), test.t.view())?;
     let mut test_acc = |theta: &[f64]| -> Result<f64, Box<dyn Error>> {
         let y = test_engine.outputs(theta, 0..test.len())?;
         Ok(accuracy(&y, test.t.view()).unwrap_or(f64::NAN))
@@ -64,7 +64,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         "run", "steps", "time s", "train loss", "‖∇E‖", "test acc"
     );
     let init = mlp.init_params(0);
-    let mut engine = CpuEngine::new(&mlp, train.x.view(), train.t.view())?;
+    let mut engine = ReferenceEngine::new(&mlp, train.x.view(), train.t.view())?;
     let mut trained = init.clone();
     let r = retrain(
         &mut engine,
@@ -79,7 +79,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         &r,
         test_acc(&trained)?,
     );
-    let mut engine = CpuEngine::new(&mlp, changed.x.view(), changed.t.view())?;
+    let mut engine = ReferenceEngine::new(&mlp, changed.x.view(), changed.t.view())?;
     let rows = 0..changed.len();
     let before = engine.loss_grad(&trained, rows.clone())?;
     println!(

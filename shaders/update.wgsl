@@ -3,13 +3,10 @@
 // | group | binding | name | access     | contents                                    |
 // |-------|---------|------|------------|---------------------------------------------|
 // | 0     | 0       | src  | read       | source at s_off, batch stride s_bs          |
-// | 0     | 1       | mask | read       | I_w as 0/1 (W): 1 on weight entries         |
 // | 0     | 2       | dst  | read_write | destination at d_off                        |
 // | 1     | 0       | p    | uniform    | UpdateParams                                |
 //
-// - axpy_mask:     dst[b·W + i] += α·mask[i]·src[s_off + b·s_bs + i]  (the λ·I_w terms)
 // - square:        dst[i] = src[s_off + i]²                           (θ⊙θ, z⊙z)
-// - add_diag:      dst[i·(W + 1)] += α·mask[i]                        (+ λ I_w on a W×W matrix)
 // - fill_identity: dst[b·W + i] = 1 if i = col0 + b else 0            (columns of I)
 // - unit_product:  a layer's product with the unit vectors e_p, p = col0 + b, as a gather
 //                  (the columns of H need no multiplications by zero). With p inside the
@@ -25,21 +22,8 @@ struct UpdateParams {
 }
 
 @group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read> mask: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 @group(1) @binding(0) var<uniform> p: UpdateParams;
-
-@compute @workgroup_size(256, 1, 1)
-fn axpy_mask(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-             @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(wid, lid, nwg);
-    if (i >= p.count) {
-        return;
-    }
-    let b = i / p.w;
-    let e = i % p.w;
-    dst[p.d_off + i] += p.alpha * mask[e] * src[p.s_off + b * p.s_bs + e];
-}
 
 @compute @workgroup_size(256, 1, 1)
 fn square(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
@@ -50,16 +34,6 @@ fn square(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
     }
     let v = src[p.s_off + i];
     dst[p.d_off + i] = v * v;
-}
-
-@compute @workgroup_size(256, 1, 1)
-fn add_diag(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-            @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(wid, lid, nwg);
-    if (i >= p.count) {
-        return;
-    }
-    dst[p.d_off + i * (p.w + 1u)] += p.alpha * mask[i];
 }
 
 @compute @workgroup_size(256, 1, 1)

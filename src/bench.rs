@@ -38,10 +38,11 @@
 //! (the CPU: faer's GEMM at the precision benchmarked; a GPU: the engine's
 //! matmul kernel), 2n³ flops, timed in the same run.
 
-use crate::cpu_fast::diagonal::{factor_rows, Kind};
-use crate::curvature::Curvature;
+use crate::cpu_fast::diagonal::factor_rows;
 use crate::data::load_named;
-use crate::device::Device;
+use crate::engine::device::Device;
+use crate::engine::Curvature;
+use crate::engine::Diagonal;
 use crate::error::{Error, Result};
 use crate::gpu::engine::HESSIAN_BLOCK_COLUMNS;
 use crate::model::Mlp;
@@ -180,7 +181,7 @@ pub fn flops(mlp: &Mlp, n: usize, op: Op, on_gpu: bool) -> f64 {
         let (full, rest) = (w / HESSIAN_BLOCK_COLUMNS, w % HESSIAN_BLOCK_COLUMNS);
         full as f64 * f(HESSIAN_BLOCK_COLUMNS as f64) + if rest > 0 { f(rest as f64) } else { 0.0 }
     };
-    let factors = |kind: Kind| {
+    let factors = |kind: Diagonal| {
         let rows = factor_rows(&layers, mlp.num_outputs(), kind);
         (1..layers.len())
             .map(|l| 2.0 * n * rows[l] as f64 * (layers[l].fan_in * layers[l].fan_out) as f64)
@@ -196,7 +197,7 @@ pub fn flops(mlp: &Mlp, n: usize, op: Op, on_gpu: bool) -> f64 {
         Op::Ggn if on_gpu => blocks(&gv_units),
         Op::Hessian => crate::cpu_fast::full::flops(&layers, n as usize, true),
         Op::Ggn => crate::cpu_fast::full::flops(&layers, n as usize, false),
-        Op::DiagGgn => 4.0 * n * p + factors(Kind::GaussNewton),
+        Op::DiagGgn => 4.0 * n * p + factors(Diagonal::GaussNewton),
         Op::DiagHessian => {
             let depth = layers.len();
             // The residual d_1 (W_1∘W_1) mat-vec when there are ≥ 3 layers of weights.
@@ -205,7 +206,7 @@ pub fn flops(mlp: &Mlp, n: usize, op: Op, on_gpu: bool) -> f64 {
             } else {
                 0.0
             };
-            4.0 * n * p + 2.0 * n * p1 + factors(Kind::Exact) + residual
+            4.0 * n * p + 2.0 * n * p1 + factors(Diagonal::Hessian) + residual
         }
     }
 }

@@ -26,7 +26,7 @@
 //! gradient, on the CPU device, checked against central differences of the
 //! gradient (PRML 5.91):
 //! ```
-//! use curvature::device::{Device, DeviceChoice};
+//! use curvature::engine::device::{Device, DeviceChoice};
 //! use curvature::{data, Activation, Curvature, Loss, Mlp};
 //!
 //! let ds = data::load_named("digits")?;
@@ -53,14 +53,10 @@ pub mod activation;
 pub mod analysis;
 pub mod bench;
 pub mod checkpoint;
-pub mod compare;
 pub mod cpu;
-pub mod cpu_engine;
 pub mod cpu_fast;
-
-pub mod curvature;
 pub mod data;
-pub mod device;
+pub mod engine;
 pub mod error;
 pub mod files;
 pub mod gpu;
@@ -69,10 +65,9 @@ pub mod model;
 pub mod optim;
 pub mod plot;
 pub mod train;
-pub mod verify;
 
 pub use activation::Activation;
-pub use curvature::Curvature;
+pub use engine::{Backend, Curvature, Diagonal, Kind};
 pub use error::{Error, Result};
 pub use loss::Loss;
 pub use model::{LayerLayout, Mlp, ModelError};

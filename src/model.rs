@@ -190,19 +190,6 @@ impl Mlp {
         mask
     }
 
-    /// (λ/2) Σ_l ‖W_l‖², the penalty part of E.
-    pub fn l2_penalty(&self, theta: &[f64]) -> f64 {
-        if self.l2 == 0.0 {
-            return 0.0;
-        }
-        let sq: f64 = self
-            .layout()
-            .into_iter()
-            .map(|l| theta[l.weights].iter().map(|w| w * w).sum::<f64>())
-            .sum();
-        0.5 * self.l2 * sq
-    }
-
     /// Seeded initial parameters: Glorot (Xavier) uniform weights,
     /// W_l ~ U(−r, r) with r = √(6 / (in_l + out_l)), and zero biases.
     /// Glorot suits the sigmoid/tanh networks this field mostly studies; the

@@ -36,7 +36,7 @@
 //! uninterrupted run (`tests/resume_library.rs`). `src/checkpoint.rs` puts all
 //! of it in one file.
 
-use crate::curvature::Curvature;
+use crate::engine::Curvature;
 use crate::optim::finite::first_non_finite;
 use crate::optim::{
     GuardConfig, Guarded, OptimError, Optimizer, Result, StepReport, DEFAULT_MAX_FAILURES,

@@ -9,8 +9,8 @@ use curvature::analysis::dense;
 use curvature::analysis::inverse::{cholesky_inverse, sherman_morrison_inverse};
 use curvature::analysis::pruning::{magnitude, obd, obs, weight_indices};
 use curvature::analysis::MatrixKind;
-use curvature::cpu_engine::CpuEngine;
-use curvature::curvature::Curvature;
+use curvature::engine::Curvature;
+use curvature::engine::ReferenceEngine;
 use curvature::{Activation, Loss};
 
 /// Two f64 inverses of a matrix with condition number ≲ 10⁴ agree to
@@ -25,10 +25,10 @@ fn engine_of(
     mlp: &curvature::Mlp,
     x: &ndarray::Array2<f64>,
     t: &ndarray::Array2<f64>,
-) -> (CpuEngine, ndarray::Array2<f64>, ndarray::Array2<f64>) {
+) -> (ReferenceEngine, ndarray::Array2<f64>, ndarray::Array2<f64>) {
     let x32 = x.mapv(|v| v as f32);
     let t32 = t.mapv(|v| v as f32);
-    let engine = CpuEngine::new(mlp, x32.view(), t32.view()).unwrap();
+    let engine = ReferenceEngine::new(mlp, x32.view(), t32.view()).unwrap();
     (engine, x32.mapv(f64::from), t32.mapv(f64::from))
 }
 

@@ -8,8 +8,8 @@ use common::random_problem;
 use curvature::analysis::laplace::{output_jacobians, LaplaceFit};
 use curvature::analysis::retrain::{retrain, RetrainMethod};
 use curvature::cpu;
-use curvature::cpu_engine::CpuEngine;
-use curvature::curvature::Curvature;
+use curvature::engine::Curvature;
+use curvature::engine::ReferenceEngine;
 use curvature::{Activation, Loss};
 
 /// MacKay's update stops at a relative change of 1e-12; the derivative there
@@ -29,7 +29,7 @@ fn evidence_maximisation_returns_a_stationary_point() {
         50,
         1,
     );
-    let mut engine = CpuEngine::new(
+    let mut engine = ReferenceEngine::new(
         &mlp,
         x.mapv(|v| v as f32).view(),
         t.mapv(|v| v as f32).view(),
@@ -105,7 +105,7 @@ fn retraining_after_dropping_rows_reaches_a_stationary_point_in_few_steps() {
         60,
         3,
     );
-    let mut engine = CpuEngine::new(
+    let mut engine = ReferenceEngine::new(
         &mlp,
         x.mapv(|v| v as f32).view(),
         t.mapv(|v| v as f32).view(),
@@ -158,7 +158,7 @@ fn output_variances_equal_j_a_inverse_jt() {
         4,
     );
     let x32 = x.mapv(|v| v as f32);
-    let mut engine = CpuEngine::new(&mlp, x32.view(), t.mapv(|v| v as f32).view()).unwrap();
+    let mut engine = ReferenceEngine::new(&mlp, x32.view(), t.mapv(|v| v as f32).view()).unwrap();
     let x64 = x32.mapv(f64::from);
     let alpha = 0.7;
     let n = 40.0;

@@ -10,8 +10,8 @@ use curvature::analysis::density::stochastic_lanczos_quadrature;
 use curvature::analysis::lanczos::extreme_eigenpairs;
 use curvature::analysis::trace::{hutch_plus_plus, hutchinson};
 use curvature::analysis::{MatrixKind, Operator};
-use curvature::cpu_engine::CpuEngine;
-use curvature::curvature::Curvature;
+use curvature::engine::Curvature;
+use curvature::engine::ReferenceEngine;
 use curvature::{Activation, Loss, Mlp};
 use ndarray::{s, Array2};
 
@@ -27,9 +27,9 @@ const HUTCHINSON_SIGMAS: f64 = 4.0;
 const HUTCHPP_REL: f64 = 1e-9;
 
 /// A small ce network (W = 51), its engine over f32 data, and θ.
-fn problem(acts: &[Activation], loss: Loss, seed: u64) -> (Mlp, Vec<f64>, CpuEngine) {
+fn problem(acts: &[Activation], loss: Loss, seed: u64) -> (Mlp, Vec<f64>, ReferenceEngine) {
     let (mlp, theta, x, t) = random_problem(&[4, 6, 3], acts, loss, 0.01, 40, seed);
-    let engine = CpuEngine::new(
+    let engine = ReferenceEngine::new(
         &mlp,
         x.mapv(|v| v as f32).view(),
         t.mapv(|v| v as f32).view(),
@@ -39,7 +39,7 @@ fn problem(acts: &[Activation], loss: Loss, seed: u64) -> (Mlp, Vec<f64>, CpuEng
 }
 
 fn check_lanczos(
-    engine: &mut CpuEngine,
+    engine: &mut ReferenceEngine,
     theta: &[f64],
     kind: MatrixKind,
     block: std::ops::Range<usize>,

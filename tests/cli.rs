@@ -3,8 +3,8 @@
 
 mod gpu_support;
 
-use curvature::curvature::Curvature;
-use curvature::device::Device;
+use curvature::engine::device::Device;
+use curvature::engine::Curvature;
 use curvature::files::{
     load_model, read_tensors, save_model, write_tensors, NamedTensor, Overwrite,
 };
@@ -200,7 +200,9 @@ fn compute_grad_and_hvp_equal_the_library() {
     let (model, mlp, theta) = digits_model(d);
     let ds = data::load_named("digits").unwrap();
     // The engine the CLI's `--device cpu` uses (the fast f64 engine).
-    let mut engine = Device::Cpu.engine(&mlp, ds.x.view(), ds.t.view()).unwrap();
+    let mut engine = Device::FastCpuF64
+        .engine(&mlp, ds.x.view(), ds.t.view())
+        .unwrap();
     let rows = 0..ds.len();
 
     let o = curvature(

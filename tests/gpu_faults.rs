@@ -11,8 +11,8 @@
 
 mod gpu_support;
 
-use curvature::cpu_engine::CpuEngine;
-use curvature::device::Device;
+use curvature::engine::device::Device;
+use curvature::engine::ReferenceEngine;
 use curvature::gpu::{AdapterChoice, AdapterOptions, GpuContext, GpuError, TestFaults};
 use curvature::{Activation, Curvature, Error, Loss};
 use gpu_support::{assert_close, flat, scaled_to, Case, TOL_CURVATURE, TOL_FORWARD, TOL_GRADIENT};
@@ -155,7 +155,7 @@ fn chunking_forced_by_low_limits_still_matches_the_cpu() {
         "the lowered limit must force row chunks"
     );
     assert_eq!(gpu.vectors_per_block(), 4, "and column blocks");
-    let mut cpu = CpuEngine::new(&case.mlp, x.view(), t.view()).unwrap();
+    let mut cpu = ReferenceEngine::new(&case.mlp, x.view(), t.view()).unwrap();
     let theta = &case.theta;
 
     let (e, g) = gpu.loss_grad(theta, 0..n).unwrap();

@@ -9,10 +9,10 @@
 mod common;
 
 use common::{random_block, random_problem};
-use curvature::compare::{compare, Tolerance};
 use curvature::cpu;
 use curvature::cpu_fast::{FastCpuEngine, Real};
 use curvature::data::load_named;
+use curvature::engine::compare::{compare, Tolerance};
 use curvature::{Activation, Curvature, Loss, Mlp};
 use ndarray::{s, Array2, ArrayView2};
 use Activation::*;

@@ -1,7 +1,7 @@
 //! Reproducibility: the same seed on the same device gives bit-identical results.
 //!
 //! - CPU: the f64 reference engine and the fast engine in f64 and f32
-//!   (`curvature::device::Device`) give the same bits for every operation from two
+//!   (`curvature::engine::device::Device`) give the same bits for every operation from two
 //!   fresh engines, and short training runs (momentum and Hessian-free, mini-batches,
 //!   a digits subset) end on the same θ bits twice; a different seed ends elsewhere,
 //!   so the comparison can fail.
@@ -18,9 +18,9 @@
 
 mod gpu_support;
 
-use curvature::cpu_engine::CpuEngine;
 use curvature::data::load_named;
-use curvature::device::Device;
+use curvature::engine::device::Device;
+use curvature::engine::ReferenceEngine;
 use curvature::optim::OptimizerSpec;
 use curvature::train::{train, DataView, TrainConfig};
 use curvature::{Activation, Curvature, Loss, Mlp};
@@ -165,7 +165,7 @@ fn cpu_reference_operations_are_bit_reproducible() {
     let mlp = digits_net(16);
     check_operations(
         "cpu reference, 64-16-10, 300 rows",
-        &|x, t| Box::new(CpuEngine::new(&mlp, x, t).unwrap()),
+        &|x, t| Box::new(ReferenceEngine::new(&mlp, x, t).unwrap()),
         x.view(),
         t.view(),
         false,
@@ -174,7 +174,7 @@ fn cpu_reference_operations_are_bit_reproducible() {
     let small = digits_net(3);
     check_operations(
         "cpu reference, 64-3-10 with H and G",
-        &|x, t| Box::new(CpuEngine::new(&small, x, t).unwrap()),
+        &|x, t| Box::new(ReferenceEngine::new(&small, x, t).unwrap()),
         x.view(),
         t.view(),
         true,
@@ -187,7 +187,7 @@ fn cpu_fast_operations_are_bit_reproducible_in_f64_and_f32() {
     // threshold for multi-threaded GEMM, so its parallel paths are covered too.
     let (x, t) = digits(1797);
     let mlp = digits_net(50);
-    for device in [Device::Cpu, Device::CpuF32] {
+    for device in [Device::FastCpuF64, Device::FastCpuF32] {
         let what = format!("{}, 64-50-10, 1797 rows", device.describe());
         check_operations(
             &what,
@@ -198,7 +198,7 @@ fn cpu_fast_operations_are_bit_reproducible_in_f64_and_f32() {
         );
     }
     let small = digits_net(3);
-    for device in [Device::Cpu, Device::CpuF32] {
+    for device in [Device::FastCpuF64, Device::FastCpuF32] {
         let what = format!("{}, 64-3-10 with H and G", device.describe());
         check_operations(
             &what,
@@ -219,7 +219,7 @@ fn assert_thread_count_independent(
     data: &curvature::data::Dataset,
     ops: impl Fn(&mut dyn Curvature) -> Vec<(&'static str, Vec<u64>)> + Sync,
 ) {
-    for device in [Device::Cpu, Device::CpuF32] {
+    for device in [Device::FastCpuF64, Device::FastCpuF32] {
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -339,9 +339,9 @@ fn check_training(what: &str, make: &MakeEngine) {
 fn cpu_training_runs_are_bit_reproducible() {
     let mlp = digits_net(16);
     check_training("cpu reference", &|x, t| {
-        Box::new(CpuEngine::new(&mlp, x, t).unwrap())
+        Box::new(ReferenceEngine::new(&mlp, x, t).unwrap())
     });
-    for device in [Device::Cpu, Device::CpuF32] {
+    for device in [Device::FastCpuF64, Device::FastCpuF32] {
         check_training(&device.describe(), &|x, t| {
             Box::new(device.engine(&mlp, x, t).unwrap())
         });

@@ -6,7 +6,7 @@
 //! deterministic, so any difference is state the checkpoint lost.
 
 use curvature::checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
-use curvature::cpu_engine::CpuEngine;
+use curvature::engine::ReferenceEngine;
 use curvature::optim::{OptimizerSpec, StateError};
 use curvature::train::{
     train, train_resumable, Callback, Control, DataView, History, Resume, TrainConfig,
@@ -48,7 +48,7 @@ fn problem() -> Problem {
 fn factory(
     mlp: &Mlp,
 ) -> impl FnMut(ArrayView2<f32>, ArrayView2<f32>) -> curvature::Result<Box<dyn Curvature>> + '_ {
-    move |x, t| Ok(Box::new(CpuEngine::new(mlp, x, t)?))
+    move |x, t| Ok(Box::new(ReferenceEngine::new(mlp, x, t)?))
 }
 
 /// Raises the interrupt flag after `after` updates (what the CLI's signal handler does).
@@ -334,7 +334,7 @@ fn state_of_another_optimizer_or_size_is_refused() {
     let p = problem();
     let w = p.mlp.num_params();
     let mut lbfgs = spec("lbfgs", "").build();
-    let mut engine = CpuEngine::new(&p.mlp, p.x.view(), p.t.view()).unwrap();
+    let mut engine = ReferenceEngine::new(&p.mlp, p.x.view(), p.t.view()).unwrap();
     let mut theta = p.mlp.init_params(0);
     for _ in 0..3 {
         lbfgs.step(&mut engine, &mut theta, 0..TRAIN_ROWS).unwrap();

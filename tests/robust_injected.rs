@@ -4,7 +4,7 @@
 
 mod robust_support;
 
-use curvature::cpu_engine::CpuEngine;
+use curvature::engine::ReferenceEngine;
 use curvature::optim::{OptimError, Point, Quantity};
 use curvature::train::{train, TrainConfig};
 use curvature::Curvature;
@@ -161,7 +161,7 @@ fn nan_trial_points_are_never_accepted() {
     ];
     for (name, mode) in cases {
         let mut engine = NanBeyond {
-            inner: CpuEngine::new(&mlp, x.view(), t.view()).unwrap(),
+            inner: ReferenceEngine::new(&mlp, x.view(), t.view()).unwrap(),
             center: theta0.clone(),
             radius: RADIUS,
             mode,
@@ -206,7 +206,7 @@ fn a_nan_gradient_after_an_accepted_step_is_undone_by_the_guard() {
     let m = &mlp;
     let mut factory = move |x: ndarray::ArrayView2<f32>, t: ndarray::ArrayView2<f32>| {
         Ok(Box::new(NanBeyond {
-            inner: CpuEngine::new(m, x, t)?,
+            inner: ReferenceEngine::new(m, x, t)?,
             center: center.clone(),
             radius: RADIUS,
             mode: Beyond::GradOnly,

@@ -5,7 +5,7 @@
 
 mod robust_support;
 
-use curvature::cpu_engine::CpuEngine;
+use curvature::engine::ReferenceEngine;
 use curvature::optim::bfgs::{Bfgs, BfgsConfig};
 use curvature::optim::damping::Damping;
 use curvature::optim::levenberg_marquardt::{default_config, levenberg_marquardt};
@@ -84,7 +84,7 @@ fn assert_descends(name: &str, reports: &[StepReport]) {
 #[test]
 fn levenberg_marquardt_on_a_singular_gauss_newton_matrix() {
     let (mlp, x, t, theta0) = singular_problem();
-    let mut engine = CpuEngine::new(&mlp, x.view(), t.view()).unwrap();
+    let mut engine = ReferenceEngine::new(&mlp, x.view(), t.view()).unwrap();
     let g = engine.ggn(&theta0, 0..1).unwrap();
     let zero_rows = (0..g.nrows())
         .filter(|&i| g.row(i).iter().all(|v| *v == 0.0))
@@ -137,10 +137,10 @@ fn levenberg_marquardt_on_a_singular_gauss_newton_matrix() {
 }
 
 /// A tanh network at small weights sits near a saddle: H is indefinite.
-fn indefinite_problem() -> (Mlp, CpuEngine, Vec<f64>, f64) {
+fn indefinite_problem() -> (Mlp, ReferenceEngine, Vec<f64>, f64) {
     let (mlp, x, t, theta) = small_classifier();
     let theta: Vec<f64> = theta.iter().map(|v| 0.01 * v).collect();
-    let mut engine = CpuEngine::new(&mlp, x.view(), t.view()).unwrap();
+    let mut engine = ReferenceEngine::new(&mlp, x.view(), t.view()).unwrap();
     let n = x.nrows();
     let h = engine.hessian(&theta, 0..n).unwrap();
     let lambda_min = min_eigenvalue(&h);
@@ -218,7 +218,7 @@ fn a_damping_ceiling_below_the_negative_curvature_is_a_clear_bounded_error() {
 fn bfgs_skips_updates_with_negative_or_overflowing_curvature() {
     let (mlp, x, t, theta0) = small_classifier();
     let n = x.nrows();
-    let g0 = CpuEngine::new(&mlp, x.view(), t.view())
+    let g0 = ReferenceEngine::new(&mlp, x.view(), t.view())
         .unwrap()
         .loss_grad(&theta0, 0..n)
         .unwrap()

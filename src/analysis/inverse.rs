@@ -11,7 +11,7 @@
 use super::dense;
 use super::operator::MatrixKind;
 use crate::cpu;
-use crate::curvature::Curvature;
+use crate::engine::Curvature;
 use crate::error::{Error, Result};
 use crate::model::Mlp;
 use ndarray::{Array2, ArrayView2};

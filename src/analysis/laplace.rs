@@ -28,7 +28,7 @@
 use self::rand_distr_free::standard_normal;
 use super::dense;
 use crate::cpu;
-use crate::curvature::Curvature;
+use crate::engine::{Curvature, DataTerm};
 use crate::error::{Error, Result};
 use crate::loss::{softmax, Loss};
 use crate::model::Mlp;
@@ -83,24 +83,18 @@ impl LaplaceFit {
         }
         let n = rows.len();
         let nf = n as f64;
-        let mask = mlp.weight_mask();
-        let data_nll = nf * (engine.loss(theta, rows.clone())? - mlp.l2_penalty(theta));
+        // The likelihood's curvature: the data term alone (the prior is α's).
+        let mut data = DataTerm::of(engine)?;
+        let data_nll = nf * data.loss(theta, rows.clone())?;
         let curvature = if full {
-            let mut g = engine.ggn(theta, rows)?;
-            for (i, m) in mask.iter().enumerate() {
-                g[[i, i]] -= mlp.l2() * m;
-            }
+            let mut g = data.ggn(theta, rows)?;
             g *= nf;
             let (mut mu, vectors) = dense::eigen(&g)?;
             clamp_psd(&mut mu);
             PosteriorCurvature::Full { mu, vectors }
         } else {
-            let d = engine.diag_ggn(theta, rows)?;
-            let mut mu: Vec<f64> = d
-                .iter()
-                .zip(&mask)
-                .map(|(g, m)| nf * (g - mlp.l2() * m))
-                .collect();
+            let d = data.diag_ggn(theta, rows)?;
+            let mut mu: Vec<f64> = d.iter().map(|g| nf * g).collect();
             clamp_psd(&mut mu);
             PosteriorCurvature::Diagonal { mu }
         };

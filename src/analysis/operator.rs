@@ -4,7 +4,7 @@
 //! v is embedded with zeros outside the block, multiplied, and the product
 //! projected back onto the block — the principal submatrix A_BB.
 
-use crate::curvature::Curvature;
+use crate::engine::Curvature;
 use crate::error::{Error, Result};
 use ndarray::{s, Array2, ArrayView2};
 use std::ops::Range;

@@ -3,7 +3,7 @@
 //! Levenberg-Marquardt steps Δ = −(H or G + cI)⁻¹ ∇E from θ* on the changed
 //! data reach it, where training from scratch needs many epochs.
 
-use crate::curvature::Curvature;
+use crate::engine::Curvature;
 use crate::error::Result;
 use crate::optim::levenberg_marquardt::levenberg_marquardt;
 use crate::optim::newton::{DampedNewton, NewtonConfig};

@@ -8,7 +8,7 @@ use curvature::bench::{
     cpu_peak, gpu_peak, gpu_peak_size, hv_targets, ratios, run_workload, Bench, Options, Row,
     Workload, PEAK_SIZE_CPU,
 };
-use curvature::device::{Device, DeviceChoice, Precision};
+use curvature::engine::device::{Device, DeviceChoice, Precision};
 use curvature::files::{write_atomic, Overwrite};
 use curvature::{Error, Result};
 use std::path::PathBuf;
@@ -96,8 +96,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         // 20% (seen on the 2-core VM the README's tables come from).
         let peak = match &device {
             Device::Gpu(ctx) => gpu_peak(ctx, peak_n, PEAK_RUNS)?,
-            Device::CpuF32 => cpu_peak::<f32>(PEAK_SIZE_CPU, PEAK_RUNS)?,
-            Device::Cpu => cpu_peak::<f64>(PEAK_SIZE_CPU, PEAK_RUNS)?,
+            Device::FastCpuF32 => cpu_peak::<f32>(PEAK_SIZE_CPU, PEAK_RUNS)?,
+            Device::FastCpuF64 => cpu_peak::<f64>(PEAK_SIZE_CPU, PEAK_RUNS)?,
         };
         println!(
             "  peak: {peak:.1} GFLOP/s ({peak_n}×{peak_n} matrix product, median of {PEAK_RUNS}, just before this workload)"

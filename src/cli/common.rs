@@ -3,7 +3,7 @@
 
 use clap::{Args, ValueEnum};
 use curvature::data::{self, Dataset, SplitSpec, DEFAULT_TEST_FRACTION};
-use curvature::device::{Device, DeviceChoice};
+use curvature::engine::device::{Device, DeviceChoice};
 use curvature::files::{load_model, SavedModel};
 use curvature::{Error, Result};
 use std::path::Path;

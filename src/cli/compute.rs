@@ -5,7 +5,7 @@
 
 use super::common::{load_model_and_part, DeviceArgs, SplitPart};
 use clap::{Args, ValueEnum};
-use curvature::curvature::Curvature;
+use curvature::engine::Curvature;
 use curvature::files::{read_tensors, write_tensors, NamedTensor, Overwrite};
 use curvature::{cpu, Error, Result};
 use ndarray::Array2;

@@ -1,7 +1,7 @@
 //! `curvature devices`: every adapter wgpu finds, the limits that matter, and
 //! which device `--device auto` picks.
 
-use curvature::device::{Device, DeviceChoice};
+use curvature::engine::device::{Device, DeviceChoice};
 use curvature::gpu::list_adapters;
 use curvature::Result;
 

@@ -2,7 +2,7 @@
 
 use super::common::{load_model_and_part, DeviceArgs, SplitPart};
 use clap::Args;
-use curvature::curvature::Curvature;
+use curvature::engine::Curvature;
 use curvature::{data, Result};
 use ndarray::ArrayView2;
 use std::path::PathBuf;

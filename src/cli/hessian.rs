@@ -12,7 +12,7 @@ use curvature::analysis::inverse::{cholesky_inverse, sherman_morrison_inverse};
 use curvature::analysis::lanczos::{extreme_eigenpairs, Eigenpair};
 use curvature::analysis::trace::{hutch_plus_plus, hutchinson};
 use curvature::analysis::{MatrixKind, Operator};
-use curvature::curvature::Curvature;
+use curvature::engine::Curvature;
 use curvature::files::Overwrite;
 use curvature::plot::{self, Panel, Series};
 use curvature::{data, Error, Result};

@@ -9,7 +9,7 @@ use clap::Args;
 use curvature::analysis::dense::DEFAULT_MAX_DENSE_EIGEN;
 use curvature::analysis::laplace::LaplaceFit;
 use curvature::analysis::metrics::{calibration, Calibration, ECE_BINS};
-use curvature::curvature::Curvature;
+use curvature::engine::Curvature;
 use curvature::{Error, Result};
 use std::path::PathBuf;
 use std::time::Instant;

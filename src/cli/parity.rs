@@ -4,9 +4,9 @@
 
 use super::common::DeviceArgs;
 use clap::Args;
-use curvature::compare::{compare, Comparison, Tolerance};
-use curvature::cpu_engine::CpuEngine;
-use curvature::curvature::Curvature;
+use curvature::engine::compare::{compare, Comparison, Tolerance};
+use curvature::engine::Curvature;
+use curvature::engine::ReferenceEngine;
 use curvature::{data, Activation, Error, Loss, Mlp, Result};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
@@ -38,7 +38,7 @@ const MATRIX_ROWS: usize = 128;
 pub struct ParityArgs {
     /// The device to check (default `gpu`: any adapter, software ones included).
     #[arg(long, default_value = "gpu")]
-    pub device: curvature::device::DeviceChoice,
+    pub device: curvature::engine::device::DeviceChoice,
     /// Pick the GPU adapter whose name contains this text.
     #[arg(long, value_name = "NAME")]
     pub adapter: Option<String>,
@@ -66,7 +66,7 @@ pub fn run(args: &ParityArgs) -> Result<bool> {
     let v: Vec<f64> = (0..w).map(|_| rng.random_range(-1.0..1.0)).collect();
     let block = Array2::from_shape_fn((8, w), |_| rng.random_range(-1.0..1.0));
     let mut gpu = device.engine(&mlp, ds.x.view(), ds.t.view())?;
-    let mut cpu = CpuEngine::new(&mlp, ds.x.view(), ds.t.view())?;
+    let mut cpu = ReferenceEngine::new(&mlp, ds.x.view(), ds.t.view())?;
     println!(
         "parity: {} against the CPU reference (f64)",
         device.describe()

@@ -5,8 +5,9 @@
 use super::common::{split_spec, DeviceArgs};
 use clap::Args;
 use curvature::checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
-use curvature::curvature::Curvature;
 use curvature::data::{self, Dataset, SplitSpec, Task};
+use curvature::engine::verify::{VerifyState, Verifying};
+use curvature::engine::Curvature;
 use curvature::files::{save_model, write_atomic, FileError, Overwrite};
 use curvature::optim::{OptimizerSpec, StepReport};
 use curvature::plot::{self, Panel, Series};
@@ -14,7 +15,6 @@ use curvature::train::{
     train_resumable, Callback, Control, DataView, EpochRecord, History, Resume, TrainConfig,
     TrainOutcome, TrainState,
 };
-use curvature::verify::{VerifyState, Verifying};
 use curvature::{Activation, Error, Loss, Mlp, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use signal_hook::consts::{SIGINT, SIGTERM};

@@ -18,6 +18,7 @@
 //! outer sum kept in full). The results are the mean over N plus λ on weights.
 
 use super::passes::{forward, weights};
+use crate::engine::penalty::L2;
 use crate::model::{LayerLayout, Mlp};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
@@ -110,10 +111,10 @@ fn diagonal(
             delta = dh * back;
         }
     }
-    let mask = mlp.weight_mask();
-    for (d, m) in diag.iter_mut().zip(mask) {
-        *d = *d / n as f64 + mlp.l2() * m;
+    for d in diag.iter_mut() {
+        *d /= n as f64;
     }
+    L2::of(mlp).add_to_diagonal(&mut diag);
     diag
 }
 

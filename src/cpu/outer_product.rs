@@ -15,6 +15,7 @@
 
 use super::passes::{forward, weights};
 use crate::activation::Activation;
+use crate::engine::penalty::L2;
 use crate::loss::{softmax, Loss};
 use crate::model::Mlp;
 use ndarray::linalg::general_mat_mul;
@@ -106,14 +107,13 @@ pub fn outer_product(
 ) -> Array2<f64> {
     let b = outer_product_vectors(mlp, theta, x, t);
     let k = mlp.num_outputs();
-    let mask = mlp.weight_mask();
-    let mut m = Array2::from_diag(&ndarray::Array1::from_iter(
-        mask.iter().map(|w| mlp.l2() * w),
-    ));
+    let w = theta.len();
+    let mut m = Array2::zeros((w, w));
     for sample in 0..x.nrows() {
         let rows = b.slice(s![sample * k..(sample + 1) * k, ..]); // B_n (K, W)
         general_mat_mul(1.0, &rows.t(), &rows, 1.0, &mut m);
     }
+    L2::of(mlp).add_to_matrix(&mut m);
     m
 }
 
@@ -130,10 +130,10 @@ pub fn inverse_outer_product(
     alpha: f64,
 ) -> Array2<f64> {
     let b = outer_product_vectors(mlp, theta, x, t);
-    let mask = mlp.weight_mask();
-    let mut inv = Array2::from_diag(&ndarray::Array1::from_iter(
-        mask.iter().map(|w| 1.0 / (alpha + mlp.l2() * w)),
-    ));
+    // H₀ = αI + λI_w, inverted entrywise.
+    let mut h0 = vec![alpha; theta.len()];
+    L2::of(mlp).add_to_diagonal(&mut h0);
+    let mut inv = Array2::from_diag(&ndarray::Array1::from_iter(h0.iter().map(|h| 1.0 / h)));
     for b_r in b.rows() {
         let u = inv.dot(&b_r); // A⁻¹ b (W)
         let denom = 1.0 + b_r.dot(&u);

@@ -17,13 +17,15 @@
 //! δ\[l\] = ∂E/∂a\[l\] (N, out_l), the errors of PRML 5.56, of the batch MEAN: the
 //! output δ of every sample is divided by N, so every sum over n below is the
 //! mean of E. The L2 term (λ/2)‖W‖² adds λW to the gradient and λ·V_w to Hv and
-//! Gv (weights only, not biases).
+//! Gv (weights only, not biases), through `engine::penalty`, the one place λ is
+//! applied: these functions are the specification of the whole E.
 //!
 //! Shapes are the caller's responsibility (this is the internal reference):
 //! θ and v have len `mlp.num_params()`, X is (N, D), T is (N, K); they are
 //! checked only by `debug_assert!` (a θ of the wrong length panics on slicing).
 
 use crate::activation::Activation;
+use crate::engine::penalty::L2;
 use crate::loss::softmax;
 use crate::model::{LayerLayout, Mlp};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
@@ -149,7 +151,7 @@ pub fn loss(mlp: &Mlp, theta: &[f64], x: ArrayView2<f64>, t: ArrayView2<f64>) ->
 fn loss_from_forward(mlp: &Mlp, theta: &[f64], fw: &Forward, t: ArrayView2<f64>) -> f64 {
     let a_out = &fw.a[fw.a.len() - 1];
     debug_assert_eq!(t.dim(), a_out.dim(), "T must be (N, K)");
-    per_sample_loss(mlp, a_out, t).mean().unwrap_or(0.0) + mlp.l2_penalty(theta)
+    per_sample_loss(mlp, a_out, t).mean().unwrap_or(0.0) + L2::of(mlp).value(theta)
 }
 
 /// The backward pass (PRML 5.56, batched): δ[L−1] = ∂E_n/∂a (`Loss::delta`)
@@ -185,19 +187,6 @@ fn weight_gradient(mlp: &Mlp, delta: &[Array2<f64>], z: &[Array2<f64>], grad: &m
     }
 }
 
-/// Adds λ·u on weight entries (not biases): the L2 term's contribution to a
-/// gradient (u = θ) or to Hv / Gv (u = v).
-fn add_l2(mlp: &Mlp, u: &[f64], out: &mut [f64]) {
-    if mlp.l2() == 0.0 {
-        return;
-    }
-    for layer in mlp.layout() {
-        for i in layer.weights {
-            out[i] += mlp.l2() * u[i];
-        }
-    }
-}
-
 /// (E, ∇E): the objective and its gradient (W) by backpropagation
 /// (PRML 5.53–5.56), including λW from the L2 term.
 pub fn gradient(
@@ -210,7 +199,7 @@ pub fn gradient(
     let delta = backward(mlp, theta, &fw, t);
     let mut grad = vec![0.0; theta.len()];
     weight_gradient(mlp, &delta, &fw.z, &mut grad);
-    add_l2(mlp, theta, &mut grad);
+    L2::of(mlp).add_times(theta, &mut grad);
     (loss_from_forward(mlp, theta, &fw, t), grad)
 }
 
@@ -284,7 +273,7 @@ fn r_pass(
         // δ[l]ᵀ R{z[l]}: the weights' gradient also moves with the inputs z[l].
         weight_only_term(mlp, delta, &r_z, &mut out);
     }
-    add_l2(mlp, v, &mut out);
+    L2::of(mlp).add_times(v, &mut out);
     out
 }
 

@@ -371,19 +371,9 @@ impl<T: Real> Block<T> {
         }
     }
 
-    /// Writes R{∇E} + λ V_w for the k vectors into `out` (k, W) f64.
-    pub fn finish(
-        &self,
-        net: &Net<T>,
-        k: usize,
-        gauss_newton: bool,
-        v: ArrayView2<f64>,
-        out: &mut [f64],
-    ) {
+    /// Writes R{∇E} of the data term for the k vectors into `out` (k, W) f64.
+    pub fn finish(&self, net: &Net<T>, k: usize, gauss_newton: bool, out: &mut [f64]) {
         let w = net.theta.len();
-        let l2 = net.mlp.l2();
-        // v_i[p], read for the λ V term.
-        let v_at = |i: usize, p: usize| v[[i, p]];
         for (l, layer) in net.layers.iter().enumerate() {
             let (fin, fout) = (layer.fan_in, layer.fan_out);
             let with_cat = !gauss_newton && l > 0;
@@ -398,7 +388,7 @@ impl<T: Real> Block<T> {
                             g += self.gcat[l][(j * k + i) * fin + m].to_f64();
                         }
                         let p = layer.weights.start + j * fin + m;
-                        row[p] = g + l2 * v_at(i, p);
+                        row[p] = g;
                     }
                     row[layer.bias.start + j] = self.gb[l][i * fout + j].to_f64();
                 }

@@ -32,24 +32,17 @@ use super::gemm::{gemm, mat};
 use super::net::{is_softmax_ce, Net};
 use super::passes::{input, Base};
 use super::real::Real;
-
-/// Which diagonal.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Exact,
-    GaussNewton,
-    BeckerLeCun,
-}
+use crate::engine::Diagonal;
 
 /// Factor rows per sample at each layer, R_l (see the module header).
 pub fn factor_rows(
     net_layers: &[crate::model::LayerLayout],
     k_out: usize,
-    kind: Kind,
+    kind: Diagonal,
 ) -> Vec<usize> {
     let depth = net_layers.len();
     let mut r = vec![0; depth];
-    if kind == Kind::BeckerLeCun {
+    if kind == Diagonal::BeckerLeCun {
         return vec![1; depth];
     }
     r[depth - 1] = k_out;
@@ -65,8 +58,8 @@ pub fn factor_rows(
 }
 
 /// Whether the residual d_l must become explicit factor rows when moving to l − 1.
-fn expands(kind: Kind, depth: usize, l: usize) -> bool {
-    kind == Kind::Exact && l + 1 < depth && l >= 2
+fn expands(kind: Diagonal, depth: usize, l: usize) -> bool {
+    kind == Diagonal::Hessian && l + 1 < depth && l >= 2
 }
 
 /// Buffers of the diagonal recursion for up to `cap` samples.
@@ -87,7 +80,7 @@ pub struct DiagBuffers<T> {
 }
 
 impl<T: Real> DiagBuffers<T> {
-    pub fn new(net: &Net<T>, cap: usize, kind: Kind) -> DiagBuffers<T> {
+    pub fn new(net: &Net<T>, cap: usize, kind: Diagonal) -> DiagBuffers<T> {
         let rows = factor_rows(net.layers, net.k_out(), kind);
         let per = |f: &dyn Fn(usize) -> usize| -> Vec<Vec<T>> {
             (0..net.depth()).map(|l| vec![T::zero(); f(l)]).collect()
@@ -96,7 +89,7 @@ impl<T: Real> DiagBuffers<T> {
             |l: usize| net.layers[l].fan_in,
             |l: usize| net.layers[l].fan_out,
         );
-        let factored = kind != Kind::BeckerLeCun;
+        let factored = kind != Diagonal::BeckerLeCun;
         DiagBuffers {
             fac: per(&|l| if factored { rows[l] * cap * fo(l) } else { 0 }),
             sign: per(&|l| if factored { rows[l] * cap } else { 0 }),
@@ -111,7 +104,7 @@ impl<T: Real> DiagBuffers<T> {
     }
 
     /// Largest per-sample footprint of the factors, to size the chunks.
-    pub fn per_sample(net: &Net<T>, kind: Kind) -> usize {
+    pub fn per_sample(net: &Net<T>, kind: Diagonal) -> usize {
         let rows = factor_rows(net.layers, net.k_out(), kind);
         (0..net.depth())
             .map(|l| (rows[l] + 3) * net.layers[l].fan_out + net.layers[l].fan_in)
@@ -138,7 +131,7 @@ impl<T: Real> DiagBuffers<T> {
         x: &[T],
         c: usize,
         base: &Base<T>,
-        kind: Kind,
+        kind: Diagonal,
         inv_n: f64,
         first: bool,
     ) {
@@ -148,7 +141,7 @@ impl<T: Real> DiagBuffers<T> {
         let ce = is_softmax_ce(net.mlp);
         let root_n = T::from_f64(inv_n.sqrt());
         // M_{L−1}: its factor, or (Becker-LeCun) its diagonal.
-        if kind == Kind::BeckerLeCun {
+        if kind == Diagonal::BeckerLeCun {
             let m = &mut self.m[last];
             for s in 0..c {
                 let p = &base.out_p[s * kk..(s + 1) * kk];
@@ -188,7 +181,7 @@ impl<T: Real> DiagBuffers<T> {
         for l in (0..depth).rev() {
             let (fin, fout) = (net.layers[l].fan_in, net.layers[l].fan_out);
             // diag(M_l) (c, out_l).
-            if kind != Kind::BeckerLeCun {
+            if kind != Diagonal::BeckerLeCun {
                 let rl = self.rows[l];
                 let m = &mut self.m[l];
                 if has_extra {
@@ -196,7 +189,7 @@ impl<T: Real> DiagBuffers<T> {
                 } else {
                     m[..c * fout].iter_mut().for_each(|v| *v = T::zero());
                 }
-                if kind == Kind::Exact && l < last {
+                if kind == Diagonal::Hessian && l < last {
                     for (v, d) in m[..c * fout].iter_mut().zip(&self.resid[l][..c * fout]) {
                         *v += *d;
                     }
@@ -239,7 +232,7 @@ impl<T: Real> DiagBuffers<T> {
             // Move to layer l − 1 (in_l = out_{l−1}).
             let (dh, d2h, back) = (&base.dh[l - 1], &base.d2h[l - 1], &base.back[l - 1]);
             let n_prev = c * fin;
-            if kind == Kind::BeckerLeCun {
+            if kind == Diagonal::BeckerLeCun {
                 let (m_lo, m_hi) = self.m.split_at_mut(l);
                 let m_prev = &mut m_lo[l - 1];
                 gemm(
@@ -280,7 +273,7 @@ impl<T: Real> DiagBuffers<T> {
                 s_lo[l - 1][..rl * c].copy_from_slice(&s_hi[0][..rl * c]);
             }
             has_extra = false;
-            if kind == Kind::Exact && l < last {
+            if kind == Diagonal::Hessian && l < last {
                 if expands(kind, depth, l) {
                     // d_l as out_l factor rows √|d_lj| (W_l[j,:] ⊙ h′), grouped after the R_l rows.
                     let w = net.w(l);
@@ -319,7 +312,7 @@ impl<T: Real> DiagBuffers<T> {
                     has_extra = true;
                 }
             }
-            if kind == Kind::Exact {
+            if kind == Diagonal::Hessian {
                 // d_{l−1} = h″ ⊙ (δ[l] W_l) (δ of the mean, so already /N).
                 for ((v, d2), b) in self.resid[l - 1][..n_prev]
                     .iter_mut()
@@ -338,12 +331,11 @@ impl<T: Real> DiagBuffers<T> {
         super::passes::add_into(&mut self.db, &other.db);
     }
 
-    /// The diagonal (W) in f64, + λ on weights.
+    /// The diagonal (W) in f64.
     pub fn finish(&self, net: &Net<T>, out: &mut [f64]) {
-        let l2 = net.mlp.l2();
         for (l, layer) in net.layers.iter().enumerate() {
             for (o, v) in out[layer.weights.clone()].iter_mut().zip(&self.dw[l]) {
-                *o = v.to_f64() + l2;
+                *o = v.to_f64();
             }
             for (o, v) in out[layer.bias.clone()].iter_mut().zip(&self.db[l]) {
                 *o = v.to_f64();

@@ -30,7 +30,7 @@
 //! (`tests/parity_cpu_fast.rs`).
 
 use super::block::{Block, BlockVectors};
-use super::diagonal::{DiagBuffers, Kind};
+use super::diagonal::DiagBuffers;
 use super::full::FullBuffers;
 use super::gemm::{mat_strided, Operand};
 use super::net::Net;
@@ -40,8 +40,7 @@ use super::passes::{
     accumulate_gradient, backward, forward, loss_sum, prepare_output_curvature, Base, Deltas, Keep,
 };
 use super::real::Real;
-use crate::cpu_engine::check_data_shape;
-use crate::curvature::{check_args, Curvature, PassesKey};
+use crate::engine::{check_data_shape, Backend, Diagonal, Kind, PassesKey};
 use crate::error::Result;
 use crate::model::{LayerLayout, Mlp};
 use ndarray::{Array2, ArrayView2};
@@ -101,10 +100,11 @@ fn curvature_base<T: Real>(
 /// X (N, D) as T, column-major: (D, N) row-major. Copied in square tiles so
 /// that reads and writes both stay in cache (element by element in column
 /// order, M's copy took about half of building its engine).
-fn transposed<T: Real>(x: ArrayView2<f32>) -> Vec<T> {
+fn transposed_into<T: Real>(x: ArrayView2<f32>, out: &mut Vec<T>) {
     const TILE: usize = 64;
     let (n, d) = x.dim();
-    let mut out = vec![T::zero(); n * d];
+    out.clear();
+    out.resize(n * d, T::zero());
     for s0 in (0..n).step_by(TILE) {
         for m0 in (0..d).step_by(TILE) {
             for s in s0..(s0 + TILE).min(n) {
@@ -114,7 +114,6 @@ fn transposed<T: Real>(x: ArrayView2<f32>) -> Vec<T> {
             }
         }
     }
-    out
 }
 
 /// How many parts an operation on `rows` rows is split into (a function of
@@ -136,7 +135,7 @@ enum Split {
 enum Key {
     Plain,
     Block(usize),
-    Diag(Kind),
+    Diag(Diagonal),
     Outer,
 }
 
@@ -207,19 +206,40 @@ impl<T: Real> FastCpuEngine<T> {
     /// Binds `mlp` to inputs `x` (N, D) and targets `t` (N, K).
     pub fn new(mlp: &Mlp, x: ArrayView2<f32>, t: ArrayView2<f32>) -> Result<FastCpuEngine<T>> {
         check_data_shape(mlp, x, t)?;
-        Ok(FastCpuEngine {
+        let mut engine = FastCpuEngine {
             mlp: mlp.clone(),
             layers: mlp.layout(),
-            x: x.iter().map(|&v| T::from_f64(f64::from(v))).collect(),
-            x_cols: transposed(x),
-            t: t.iter().map(|&v| f64::from(v)).collect(),
-            rows: x.nrows(),
+            x: Vec::new(),
+            x_cols: Vec::new(),
+            t: Vec::new(),
+            rows: 0,
             theta: vec![T::zero(); mlp.num_params()],
             spaces: Vec::new(),
             full_buffers: None,
             max_chunk: usize::MAX,
             part_sums: Vec::new(),
-        })
+        };
+        engine.bind(x, t);
+        Ok(engine)
+    }
+
+    /// Copies X (N, D) and T (N, K) in (reusing the allocations) and forgets the
+    /// passes of the previous data; workspaces whose chunk size still fits the new
+    /// row count are kept (mini-batch epochs bind the same N every epoch).
+    fn bind(&mut self, x: ArrayView2<f32>, t: ArrayView2<f32>) {
+        self.x.clear();
+        self.x.extend(x.iter().map(|&v| T::from_f64(f64::from(v))));
+        transposed_into(x, &mut self.x_cols);
+        self.t.clear();
+        self.t.extend(t.iter().map(|&v| f64::from(v)));
+        self.rows = x.nrows();
+        let spaces = std::mem::take(&mut self.spaces);
+        for mut space in spaces {
+            if self.capacity(space.key) == space.cap {
+                space.passes_of = None;
+                self.spaces.push(space);
+            }
+        }
     }
 
     /// The same engine processing at most `samples` samples per chunk (≥ 1),
@@ -310,7 +330,7 @@ impl<T: Real> FastCpuEngine<T> {
             },
             diag: match key {
                 Key::Diag(kind) => Some(DiagBuffers::new(&net, cap, kind)),
-                Key::Outer => Some(DiagBuffers::new(&net, cap, Kind::GaussNewton)),
+                Key::Outer => Some(DiagBuffers::new(&net, cap, Diagonal::GaussNewton)),
                 _ => None,
             },
             b: if key == Key::Outer {
@@ -326,13 +346,11 @@ impl<T: Real> FastCpuEngine<T> {
         }
     }
 
-    /// Checks the arguments and converts θ to T.
-    fn begin(&mut self, theta: &[f64], rows: &Range<usize>, cols: Option<usize>) -> Result<()> {
-        check_args(&self.mlp, self.rows, theta, rows, cols)?;
+    /// Converts θ to T (the face checked its length).
+    fn begin(&mut self, theta: &[f64]) {
         for (d, v) in self.theta.iter_mut().zip(theta) {
             *d = T::from_f64(*v);
         }
-        Ok(())
     }
 
     /// Runs `body` on every chunk of `rows` with the workspace of `key` and
@@ -419,7 +437,12 @@ impl<T: Real> FastCpuEngine<T> {
         // are of the same θ, rows and kind (recorded only when each part's
         // rows were one chunk, so that its buffers hold all of them).
         let one_chunk_each = rows.len().div_ceil(parts) <= self.spaces[ws].cap;
-        let reuse = PassesKey::matches(&self.spaces[ws].passes_of, theta, rows, !gauss_newton);
+        let kind = if gauss_newton {
+            Kind::GaussNewton
+        } else {
+            Kind::Hessian
+        };
+        let reuse = PassesKey::matches(&self.spaces[ws].passes_of, theta, rows, kind);
         // Loaded once, read by every part; out of the workspace while the
         // parts (borrowed mutably by `chunks`) run.
         let vectors = {
@@ -462,7 +485,7 @@ impl<T: Real> FastCpuEngine<T> {
         if !one_chunk_each {
             *passes = None;
         } else if !reuse {
-            PassesKey::record(passes, theta, rows, !gauss_newton);
+            PassesKey::record(passes, theta, rows, kind);
         }
         let net = Net {
             mlp: &self.mlp,
@@ -474,7 +497,7 @@ impl<T: Real> FastCpuEngine<T> {
             for other in tail[..used - 1].iter().filter_map(|p| p.block.as_ref()) {
                 block.add_accumulators(&net, other, k, gauss_newton);
             }
-            block.finish(&net, k, gauss_newton, v, out);
+            block.finish(&net, k, gauss_newton, out);
         }
     }
 
@@ -485,7 +508,7 @@ impl<T: Real> FastCpuEngine<T> {
         v: ArrayView2<f64>,
         gauss_newton: bool,
     ) -> Result<Array2<f64>> {
-        self.begin(theta, &rows, Some(v.ncols()))?;
+        self.begin(theta);
         let mut out = Array2::zeros(v.dim());
         if v.nrows() == 0 {
             return Ok(out);
@@ -506,7 +529,7 @@ impl<T: Real> FastCpuEngine<T> {
         rows: Range<usize>,
         gauss_newton: bool,
     ) -> Result<Array2<f64>> {
-        self.begin(theta, &rows, None)?;
+        self.begin(theta);
         let exact = !gauss_newton;
         let net = Net {
             mlp: &self.mlp,
@@ -539,13 +562,13 @@ impl<T: Real> FastCpuEngine<T> {
             start += c;
         }
         let mut m = Array2::zeros((w, w));
-        buffers.finish(&net, self.mlp.l2(), &mut m)?;
+        buffers.finish(&net, &mut m)?;
         self.full_buffers = Some(buffers);
         Ok(m)
     }
 
-    fn diagonal(&mut self, theta: &[f64], rows: Range<usize>, kind: Kind) -> Result<Vec<f64>> {
-        self.begin(theta, &rows, None)?;
+    fn diagonal(&mut self, theta: &[f64], rows: Range<usize>, kind: Diagonal) -> Result<Vec<f64>> {
+        self.begin(theta);
         let key = Key::Diag(kind);
         let ws = self.workspace(key, self.parts(rows.len(), key));
         {
@@ -561,7 +584,7 @@ impl<T: Real> FastCpuEngine<T> {
             }
         }
         let (_, used) = self.chunks(&rows, key, Split::Parts, |net, ch, part| {
-            let exact = kind != Kind::GaussNewton;
+            let exact = kind != Diagonal::GaussNewton;
             curvature_base(net, ch.x, ch.t, ch.c, ch.inv_n, &mut part.base, exact);
             if let Some(diag) = part.diag.as_mut() {
                 diag.chunk(net, ch.x, ch.c, &part.base, kind, ch.inv_n, ch.first);
@@ -585,23 +608,23 @@ impl<T: Real> FastCpuEngine<T> {
     }
 }
 
-impl<T: Real> Curvature for FastCpuEngine<T> {
-    fn mlp(&self) -> &Mlp {
+impl<T: Real> Backend for FastCpuEngine<T> {
+    fn architecture(&self) -> &Mlp {
         &self.mlp
     }
-    fn num_rows(&self) -> usize {
+    fn data_rows(&self) -> usize {
         self.rows
     }
-    fn loss(&mut self, theta: &[f64], rows: Range<usize>) -> Result<f64> {
-        self.begin(theta, &rows, None)?;
+    fn data_loss(&mut self, theta: &[f64], rows: Range<usize>) -> Result<f64> {
+        self.begin(theta);
         let (sum, _) = self.chunks(&rows, Key::Plain, Split::Parts, |net, ch, part| {
             forward(net, ch.x, ch.c, &mut part.base, Keep::Values);
             loss_sum(net, ch.t, ch.c, &mut part.base)
         });
-        Ok(sum / rows.len() as f64 + self.mlp.l2_penalty(theta))
+        Ok(sum / rows.len() as f64)
     }
-    fn loss_grad(&mut self, theta: &[f64], rows: Range<usize>) -> Result<(f64, Vec<f64>)> {
-        self.begin(theta, &rows, None)?;
+    fn data_loss_grad(&mut self, theta: &[f64], rows: Range<usize>) -> Result<(f64, Vec<f64>)> {
+        self.begin(theta);
         let (sum, used) = self.chunks(&rows, Key::Plain, Split::Parts, |net, ch, part| {
             let base = &mut part.base;
             forward(net, ch.x, ch.c, base, Keep::FirstDerivative);
@@ -617,26 +640,21 @@ impl<T: Real> Curvature for FastCpuEngine<T> {
         }
         let mut grad = vec![0.0; theta.len()];
         let base = &self.spaces[ws].parts[0].base;
-        let l2 = self.mlp.l2();
         for (l, layer) in self.layers.iter().enumerate() {
             // gw[l] (out, in) is stored in gw_layout[l].
             let (fin, fout, layout) = (layer.fan_in, layer.fan_out, base.gw_layout[l]);
-            for (q, (g, th)) in grad[layer.weights.clone()]
-                .iter_mut()
-                .zip(&theta[layer.weights.clone()])
-                .enumerate()
-            {
+            for (q, g) in grad[layer.weights.clone()].iter_mut().enumerate() {
                 let (j, m) = (q / fin, q % fin);
-                *g = base.gw[l][layout.at(j, m, fout, fin)].to_f64() + l2 * th;
+                *g = base.gw[l][layout.at(j, m, fout, fin)].to_f64();
             }
             for (g, v) in grad[layer.bias.clone()].iter_mut().zip(&base.gb[l]) {
                 *g = v.to_f64();
             }
         }
-        Ok((sum / rows.len() as f64 + self.mlp.l2_penalty(theta), grad))
+        Ok((sum / rows.len() as f64, grad))
     }
-    fn outputs(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
-        self.begin(theta, &rows, None)?;
+    fn network_outputs(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
+        self.begin(theta);
         let kk = self.mlp.num_outputs();
         let last = self.layers.len() - 1;
         // One part: the chunks write disjoint rows of one result, in turn.
@@ -655,39 +673,33 @@ impl<T: Real> Curvature for FastCpuEngine<T> {
         y.into_inner()
             .map_err(|_| crate::error::Error::Shape("outputs: a chunk panicked".into()))
     }
-    fn hvp_block(
+    fn data_products(
         &mut self,
+        kind: Kind,
         theta: &[f64],
         rows: Range<usize>,
         v: ArrayView2<f64>,
     ) -> Result<Array2<f64>> {
-        self.block(theta, rows, v, false)
+        self.block(theta, rows, v, kind == Kind::GaussNewton)
     }
-    fn gvp_block(
+    fn data_matrix(
         &mut self,
+        kind: Kind,
         theta: &[f64],
         rows: Range<usize>,
-        v: ArrayView2<f64>,
     ) -> Result<Array2<f64>> {
-        self.block(theta, rows, v, true)
+        self.full(theta, rows, kind == Kind::GaussNewton)
     }
-    fn hessian(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
-        self.full(theta, rows, false)
+    fn data_diagonal(
+        &mut self,
+        which: Diagonal,
+        theta: &[f64],
+        rows: Range<usize>,
+    ) -> Result<Vec<f64>> {
+        self.diagonal(theta, rows, which)
     }
-    fn ggn(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
-        self.full(theta, rows, true)
-    }
-    fn diag_hessian(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Vec<f64>> {
-        self.diagonal(theta, rows, Kind::Exact)
-    }
-    fn diag_ggn(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Vec<f64>> {
-        self.diagonal(theta, rows, Kind::GaussNewton)
-    }
-    fn diag_becker_lecun(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Vec<f64>> {
-        self.diagonal(theta, rows, Kind::BeckerLeCun)
-    }
-    fn outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
-        self.begin(theta, &rows, None)?;
+    fn data_outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
+        self.begin(theta);
         // One part: its (W, W) accumulator is too large to keep per thread.
         let ws = self.workspace(Key::Outer, 1);
         {
@@ -703,24 +715,28 @@ impl<T: Real> Curvature for FastCpuEngine<T> {
         self.chunks(&rows, Key::Outer, Split::Sequential, |net, ch, part| {
             curvature_base(net, ch.x, ch.t, ch.c, ch.inv_n, &mut part.base, false);
             if let Some(diag) = part.diag.as_mut() {
-                let kind = Kind::GaussNewton;
-                diag.chunk(net, ch.x, ch.c, &part.base, kind, ch.inv_n, ch.first);
+                diag.chunk(
+                    net,
+                    ch.x,
+                    ch.c,
+                    &part.base,
+                    Diagonal::GaussNewton,
+                    ch.inv_n,
+                    ch.first,
+                );
                 let (b, acc) = (&mut part.b, &mut part.acc);
                 outer::accumulate(net, ch.x, ch.c, &part.base, diag, b, acc, ch.first);
             }
             0.0
         });
         let w = self.mlp.num_params();
-        let mask = self.mlp.weight_mask();
         let acc = &self.spaces[ws].parts[0].acc;
-        let l2 = self.mlp.l2();
         Ok(Array2::from_shape_fn((w, w), |(i, j)| {
-            let v = acc[i * w + j].to_f64();
-            if i == j {
-                v + l2 * mask[i]
-            } else {
-                v
-            }
+            acc[i * w + j].to_f64()
         }))
+    }
+    fn bind_data(&mut self, x: ArrayView2<f32>, t: ArrayView2<f32>) -> Result<()> {
+        self.bind(x, t);
+        Ok(())
     }
 }

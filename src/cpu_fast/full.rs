@@ -601,8 +601,8 @@ impl<T: Real> FullBuffers<T> {
         });
     }
 
-    /// Writes the matrix (W, W) from the sums, adding λ on the weights' diagonal.
-    pub fn finish(&self, net: &Net<T>, l2: f64, out: &mut Array2<f64>) -> crate::error::Result<()> {
+    /// Writes the matrix (W, W) of the data term from the sums.
+    pub fn finish(&self, net: &Net<T>, out: &mut Array2<f64>) -> crate::error::Result<()> {
         let s = &self.shapes;
         let w = net.mlp.num_params();
         let layers = net.layers;
@@ -672,9 +672,6 @@ impl<T: Real> FullBuffers<T> {
                         }
                     }
                 }
-            }
-            if a < s.inp[l] {
-                row[r] += l2;
             }
         });
         Ok(())

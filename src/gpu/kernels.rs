@@ -115,15 +115,13 @@ pub enum Kernel {
     HessResidual,
     ExpandResidual,
     OuterRows,
-    AxpyMask,
     Square,
-    AddDiag,
     FillIdentity,
     UnitProduct,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 22] = [
+    pub const ALL: [Kernel; 20] = [
         Kernel::MatmulTiled,
         Kernel::MatmulReg,
         Kernel::MatmulSumSplits,
@@ -141,9 +139,7 @@ impl Kernel {
         Kernel::HessResidual,
         Kernel::ExpandResidual,
         Kernel::OuterRows,
-        Kernel::AxpyMask,
         Kernel::Square,
-        Kernel::AddDiag,
         Kernel::FillIdentity,
         Kernel::UnitProduct,
     ];
@@ -174,9 +170,7 @@ impl Kernel {
             Kernel::HessResidual => (F::DiagHessian, "hess_residual", &[R1, R2, W5]),
             Kernel::ExpandResidual => (F::DiagHessian, "expand_residual", &[R0, R3, R4, W5]),
             Kernel::OuterRows => (F::OuterProduct, "outer_rows", &[R0, R1, W2]),
-            Kernel::AxpyMask => (F::Update, "axpy_mask", &[R0, R1, W2]),
             Kernel::Square => (F::Update, "square", &[R0, W2]),
-            Kernel::AddDiag => (F::Update, "add_diag", &[R1, W2]),
             Kernel::FillIdentity => (F::Update, "fill_identity", &[W2]),
             Kernel::UnitProduct => (F::Update, "unit_product", &[R0, W2]),
         }

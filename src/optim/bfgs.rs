@@ -26,7 +26,7 @@ use super::finite::{first_non_finite, NonFinite};
 use super::line_search::{descent_or_steepest, initial_step, strong_wolfe, WolfeConfig};
 use super::vector::{dot, norm, sub};
 use super::{GradCache, Optimizer, OptimizerState, Result, StateError, StepReport};
-use crate::curvature::Curvature;
+use crate::engine::Curvature;
 use ndarray::{Array1, Array2, ArrayView1};
 use std::ops::Range;
 

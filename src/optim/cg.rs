@@ -28,7 +28,7 @@ use super::finite::{check_slice, NonFinite, Point, Quantity};
 use super::line_search::{strong_wolfe, WolfeConfig};
 use super::vector::{added, all_finite, dot, is_negative, norm, sub};
 use super::{GradCache, Optimizer, OptimizerState, Result, StateError, StepReport};
-use crate::curvature::Curvature;
+use crate::engine::Curvature;
 use std::ops::Range;
 
 /// The factor on the first trial step after each recovery: a step that met a

@@ -10,7 +10,7 @@
 //! be accepted.
 
 use super::{OptimError, Result};
-use crate::curvature::Curvature;
+use crate::engine::Curvature;
 use ndarray::Array2;
 use std::fmt;
 use std::ops::Range;

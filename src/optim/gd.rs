@@ -16,7 +16,7 @@
 use super::finite::{check_scalar, check_slice, start_loss_grad, NonFinite, Point, Quantity};
 use super::vector::{added, axpy, norm};
 use super::{Optimizer, OptimizerState, Result, StateError, StepReport};
-use crate::curvature::Curvature;
+use crate::engine::Curvature;
 use std::ops::Range;
 
 /// Which momentum, if any.

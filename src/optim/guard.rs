@@ -20,7 +20,7 @@
 
 use super::finite::{first_non_finite, NonFinite, Point, Quantity};
 use super::{OptimError, Optimizer, OptimizerState, Result, StateError, StepReport};
-use crate::curvature::Curvature;
+use crate::engine::Curvature;
 use std::fmt;
 use std::ops::Range;
 

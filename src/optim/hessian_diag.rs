@@ -21,7 +21,7 @@
 use super::finite::{check_scalar, check_slice, start_loss_grad, NonFinite, Point, Quantity};
 use super::vector::norm;
 use super::{Optimizer, OptimizerState, Result, StateError, StepReport};
-use crate::curvature::Curvature;
+use crate::engine::Curvature;
 use std::ops::Range;
 
 /// Which diagonal of H the step divides by.

@@ -33,7 +33,7 @@
 use super::finite::{check_slice, start_loss_grad, NonFinite, Point, Quantity};
 use super::vector::{axpy, dot, is_positive, norm};
 use super::{Optimizer, OptimizerState, Result, StateError, StepReport};
-use crate::curvature::Curvature;
+use crate::engine::Curvature;
 use std::ops::Range;
 
 /// Parameters of [`HessianFree`].

@@ -23,7 +23,7 @@ use super::finite::NonFinite;
 use super::line_search::{descent_or_steepest, initial_step, strong_wolfe, WolfeConfig};
 use super::vector::{axpy, dot, norm, sub};
 use super::{GradCache, Optimizer, OptimizerState, Result, StateError, StepReport};
-use crate::curvature::Curvature;
+use crate::engine::Curvature;
 use std::collections::VecDeque;
 use std::ops::Range;
 

@@ -21,7 +21,7 @@
 
 use super::vector::{added, all_finite, dot, is_negative};
 use super::Result;
-use crate::curvature::Curvature;
+use crate::engine::Curvature;
 use std::ops::Range;
 
 /// Parameters of the strong-Wolfe search.

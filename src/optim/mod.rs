@@ -51,7 +51,7 @@ pub use guard::{Divergence, GuardConfig, Guarded, DEFAULT_MAX_FAILURES};
 pub use spec::{OptimizerSpec, OPTIMIZER_NAMES};
 pub use state::{OptimizerState, StateError};
 
-use crate::curvature::Curvature;
+use crate::engine::Curvature;
 use std::ops::Range;
 
 /// What can go wrong while optimizing, with the context to fix it.

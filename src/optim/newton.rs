@@ -27,7 +27,7 @@ use super::dense::{check_dense, max_dense_params, quadratic_form, solve_damped};
 use super::finite::{check_matrix, start_loss_grad, NonFinite, Point, Quantity};
 use super::vector::{added, dot, negated, norm};
 use super::{OptimError, Optimizer, OptimizerState, Result, StateError, StepReport};
-use crate::curvature::Curvature;
+use crate::engine::Curvature;
 use ndarray::Array2;
 use std::ops::Range;
 

@@ -60,7 +60,7 @@ pub fn gpu() -> Option<Arc<GpuContext>> {
 }
 
 /// The crate's one comparator's tolerance, |g − c| ≤ abs + rel·|c| (`curvature::compare`).
-pub use curvature::compare::Tolerance as Tol;
+pub use curvature::engine::compare::Tolerance as Tol;
 
 /// `tol` with `abs` multiplied by the largest |c|: entries that are sums over many samples
 /// or units cancel, so their f32 error scales with the size of the summed terms (≈ the
@@ -108,10 +108,10 @@ pub const TOL_CURVATURE: Tol = Tol {
     rel: 2e-4,
 };
 
-/// The crate's one comparator (`curvature::compare::compare`): Ok(the worst error as a
+/// The crate's one comparator (`curvature::engine::compare::compare`): Ok(the worst error as a
 /// fraction of its allowance) or Err(its report: worst index, first mismatches).
 pub fn compare(what: &str, gpu: &[f64], cpu: &[f64], tol: Tol) -> Result<f64, String> {
-    let result = curvature::compare::compare(gpu, cpu, tol);
+    let result = curvature::engine::compare::compare(gpu, cpu, tol);
     if !result.passed() {
         return Err(format!("{what}: {result}"));
     }

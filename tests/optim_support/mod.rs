@@ -27,7 +27,7 @@ pub struct Device {
 
 /// The f64 CPU reference engine.
 pub fn cpu_engine(mlp: &Mlp, x: ArrayView2<f32>, t: ArrayView2<f32>) -> Box<dyn Curvature> {
-    Box::new(curvature::cpu_engine::CpuEngine::new(mlp, x, t).unwrap())
+    Box::new(curvature::engine::ReferenceEngine::new(mlp, x, t).unwrap())
 }
 
 /// |θ_i − θ*_i| ≤ 1e-6 on the CPU: its gradients are exact to rounding (~1e-15),

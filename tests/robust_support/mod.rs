@@ -2,10 +2,10 @@
 //! chosen operations, small problems, and a CPU engine factory for `train`.
 #![allow(dead_code)]
 
-use curvature::cpu_engine::CpuEngine;
+use curvature::engine::ReferenceEngine;
 use curvature::optim::OptimizerSpec;
 use curvature::train::DataView;
-use curvature::{Activation, Curvature, Loss, Mlp};
+use curvature::{Activation, Backend, Curvature, Diagonal, Kind, Loss, Mlp};
 use ndarray::{Array2, ArrayView2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -65,7 +65,7 @@ impl Fault {
 /// `hits` counts the poisoned results handed out (shared, so a test can read
 /// it after `train` dropped the engine).
 pub struct FaultyEngine {
-    inner: CpuEngine,
+    inner: ReferenceEngine,
     faults: Vec<Fault>,
     calls: Vec<(Op, usize)>,
     pub hits: Rc<Cell<usize>>,
@@ -80,7 +80,7 @@ impl FaultyEngine {
         hits: Rc<Cell<usize>>,
     ) -> FaultyEngine {
         FaultyEngine {
-            inner: CpuEngine::new(mlp, x, t).unwrap(),
+            inner: ReferenceEngine::new(mlp, x, t).unwrap(),
             faults,
             calls: Vec::new(),
             hits,
@@ -127,65 +127,62 @@ impl FaultyEngine {
 
 type R<T> = curvature::Result<T>;
 
-impl Curvature for FaultyEngine {
-    fn mlp(&self) -> &Mlp {
-        self.inner.mlp()
+/// The faults hit the data term, before the face adds λ (a NaN or ∞ stays one).
+impl Backend for FaultyEngine {
+    fn architecture(&self) -> &Mlp {
+        self.inner.architecture()
     }
-    fn num_rows(&self) -> usize {
-        self.inner.num_rows()
+    fn data_rows(&self) -> usize {
+        self.inner.data_rows()
     }
-    fn loss(&mut self, theta: &[f64], rows: Range<usize>) -> R<f64> {
-        let l = self.inner.loss(theta, rows)?;
+    fn data_loss(&mut self, theta: &[f64], rows: Range<usize>) -> R<f64> {
+        let l = self.inner.data_loss(theta, rows)?;
         Ok(self.fault(Op::Loss).unwrap_or(l))
     }
-    fn loss_grad(&mut self, theta: &[f64], rows: Range<usize>) -> R<(f64, Vec<f64>)> {
-        let (l, g) = self.inner.loss_grad(theta, rows)?;
+    fn data_loss_grad(&mut self, theta: &[f64], rows: Range<usize>) -> R<(f64, Vec<f64>)> {
+        let (l, g) = self.inner.data_loss_grad(theta, rows)?;
         let l = self.fault(Op::LossGradLoss).unwrap_or(l);
         Ok((l, self.poison_vec(Op::LossGradGrad, g)))
     }
-    fn outputs(&mut self, theta: &[f64], rows: Range<usize>) -> R<Array2<f64>> {
-        self.inner.outputs(theta, rows)
+    fn network_outputs(&mut self, theta: &[f64], rows: Range<usize>) -> R<Array2<f64>> {
+        self.inner.network_outputs(theta, rows)
     }
-    fn hvp_block(
+    fn data_products(
         &mut self,
+        kind: Kind,
         theta: &[f64],
         rows: Range<usize>,
         v: ArrayView2<f64>,
     ) -> R<Array2<f64>> {
-        let hv = self.inner.hvp_block(theta, rows, v)?;
-        Ok(self.poison_matrix(Op::Hvp, hv))
+        let p = self.inner.data_products(kind, theta, rows, v)?;
+        let op = match kind {
+            Kind::Hessian => Op::Hvp,
+            Kind::GaussNewton => Op::Gvp,
+        };
+        Ok(self.poison_matrix(op, p))
     }
-    fn gvp_block(
-        &mut self,
-        theta: &[f64],
-        rows: Range<usize>,
-        v: ArrayView2<f64>,
-    ) -> R<Array2<f64>> {
-        let gv = self.inner.gvp_block(theta, rows, v)?;
-        Ok(self.poison_matrix(Op::Gvp, gv))
+    fn data_matrix(&mut self, kind: Kind, theta: &[f64], rows: Range<usize>) -> R<Array2<f64>> {
+        let m = self.inner.data_matrix(kind, theta, rows)?;
+        let op = match kind {
+            Kind::Hessian => Op::Hessian,
+            Kind::GaussNewton => Op::Ggn,
+        };
+        Ok(self.poison_matrix(op, m))
     }
-    fn hessian(&mut self, theta: &[f64], rows: Range<usize>) -> R<Array2<f64>> {
-        let h = self.inner.hessian(theta, rows)?;
-        Ok(self.poison_matrix(Op::Hessian, h))
+    fn data_diagonal(&mut self, which: Diagonal, theta: &[f64], rows: Range<usize>) -> R<Vec<f64>> {
+        let d = self.inner.data_diagonal(which, theta, rows)?;
+        let op = match which {
+            Diagonal::Hessian => Op::DiagHessian,
+            Diagonal::GaussNewton => Op::DiagGgn,
+            Diagonal::BeckerLeCun => Op::DiagBeckerLecun,
+        };
+        Ok(self.poison_vec(op, d))
     }
-    fn ggn(&mut self, theta: &[f64], rows: Range<usize>) -> R<Array2<f64>> {
-        let g = self.inner.ggn(theta, rows)?;
-        Ok(self.poison_matrix(Op::Ggn, g))
+    fn data_outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> R<Array2<f64>> {
+        self.inner.data_outer_product(theta, rows)
     }
-    fn diag_hessian(&mut self, theta: &[f64], rows: Range<usize>) -> R<Vec<f64>> {
-        let d = self.inner.diag_hessian(theta, rows)?;
-        Ok(self.poison_vec(Op::DiagHessian, d))
-    }
-    fn diag_ggn(&mut self, theta: &[f64], rows: Range<usize>) -> R<Vec<f64>> {
-        let d = self.inner.diag_ggn(theta, rows)?;
-        Ok(self.poison_vec(Op::DiagGgn, d))
-    }
-    fn diag_becker_lecun(&mut self, theta: &[f64], rows: Range<usize>) -> R<Vec<f64>> {
-        let d = self.inner.diag_becker_lecun(theta, rows)?;
-        Ok(self.poison_vec(Op::DiagBeckerLecun, d))
-    }
-    fn outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> R<Array2<f64>> {
-        self.inner.outer_product(theta, rows)
+    fn bind_data(&mut self, x: ArrayView2<f32>, t: ArrayView2<f32>) -> R<()> {
+        self.inner.bind_data(x, t)
     }
 }
 
@@ -202,7 +199,7 @@ pub enum Beyond {
 /// |θ_i − center_i| > radius: a loss that "overflows" outside a box, so a
 /// step that leaves the box meets NaN at its trial point.
 pub struct NanBeyond {
-    pub inner: CpuEngine,
+    pub inner: ReferenceEngine,
     pub center: Vec<f64>,
     pub radius: f64,
     pub mode: Beyond,
@@ -217,23 +214,23 @@ impl NanBeyond {
     }
 }
 
-impl Curvature for NanBeyond {
-    fn mlp(&self) -> &Mlp {
-        self.inner.mlp()
+impl Backend for NanBeyond {
+    fn architecture(&self) -> &Mlp {
+        self.inner.architecture()
     }
-    fn num_rows(&self) -> usize {
-        self.inner.num_rows()
+    fn data_rows(&self) -> usize {
+        self.inner.data_rows()
     }
-    fn loss(&mut self, theta: &[f64], rows: Range<usize>) -> R<f64> {
-        let l = self.inner.loss(theta, rows)?;
+    fn data_loss(&mut self, theta: &[f64], rows: Range<usize>) -> R<f64> {
+        let l = self.inner.data_loss(theta, rows)?;
         Ok(if self.outside(theta) && self.mode == Beyond::LossAndGrad {
             f64::NAN
         } else {
             l
         })
     }
-    fn loss_grad(&mut self, theta: &[f64], rows: Range<usize>) -> R<(f64, Vec<f64>)> {
-        let (mut l, mut g) = self.inner.loss_grad(theta, rows)?;
+    fn data_loss_grad(&mut self, theta: &[f64], rows: Range<usize>) -> R<(f64, Vec<f64>)> {
+        let (mut l, mut g) = self.inner.data_loss_grad(theta, rows)?;
         if self.outside(theta) {
             g[0] = f64::NAN;
             if self.mode == Beyond::LossAndGrad {
@@ -242,42 +239,29 @@ impl Curvature for NanBeyond {
         }
         Ok((l, g))
     }
-    fn outputs(&mut self, theta: &[f64], rows: Range<usize>) -> R<Array2<f64>> {
-        self.inner.outputs(theta, rows)
+    fn network_outputs(&mut self, theta: &[f64], rows: Range<usize>) -> R<Array2<f64>> {
+        self.inner.network_outputs(theta, rows)
     }
-    fn hvp_block(
+    fn data_products(
         &mut self,
+        kind: Kind,
         theta: &[f64],
         rows: Range<usize>,
         v: ArrayView2<f64>,
     ) -> R<Array2<f64>> {
-        self.inner.hvp_block(theta, rows, v)
+        self.inner.data_products(kind, theta, rows, v)
     }
-    fn gvp_block(
-        &mut self,
-        theta: &[f64],
-        rows: Range<usize>,
-        v: ArrayView2<f64>,
-    ) -> R<Array2<f64>> {
-        self.inner.gvp_block(theta, rows, v)
+    fn data_diagonal(&mut self, which: Diagonal, theta: &[f64], rows: Range<usize>) -> R<Vec<f64>> {
+        self.inner.data_diagonal(which, theta, rows)
     }
-    fn hessian(&mut self, theta: &[f64], rows: Range<usize>) -> R<Array2<f64>> {
-        self.inner.hessian(theta, rows)
+    fn data_matrix(&mut self, kind: Kind, theta: &[f64], rows: Range<usize>) -> R<Array2<f64>> {
+        self.inner.data_matrix(kind, theta, rows)
     }
-    fn ggn(&mut self, theta: &[f64], rows: Range<usize>) -> R<Array2<f64>> {
-        self.inner.ggn(theta, rows)
+    fn data_outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> R<Array2<f64>> {
+        self.inner.data_outer_product(theta, rows)
     }
-    fn diag_hessian(&mut self, theta: &[f64], rows: Range<usize>) -> R<Vec<f64>> {
-        self.inner.diag_hessian(theta, rows)
-    }
-    fn diag_ggn(&mut self, theta: &[f64], rows: Range<usize>) -> R<Vec<f64>> {
-        self.inner.diag_ggn(theta, rows)
-    }
-    fn diag_becker_lecun(&mut self, theta: &[f64], rows: Range<usize>) -> R<Vec<f64>> {
-        self.inner.diag_becker_lecun(theta, rows)
-    }
-    fn outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> R<Array2<f64>> {
-        self.inner.outer_product(theta, rows)
+    fn bind_data(&mut self, x: ArrayView2<f32>, t: ArrayView2<f32>) -> R<()> {
+        self.inner.bind_data(x, t)
     }
 }
 
@@ -316,12 +300,12 @@ pub fn unit_hessian_regression() -> (Mlp, Array2<f32>, Array2<f32>, Vec<f64>) {
 pub fn cpu_factory(
     mlp: &Mlp,
 ) -> impl FnMut(ArrayView2<f32>, ArrayView2<f32>) -> curvature::Result<Box<dyn Curvature>> + '_ {
-    move |x, t| Ok(Box::new(CpuEngine::new(mlp, x, t)?) as Box<dyn Curvature>)
+    move |x, t| Ok(Box::new(ReferenceEngine::new(mlp, x, t)?) as Box<dyn Curvature>)
 }
 
 /// E(θ) on all rows with the CPU engine.
 pub fn full_loss(mlp: &Mlp, x: &Array2<f32>, t: &Array2<f32>, theta: &[f64]) -> f64 {
-    let mut e = CpuEngine::new(mlp, x.view(), t.view()).unwrap();
+    let mut e = ReferenceEngine::new(mlp, x.view(), t.view()).unwrap();
     let n = x.nrows();
     e.loss(theta, 0..n).unwrap()
 }

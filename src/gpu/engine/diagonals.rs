@@ -11,19 +11,7 @@ use crate::gpu::error::{human_bytes, GpuError};
 use crate::gpu::kernels::{elementwise_groups, DiagParams, Kernel, Strided};
 
 impl GpuEngine {
-    pub(super) fn finish_diag(&mut self, mut op: Op) -> Result<Vec<f64>> {
-        // diag += λ·mask (the mask is its own square: 0/1).
-        self.update(
-            &mut op,
-            Kernel::AxpyMask,
-            &[&self.bufs.mask, &self.bufs.mask, &self.bufs.diag],
-            self.num_params,
-            0,
-            0,
-            0,
-            0,
-            self.mlp.l2() as f32,
-        );
+    pub(super) fn finish_diag(&mut self, op: Op) -> Result<Vec<f64>> {
         let diag = self.bufs.diag.clone();
         let r = self.runner.run(op, Some((&diag, 0, self.num_params)))?;
         Ok(r.into_iter().map(f64::from).collect())

@@ -15,8 +15,8 @@
 use super::context::{GpuBuffer, GpuContext, Op, Runner};
 use super::error::GpuError;
 use super::kernels::{self as k, elementwise_groups, f, Kernel, Strided};
-use crate::curvature::PassesKey;
-use crate::error::{Error, Result};
+use crate::engine::{check_data_shape, Kind, PassesKey};
+use crate::error::Result;
 use crate::model::Mlp;
 use ndarray::{Array2, ArrayView2};
 use std::ops::Range;
@@ -45,12 +45,11 @@ enum OutputHessian {
 }
 
 impl OutputHessian {
-    /// The output Hessian of H·v (`exact`) or G·v.
-    fn of_product(exact: bool) -> OutputHessian {
-        if exact {
-            OutputHessian::Exact
-        } else {
-            OutputHessian::GaussNewton
+    /// The output Hessian of H·v or G·v.
+    fn of_product(kind: Kind) -> OutputHessian {
+        match kind {
+            Kind::Hessian => OutputHessian::Exact,
+            Kind::GaussNewton => OutputHessian::GaussNewton,
         }
     }
 }
@@ -82,7 +81,6 @@ struct Slice {
 /// Buffers sized by the model and `chunk_rows`, allocated once and reused by every call.
 struct Buffers {
     theta: GpuBuffer,
-    mask: GpuBuffer,
     theta_sq: GpuBuffer,
     /// Gradient (W) followed by one loss sum per slice.
     grad: GpuBuffer,
@@ -121,6 +119,8 @@ pub struct GpuEngine {
     num_rows: usize,
     num_params: usize,
     chunk_rows: usize,
+    /// The cap on `chunk_rows` a test set with [`GpuEngine::with_max_chunk_rows`].
+    max_chunk_rows: Option<usize>,
     /// (X_c (rows_c, D), T_c (rows_c, K)) per chunk of `chunk_rows` rows.
     chunks: Vec<(GpuBuffer, GpuBuffer)>,
     host_x: Array2<f32>,
@@ -140,10 +140,6 @@ impl std::fmt::Debug for GpuEngine {
     }
 }
 
-fn shape_err(msg: String) -> Error {
-    Error::Shape(msg)
-}
-
 impl GpuEngine {
     /// Binds `mlp` and the data X (N, D), T (N, K) to the device: uploads the data once,
     /// in chunks sized from the adapter's limits, and allocates the working buffers.
@@ -153,17 +149,8 @@ impl GpuEngine {
         x: ArrayView2<f32>,
         t: ArrayView2<f32>,
     ) -> Result<GpuEngine> {
-        let (n, d) = x.dim();
-        if d != mlp.num_inputs() || t.dim() != (n, mlp.num_outputs()) || n == 0 {
-            return Err(shape_err(format!(
-                "data X {:?}, T {:?} do not fit the {} network (need N ≥ 1 rows, {} inputs, {} outputs)",
-                x.dim(),
-                t.dim(),
-                mlp.describe(),
-                mlp.num_inputs(),
-                mlp.num_outputs()
-            )));
-        }
+        check_data_shape(mlp, x, t)?;
+        let n = x.nrows();
         let mut out_cum = 0;
         let layers = mlp
             .layout()
@@ -196,6 +183,7 @@ impl GpuEngine {
             num_rows: n,
             num_params: mlp.num_params(),
             chunk_rows,
+            max_chunk_rows: None,
             chunks,
             host_x,
             host_t,
@@ -214,11 +202,48 @@ impl GpuEngine {
         Ok(GpuEngine {
             runner: Runner::new(self.ctx.clone()),
             chunk_rows,
+            max_chunk_rows: Some(rows),
             chunks,
             bufs,
             passes: None,
             ..self
         })
+    }
+
+    /// New rows of data (shapes checked by the face). With the same row count (every
+    /// epoch of mini-batch training binds the training part again) only the data are
+    /// written, into the chunk buffers they had; otherwise the per-row buffers are
+    /// allocated for the new count. The context, its pipelines and θ's buffers stay.
+    pub(crate) fn bind(&mut self, x: ArrayView2<f32>, t: ArrayView2<f32>) -> Result<()> {
+        self.passes = None;
+        self.host_x = x.as_standard_layout().to_owned();
+        self.host_t = t.as_standard_layout().to_owned();
+        let n = x.nrows();
+        if n == self.num_rows {
+            for (c, (xb, tb)) in self.chunks.iter().enumerate() {
+                let (start, end) = (c * self.chunk_rows, ((c + 1) * self.chunk_rows).min(n));
+                write_rows(
+                    &self.ctx,
+                    xb,
+                    self.host_x.slice(ndarray::s![start..end, ..]),
+                );
+                write_rows(
+                    &self.ctx,
+                    tb,
+                    self.host_t.slice(ndarray::s![start..end, ..]),
+                );
+            }
+            return Ok(());
+        }
+        let chunk_rows = Self::rows_per_chunk(&self.ctx, &self.mlp, n, self.max_chunk_rows);
+        let (chunks, bufs) =
+            Self::allocate(&self.ctx, &self.mlp, chunk_rows, &self.host_x, &self.host_t)?;
+        self.runner = Runner::new(self.ctx.clone());
+        self.chunk_rows = chunk_rows;
+        self.chunks = chunks;
+        self.bufs = bufs;
+        self.num_rows = n;
+        Ok(())
     }
 
     /// The same engine running its products with another matmul variant
@@ -293,31 +318,15 @@ impl GpuEngine {
             let end = (start + rows).min(n);
             let xb = rows_buffer("X chunk", (end - start) * d)?;
             let tb = rows_buffer("T chunk", (end - start) * kk)?;
-            let xs = x.slice(ndarray::s![start..end, ..]);
-            let ts = t.slice(ndarray::s![start..end, ..]);
-            ctx.write(
-                &xb,
-                0,
-                xs.as_slice()
-                    .unwrap_or(&xs.to_owned().into_raw_vec_and_offset().0),
-            );
-            ctx.write(
-                &tb,
-                0,
-                ts.as_slice()
-                    .unwrap_or(&ts.to_owned().into_raw_vec_and_offset().0),
-            );
+            write_rows(ctx, &xb, x.slice(ndarray::s![start..end, ..]));
+            write_rows(ctx, &tb, t.slice(ndarray::s![start..end, ..]));
             chunks.push((xb, tb));
         }
         let sum_out: usize = sizes[1..].iter().sum();
         let max_width = sizes.iter().copied().max().unwrap_or(1);
         let g = VECTOR_GROUP;
-        let mask = ctx.buffer("weight mask", w)?;
-        let mask_host: Vec<f32> = mlp.weight_mask().iter().map(|&m| m as f32).collect();
-        ctx.write(&mask, 0, &mask_host);
         let bufs = Buffers {
             theta,
-            mask,
             theta_sq: ctx.buffer("θ²", w)?,
             grad: ctx.buffer("gradient and loss sums", w + n)?,
             diag: ctx.buffer("diagonal", w)?,
@@ -398,8 +407,8 @@ impl GpuEngine {
 
     /// Whether a product at this θ, over these rows, of this kind can reuse the forward
     /// and backward buffers; uploads θ (forgetting them) when it cannot.
-    fn prepare_products(&mut self, theta: &[f64], rows: &Range<usize>, exact: bool) -> bool {
-        if PassesKey::matches(&self.passes, theta, rows, exact) {
+    fn prepare_products(&mut self, theta: &[f64], rows: &Range<usize>, kind: Kind) -> bool {
+        if PassesKey::matches(&self.passes, theta, rows, kind) {
             return true;
         }
         self.upload_theta(theta);
@@ -407,9 +416,9 @@ impl GpuEngine {
     }
 
     /// After a product's submit: its passes are kept when it ran over one slice.
-    fn keep_passes(&mut self, theta: &[f64], rows: &Range<usize>, exact: bool) {
+    fn keep_passes(&mut self, theta: &[f64], rows: &Range<usize>, kind: Kind) {
         if self.slices(rows, self.chunk_rows).len() == 1 {
-            PassesKey::record(&mut self.passes, theta, rows, exact);
+            PassesKey::record(&mut self.passes, theta, rows, kind);
         }
     }
 
@@ -543,6 +552,14 @@ impl GpuEngine {
             ],
             elementwise_groups(threads),
         );
+    }
+}
+
+/// Writes rows of a standard-layout array to the start of `buffer`.
+fn write_rows(ctx: &GpuContext, buffer: &GpuBuffer, rows: ArrayView2<f32>) {
+    match rows.as_slice() {
+        Some(data) => ctx.write(buffer, 0, data),
+        None => ctx.write(buffer, 0, &rows.to_owned().into_raw_vec_and_offset().0),
     }
 }
 

@@ -1,16 +1,16 @@
-//! `Curvature for GpuEngine`: each operation uploads θ (and V) with one queue write,
+//! `Backend for GpuEngine`: each operation uploads θ (and V) with one queue write,
 //! records its passes into one [`Op`] (per block of columns for H and G), runs it with
 //! one submit and reads back only its result.
 
 use super::{GpuEngine, OutputHessian, HESSIAN_BLOCK_COLUMNS, VECTOR_GROUP};
-use crate::curvature::{check_args, Curvature};
+use crate::engine::{Backend, Diagonal, Kind, Limits};
 use crate::error::{Error, Result};
 use crate::gpu::context::{GpuBuffer, Op};
 use crate::gpu::error::GpuError;
 use crate::gpu::kernels::{elementwise_groups, Kernel, Strided};
 use crate::loss::Loss;
 use crate::model::Mlp;
-use ndarray::{s, Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2};
 use std::ops::Range;
 
 impl GpuEngine {
@@ -45,33 +45,22 @@ impl GpuEngine {
         theta: &[f64],
         rows: Range<usize>,
         v: ArrayView2<f64>,
-        exact: bool,
+        kind: Kind,
     ) -> Result<Array2<f64>> {
-        check_args(&self.mlp, self.num_rows, theta, &rows, Some(v.ncols()))?;
+        // The face splits blocks larger than `limits().max_vectors` (one storage binding).
         let count = v.nrows();
         let w = self.num_params;
-        if count == 0 {
-            return Ok(Array2::zeros((0, w)));
-        }
-        // More vectors than one storage binding holds: in blocks that fit, one submit each.
-        let per_block = self.vectors_per_block();
-        if count > per_block {
-            let mut result = Array2::zeros((count, w)); // (count, W)
-            for c0 in (0..count).step_by(per_block) {
-                let c1 = (c0 + per_block).min(count);
-                let part = self.products(theta, rows.clone(), v.slice(s![c0..c1, ..]), exact)?;
-                result.slice_mut(s![c0..c1, ..]).assign(&part);
-            }
-            return Ok(result);
-        }
         let (vecs, out) = self.vector_buffers(count)?;
-        let reuse = self.prepare_products(theta, &rows, exact);
+        let reuse = self.prepare_products(theta, &rows, kind);
         let vh: Vec<f32> = v.iter().map(|&x| x as f32).collect();
         self.ctx.write(&vecs, 0, &vh);
-        let mut op = Op::new(if exact { "Hv block" } else { "Gv block" });
-        self.record_products(&mut op, &rows, &vecs, &out, count, exact, None, reuse);
+        let mut op = Op::new(match kind {
+            Kind::Hessian => "Hv block",
+            Kind::GaussNewton => "Gv block",
+        });
+        self.record_products(&mut op, &rows, &vecs, &out, count, kind, None, reuse);
         let r = self.runner.run(op, Some((&out, 0, count * w)))?;
-        self.keep_passes(theta, &rows, exact);
+        self.keep_passes(theta, &rows, kind);
         to_array(r, count, w)
     }
 
@@ -80,19 +69,17 @@ impl GpuEngine {
         &mut self,
         theta: &[f64],
         rows: Range<usize>,
-        exact: bool,
+        kind: Kind,
     ) -> Result<Array2<f64>> {
-        check_args(&self.mlp, self.num_rows, theta, &rows, None)?;
         let w = self.num_params;
         let block = HESSIAN_BLOCK_COLUMNS.min(w).min(self.vectors_per_block());
         let (vecs, out) = self.vector_buffers(block)?;
         let mut h = Array2::zeros((w, w));
         for j0 in (0..w).step_by(block) {
             let bs = block.min(w - j0);
-            let mut op = Op::new(if exact {
-                "Hessian block"
-            } else {
-                "Gauss-Newton block"
+            let mut op = Op::new(match kind {
+                Kind::Hessian => "Hessian block",
+                Kind::GaussNewton => "Gauss-Newton block",
             });
             self.update(
                 &mut op,
@@ -105,10 +92,10 @@ impl GpuEngine {
                 j0,
                 0.0,
             );
-            let reuse = self.prepare_products(theta, &rows, exact);
-            self.record_products(&mut op, &rows, &vecs, &out, bs, exact, Some(j0), reuse);
+            let reuse = self.prepare_products(theta, &rows, kind);
+            self.record_products(&mut op, &rows, &vecs, &out, bs, kind, Some(j0), reuse);
             let r = self.runner.run(op, Some((&out, 0, bs * w)))?;
-            self.keep_passes(theta, &rows, exact);
+            self.keep_passes(theta, &rows, kind);
             for b in 0..bs {
                 for i in 0..w {
                     h[[j0 + b, i]] = r[b * w + i] as f64;
@@ -124,66 +111,41 @@ fn to_array(data: Vec<f32>, rows: usize, cols: usize) -> Result<Array2<f64>> {
         .map_err(|e| Error::Shape(e.to_string()))
 }
 
-impl Curvature for GpuEngine {
-    fn mlp(&self) -> &Mlp {
+impl Backend for GpuEngine {
+    fn architecture(&self) -> &Mlp {
         &self.mlp
     }
 
-    fn num_rows(&self) -> usize {
+    fn data_rows(&self) -> usize {
         self.num_rows
     }
 
-    fn loss(&mut self, theta: &[f64], rows: Range<usize>) -> Result<f64> {
-        check_args(&self.mlp, self.num_rows, theta, &rows, None)?;
+    fn data_loss(&mut self, theta: &[f64], rows: Range<usize>) -> Result<f64> {
         self.upload_theta(theta);
         let mut op = Op::new("loss");
         let count = self.record_loss_sums(&mut op, &rows, false);
         let grad = self.bufs.grad.clone();
         let sums = self.runner.run(op, Some((&grad, self.num_params, count)))?;
         let total: f64 = sums.iter().map(|&x| x as f64).sum();
-        Ok(total / rows.len() as f64 + self.mlp.l2_penalty(theta))
+        Ok(total / rows.len() as f64)
     }
 
-    fn loss_grad(&mut self, theta: &[f64], rows: Range<usize>) -> Result<(f64, Vec<f64>)> {
-        check_args(&self.mlp, self.num_rows, theta, &rows, None)?;
+    fn data_loss_grad(&mut self, theta: &[f64], rows: Range<usize>) -> Result<(f64, Vec<f64>)> {
         self.upload_theta(theta);
         let w = self.num_params;
         let mut op = Op::new("gradient");
         op.clear(&self.bufs.grad);
         let count = self.record_loss_sums(&mut op, &rows, true);
-        self.update(
-            &mut op,
-            Kernel::AxpyMask,
-            &[&self.bufs.theta, &self.bufs.mask, &self.bufs.grad],
-            w,
-            0,
-            0,
-            0,
-            0,
-            self.mlp.l2() as f32,
-        );
         let grad = self.bufs.grad.clone();
         let r = self.runner.run(op, Some((&grad, 0, w + count)))?;
         let total: f64 = r[w..].iter().map(|&x| x as f64).sum();
-        let loss = total / rows.len() as f64 + self.mlp.l2_penalty(theta);
+        let loss = total / rows.len() as f64;
         Ok((loss, r[..w].iter().map(|&x| x as f64).collect()))
     }
 
-    fn outputs(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
-        check_args(&self.mlp, self.num_rows, theta, &rows, None)?;
+    fn network_outputs(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
+        // The face splits row ranges whose outputs would not fit one storage binding.
         let kk = self.mlp.num_outputs();
-        // More outputs than one storage binding holds: in row ranges that fit.
-        let per_part = (self.max_floats() / kk).max(1);
-        if rows.len() > per_part {
-            let mut y = Array2::zeros((rows.len(), kk)); // (rows, K)
-            for r0 in (rows.start..rows.end).step_by(per_part) {
-                let r1 = (r0 + per_part).min(rows.end);
-                let part = self.outputs(theta, r0..r1)?;
-                y.slice_mut(s![r0 - rows.start..r1 - rows.start, ..])
-                    .assign(&part);
-            }
-            return Ok(y);
-        }
         let need = rows.len() * kk;
         if self.bufs.outputs.as_ref().is_none_or(|b| b.len() < need) {
             if let Some(old) = self.bufs.outputs.take() {
@@ -203,32 +165,55 @@ impl Curvature for GpuEngine {
         to_array(r, rows.len(), kk)
     }
 
-    fn hvp_block(
+    fn data_products(
         &mut self,
+        kind: Kind,
         theta: &[f64],
         rows: Range<usize>,
         v: ArrayView2<f64>,
     ) -> Result<Array2<f64>> {
-        self.products(theta, rows, v, true)
+        self.products(theta, rows, v, kind)
     }
 
-    fn gvp_block(
+    fn data_matrix(
         &mut self,
+        kind: Kind,
         theta: &[f64],
         rows: Range<usize>,
-        v: ArrayView2<f64>,
     ) -> Result<Array2<f64>> {
-        self.products(theta, rows, v, false)
+        self.full_matrix(theta, rows, kind)
     }
 
-    fn hessian(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
-        self.full_matrix(theta, rows, true)
+    fn data_diagonal(
+        &mut self,
+        which: Diagonal,
+        theta: &[f64],
+        rows: Range<usize>,
+    ) -> Result<Vec<f64>> {
+        match which {
+            Diagonal::Hessian => self.diag_hessian(theta, rows),
+            Diagonal::GaussNewton => self.diag_ggn(theta, rows),
+            Diagonal::BeckerLeCun => self.diag_becker_lecun(theta, rows),
+        }
     }
 
-    fn ggn(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
-        self.full_matrix(theta, rows, false)
+    fn data_outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
+        self.outer_product(theta, rows)
     }
 
+    fn bind_data(&mut self, x: ArrayView2<f32>, t: ArrayView2<f32>) -> Result<()> {
+        self.bind(x, t)
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_vectors: self.vectors_per_block(),
+            max_output_rows: (self.max_floats() / self.mlp.num_outputs()).max(1),
+        }
+    }
+}
+
+impl GpuEngine {
     /// The exact diagonal without H, by the factor recursion of `cpu_fast/diagonal.rs`:
     /// diag(M_l) of the per-sample Hessian in each layer's pre-activations is the signed
     /// sum of squares of factor columns plus a diagonal residual, and diag(H) =
@@ -237,7 +222,6 @@ impl Curvature for GpuEngine {
     /// four or more layers of weights, each layer 2..L−2's residual as out_l columns of
     /// each sign. Per slice: one forward, one backward, then the factor groups.
     fn diag_hessian(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Vec<f64>> {
-        check_args(&self.mlp, self.num_rows, theta, &rows, None)?;
         self.upload_theta(theta);
         let kk = self.mlp.num_outputs();
         let last = self.last();
@@ -287,7 +271,6 @@ impl Curvature for GpuEngine {
     /// The Gauss-Newton diagonal from its output factor (PRML 5.84 restricted to the
     /// diagonal): the same recursion as the exact one without residuals or signs.
     fn diag_ggn(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Vec<f64>> {
-        check_args(&self.mlp, self.num_rows, theta, &rows, None)?;
         self.upload_theta(theta);
         let kk = self.mlp.num_outputs();
         let root_scale = (1.0 / rows.len() as f64).sqrt() as f32;
@@ -312,7 +295,6 @@ impl Curvature for GpuEngine {
 
     /// Becker-LeCun (PRML 5.79–5.81): the diagonal backpropagated with off-diagonal terms dropped.
     fn diag_becker_lecun(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Vec<f64>> {
-        check_args(&self.mlp, self.num_rows, theta, &rows, None)?;
         self.upload_theta(theta);
         let scale = 1.0 / rows.len() as f32;
         let mut op = Op::new("Becker-LeCun diagonal");
@@ -344,9 +326,8 @@ impl Curvature for GpuEngine {
         self.finish_diag(op)
     }
 
-    /// Σ_n J_nᵀ H_out,n J_n / N + λ I_w from factor rows B (J_nᵀ c_k / √N): G += Bᵀ·B.
+    /// Σ_n J_nᵀ H_out,n J_n / N from factor rows B (J_nᵀ c_k / √N): G += Bᵀ·B.
     fn outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
-        check_args(&self.mlp, self.num_rows, theta, &rows, None)?;
         let (slice_rows, bmat, gmat) = self.outer_buffers()?;
         self.upload_theta(theta);
         let w = self.num_params;
@@ -402,17 +383,6 @@ impl Curvature for GpuEngine {
                 );
             }
         }
-        self.update(
-            &mut op,
-            Kernel::AddDiag,
-            &[&self.bufs.mask, &gmat],
-            w,
-            0,
-            0,
-            0,
-            0,
-            self.mlp.l2() as f32,
-        );
         let r = self.runner.run(op, Some((&gmat, 0, w * w)))?;
         to_array(r, w, w)
     }

@@ -3,6 +3,7 @@
 //! (Pearlmutter, PRML 5.96–5.111), and their loops over slices and groups of vectors.
 
 use super::{GpuEngine, OutputHessian, Slice, VECTOR_GROUP};
+use crate::engine::Kind;
 use crate::gpu::context::{GpuBuffer, Op};
 use crate::gpu::kernels::{elementwise_groups, Kernel, Strided};
 use std::ops::Range;
@@ -220,7 +221,7 @@ impl GpuEngine {
         out: &GpuBuffer,
         v0: usize,
         batch: usize,
-        exact: bool,
+        kind: Kind,
         scale: f32,
         units: Option<usize>,
     ) {
@@ -237,7 +238,7 @@ impl GpuEngine {
             ],
             s,
             (self.batched_region(last), 0, self.batched_region(last), 0),
-            (batch, 0, OutputHessian::of_product(exact)),
+            (batch, 0, OutputHessian::of_product(kind)),
             scale,
             batch * n,
         );
@@ -258,7 +259,7 @@ impl GpuEngine {
                 (out, out_w),
                 1.0,
             );
-            if exact && l > 0 {
+            if kind == Kind::Hessian && l > 0 {
                 self.matmul(
                     op,
                     (g.fan_out, g.fan_in, n, batch),
@@ -301,7 +302,7 @@ impl GpuEngine {
             let nw = n * g.fan_in;
             let below = self.region(l - 1);
             let below_b = self.batched_region(l - 1);
-            if exact {
+            if kind == Kind::Hessian {
                 // + δ_l·V_l
                 if let Some(col0) = units {
                     let product = UnitProduct {
@@ -363,7 +364,7 @@ impl GpuEngine {
         vecs: &GpuBuffer,
         out: &GpuBuffer,
         count: usize,
-        exact: bool,
+        kind: Kind,
         units: Option<usize>,
         reuse: bool,
     ) {
@@ -372,27 +373,16 @@ impl GpuEngine {
         for s in self.slices(rows, self.chunk_rows) {
             if !reuse {
                 self.record_forward(op, &s, scale, None);
-                if exact {
+                if kind == Kind::Hessian {
                     self.record_backward(op, &s, None);
                 }
             }
             for v0 in (0..count).step_by(VECTOR_GROUP) {
                 let batch = VECTOR_GROUP.min(count - v0);
                 self.record_r_forward(op, &s, vecs, v0, batch, units);
-                self.record_r_backward(op, &s, vecs, out, v0, batch, exact, scale, units);
+                self.record_r_backward(op, &s, vecs, out, v0, batch, kind, scale, units);
             }
         }
-        self.update(
-            op,
-            Kernel::AxpyMask,
-            &[vecs, &self.bufs.mask, out],
-            count * self.num_params,
-            0,
-            0,
-            self.num_params,
-            0,
-            self.mlp.l2() as f32,
-        );
     }
 
     /// z_l·V_lᵀ (forward) or δ_l·V_l (backward) for unit vectors V (see [`UnitProduct`]),

@@ -6,8 +6,8 @@
 //! saying so: a software adapter (llvmpipe) is slower than the CPU path on the
 //! same cores. `gpu` takes any adapter, software ones included.
 
+use super::{Backend, Diagonal, Kind, Limits};
 use crate::cpu_fast::FastCpuEngine;
-use crate::curvature::Curvature;
 use crate::error::{Error, Result};
 use crate::gpu::{AdapterChoice, AdapterOptions, GpuContext, GpuEngine, GpuError, TestFaults};
 use crate::model::Mlp;
@@ -72,9 +72,9 @@ impl FromStr for Precision {
 pub enum Device {
     /// The fast CPU engine in f64 (`cpu_fast`), parity-tested against the f64
     /// reference (`cpu`, which `verify` and the tests keep as the specification).
-    Cpu,
+    FastCpuF64,
     /// The fast CPU engine in f32 (`--precision f32`).
-    CpuF32,
+    FastCpuF32,
     Gpu(Arc<GpuContext>),
 }
 
@@ -101,13 +101,16 @@ impl Device {
             }
         };
         match choice {
-            DeviceChoice::Cpu => Ok((Device::Cpu, None)),
+            DeviceChoice::Cpu => Ok((Device::FastCpuF64, None)),
             DeviceChoice::Gpu => Ok((Device::Gpu(context(AdapterChoice::Gpu)?), None)),
             DeviceChoice::Auto => match context(AdapterChoice::Auto) {
                 Ok(ctx) => Ok((Device::Gpu(ctx), None)),
                 // A named adapter that does not exist is the user's mistake, not a reason to fall back.
                 Err(e @ GpuError::NoMatch { .. }) => Err(Error::Gpu(e)),
-                Err(e) => Ok((Device::Cpu, Some(format!("using the CPU device: {e}")))),
+                Err(e) => Ok((
+                    Device::FastCpuF64,
+                    Some(format!("using the CPU device: {e}")),
+                )),
             },
         }
     }
@@ -115,8 +118,8 @@ impl Device {
     /// E.g. `cpu (f64, faer GEMM)` or `gpu: NVIDIA H100 (Vulkan)`.
     pub fn describe(&self) -> String {
         match self {
-            Device::Cpu => "cpu (f64, faer GEMM)".to_string(),
-            Device::CpuF32 => "cpu (f32, faer GEMM)".to_string(),
+            Device::FastCpuF64 => "cpu (f64, faer GEMM)".to_string(),
+            Device::FastCpuF32 => "cpu (f32, faer GEMM)".to_string(),
             Device::Gpu(ctx) => {
                 let s = ctx.summary();
                 format!("gpu: {} ({}, {})", s.name, s.backend, s.device_type)
@@ -132,8 +135,8 @@ impl Device {
     /// computes in f32 whatever is asked (its storage buffers are f32).
     pub fn with_precision(self, precision: Precision) -> Device {
         match (self, precision) {
-            (Device::Cpu | Device::CpuF32, Precision::F64) => Device::Cpu,
-            (Device::Cpu | Device::CpuF32, Precision::F32) => Device::CpuF32,
+            (Device::FastCpuF64 | Device::FastCpuF32, Precision::F64) => Device::FastCpuF64,
+            (Device::FastCpuF64 | Device::FastCpuF32, Precision::F32) => Device::FastCpuF32,
             (gpu, _) => gpu,
         }
     }
@@ -141,17 +144,16 @@ impl Device {
     /// The precision the device computes in.
     pub fn precision(&self) -> Precision {
         match self {
-            Device::Cpu => Precision::F64,
-            Device::CpuF32 | Device::Gpu(_) => Precision::F32,
+            Device::FastCpuF64 => Precision::F64,
+            Device::FastCpuF32 | Device::Gpu(_) => Precision::F32,
         }
     }
 
     /// Binds `mlp` to X (N, D) and T (N, K) on this device (uploading them once on a GPU).
     pub fn engine(&self, mlp: &Mlp, x: ArrayView2<f32>, t: ArrayView2<f32>) -> Result<Engine> {
-        crate::cpu_engine::check_data_shape(mlp, x, t)?;
         Ok(match self {
-            Device::Cpu => Engine::Cpu(FastCpuEngine::new(mlp, x, t)?),
-            Device::CpuF32 => Engine::CpuF32(FastCpuEngine::new(mlp, x, t)?),
+            Device::FastCpuF64 => Engine::FastCpuF64(FastCpuEngine::new(mlp, x, t)?),
+            Device::FastCpuF32 => Engine::FastCpuF32(FastCpuEngine::new(mlp, x, t)?),
             Device::Gpu(ctx) => Engine::Gpu(Box::new(GpuEngine::new(ctx.clone(), mlp, x, t)?)),
         })
     }
@@ -186,102 +188,74 @@ fn test_faults_from_env() -> Result<TestFaults> {
     })
 }
 
-/// A device bound to one model and data set: every operation of [`Curvature`].
+/// A device bound to one model and data set: the backend it opened, dispatched.
 pub enum Engine {
     /// The fast CPU engine, f64.
-    Cpu(FastCpuEngine<f64>),
+    FastCpuF64(FastCpuEngine<f64>),
     /// The fast CPU engine, f32.
-    CpuF32(FastCpuEngine<f32>),
+    FastCpuF32(FastCpuEngine<f32>),
+    /// The GPU engine (f32 on the device).
     Gpu(Box<GpuEngine>),
-}
-
-impl Engine {
-    /// Checks θ, the rows and the block width once, for both devices.
-    fn check(
-        &self,
-        theta: &[f64],
-        rows: &Range<usize>,
-        block: Option<ArrayView2<f64>>,
-    ) -> Result<()> {
-        crate::curvature::check_args(
-            self.mlp(),
-            self.num_rows(),
-            theta,
-            rows,
-            block.map(|v| v.ncols()),
-        )
-    }
 }
 
 macro_rules! dispatch {
     ($self:ident, $e:ident => $body:expr) => {
         match $self {
-            Engine::Cpu($e) => $body,
-            Engine::CpuF32($e) => $body,
+            Engine::FastCpuF64($e) => $body,
+            Engine::FastCpuF32($e) => $body,
             Engine::Gpu($e) => $body,
         }
     };
 }
 
-impl Curvature for Engine {
-    fn mlp(&self) -> &Mlp {
-        dispatch!(self, e => e.mlp())
+impl Backend for Engine {
+    fn architecture(&self) -> &Mlp {
+        dispatch!(self, e => e.architecture())
     }
-    fn num_rows(&self) -> usize {
-        dispatch!(self, e => e.num_rows())
+    fn data_rows(&self) -> usize {
+        dispatch!(self, e => e.data_rows())
     }
-    fn loss(&mut self, theta: &[f64], rows: Range<usize>) -> Result<f64> {
-        self.check(theta, &rows, None)?;
-        dispatch!(self, e => e.loss(theta, rows))
+    fn data_loss(&mut self, theta: &[f64], rows: Range<usize>) -> Result<f64> {
+        dispatch!(self, e => e.data_loss(theta, rows))
     }
-    fn loss_grad(&mut self, theta: &[f64], rows: Range<usize>) -> Result<(f64, Vec<f64>)> {
-        self.check(theta, &rows, None)?;
-        dispatch!(self, e => e.loss_grad(theta, rows))
+    fn data_loss_grad(&mut self, theta: &[f64], rows: Range<usize>) -> Result<(f64, Vec<f64>)> {
+        dispatch!(self, e => e.data_loss_grad(theta, rows))
     }
-    fn outputs(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
-        self.check(theta, &rows, None)?;
-        dispatch!(self, e => e.outputs(theta, rows))
+    fn network_outputs(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
+        dispatch!(self, e => e.network_outputs(theta, rows))
     }
-    fn hvp_block(
+    fn data_products(
         &mut self,
+        kind: Kind,
         theta: &[f64],
         rows: Range<usize>,
         v: ArrayView2<f64>,
     ) -> Result<Array2<f64>> {
-        self.check(theta, &rows, Some(v))?;
-        dispatch!(self, e => e.hvp_block(theta, rows, v))
+        dispatch!(self, e => e.data_products(kind, theta, rows, v))
     }
-    fn gvp_block(
+    fn data_diagonal(
         &mut self,
+        which: Diagonal,
         theta: &[f64],
         rows: Range<usize>,
-        v: ArrayView2<f64>,
+    ) -> Result<Vec<f64>> {
+        dispatch!(self, e => e.data_diagonal(which, theta, rows))
+    }
+    fn data_matrix(
+        &mut self,
+        kind: Kind,
+        theta: &[f64],
+        rows: Range<usize>,
     ) -> Result<Array2<f64>> {
-        self.check(theta, &rows, Some(v))?;
-        dispatch!(self, e => e.gvp_block(theta, rows, v))
+        dispatch!(self, e => e.data_matrix(kind, theta, rows))
     }
-    fn hessian(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
-        self.check(theta, &rows, None)?;
-        dispatch!(self, e => e.hessian(theta, rows))
+    fn data_outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
+        dispatch!(self, e => e.data_outer_product(theta, rows))
     }
-    fn ggn(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
-        self.check(theta, &rows, None)?;
-        dispatch!(self, e => e.ggn(theta, rows))
+    fn bind_data(&mut self, x: ArrayView2<f32>, t: ArrayView2<f32>) -> Result<()> {
+        dispatch!(self, e => e.bind_data(x, t))
     }
-    fn diag_hessian(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Vec<f64>> {
-        self.check(theta, &rows, None)?;
-        dispatch!(self, e => e.diag_hessian(theta, rows))
-    }
-    fn diag_ggn(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Vec<f64>> {
-        self.check(theta, &rows, None)?;
-        dispatch!(self, e => e.diag_ggn(theta, rows))
-    }
-    fn diag_becker_lecun(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Vec<f64>> {
-        self.check(theta, &rows, None)?;
-        dispatch!(self, e => e.diag_becker_lecun(theta, rows))
-    }
-    fn outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
-        self.check(theta, &rows, None)?;
-        dispatch!(self, e => e.outer_product(theta, rows))
+    fn limits(&self) -> Limits {
+        dispatch!(self, e => e.limits())
     }
 }
