@@ -195,8 +195,12 @@ pub fn flops(mlp: &Mlp, n: usize, op: Op, on_gpu: bool) -> f64 {
         Op::HvBlock16 => hv(BLOCK as f64),
         Op::Hessian if on_gpu => blocks(&hv_units),
         Op::Ggn if on_gpu => blocks(&gv_units),
-        Op::Hessian => crate::cpu_fast::full::flops(&layers, n as usize, true),
-        Op::Ggn => crate::cpu_fast::full::flops(&layers, n as usize, false),
+        Op::Hessian => {
+            crate::cpu_fast::full::flops(&layers, n as usize, crate::engine::Kind::Hessian)
+        }
+        Op::Ggn => {
+            crate::cpu_fast::full::flops(&layers, n as usize, crate::engine::Kind::GaussNewton)
+        }
         Op::DiagGgn => 4.0 * n * p + factors(Diagonal::GaussNewton),
         Op::DiagHessian => {
             let depth = layers.len();

@@ -20,8 +20,19 @@
 //! output the two coincide. For one-hot targets s = 1.
 
 use crate::activation::{sigmoid, softplus, Activation};
+use crate::engine::Kind;
 use std::fmt;
 use std::str::FromStr;
+
+/// The structure of a loss's output Hessian ∂²E_n/∂a² (K, K), which the fast
+/// engines specialise on: applied to k vectors and factored without forming it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OutputCurvature {
+    /// A diagonal matrix (sse, mse, bce): `Loss::diagonal_hessian` gives it.
+    Diagonal,
+    /// s·(diag(p) − ppᵀ) with p = softmax(a), s = Σ_k t_k (ce): rank K − 1.
+    Softmax,
+}
 
 /// A per-sample loss; the objective is its mean over the batch (see DESIGN.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,6 +67,37 @@ impl Loss {
             Loss::Bce => 2,
             Loss::Ce => 3,
         }
+    }
+
+    /// The output activation this loss goes with unless the user names another:
+    /// softmax for ce, sigmoid for bce (their canonical links), identity for sse/mse.
+    pub fn output_activation(self) -> Activation {
+        match self {
+            Loss::Ce => Activation::Softmax,
+            Loss::Bce => Activation::Sigmoid,
+            Loss::Sse | Loss::Mse => Activation::Identity,
+        }
+    }
+
+    /// Whether the model classifies: targets are one-hot (ce) or 0/1 labels (bce),
+    /// outputs are probabilities, accuracy means something.
+    pub fn classifies(self) -> bool {
+        matches!(self, Loss::Ce | Loss::Bce)
+    }
+
+    /// The structure of the output Hessian (see [`OutputCurvature`]).
+    pub fn output_curvature(self) -> OutputCurvature {
+        match self {
+            Loss::Ce => OutputCurvature::Softmax,
+            Loss::Sse | Loss::Mse | Loss::Bce => OutputCurvature::Diagonal,
+        }
+    }
+
+    /// Whether the EXACT output Hessian can have negative entries after the output
+    /// activation `act`: sse/mse's c·(h′² + (y − t)·h″) when h is curved. (Canonical
+    /// links and an identity output give a positive semidefinite one.)
+    pub fn may_curve_negatively(self, act: Activation) -> bool {
+        matches!(self, Loss::Sse | Loss::Mse) && !act.is_piecewise_linear()
     }
 
     /// Whether this loss may follow the output activation `act`; `Err` says what to use.
@@ -130,15 +172,15 @@ impl Loss {
 
     /// The exact output Hessian ∂²E_n/∂a², (K, K) row-major.
     pub fn hessian(self, act: Activation, a: &[f64], t: &[f64]) -> Vec<f64> {
-        self.output_hessian(act, a, t, false)
+        self.output_hessian(act, a, t, Kind::Hessian)
     }
 
     /// The Gauss-Newton output Hessian (positive semidefinite), (K, K) row-major.
     pub fn gauss_newton_hessian(self, act: Activation, a: &[f64], t: &[f64]) -> Vec<f64> {
-        self.output_hessian(act, a, t, true)
+        self.output_hessian(act, a, t, Kind::GaussNewton)
     }
 
-    fn output_hessian(self, act: Activation, a: &[f64], t: &[f64], gauss_newton: bool) -> Vec<f64> {
+    fn output_hessian(self, act: Activation, a: &[f64], t: &[f64], kind: Kind) -> Vec<f64> {
         let k = a.len();
         let mut h = vec![0.0; k * k];
         match self {
@@ -146,10 +188,9 @@ impl Loss {
                 let c = self.squared_error_scale(k);
                 for i in 0..k {
                     let d = act.dh(a[i]);
-                    let residual = if gauss_newton {
-                        0.0
-                    } else {
-                        (act.h(a[i]) - t[i]) * act.d2h(a[i])
+                    let residual = match kind {
+                        Kind::GaussNewton => 0.0,
+                        Kind::Hessian => (act.h(a[i]) - t[i]) * act.d2h(a[i]),
                     };
                     h[i * k + i] = c * (d * d + residual);
                 }
@@ -175,6 +216,77 @@ impl Loss {
         h
     }
 
+    /// The diagonal of a diagonal output Hessian (`OutputCurvature::Diagonal`: sse,
+    /// mse, bce), exact or its Gauss-Newton part, into `out` (K): sse/mse
+    /// c·(h′² + (y − t)·h″) (G: c·h′²), bce σ(1 − σ). For ce, whose output Hessian
+    /// is not diagonal, its diagonal s·p(1 − p).
+    pub fn diagonal_hessian(
+        self,
+        act: Activation,
+        a: &[f64],
+        t: &[f64],
+        kind: Kind,
+        out: &mut [f64],
+    ) {
+        let k = a.len();
+        match self {
+            Loss::Sse | Loss::Mse => {
+                let c = self.squared_error_scale(k);
+                for i in 0..k {
+                    let d = act.dh(a[i]);
+                    let residual = match kind {
+                        Kind::GaussNewton => 0.0,
+                        Kind::Hessian => (act.h(a[i]) - t[i]) * act.d2h(a[i]),
+                    };
+                    out[i] = c * (d * d + residual);
+                }
+            }
+            Loss::Bce => {
+                for i in 0..k {
+                    let s = sigmoid(a[i]);
+                    out[i] = s * (1.0 - s);
+                }
+            }
+            Loss::Ce => {
+                let s: f64 = t.iter().sum();
+                softmax(a, out);
+                for p in out.iter_mut() {
+                    *p = s * (*p - *p * *p);
+                }
+            }
+        }
+    }
+
+    /// A square root of the Gauss-Newton output Hessian, C (K, K) row-major with
+    /// Σ_k c_k c_kᵀ = H_out,GN for its rows c_k: ce √(s·p_k)(e_k − p), the
+    /// diagonal losses √(h_kk) e_k. The outer product, the Gauss-Newton diagonal
+    /// and K-FAC's exact factor backpropagate these columns.
+    pub fn gauss_newton_factor(self, act: Activation, a: &[f64], t: &[f64]) -> Vec<f64> {
+        let k = a.len();
+        let mut c = vec![0.0; k * k];
+        match self.output_curvature() {
+            OutputCurvature::Softmax => {
+                let scale: f64 = t.iter().sum();
+                let mut p = vec![0.0; k];
+                softmax(a, &mut p);
+                for r in 0..k {
+                    for j in 0..k {
+                        let unit = if r == j { 1.0 } else { 0.0 };
+                        c[r * k + j] = (scale * p[r]).sqrt() * (unit - p[j]);
+                    }
+                }
+            }
+            OutputCurvature::Diagonal => {
+                let mut h = vec![0.0; k];
+                self.diagonal_hessian(act, a, t, Kind::GaussNewton, &mut h);
+                for r in 0..k {
+                    c[r * k + r] = h[r].max(0.0).sqrt();
+                }
+            }
+        }
+        c
+    }
+
     /// `out` = (∂²E_n/∂a²) · `r` (exact, or the Gauss-Newton part), K each.
     /// This is the output step of R-backpropagation: R{δ} for R{a} = r.
     pub fn hessian_times(
@@ -183,7 +295,7 @@ impl Loss {
         a: &[f64],
         t: &[f64],
         r: &[f64],
-        gauss_newton: bool,
+        kind: Kind,
         out: &mut [f64],
     ) {
         let k = a.len();
@@ -198,7 +310,7 @@ impl Loss {
                 }
             }
             _ => {
-                let h = self.output_hessian(act, a, t, gauss_newton);
+                let h = self.output_hessian(act, a, t, kind);
                 for i in 0..k {
                     out[i] = h[i * k + i] * r[i];
                 }
@@ -302,19 +414,18 @@ mod tests {
             }
             // hessian_times agrees with the explicit matrix.
             let r = [0.5, -0.25, 2.0];
-            for gn in [false, true] {
-                let m = if gn {
-                    loss.gauss_newton_hessian(act, &a, &t)
-                } else {
-                    h.clone()
+            for kind in [Kind::Hessian, Kind::GaussNewton] {
+                let m = match kind {
+                    Kind::GaussNewton => loss.gauss_newton_hessian(act, &a, &t),
+                    Kind::Hessian => h.clone(),
                 };
                 let mut out = [0.0; 3];
-                loss.hessian_times(act, &a, &t, &r, gn, &mut out);
+                loss.hessian_times(act, &a, &t, &r, kind, &mut out);
                 for i in 0..3 {
                     let want: f64 = (0..3).map(|j| m[i * 3 + j] * r[j]).sum();
                     assert!(
                         (want - out[i]).abs() < 1e-12,
-                        "{loss}/{act} Hr[{i}] gn={gn}"
+                        "{loss}/{act} Hr[{i}] {kind:?}"
                     );
                 }
             }

@@ -109,11 +109,7 @@ impl Mlp {
         loss: Loss,
         l2: f64,
     ) -> Result<Mlp, ModelError> {
-        let output = match loss {
-            Loss::Ce => Activation::Softmax,
-            Loss::Bce => Activation::Sigmoid,
-            Loss::Sse | Loss::Mse => Activation::Identity,
-        };
+        let output = loss.output_activation();
         let layers = sizes.len().saturating_sub(1);
         let mut acts = vec![hidden; layers.saturating_sub(1)];
         acts.push(output);

@@ -8,9 +8,9 @@ use common::random_problem;
 use curvature::analysis::dense;
 use curvature::analysis::inverse::{cholesky_inverse, sherman_morrison_inverse};
 use curvature::analysis::pruning::{magnitude, obd, obs, weight_indices};
-use curvature::analysis::MatrixKind;
 use curvature::engine::Curvature;
 use curvature::engine::ReferenceEngine;
+use curvature::Kind;
 use curvature::{Activation, Loss};
 
 /// Two f64 inverses of a matrix with condition number ≲ 10⁴ agree to
@@ -43,7 +43,7 @@ fn sherman_morrison_equals_cholesky_inverse_of_g_plus_alpha() {
         let (mut engine, x64, t64) = engine_of(&mlp, &x, &t);
         let alpha = 0.1;
         let sm = sherman_morrison_inverse(&mlp, &theta, x64.view(), t64.view(), alpha).unwrap();
-        let ch = cholesky_inverse(&mut engine, &theta, 0..30, MatrixKind::Ggn, alpha).unwrap();
+        let ch = cholesky_inverse(&mut engine, &theta, 0..30, Kind::GaussNewton, alpha).unwrap();
         let scale = ch.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let worst = (&sm - &ch).iter().fold(0.0f64, |m, v| m.max(v.abs()));
         assert!(

@@ -9,9 +9,10 @@ use curvature::analysis::dense;
 use curvature::analysis::density::stochastic_lanczos_quadrature;
 use curvature::analysis::lanczos::extreme_eigenpairs;
 use curvature::analysis::trace::{hutch_plus_plus, hutchinson};
-use curvature::analysis::{MatrixKind, Operator};
+use curvature::analysis::Operator;
 use curvature::engine::Curvature;
 use curvature::engine::ReferenceEngine;
+use curvature::Kind;
 use curvature::{Activation, Loss, Mlp};
 use ndarray::{s, Array2};
 
@@ -41,13 +42,13 @@ fn problem(acts: &[Activation], loss: Loss, seed: u64) -> (Mlp, Vec<f64>, Refere
 fn check_lanczos(
     engine: &mut ReferenceEngine,
     theta: &[f64],
-    kind: MatrixKind,
+    kind: Kind,
     block: std::ops::Range<usize>,
 ) {
     let rows = 0..engine.num_rows();
     let full = match kind {
-        MatrixKind::Hessian => engine.hessian(theta, rows.clone()).unwrap(),
-        MatrixKind::Ggn => engine.ggn(theta, rows.clone()).unwrap(),
+        Kind::Hessian => engine.hessian(theta, rows.clone()).unwrap(),
+        Kind::GaussNewton => engine.ggn(theta, rows.clone()).unwrap(),
     };
     let a: Array2<f64> = full.slice(s![block.clone(), block.clone()]).to_owned();
     let all = dense::eigenvalues(&a).unwrap(); // ascending
@@ -98,19 +99,19 @@ fn check_lanczos(
 fn lanczos_matches_dense_eigendecomposition_of_h_and_g() {
     let (mlp, theta, mut engine) = problem(&[Activation::Tanh, Activation::Softmax], Loss::Ce, 1);
     let w = mlp.num_params();
-    check_lanczos(&mut engine, &theta, MatrixKind::Hessian, 0..w);
-    check_lanczos(&mut engine, &theta, MatrixKind::Ggn, 0..w);
+    check_lanczos(&mut engine, &theta, Kind::Hessian, 0..w);
+    check_lanczos(&mut engine, &theta, Kind::GaussNewton, 0..w);
     // The block of layer 1 (W_1 and b_1) is the principal submatrix.
     let layer = &mlp.layout()[1];
     check_lanczos(
         &mut engine,
         &theta,
-        MatrixKind::Hessian,
+        Kind::Hessian,
         layer.weights.start..layer.bias.end,
     );
     let (_, theta2, mut engine2) =
         problem(&[Activation::Sigmoid, Activation::Identity], Loss::Sse, 2);
-    check_lanczos(&mut engine2, &theta2, MatrixKind::Hessian, 0..w);
+    check_lanczos(&mut engine2, &theta2, Kind::Hessian, 0..w);
 }
 
 #[test]
@@ -122,7 +123,7 @@ fn hutchinson_converges_to_the_trace() {
     let frob: f64 = h.iter().map(|v| v * v).sum();
     let diag_sq: f64 = h.diag().iter().map(|v| v * v).sum();
     let sigma = (2.0 * (frob - diag_sq)).sqrt();
-    let mut op = Operator::new(&mut engine, &theta, rows, MatrixKind::Hessian);
+    let mut op = Operator::new(&mut engine, &theta, rows, Kind::Hessian);
     let mut previous_bound = f64::INFINITY;
     for m in [4usize, 64, 1024] {
         let est = hutchinson(&mut op, m, 11).unwrap();
@@ -149,7 +150,7 @@ fn hutch_plus_plus_is_exact_when_the_sketch_spans_the_space() {
         problem(&[Activation::Sigmoid, Activation::Softmax], Loss::Ce, 4);
     let rows = 0..engine.num_rows();
     let trace = engine.hessian(&theta, rows.clone()).unwrap().diag().sum();
-    let mut op = Operator::new(&mut engine, &theta, rows, MatrixKind::Hessian);
+    let mut op = Operator::new(&mut engine, &theta, rows, Kind::Hessian);
     let est = hutch_plus_plus(&mut op, 3 * mlp.num_params(), 5).unwrap();
     assert!(
         (est.value - trace).abs() <= HUTCHPP_REL * trace.abs().max(1.0),
@@ -164,7 +165,7 @@ fn slq_weights_form_a_probability_measure_with_the_right_mean() {
     let rows = 0..engine.num_rows();
     let g = engine.ggn(&theta, rows.clone()).unwrap();
     let w = mlp.num_params();
-    let mut op = Operator::new(&mut engine, &theta, rows, MatrixKind::Ggn);
+    let mut op = Operator::new(&mut engine, &theta, rows, Kind::GaussNewton);
     let probes = 256;
     let d = stochastic_lanczos_quadrature(&mut op, probes, 12, 9).unwrap();
     let total: f64 = d.weights.iter().sum();

@@ -17,37 +17,16 @@ use curvature::{Activation, Curvature, Loss, Mlp};
 use ndarray::{s, Array2, ArrayView2};
 use Activation::*;
 
-/// f64 engine: the same f64 arithmetic in another summation order (GEMM
-/// blocking), so differences are a few ulps of the summed magnitudes; 1e-10 of
-/// the largest entry (abs) and 1e-10 relative leave four orders of margin.
-const TOL_F64: Tolerance = Tolerance {
-    abs: 1e-10,
-    rel: 1e-10,
-};
-/// f32 engine, values (loss, outputs): as the GPU's TOL_FORWARD (f32 products of
-/// ≤ 64 terms through exp/log; relative error kept).
-const TOL_F32_FORWARD: Tolerance = Tolerance {
-    abs: 1e-5,
-    rel: 1e-4,
-};
-/// f32 engine, gradient and every second-order quantity: as the GPU's
-/// TOL_GRADIENT / TOL_CURVATURE (four f32 passes of ≈ √N·u each, ×2 margin;
-/// abs scaled to the largest entry since entries near 0 have no relative meaning).
-const TOL_F32_CURVATURE: Tolerance = Tolerance {
-    abs: 2e-5,
-    rel: 2e-4,
-};
+// The rows of the crate's one tolerance table (`curvature::engine::compare`, whose
+// header gives each one's reason): f64 against the reference, f32 values, f32
+// gradient and second-order quantities.
+const TOL_F64: Tolerance = curvature::engine::compare::F64;
+const TOL_F32_FORWARD: Tolerance = curvature::engine::compare::F32_VALUES;
+const TOL_F32_CURVATURE: Tolerance = curvature::engine::compare::F32_CURVATURE;
 
 /// `tol` with its abs part scaled to the largest |entry| of `reference`.
 fn scaled(tol: Tolerance, reference: &[f64]) -> Tolerance {
-    let scale = reference
-        .iter()
-        .fold(0.0f64, |m, c| m.max(c.abs()))
-        .max(1e-30);
-    Tolerance {
-        abs: tol.abs * scale,
-        rel: tol.rel,
-    }
+    tol.scaled_to(reference)
 }
 
 fn check(what: &str, got: &[f64], want: &[f64], tol: Tolerance) -> f64 {

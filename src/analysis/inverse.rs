@@ -9,9 +9,9 @@
 //! Since the outer product equals G, (outer product + αI)⁻¹ = (G + αI)⁻¹.
 
 use super::dense;
-use super::operator::MatrixKind;
 use crate::cpu;
 use crate::engine::Curvature;
+use crate::engine::Kind;
 use crate::error::{Error, Result};
 use crate::model::Mlp;
 use ndarray::{Array2, ArrayView2};
@@ -56,13 +56,10 @@ pub fn cholesky_inverse(
     engine: &mut dyn Curvature,
     theta: &[f64],
     rows: Range<usize>,
-    kind: MatrixKind,
+    kind: Kind,
     alpha: f64,
 ) -> Result<Array2<f64>> {
     check_alpha(alpha, false)?;
-    let a = match kind {
-        MatrixKind::Hessian => engine.hessian(theta, rows)?,
-        MatrixKind::Ggn => engine.ggn(theta, rows)?,
-    };
+    let a = engine.matrix(kind, theta, rows)?;
     dense::cholesky_inverse(&a, alpha)
 }

@@ -30,4 +30,4 @@ pub mod pruning;
 pub mod retrain;
 pub mod trace;
 
-pub use operator::{MatrixKind, Operator};
+pub use operator::Operator;

@@ -4,35 +4,17 @@
 //! v is embedded with zeros outside the block, multiplied, and the product
 //! projected back onto the block — the principal submatrix A_BB.
 
-use crate::engine::Curvature;
+use crate::engine::{Curvature, Kind};
 use crate::error::{Error, Result};
 use ndarray::{s, Array2, ArrayView2};
 use std::ops::Range;
-
-/// Which curvature matrix.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MatrixKind {
-    /// The exact Hessian H of E.
-    Hessian,
-    /// The Gauss-Newton matrix G of E (positive semi-definite, = the outer product).
-    Ggn,
-}
-
-impl MatrixKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            MatrixKind::Hessian => "H",
-            MatrixKind::Ggn => "G",
-        }
-    }
-}
 
 /// v ↦ A v on an engine at fixed (θ, rows), counting the products made.
 pub struct Operator<'a> {
     engine: &'a mut dyn Curvature,
     theta: &'a [f64],
     rows: Range<usize>,
-    kind: MatrixKind,
+    kind: Kind,
     block: Range<usize>,
     /// Matrix-vector products made so far (a block of k counts k).
     pub products: usize,
@@ -44,7 +26,7 @@ impl<'a> Operator<'a> {
         engine: &'a mut dyn Curvature,
         theta: &'a [f64],
         rows: Range<usize>,
-        kind: MatrixKind,
+        kind: Kind,
     ) -> Operator<'a> {
         let w = theta.len();
         Operator {
@@ -76,7 +58,7 @@ impl<'a> Operator<'a> {
         self.block.len()
     }
 
-    pub fn kind(&self) -> MatrixKind {
+    pub fn kind(&self) -> Kind {
         self.kind
     }
 
@@ -100,14 +82,9 @@ impl<'a> Operator<'a> {
             embedded = e;
             embedded.view()
         };
-        let av = match self.kind {
-            MatrixKind::Hessian => self
-                .engine
-                .hvp_block(self.theta, self.rows.clone(), v_full)?,
-            MatrixKind::Ggn => self
-                .engine
-                .gvp_block(self.theta, self.rows.clone(), v_full)?,
-        };
+        let av = self
+            .engine
+            .products(self.kind, self.theta, self.rows.clone(), v_full)?;
         self.products += k;
         Ok(if full_block {
             av
@@ -125,10 +102,9 @@ impl<'a> Operator<'a> {
 
     /// The dense matrix A (dim, dim): the engine's full H or G, cut to the block.
     pub fn dense(&mut self) -> Result<Array2<f64>> {
-        let a = match self.kind {
-            MatrixKind::Hessian => self.engine.hessian(self.theta, self.rows.clone())?,
-            MatrixKind::Ggn => self.engine.ggn(self.theta, self.rows.clone())?,
-        };
+        let a = self
+            .engine
+            .matrix(self.kind, self.theta, self.rows.clone())?;
         Ok(a.slice(s![self.block.clone(), self.block.clone()])
             .to_owned())
     }

@@ -5,7 +5,7 @@ use clap::{Args, ValueEnum};
 use curvature::data::{self, Dataset, SplitSpec, DEFAULT_TEST_FRACTION};
 use curvature::engine::device::{Device, DeviceChoice};
 use curvature::files::{load_model, SavedModel};
-use curvature::{Error, Result};
+use curvature::{Error, Kind, Result};
 use std::path::Path;
 
 /// `--device` and `--adapter`.
@@ -139,4 +139,23 @@ pub fn stored_split(model: &SavedModel) -> (f64, u64) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     (fraction, seed)
+}
+
+/// `--matrix hessian|ggn`: the command line's name for an [`Kind`] (clap needs its
+/// own enum for the help text; every command maps it here and nowhere else).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KindArg {
+    /// The exact Hessian H (products by R-propagation).
+    Hessian,
+    /// The Gauss-Newton matrix G (the outer-product approximation, positive semidefinite).
+    Ggn,
+}
+
+impl From<KindArg> for Kind {
+    fn from(arg: KindArg) -> Kind {
+        match arg {
+            KindArg::Hessian => Kind::Hessian,
+            KindArg::Ggn => Kind::GaussNewton,
+        }
+    }
 }

@@ -4,29 +4,21 @@
 //! Hutch++, the condition number, the spectral density picture (stochastic
 //! Lanczos quadrature), and the same per layer block.
 
-use super::common::{load_model_and_part, DeviceArgs, SplitPart};
-use clap::{Args, ValueEnum};
+use super::common::{load_model_and_part, DeviceArgs, KindArg, SplitPart};
+use clap::Args;
 use curvature::analysis::dense::{self, DEFAULT_MAX_DENSE_EIGEN};
 use curvature::analysis::density::stochastic_lanczos_quadrature;
 use curvature::analysis::inverse::{cholesky_inverse, sherman_morrison_inverse};
 use curvature::analysis::lanczos::{extreme_eigenpairs, Eigenpair};
 use curvature::analysis::trace::{hutch_plus_plus, hutchinson};
-use curvature::analysis::{MatrixKind, Operator};
+use curvature::analysis::Operator;
 use curvature::engine::Curvature;
 use curvature::files::Overwrite;
 use curvature::plot::{self, Panel, Series};
+use curvature::Kind;
 use curvature::{data, Error, Result};
 use std::ops::Range;
 use std::path::PathBuf;
-
-/// `--matrix`.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MatrixArg {
-    /// The exact Hessian (Hv by R-propagation).
-    Hessian,
-    /// The Gauss-Newton matrix (Gv).
-    Ggn,
-}
 
 #[derive(Args, Debug)]
 pub struct HessianArgs {
@@ -41,7 +33,7 @@ pub struct HessianArgs {
     pub split: SplitPart,
     /// Which matrix.
     #[arg(long, value_enum, default_value = "hessian")]
-    pub matrix: MatrixArg,
+    pub matrix: KindArg,
     /// How many of the largest eigenvalues.
     #[arg(long, default_value_t = 5)]
     pub top: usize,
@@ -113,10 +105,7 @@ pub fn run(args: &HessianArgs) -> Result<()> {
     let (model, ds) = load_model_and_part(&args.model, &args.data, args.split)?;
     let device = args.device.open()?;
     let mut engine = device.engine(&model.mlp, ds.x.view(), ds.t.view())?;
-    let kind = match args.matrix {
-        MatrixArg::Hessian => MatrixKind::Hessian,
-        MatrixArg::Ggn => MatrixKind::Ggn,
-    };
+    let kind = Kind::from(args.matrix);
     let theta = &model.theta;
     let rows = 0..ds.len();
     let w = theta.len();
@@ -143,7 +132,7 @@ pub fn run(args: &HessianArgs) -> Result<()> {
         None
     };
     println!();
-    println!("== {} (all parameters) ==", kind.name());
+    println!("== {} (all parameters) ==", kind.symbol());
     let report = analyse_block(
         args,
         &mut engine,
@@ -157,7 +146,7 @@ pub fn run(args: &HessianArgs) -> Result<()> {
         let panel = Panel {
             title: format!(
                 "Spectral density of {} (SLQ, {} probes × {} steps, σ = {:.2e})",
-                kind.name(),
+                kind.symbol(),
                 args.probes,
                 args.density_steps,
                 report.sigma
@@ -165,7 +154,7 @@ pub fn run(args: &HessianArgs) -> Result<()> {
             x_label: "eigenvalue".into(),
             y_label: "density (log)".into(),
             series: vec![Series {
-                label: format!("{} on {}", kind.name(), ds.name),
+                label: format!("{} on {}", kind.symbol(), ds.name),
                 points: report.density.clone(),
             }],
             log_y: true,
@@ -187,7 +176,7 @@ pub fn run(args: &HessianArgs) -> Result<()> {
             println!();
             println!(
                 "== {} block of layer {l} (W_{l} {}×{} and b_{l}: θ[{}..{}], {} parameters) ==",
-                kind.name(),
+                kind.symbol(),
                 layer.fan_out,
                 layer.fan_in,
                 block.start,
@@ -228,7 +217,7 @@ fn inverse_check(
     let sm = sherman_morrison_inverse(mlp, theta, x.view(), t.view(), alpha)?;
     let sm_s = start.elapsed().as_secs_f64();
     let start = std::time::Instant::now();
-    let ch = cholesky_inverse(engine, theta, 0..r, MatrixKind::Ggn, alpha)?;
+    let ch = cholesky_inverse(engine, theta, 0..r, Kind::GaussNewton, alpha)?;
     let ch_s = start.elapsed().as_secs_f64();
     let scale = ch.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     let worst = sm
@@ -290,7 +279,7 @@ fn analyse_block(
     engine: &mut dyn Curvature,
     theta: &[f64],
     rows: Range<usize>,
-    kind: MatrixKind,
+    kind: Kind,
     block: Range<usize>,
     dense_matrix: Option<&ndarray::Array2<f64>>,
 ) -> Result<BlockReport> {
@@ -353,7 +342,7 @@ fn analyse_block(
     println!(
         "products  {} {}v products for this block",
         op.products,
-        kind.name()
+        kind.symbol()
     );
     Ok(BlockReport {
         density: curve,

@@ -4,7 +4,7 @@
 
 use super::common::DeviceArgs;
 use clap::Args;
-use curvature::engine::compare::{compare, Comparison, Tolerance};
+use curvature::engine::compare::{compare_with_table, Checked, Comparison};
 use curvature::engine::Curvature;
 use curvature::engine::ReferenceEngine;
 use curvature::{data, Activation, Error, Loss, Mlp, Result};
@@ -14,23 +14,6 @@ use rand_chacha::ChaCha8Rng;
 use std::ops::Range;
 use std::time::Instant;
 
-/// Tolerances of the GPU (f32) against the CPU reference (f64), on the digits
-/// network. The f32 results accumulate over N = 1797 samples and up to 65 inputs
-/// per unit, so a relative error of a few 1e-5 of the largest entry is expected;
-/// `abs` covers entries that cancel to near zero.
-const TOL_LOSS: Tolerance = Tolerance {
-    abs: 1e-5,
-    rel: 1e-5,
-};
-const TOL_VECTOR: Tolerance = Tolerance {
-    abs: 1e-5,
-    rel: 1e-3,
-};
-/// Matrices and diagonals sum more terms (blocks of columns, per-sample outer products).
-const TOL_MATRIX: Tolerance = Tolerance {
-    abs: 2e-5,
-    rel: 2e-3,
-};
 /// Rows used for the W×W quantities, so that the CPU reference finishes in seconds.
 const MATRIX_ROWS: usize = 128;
 
@@ -79,6 +62,8 @@ pub fn run(args: &ParityArgs) -> Result<bool> {
     let all = 0..ds.len();
     let few = 0..MATRIX_ROWS.min(ds.len());
     let flat = |m: Array2<f64>| m.into_raw_vec_and_offset().0;
+    // The tolerance table's rows (engine/compare.rs), by the device's precision.
+    let precision = device.precision();
     // (operation, rows, comparison, GPU seconds, CPU seconds)
     let mut rows: Vec<(&str, usize, Comparison, f64, f64)> = Vec::new();
     macro_rules! check {
@@ -89,44 +74,44 @@ pub fn run(args: &ParityArgs) -> Result<bool> {
             let t1 = Instant::now();
             let c = { let $e = &mut cpu; $op };
             let t2 = Instant::now();
-            rows.push(($name, r.len(), compare(&g, &c, $tol), (t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64()));
+            rows.push(($name, r.len(), compare_with_table(&g, &c, precision, $tol), (t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64()));
         }};
     }
-    check!("loss", all.clone(), TOL_LOSS, |e| vec![
+    check!("loss", all.clone(), Checked::Values, |e| vec![
         e.loss(&theta, all.clone())?
     ]);
-    check!("gradient", all.clone(), TOL_VECTOR, |e| e
+    check!("gradient", all.clone(), Checked::Gradient, |e| e
         .loss_grad(&theta, all.clone())?
         .1);
-    check!("Hv", all.clone(), TOL_VECTOR, |e| e.hvp(
+    check!("Hv", all.clone(), Checked::Curvature, |e| e.hvp(
         &theta,
         all.clone(),
         &v
     )?);
-    check!("Gv", all.clone(), TOL_VECTOR, |e| e.gvp(
+    check!("Gv", all.clone(), Checked::Curvature, |e| e.gvp(
         &theta,
         all.clone(),
         &v
     )?);
-    check!("H·V (8 vectors)", all.clone(), TOL_VECTOR, |e| flat(
-        e.hvp_block(&theta, all.clone(), block.view())?
-    ));
-    check!("G·V (8 vectors)", all.clone(), TOL_VECTOR, |e| flat(
-        e.gvp_block(&theta, all.clone(), block.view())?
-    ));
-    check!("diag GGN", all.clone(), TOL_MATRIX, |e| e
+    check!("H·V (8 vectors)", all.clone(), Checked::Curvature, |e| {
+        flat(e.hvp_block(&theta, all.clone(), block.view())?)
+    });
+    check!("G·V (8 vectors)", all.clone(), Checked::Curvature, |e| {
+        flat(e.gvp_block(&theta, all.clone(), block.view())?)
+    });
+    check!("diag GGN", all.clone(), Checked::Curvature, |e| e
         .diag_ggn(&theta, all.clone())?);
-    check!("diag Becker-LeCun", all.clone(), TOL_MATRIX, |e| e
+    check!("diag Becker-LeCun", all.clone(), Checked::Curvature, |e| e
         .diag_becker_lecun(&theta, all.clone())?);
-    check!("diag Hessian", few.clone(), TOL_MATRIX, |e| e
+    check!("diag Hessian", few.clone(), Checked::Curvature, |e| e
         .diag_hessian(&theta, few.clone())?);
-    check!("Hessian", few.clone(), TOL_MATRIX, |e| flat(
+    check!("Hessian", few.clone(), Checked::Curvature, |e| flat(
         e.hessian(&theta, few.clone())?
     ));
-    check!("GGN", few.clone(), TOL_MATRIX, |e| flat(
+    check!("GGN", few.clone(), Checked::Curvature, |e| flat(
         e.ggn(&theta, few.clone())?
     ));
-    check!("outer product", few.clone(), TOL_MATRIX, |e| flat(
+    check!("outer product", few.clone(), Checked::Curvature, |e| flat(
         e.outer_product(&theta, few.clone())?
     ));
 

@@ -3,14 +3,15 @@
 //! curvature from the training part of its split; report loss and accuracy
 //! before and after on the training and test parts, beside magnitude pruning.
 
-use super::common::{load_model_train_test, DeviceArgs};
+use super::common::{load_model_train_test, DeviceArgs, KindArg};
 use super::eval::predicted_classes;
 use clap::{Args, ValueEnum};
+use curvature::analysis::dense;
 use curvature::analysis::pruning::{self, count_for, weight_indices, PruneMethod, Pruned};
-use curvature::analysis::{dense, MatrixKind};
 use curvature::data::Dataset;
 use curvature::engine::Curvature;
 use curvature::files::{save_model, Overwrite, SavedModel};
+use curvature::Kind;
 use curvature::{Error, Result};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -20,14 +21,6 @@ pub enum MethodArg {
     Obd,
     Obs,
     Magnitude,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ObsMatrixArg {
-    /// (G + αI)⁻¹, the outer-product approximation (positive definite).
-    Ggn,
-    /// (H + αI)⁻¹, where H + αI is positive definite.
-    Hessian,
 }
 
 #[derive(Args, Debug)]
@@ -44,9 +37,10 @@ pub struct PruneArgs {
     /// OBS: α in (A + αI)⁻¹, so the inverse exists.
     #[arg(long, default_value_t = 1e-4)]
     pub alpha: f64,
-    /// OBS: which matrix A is.
+    /// OBS: which matrix A is: ggn, (G + αI)⁻¹ (positive definite), or hessian,
+    /// (H + αI)⁻¹, where H + αI must be positive definite.
     #[arg(long, value_enum, default_value = "ggn")]
-    pub obs_matrix: ObsMatrixArg,
+    pub obs_matrix: KindArg,
     /// OBS: weights removed per batch (0: 1% of the weights to remove, at least 1).
     #[arg(long, default_value_t = 0)]
     pub batch: usize,
@@ -97,10 +91,7 @@ fn prune_with(
                     "OBS needs a dense W×W inverse, W = {w} > {max}: use --method obd"
                 )));
             }
-            let a = match args.obs_matrix {
-                ObsMatrixArg::Ggn => engine.ggn(theta, 0..n_train)?,
-                ObsMatrixArg::Hessian => engine.hessian(theta, 0..n_train)?,
-            };
+            let a = engine.matrix(args.obs_matrix.into(), theta, 0..n_train)?;
             let inverse = dense::cholesky_inverse(&a, args.alpha)?;
             let batch = if args.batch == 0 {
                 count.div_ceil(100).max(1)
@@ -137,13 +128,10 @@ pub fn run(args: &PruneArgs) -> Result<()> {
         device.describe()
     );
     if method == PruneMethod::Obs {
-        let kind = match args.obs_matrix {
-            ObsMatrixArg::Ggn => MatrixKind::Ggn,
-            ObsMatrixArg::Hessian => MatrixKind::Hessian,
-        };
+        let kind = Kind::from(args.obs_matrix);
         println!(
             "OBS       H⁻¹ = ({} + {:e}·I)⁻¹ by Cholesky; removal in batches ({}), inverse downdated after each",
-            kind.name(),
+            kind.symbol(),
             args.alpha,
             if args.batch == 0 { "1% of the weights removed per batch".to_string() } else { format!("{} per batch", args.batch) }
         );

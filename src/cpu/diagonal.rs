@@ -19,19 +19,9 @@
 
 use super::passes::{forward, weights};
 use crate::engine::penalty::L2;
+use crate::engine::Diagonal;
 use crate::model::{LayerLayout, Mlp};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
-
-/// Which diagonal to compute.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Diagonal {
-    /// The full M_l recursion with the exact output Hessian: diag(H).
-    Exact,
-    /// M_l with the Gauss-Newton output Hessian and without the h″ term: diag(G).
-    GaussNewton,
-    /// Only the diagonal of M_l kept at every step (PRML 5.81).
-    BeckerLeCun,
-}
 
 /// Adds one sample's z[l]_i² · m_j on W_l[j][i] and m_j on b_l[j], for m = diag(M_l) (out_l).
 fn accumulate(layer: &LayerLayout, z: ArrayView1<f64>, m: &Array1<f64>, diag: &mut [f64]) {
@@ -68,7 +58,7 @@ fn diagonal(
         let k = a_out.len();
         let out_hessian = match kind {
             Diagonal::GaussNewton => loss.gauss_newton_hessian(out_act, &a_out, &t_s),
-            Diagonal::Exact | Diagonal::BeckerLeCun => loss.hessian(out_act, &a_out, &t_s),
+            Diagonal::Hessian | Diagonal::BeckerLeCun => loss.hessian(out_act, &a_out, &t_s),
         };
         // M_{L−1} (K, K); for Becker-LeCun only its diagonal is ever used.
         let mut m =
@@ -90,11 +80,11 @@ fn diagonal(
             let back = delta.dot(&w_l); // δ[l] W_l (in_l)
             let second_order = &d2h * &back; // h″ ⊙ (δ[l] W_l)
             m = match kind {
-                Diagonal::Exact | Diagonal::GaussNewton => {
+                Diagonal::Hessian | Diagonal::GaussNewton => {
                     let p = w_l.t().dot(&m).dot(&w_l); // W_lᵀ M_l W_l (in_l, in_l)
                     let mut next =
                         Array2::from_shape_fn(p.dim(), |(i, j)| dh[i] * p[[i, j]] * dh[j]);
-                    if kind == Diagonal::Exact {
+                    if kind == Diagonal::Hessian {
                         for i in 0..next.nrows() {
                             next[[i, i]] += second_order[i];
                         }
@@ -123,7 +113,7 @@ fn diagonal(
 /// module header (PRML 5.79–5.80 without dropping any term). Cost per sample
 /// O(Σ_l out_l·in_l·(out_l + in_l)).
 pub fn diag_hessian(mlp: &Mlp, theta: &[f64], x: ArrayView2<f64>, t: ArrayView2<f64>) -> Vec<f64> {
-    diagonal(mlp, theta, x, t, Diagonal::Exact)
+    diagonal(mlp, theta, x, t, Diagonal::Hessian)
 }
 
 /// The Becker-LeCun diagonal (PRML 5.79–5.81), (W): the recursion of the module

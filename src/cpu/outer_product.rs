@@ -16,36 +16,17 @@
 use super::passes::{forward, weights};
 use crate::activation::Activation;
 use crate::engine::penalty::L2;
-use crate::loss::{softmax, Loss};
+use crate::loss::Loss;
 use crate::model::Mlp;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array2, ArrayView2};
 
 /// The factor C (K, K) of one sample's Gauss-Newton output Hessian: row k is
-/// c_k with Σ_k c_k c_kᵀ = H_out,GN (see the module header).
+/// c_k with Σ_k c_k c_kᵀ = H_out,GN (`Loss::gauss_newton_factor`).
 fn output_factor(loss: Loss, act: Activation, a: &[f64], t: &[f64]) -> Array2<f64> {
     let k = a.len();
-    match loss {
-        Loss::Ce => {
-            let scale: f64 = t.iter().sum();
-            let mut p = vec![0.0; k];
-            softmax(a, &mut p);
-            Array2::from_shape_fn((k, k), |(r, j)| {
-                let unit = if r == j { 1.0 } else { 0.0 };
-                (scale * p[r]).sqrt() * (unit - p[j])
-            })
-        }
-        Loss::Sse | Loss::Mse | Loss::Bce => {
-            let h = loss.gauss_newton_hessian(act, a, t);
-            Array2::from_shape_fn((k, k), |(r, j)| {
-                if r == j {
-                    h[r * k + r].max(0.0).sqrt()
-                } else {
-                    0.0
-                }
-            })
-        }
-    }
+    Array2::from_shape_vec((k, k), loss.gauss_newton_factor(act, a, t))
+        .unwrap_or_else(|_| Array2::zeros((k, k)))
 }
 
 /// The vectors b_r (R, W), R = N·K, row r = n·K + k, with

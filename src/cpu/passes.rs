@@ -26,6 +26,7 @@
 
 use crate::activation::Activation;
 use crate::engine::penalty::L2;
+use crate::engine::Kind;
 use crate::loss::softmax;
 use crate::model::{LayerLayout, Mlp};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
@@ -77,14 +78,14 @@ fn output_hessian_times(
     a_out: &Array2<f64>,
     t: ArrayView2<f64>,
     r: &Array2<f64>,
-    gauss_newton: bool,
+    kind: Kind,
 ) -> Array2<f64> {
     let (loss, act) = (mlp.loss(), mlp.output_activation());
     let mut out = Array2::zeros(a_out.dim());
     for (n, mut o_n) in out.rows_mut().into_iter().enumerate() {
         let mut row = vec![0.0; a_out.ncols()];
         let (a_n, t_n, r_n) = (a_out.row(n).to_vec(), t.row(n).to_vec(), r.row(n).to_vec());
-        loss.hessian_times(act, &a_n, &t_n, &r_n, gauss_newton, &mut row);
+        loss.hessian_times(act, &a_n, &t_n, &r_n, kind, &mut row);
         o_n.assign(&ArrayView1::from(&row));
     }
     out
@@ -210,14 +211,14 @@ pub fn gradient(
 ///   R{z[l+1]} = h_l′(a[l]) ⊙ R{a[l]}
 /// Output (PRML 5.106, generalised):
 ///   R{δ[L−1]} = (∂²E_n/∂a²) R{a[L−1]} / N
-///   (`Loss::hessian_times`; its Gauss-Newton part when `gauss_newton`).
+///   (`Loss::hessian_times`; its Gauss-Newton part for `Kind::GaussNewton`).
 /// R-backward (PRML 5.107, generalised):
 ///   R{δ[l]} = h_l″(a[l]) ⊙ R{a[l]} ⊙ (δ[l+1] W_{l+1})
 ///           + h_l′(a[l]) ⊙ (R{δ[l+1]} W_{l+1} + δ[l+1] V_{l+1})
 /// Gradient (PRML 5.110–5.111; a bias is a weight on a constant input 1):
 ///   R{∂E/∂W_l} = R{δ[l]}ᵀ z[l] + δ[l]ᵀ R{z[l]},
 ///   R{∂E/∂b_l} = Σ_n R{δ[l]};   plus λ V_w.
-/// With `gauss_newton` the second-order terms (the h″ term, δ·V and δᵀR{z})
+/// For G (`Kind::GaussNewton`) the second-order terms (the h″ term, δ·V and δᵀR{z})
 /// are dropped: what remains is Jᵀ H_out,GN J v, the Gauss-Newton product.
 fn r_pass(
     mlp: &Mlp,
@@ -226,7 +227,7 @@ fn r_pass(
     delta: &[Array2<f64>],
     t: ArrayView2<f64>,
     v: &[f64],
-    gauss_newton: bool,
+    kind: Kind,
 ) -> Vec<f64> {
     debug_assert_eq!(v.len(), theta.len());
     let layers = mlp.layout();
@@ -248,7 +249,7 @@ fn r_pass(
 
     // Output (5.106): R{δ} = H_out R{a} / N.
     let mut r_delta = vec![Array2::zeros((0, 0)); layers.len()];
-    r_delta[last] = output_hessian_times(mlp, &fw.a[last], t, &r_a[last], gauss_newton) / n;
+    r_delta[last] = output_hessian_times(mlp, &fw.a[last], t, &r_a[last], kind) / n;
 
     // R-backward (5.107): R{δ[l]} = h″ ⊙ R{a} ⊙ (δ W) + h′ ⊙ (R{δ} W + δ V).
     for l in (0..last).rev() {
@@ -256,7 +257,7 @@ fn r_pass(
         let w_next = weights(&layers[l + 1], theta);
         let dh = elementwise(&fw.a[l], |a| act.dh(a));
         let r_back = r_delta[l + 1].dot(&w_next); // R{δ[l+1]} W_{l+1}  (N, out_l)
-        r_delta[l] = if gauss_newton {
+        r_delta[l] = if kind == Kind::GaussNewton {
             dh * r_back
         } else {
             let back = delta[l + 1].dot(&w_next); // δ[l+1] W_{l+1}
@@ -269,7 +270,7 @@ fn r_pass(
     // R{∇E} (5.110–5.111): R{δ[l]}ᵀ z[l] (+ δ[l]ᵀ R{z[l]} below).
     let mut out = vec![0.0; theta.len()];
     weight_gradient(mlp, &r_delta, &fw.z, &mut out);
-    if !gauss_newton {
+    if kind == Kind::Hessian {
         // δ[l]ᵀ R{z[l]}: the weights' gradient also moves with the inputs z[l].
         weight_only_term(mlp, delta, &r_z, &mut out);
     }
@@ -294,14 +295,14 @@ fn r_pass_block(
     x: ArrayView2<f64>,
     t: ArrayView2<f64>,
     v: ArrayView2<f64>,
-    gauss_newton: bool,
+    kind: Kind,
 ) -> Array2<f64> {
     debug_assert_eq!(v.ncols(), theta.len());
     let fw = forward(mlp, theta, x);
     let delta = backward(mlp, theta, &fw, t);
     let mut out = Array2::zeros(v.dim());
     for (v_i, mut out_i) in v.rows().into_iter().zip(out.rows_mut()) {
-        let r = r_pass(mlp, theta, &fw, &delta, t, &v_i.to_vec(), gauss_newton);
+        let r = r_pass(mlp, theta, &fw, &delta, t, &v_i.to_vec(), kind);
         out_i.assign(&ArrayView1::from(&r));
     }
     out
@@ -318,7 +319,7 @@ pub fn hvp(
 ) -> Vec<f64> {
     let fw = forward(mlp, theta, x);
     let delta = backward(mlp, theta, &fw, t);
-    r_pass(mlp, theta, &fw, &delta, t, v, false)
+    r_pass(mlp, theta, &fw, &delta, t, v, Kind::Hessian)
 }
 
 /// H V for a block V (k, W): row i of the result (k, W) is H v_i. One forward
@@ -330,7 +331,7 @@ pub fn hvp_block(
     t: ArrayView2<f64>,
     v: ArrayView2<f64>,
 ) -> Array2<f64> {
-    r_pass_block(mlp, theta, x, t, v, false)
+    r_pass_block(mlp, theta, x, t, v, Kind::Hessian)
 }
 
 /// G v (W), the Gauss-Newton product (1/N) Σ_n J_nᵀ H_out,GN,n J_n v + λ v_w
@@ -345,7 +346,7 @@ pub fn gvp(
 ) -> Vec<f64> {
     let fw = forward(mlp, theta, x);
     let delta = backward(mlp, theta, &fw, t);
-    r_pass(mlp, theta, &fw, &delta, t, v, true)
+    r_pass(mlp, theta, &fw, &delta, t, v, Kind::GaussNewton)
 }
 
 /// G V for a block V (k, W): row i of the result (k, W) is G v_i, in one pass.
@@ -356,7 +357,7 @@ pub fn gvp_block(
     t: ArrayView2<f64>,
     v: ArrayView2<f64>,
 ) -> Array2<f64> {
-    r_pass_block(mlp, theta, x, t, v, true)
+    r_pass_block(mlp, theta, x, t, v, Kind::GaussNewton)
 }
 
 /// The fraction of samples whose prediction matches the target, for outputs

@@ -12,10 +12,11 @@
 //! Gauss-Newton (G v) drops the h″ term, δ V and δᵀ R{z}.
 
 use super::gemm::{gemm, mat, Layout, Operand};
-use super::net::{is_softmax_ce, Net};
+use super::net::{softmax_output, Net};
 use super::par::{self, rows_per_task};
 use super::passes::{add_assign, input, sum_over_samples, Base};
 use super::real::Real;
+use crate::engine::Kind;
 use ndarray::ArrayView2;
 
 /// The k loaded vectors in the layouts the GEMMs read, shared read-only by
@@ -127,8 +128,8 @@ impl<T: Real> Block<T> {
 
     /// One chunk of c samples: R-forward, R-backward and the accumulation of
     /// R{∇E} for the k loaded vectors. `base` holds the chunk's forward pass
-    /// (with h′, and h″ unless `gauss_newton`), its backward pass (unless
-    /// `gauss_newton`) and its prepared output curvature.
+    /// (with h′, and for H h″), for H its backward pass, and its prepared
+    /// output curvature.
     #[allow(clippy::too_many_arguments)]
     pub fn chunk(
         &mut self,
@@ -139,7 +140,7 @@ impl<T: Real> Block<T> {
         c: usize,
         k: usize,
         base: &Base<T>,
-        gauss_newton: bool,
+        kind: Kind,
         inv_n: f64,
         first: bool,
     ) {
@@ -220,7 +221,7 @@ impl<T: Real> Block<T> {
         // Output: R{δ} = H_out R{a} / N, per row.
         let kk = net.k_out();
         let scale = T::from_f64(inv_n);
-        let ce = is_softmax_ce(net.mlp);
+        let ce = softmax_output(net.mlp);
         {
             let (ra, rd) = (&self.ra[last], &mut self.rd[last]);
             let (out_p, out_s) = (&base.out_p, &base.out_s);
@@ -266,7 +267,7 @@ impl<T: Real> Block<T> {
                 T::one(),
                 false,
             );
-            if !gauss_newton && vectors.units.is_some() {
+            if kind == Kind::Hessian && vectors.units.is_some() {
                 // δ[l+1] e_pᵀ: entry m of vector i is δ[l+1][:, j] for p = W_{l+1}[j][m].
                 let delta = &base.delta[l + 1];
                 for (i, &p) in vectors.units.iter().flatten().enumerate() {
@@ -276,7 +277,7 @@ impl<T: Real> Block<T> {
                         }
                     }
                 }
-            } else if !gauss_newton {
+            } else if kind == Kind::Hessian {
                 // δ[l+1] V_{l+1}: (c, out_{l+1})·(out_{l+1}, k·out_l) ≡ (c·k, out_l).
                 gemm(
                     rd,
@@ -296,7 +297,7 @@ impl<T: Real> Block<T> {
                         let r = first + i;
                         let s = r / k;
                         let span = s * out_l..(s + 1) * out_l;
-                        if gauss_newton {
+                        if kind == Kind::GaussNewton {
                             for (o, d) in rd_row.iter_mut().zip(&dh[span]) {
                                 *o = *d * *o;
                             }
@@ -332,7 +333,7 @@ impl<T: Real> Block<T> {
                 fin,
                 !first,
             );
-            if !gauss_newton && l > 0 {
+            if kind == Kind::Hessian && l > 0 {
                 // δ[l]ᵀ R{z[l]}: (out, c)·(c, k·in) = (out, k, in).
                 gemm(
                     &mut self.gcat[l],
@@ -354,17 +355,11 @@ impl<T: Real> Block<T> {
     }
 
     /// Adds another part's accumulators for k vectors into these.
-    pub fn add_accumulators(
-        &mut self,
-        net: &Net<T>,
-        other: &Block<T>,
-        k: usize,
-        gauss_newton: bool,
-    ) {
+    pub fn add_accumulators(&mut self, net: &Net<T>, other: &Block<T>, k: usize, kind: Kind) {
         for (l, layer) in net.layers.iter().enumerate() {
             let (fin, fout) = (layer.fan_in, layer.fan_out);
             add_assign(&mut self.gstack[l][..k * fout * fin], &other.gstack[l]);
-            if !gauss_newton && l > 0 {
+            if kind == Kind::Hessian && l > 0 {
                 add_assign(&mut self.gcat[l][..k * fout * fin], &other.gcat[l]);
             }
             add_assign(&mut self.gb[l][..k * fout], &other.gb[l]);
@@ -372,11 +367,11 @@ impl<T: Real> Block<T> {
     }
 
     /// Writes R{∇E} of the data term for the k vectors into `out` (k, W) f64.
-    pub fn finish(&self, net: &Net<T>, k: usize, gauss_newton: bool, out: &mut [f64]) {
+    pub fn finish(&self, net: &Net<T>, k: usize, kind: Kind, out: &mut [f64]) {
         let w = net.theta.len();
         for (l, layer) in net.layers.iter().enumerate() {
             let (fin, fout) = (layer.fan_in, layer.fan_out);
-            let with_cat = !gauss_newton && l > 0;
+            let with_cat = kind == Kind::Hessian && l > 0;
             let stack_layout = self.gstack_layout[l];
             for i in 0..k {
                 let row = &mut out[i * w..(i + 1) * w];

@@ -29,7 +29,7 @@
 //! only diag(M) (PRML 5.81): m_{l−1} = h′² ⊙ ((W_l∘W_l)ᵀ m_l) + h″ ⊙ (δ\[l\] W_l).
 
 use super::gemm::{gemm, mat};
-use super::net::{is_softmax_ce, Net};
+use super::net::{softmax_output, Net};
 use super::passes::{input, Base};
 use super::real::Real;
 use crate::engine::Diagonal;
@@ -138,7 +138,7 @@ impl<T: Real> DiagBuffers<T> {
         let depth = net.depth();
         let last = depth - 1;
         let kk = net.k_out();
-        let ce = is_softmax_ce(net.mlp);
+        let ce = softmax_output(net.mlp);
         let root_n = T::from_f64(inv_n.sqrt());
         // M_{L−1}: its factor, or (Becker-LeCun) its diagonal.
         if kind == Diagonal::BeckerLeCun {

@@ -40,7 +40,7 @@ use super::passes::{
     accumulate_gradient, backward, forward, loss_sum, prepare_output_curvature, Base, Deltas, Keep,
 };
 use super::real::Real;
-use crate::engine::{check_data_shape, Backend, Diagonal, Kind, PassesKey};
+use crate::engine::{check_data_shape, Backend, Diagonal, Kind, PassesKey, Precision};
 use crate::error::Result;
 use crate::model::{LayerLayout, Mlp};
 use ndarray::{Array2, ArrayView2};
@@ -73,9 +73,9 @@ pub const MIN_PART_ROWS: usize = 128;
 pub const MAX_PARTS: usize = 8;
 
 /// What a curvature pass reads of c samples (inputs `x`, targets `t`): the
-/// forward pass with h′ and the output curvature, and for the exact Hessian
-/// (`exact`) h″, the backward pass (no δ[0]) and the output curvature's
-/// residual terms; the Gauss-Newton needs neither.
+/// forward pass with h′ and the output curvature, and for the Hessian h″, the
+/// backward pass (no δ[0]) and the output curvature's residual terms; the
+/// Gauss-Newton matrix needs neither.
 fn curvature_base<T: Real>(
     net: &Net<T>,
     x: &[T],
@@ -83,18 +83,17 @@ fn curvature_base<T: Real>(
     c: usize,
     inv_n: f64,
     base: &mut Base<T>,
-    exact: bool,
+    kind: Kind,
 ) {
-    let keep = if exact {
-        Keep::SecondDerivative
-    } else {
-        Keep::FirstDerivative
+    let keep = match kind {
+        Kind::Hessian => Keep::SecondDerivative,
+        Kind::GaussNewton => Keep::FirstDerivative,
     };
     forward(net, x, c, base, keep);
-    if exact {
+    if kind == Kind::Hessian {
         backward(net, t, c, base, inv_n, Deltas::AboveInput);
     }
-    prepare_output_curvature(net, t, c, base, !exact);
+    prepare_output_curvature(net, t, c, base, kind);
 }
 
 /// X (N, D) as T, column-major: (D, N) row-major. Copied in square tiles so
@@ -248,11 +247,6 @@ impl<T: Real> FastCpuEngine<T> {
         self.max_chunk = samples.max(1);
         self.spaces.clear();
         self
-    }
-
-    /// `f32` or `f64`.
-    pub fn precision(&self) -> &'static str {
-        T::NAME
     }
 
     /// Parts an operation of this key on `rows` rows is split into:
@@ -425,7 +419,7 @@ impl<T: Real> FastCpuEngine<T> {
         theta: &[f64],
         rows: &Range<usize>,
         v: ArrayView2<f64>,
-        gauss_newton: bool,
+        kind: Kind,
         k_cap: usize,
         out: &mut [f64],
     ) {
@@ -437,11 +431,6 @@ impl<T: Real> FastCpuEngine<T> {
         // are of the same θ, rows and kind (recorded only when each part's
         // rows were one chunk, so that its buffers hold all of them).
         let one_chunk_each = rows.len().div_ceil(parts) <= self.spaces[ws].cap;
-        let kind = if gauss_newton {
-            Kind::GaussNewton
-        } else {
-            Kind::Hessian
-        };
         let reuse = PassesKey::matches(&self.spaces[ws].passes_of, theta, rows, kind);
         // Loaded once, read by every part; out of the workspace while the
         // parts (borrowed mutably by `chunks`) run.
@@ -460,22 +449,12 @@ impl<T: Real> FastCpuEngine<T> {
         };
         let (_, used) = self.chunks(rows, key, Split::Parts, |net, ch, part| {
             if !reuse {
-                let exact = !gauss_newton;
-                curvature_base(net, ch.x, ch.t, ch.c, ch.inv_n, &mut part.base, exact);
+                curvature_base(net, ch.x, ch.t, ch.c, ch.inv_n, &mut part.base, kind);
             }
             if let Some(block) = part.block.as_mut() {
                 let (x, c, inv_n, first) = (ch.x, ch.c, ch.inv_n, ch.first);
                 block.chunk(
-                    net,
-                    &vectors,
-                    x,
-                    ch.x_cols,
-                    c,
-                    k,
-                    &part.base,
-                    gauss_newton,
-                    inv_n,
-                    first,
+                    net, &vectors, x, ch.x_cols, c, k, &part.base, kind, inv_n, first,
                 );
             }
             0.0
@@ -495,9 +474,9 @@ impl<T: Real> FastCpuEngine<T> {
         let (head, tail) = self.spaces[ws].parts.split_at_mut(1);
         if let Some(block) = head[0].block.as_mut() {
             for other in tail[..used - 1].iter().filter_map(|p| p.block.as_ref()) {
-                block.add_accumulators(&net, other, k, gauss_newton);
+                block.add_accumulators(&net, other, k, kind);
             }
-            block.finish(&net, k, gauss_newton, out);
+            block.finish(&net, k, kind, out);
         }
     }
 
@@ -506,7 +485,7 @@ impl<T: Real> FastCpuEngine<T> {
         theta: &[f64],
         rows: Range<usize>,
         v: ArrayView2<f64>,
-        gauss_newton: bool,
+        kind: Kind,
     ) -> Result<Array2<f64>> {
         self.begin(theta);
         let mut out = Array2::zeros(v.dim());
@@ -517,31 +496,25 @@ impl<T: Real> FastCpuEngine<T> {
             .as_slice_mut()
             .ok_or_else(|| crate::error::Error::Shape("result not contiguous".into()))?;
         let k = v.nrows();
-        self.block_into(theta, &rows, v, gauss_newton, k, slice);
+        self.block_into(theta, &rows, v, kind, k, slice);
         Ok(out)
     }
 
     /// The full H or G (W, W) by per-sample Kronecker sums (`full.rs`), chunk
     /// after chunk, each chunk's work parallel within it.
-    fn full(
-        &mut self,
-        theta: &[f64],
-        rows: Range<usize>,
-        gauss_newton: bool,
-    ) -> Result<Array2<f64>> {
+    fn full(&mut self, theta: &[f64], rows: Range<usize>, kind: Kind) -> Result<Array2<f64>> {
         self.begin(theta);
-        let exact = !gauss_newton;
         let net = Net {
             mlp: &self.mlp,
             layers: &self.layers,
             theta: &self.theta,
         };
-        let cap = FullBuffers::capacity(&net, exact)
+        let cap = FullBuffers::capacity(&net, kind)
             .min(self.max_chunk)
             .min(rows.len());
         let mut buffers = match self.full_buffers.take() {
-            Some(b) if b.fits(exact, cap) => b,
-            _ => FullBuffers::new(&net, cap, exact),
+            Some(b) if b.fits(kind, cap) => b,
+            _ => FullBuffers::new(&net, cap, kind),
         };
         let (d, kk, w) = (
             self.mlp.num_inputs(),
@@ -557,7 +530,7 @@ impl<T: Real> FastCpuEngine<T> {
             // One thread: small next to the sums, and its bits then never
             // depend on the thread count.
             let base = &mut buffers.base;
-            par::sequential(|| curvature_base(&net, x, t, c, inv_n, base, exact));
+            par::sequential(|| curvature_base(&net, x, t, c, inv_n, base, kind));
             buffers.chunk(&net, x, c, inv_n, start == rows.start);
             start += c;
         }
@@ -584,8 +557,11 @@ impl<T: Real> FastCpuEngine<T> {
             }
         }
         let (_, used) = self.chunks(&rows, key, Split::Parts, |net, ch, part| {
-            let exact = kind != Diagonal::GaussNewton;
-            curvature_base(net, ch.x, ch.t, ch.c, ch.inv_n, &mut part.base, exact);
+            let base_kind = match kind {
+                Diagonal::GaussNewton => Kind::GaussNewton,
+                Diagonal::Hessian | Diagonal::BeckerLeCun => Kind::Hessian,
+            };
+            curvature_base(net, ch.x, ch.t, ch.c, ch.inv_n, &mut part.base, base_kind);
             if let Some(diag) = part.diag.as_mut() {
                 diag.chunk(net, ch.x, ch.c, &part.base, kind, ch.inv_n, ch.first);
             }
@@ -680,7 +656,7 @@ impl<T: Real> Backend for FastCpuEngine<T> {
         rows: Range<usize>,
         v: ArrayView2<f64>,
     ) -> Result<Array2<f64>> {
-        self.block(theta, rows, v, kind == Kind::GaussNewton)
+        self.block(theta, rows, v, kind)
     }
     fn data_matrix(
         &mut self,
@@ -688,7 +664,7 @@ impl<T: Real> Backend for FastCpuEngine<T> {
         theta: &[f64],
         rows: Range<usize>,
     ) -> Result<Array2<f64>> {
-        self.full(theta, rows, kind == Kind::GaussNewton)
+        self.full(theta, rows, kind)
     }
     fn data_diagonal(
         &mut self,
@@ -713,7 +689,15 @@ impl<T: Real> Backend for FastCpuEngine<T> {
             }
         }
         self.chunks(&rows, Key::Outer, Split::Sequential, |net, ch, part| {
-            curvature_base(net, ch.x, ch.t, ch.c, ch.inv_n, &mut part.base, false);
+            curvature_base(
+                net,
+                ch.x,
+                ch.t,
+                ch.c,
+                ch.inv_n,
+                &mut part.base,
+                Kind::GaussNewton,
+            );
             if let Some(diag) = part.diag.as_mut() {
                 diag.chunk(
                     net,
@@ -738,5 +722,8 @@ impl<T: Real> Backend for FastCpuEngine<T> {
     fn bind_data(&mut self, x: ArrayView2<f32>, t: ArrayView2<f32>) -> Result<()> {
         self.bind(x, t);
         Ok(())
+    }
+    fn precision(&self) -> Precision {
+        T::PRECISION
     }
 }

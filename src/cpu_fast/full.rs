@@ -36,10 +36,11 @@
 //! entry is therefore computed the same way on any number of threads.
 
 use super::gemm::{gemm, gemm_upper, mat, mat_strided, Operand};
-use super::net::{is_softmax_ce, Net};
+use super::net::{softmax_output, Net};
 use super::par::{self, rows_per_task};
 use super::passes::{input, Base};
 use super::real::Real;
+use crate::engine::Kind;
 use crate::model::LayerLayout;
 use ndarray::Array2;
 use rayon::prelude::*;
@@ -70,15 +71,15 @@ fn packed_at(i: usize, j: usize, n: usize) -> usize {
 struct Shapes {
     out: Vec<usize>,
     inp: Vec<usize>,
-    exact: bool,
+    kind: Kind,
 }
 
 impl Shapes {
-    fn new(layers: &[LayerLayout], exact: bool) -> Shapes {
+    fn new(layers: &[LayerLayout], kind: Kind) -> Shapes {
         Shapes {
             out: layers.iter().map(|l| l.fan_out).collect(),
             inp: layers.iter().map(|l| l.fan_in).collect(),
-            exact,
+            kind,
         }
     }
     fn depth(&self) -> usize {
@@ -115,11 +116,11 @@ impl Shapes {
     }
     /// Whether the pairs have the δ·C term: the exact H only.
     fn has_c(&self) -> bool {
-        self.exact
+        self.kind == Kind::Hessian
     }
     /// Whether pair (l, m) needs J_{l−1,m} as a dense per-sample factor (m < l − 1).
     fn has_j(&self, l: usize, m: usize) -> bool {
-        self.exact && m + 1 < l
+        self.kind == Kind::Hessian && m + 1 < l
     }
     /// Columns of the δ·C sum of pair (l, m): (a, b) when C is diagonal, (a, j, b) otherwise.
     fn c_cols(&self, l: usize, m: usize) -> usize {
@@ -201,17 +202,17 @@ pub struct FullBuffers<T> {
 
 impl<T: Real> FullBuffers<T> {
     /// Samples per chunk for this network: [`FULL_BUDGET`] over the stacks' per-sample size.
-    pub fn capacity(net: &Net<T>, exact: bool) -> usize {
-        (FULL_BUDGET / Shapes::new(net.layers, exact).per_sample().max(1)).max(1)
+    pub fn capacity(net: &Net<T>, kind: Kind) -> usize {
+        (FULL_BUDGET / Shapes::new(net.layers, kind).per_sample().max(1)).max(1)
     }
 
-    /// Whether these buffers serve `exact` with chunks of `cap`.
-    pub fn fits(&self, exact: bool, cap: usize) -> bool {
-        self.shapes.exact == exact && self.cap == cap
+    /// Whether these buffers serve `kind` with chunks of `cap`.
+    pub fn fits(&self, kind: Kind, cap: usize) -> bool {
+        self.shapes.kind == kind && self.cap == cap
     }
 
-    pub fn new(net: &Net<T>, cap: usize, exact: bool) -> FullBuffers<T> {
-        let s = Shapes::new(net.layers, exact);
+    pub fn new(net: &Net<T>, cap: usize, kind: Kind) -> FullBuffers<T> {
+        let s = Shapes::new(net.layers, kind);
         let zeros = |n: usize| vec![T::zero(); n];
         let depth = s.depth();
         let pairs = s
@@ -303,7 +304,7 @@ impl<T: Real> FullBuffers<T> {
         let last = self.shapes.depth() - 1;
         let k = self.shapes.out[last];
         let (p, s) = (&self.base.out_p, &self.base.out_s);
-        let ce = is_softmax_ce(net.mlp);
+        let ce = softmax_output(net.mlp);
         let inv_n = T::from_f64(inv_n);
         par::rows1(
             &mut self.m[last][..c * k * k],
@@ -334,7 +335,7 @@ impl<T: Real> FullBuffers<T> {
     /// h″ residual), then A_{l,l−1} = B D.
     fn lower_factor(&mut self, net: &Net<T>, c: usize, l: usize) {
         let (o, i) = (self.shapes.out[l], self.shapes.inp[l]);
-        let exact = self.shapes.exact;
+        let exact = self.shapes.kind == Kind::Hessian;
         let w = net.w(l);
         let pair = &mut self.pairs[Shapes::pair(l, l - 1)];
         // B per sample (o, i): the stack (c·o, o)·W_l (o, i).
@@ -780,16 +781,16 @@ fn scale_columns<T: Real>(x: &mut [T], c: usize, rows: usize, cols: usize, dh: &
     });
 }
 
-/// The FLOPs of the full H (`exact`) or G by this algorithm for N = `n`
+/// The FLOPs of the full H or G (`kind`) by this algorithm for N = `n`
 /// samples (2 per multiply-add, products only; bench's convention):
 /// forward (+ backward for H), the per-sample factors, and the sums.
-pub fn flops(layers: &[LayerLayout], n: usize, exact: bool) -> f64 {
-    let s = Shapes::new(layers, exact);
+pub fn flops(layers: &[LayerLayout], n: usize, kind: Kind) -> f64 {
+    let s = Shapes::new(layers, kind);
     let n = n as f64;
     let f = |x: usize| 2.0 * n * x as f64;
     let p: usize = layers.iter().map(|l| l.fan_in * l.fan_out).sum();
     let p1 = p - layers[0].fan_in * layers[0].fan_out;
-    let mut total = f(p) + if exact { f(p1) } else { 0.0 };
+    let mut total = f(p) + if kind == Kind::Hessian { f(p1) } else { 0.0 };
     for l in 0..s.depth() {
         let (o, i) = (s.out[l], s.inp[l]);
         if l > 0 {

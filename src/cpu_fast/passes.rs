@@ -10,10 +10,11 @@
 //! ```
 
 use super::gemm::{gemm, gemm_into, mat, sum_plan, Layout, Operand};
-use super::net::{diagonal_output_hessian, is_softmax_ce, Net};
+use super::net::{softmax_output, Net};
 use super::par::{self, rows_per_task, with_scratch};
 use super::real::Real;
 use crate::activation::Activation;
+use crate::engine::Kind;
 
 /// Buffers of the forward and backward passes for up to `cap` samples.
 pub struct Base<T> {
@@ -243,7 +244,7 @@ pub fn backward<T: Real>(
     let act = net.mlp.output_activation();
     let loss = net.mlp.loss();
     let a_out = &base.a[last];
-    if is_softmax_ce(net.mlp) {
+    if softmax_output(net.mlp) {
         // δ = s·p − t (Loss::delta for ce, s = Σ_k t_k) from the forward
         // pass's p = z[L]: no second softmax. Exactly Loss::delta's values in
         // f64; in f32, p was rounded once more.
@@ -389,11 +390,11 @@ pub fn prepare_output_curvature<T: Real>(
     t: &[f64],
     c: usize,
     base: &mut Base<T>,
-    gauss_newton: bool,
+    kind: Kind,
 ) {
     let k = net.k_out();
     let last = net.depth() - 1;
-    if is_softmax_ce(net.mlp) {
+    if softmax_output(net.mlp) {
         // p is the forward pass's output z[L] (softmax rows); s = Σ_k t_k.
         base.out_p[..c * k].copy_from_slice(&base.z[last][..c * k]);
         for (s, o) in base.out_s[..c].iter_mut().enumerate() {
@@ -415,7 +416,7 @@ pub fn prepare_output_curvature<T: Real>(
                         *d = v.to_f64();
                     }
                     let t_s = &t[s * k..(s + 1) * k];
-                    diagonal_output_hessian(loss, act, s_a, t_s, gauss_newton, s_o);
+                    loss.diagonal_hessian(act, s_a, t_s, kind, s_o);
                     for (d, v) in o_row.iter_mut().zip(s_o.iter()) {
                         *d = T::from_f64(*v);
                     }

@@ -35,6 +35,8 @@ pub trait Real:
 {
     /// The name printed by the tools (`f32`, `f64`).
     const NAME: &'static str;
+    /// The same, as the engine contract names precisions.
+    const PRECISION: crate::engine::Precision;
     fn from_f64(x: f64) -> Self;
     fn to_f64(self) -> f64;
     fn zero() -> Self {
@@ -62,6 +64,7 @@ pub trait Real:
 
 impl Real for f64 {
     const NAME: &'static str = "f64";
+    const PRECISION: crate::engine::Precision = crate::engine::Precision::F64;
     #[inline]
     fn from_f64(x: f64) -> Self {
         x
@@ -74,6 +77,7 @@ impl Real for f64 {
 
 impl Real for f32 {
     const NAME: &'static str = "f32";
+    const PRECISION: crate::engine::Precision = crate::engine::Precision::F32;
     fn hidden_values(
         act: Activation,
         a: &[f32],

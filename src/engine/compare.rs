@@ -1,7 +1,23 @@
-//! The one comparator every parity check uses (tests and `curvature parity`):
-//! an entry passes when |g − c| ≤ abs + rel·|c|, g the checked value, c the
-//! reference. On failure it reports the worst index and the first mismatches.
+//! The one comparator every check of an engine against the reference uses
+//! (`verify`, `curvature parity`, the tests): an entry passes when
+//! |g − c| ≤ abs + rel·|c|, g the checked value, c the reference. On failure it
+//! reports the worst index and the first mismatches.
+//!
+//! And the one table of tolerances ([`tolerance`]), by the engine's precision and
+//! what the result is. In f32 every tolerance's `abs` is relative to the largest
+//! |entry| of the reference ([`Tolerance::scaled_to`]): results are sums over many
+//! samples and units whose f32 error scales with the size of the summed terms, not
+//! with an entry that cancels to near zero.
+//!
+//! | precision | result                       | abs (× max\|c\|) | rel   | why |
+//! |-----------|------------------------------|------------------|-------|-----|
+//! | f64       | anything                     | 1e-10            | 1e-10 | the same f64 arithmetic in another summation order: a few ulps, four orders of margin |
+//! | f32       | a matrix product (257 terms) | 2e-5             | 2e-5  | K·u·Σ\|a\|\|b\| = 257·6e-8 ≈ 1.5e-5 worst case |
+//! | f32       | loss, outputs                | 1e-5             | 1e-4  | forward products of ≤ 257 terms (≤ 1.5e-5 each) through exp/log (relative error kept), summed over ≤ 1797 rows by a tree (≈ 20·u more) |
+//! | f32       | gradient                     | 2e-5             | 2e-4  | one more pass (δ·W, δᵀz over ≤ 1797 samples: ≈ √1797·u ≈ 2.5e-6 of the summed magnitudes); worst seen on llvmpipe 0.2 of it |
+//! | f32       | Hv, Gv, diagonals, matrices  | 2e-5             | 2e-4  | forward, backward, R-forward, R-backward each ≈ 2.5e-6 as above, ×2 margin; h″ terms carry the first pass's error into the second |
 
+use super::device::Precision;
 use std::fmt;
 
 /// A tolerance: |g − c| ≤ abs + rel·|c|. Every use names its reason.
@@ -9,6 +25,86 @@ use std::fmt;
 pub struct Tolerance {
     pub abs: f64,
     pub rel: f64,
+}
+
+impl Tolerance {
+    /// This tolerance with `abs` multiplied by the largest |c| of `reference`.
+    pub fn scaled_to(self, reference: &[f64]) -> Tolerance {
+        let scale = reference
+            .iter()
+            .fold(0.0f64, |m, &c| m.max(c.abs()))
+            .max(1e-30);
+        Tolerance {
+            abs: self.abs * scale,
+            rel: self.rel,
+        }
+    }
+}
+
+/// What a checked result is, for its row of the tolerance table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checked {
+    /// One matrix product of a kernel (dot products of up to 257 terms).
+    MatrixProduct,
+    /// The loss or the network outputs.
+    Values,
+    /// The gradient.
+    Gradient,
+    /// Any second-order result: products, diagonals, full matrices, outer product.
+    Curvature,
+}
+
+/// f64 against the f64 reference: see the module's table.
+pub const F64: Tolerance = Tolerance {
+    abs: 1e-10,
+    rel: 1e-10,
+};
+/// f32 matrix products: see the module's table.
+pub const F32_MATRIX_PRODUCT: Tolerance = Tolerance {
+    abs: 2e-5,
+    rel: 2e-5,
+};
+/// f32 loss and outputs: see the module's table.
+pub const F32_VALUES: Tolerance = Tolerance {
+    abs: 1e-5,
+    rel: 1e-4,
+};
+/// f32 gradient: see the module's table.
+pub const F32_GRADIENT: Tolerance = Tolerance {
+    abs: 2e-5,
+    rel: 2e-4,
+};
+/// f32 second-order results: see the module's table.
+pub const F32_CURVATURE: Tolerance = Tolerance {
+    abs: 2e-5,
+    rel: 2e-4,
+};
+
+/// The tolerance of a result computed in `precision` against the f64 reference
+/// (its `abs` still to be scaled to the reference: [`Tolerance::scaled_to`]).
+pub fn tolerance(precision: Precision, checked: Checked) -> Tolerance {
+    match (precision, checked) {
+        (Precision::F64, _) => F64,
+        (Precision::F32, Checked::MatrixProduct) => F32_MATRIX_PRODUCT,
+        (Precision::F32, Checked::Values) => F32_VALUES,
+        (Precision::F32, Checked::Gradient) => F32_GRADIENT,
+        (Precision::F32, Checked::Curvature) => F32_CURVATURE,
+    }
+}
+
+/// Compares `checked` against `reference` with the table's tolerance for this
+/// precision and result, scaled to the reference.
+pub fn compare_with_table(
+    checked: &[f64],
+    reference: &[f64],
+    precision: Precision,
+    what: Checked,
+) -> Comparison {
+    compare(
+        checked,
+        reference,
+        tolerance(precision, what).scaled_to(reference),
+    )
 }
 
 /// The outcome of comparing two equally long slices.

@@ -258,4 +258,7 @@ impl Backend for Engine {
     fn limits(&self) -> Limits {
         dispatch!(self, e => e.limits())
     }
+    fn precision(&self) -> Precision {
+        dispatch!(self, e => e.precision())
+    }
 }

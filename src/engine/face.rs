@@ -10,7 +10,7 @@
 
 use super::checks::{check_args, check_data_shape};
 use super::penalty::L2;
-use super::{Backend, Diagonal, Kind, Limits};
+use super::{Backend, Diagonal, Kind, Limits, Precision};
 use crate::error::{Error, Result};
 use crate::model::Mlp;
 use ndarray::{s, Array2, ArrayView2};
@@ -268,5 +268,8 @@ impl Backend for DataTerm<'_> {
     }
     fn limits(&self) -> Limits {
         self.inner.limits()
+    }
+    fn precision(&self) -> Precision {
+        self.inner.precision()
     }
 }

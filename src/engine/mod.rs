@@ -213,6 +213,11 @@ pub trait Backend {
     fn limits(&self) -> Limits {
         Limits::default()
     }
+    /// The precision the engine computes in (default f64), which picks its row of
+    /// the tolerance table when it is checked against the reference.
+    fn precision(&self) -> Precision {
+        Precision::F64
+    }
 }
 
 /// A boxed backend is a backend (so `Box<dyn Curvature>` and `Box<dyn Backend>`
@@ -266,6 +271,9 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     fn limits(&self) -> Limits {
         (**self).limits()
+    }
+    fn precision(&self) -> Precision {
+        (**self).precision()
     }
 }
 

@@ -4,7 +4,8 @@
 //! and first curvature product with the f64 CPU reference, compares them with
 //! the shared comparator, and stops with a clear error if they disagree.
 
-use super::compare::{compare, Comparison, Tolerance};
+use super::compare::{compare_with_table, Checked, Comparison};
+use super::device::Precision;
 use super::{Backend, Diagonal, Kind, Limits, ReferenceEngine};
 use crate::error::{Error, Result};
 use crate::model::Mlp;
@@ -12,19 +13,6 @@ use ndarray::{Array2, ArrayView2};
 use std::cell::{Cell, RefCell};
 use std::ops::Range;
 use std::rc::Rc;
-
-/// Device (f32) against reference (f64): vectors and scalars accumulate over
-/// the batch in f32, so a relative error near 1e-4 of the largest entries is
-/// expected; `abs` covers entries that cancel to near zero. Diagonals and
-/// dense matrices sum more terms per entry.
-pub const VERIFY_TOL: Tolerance = Tolerance {
-    abs: 1e-5,
-    rel: 1e-3,
-};
-pub const VERIFY_TOL_MATRIX: Tolerance = Tolerance {
-    abs: 2e-5,
-    rel: 2e-3,
-};
 
 /// One verified quantity.
 #[derive(Clone, Debug)]
@@ -99,9 +87,9 @@ impl Verifying {
         quantity: &'static str,
         got: &[f64],
         want: &[f64],
-        tol: Tolerance,
+        checked: Checked,
     ) -> Result<()> {
-        let comparison = compare(got, want, tol);
+        let comparison = compare_with_table(got, want, self.inner.precision(), checked);
         let passed = comparison.passed();
         let message = format!("{comparison}");
         self.state.checks.borrow_mut().push(Check {
@@ -125,12 +113,11 @@ impl Verifying {
         quantity: &'static str,
         got: &[f64],
         want: impl FnOnce(&mut ReferenceEngine) -> Result<Vec<f64>>,
-        tol: Tolerance,
     ) -> Result<()> {
         if let Some(u) = self.due(&self.state.curvature_checked) {
             self.state.curvature_checked.set(Some(u));
             let want = want(&mut self.reference)?;
-            self.record(u, quantity, got, &want, tol)?;
+            self.record(u, quantity, got, &want, Checked::Curvature)?;
         }
         Ok(())
     }
@@ -158,8 +145,8 @@ impl Backend for Verifying {
         if let Some(u) = self.due(&self.state.grad_checked) {
             self.state.grad_checked.set(Some(u));
             let (want_loss, want_grad) = self.reference.data_loss_grad(theta, rows)?;
-            self.record(u, "loss", &[loss], &[want_loss], VERIFY_TOL)?;
-            self.record(u, "gradient", &grad, &want_grad, VERIFY_TOL)?;
+            self.record(u, "loss", &[loss], &[want_loss], Checked::Values)?;
+            self.record(u, "gradient", &grad, &want_grad, Checked::Gradient)?;
         }
         Ok((loss, grad))
     }
@@ -178,12 +165,9 @@ impl Backend for Verifying {
             Kind::Hessian => "Hv",
             Kind::GaussNewton => "Gv",
         };
-        self.check_curvature(
-            quantity,
-            &flat(&got),
-            |r| Ok(flat(&r.data_products(kind, theta, rows, v)?)),
-            VERIFY_TOL,
-        )?;
+        self.check_curvature(quantity, &flat(&got), |r| {
+            Ok(flat(&r.data_products(kind, theta, rows, v)?))
+        })?;
         Ok(got)
     }
     fn data_matrix(
@@ -197,12 +181,9 @@ impl Backend for Verifying {
             Kind::Hessian => "Hessian",
             Kind::GaussNewton => "GGN",
         };
-        self.check_curvature(
-            quantity,
-            &flat(&got),
-            |r| Ok(flat(&r.data_matrix(kind, theta, rows)?)),
-            VERIFY_TOL_MATRIX,
-        )?;
+        self.check_curvature(quantity, &flat(&got), |r| {
+            Ok(flat(&r.data_matrix(kind, theta, rows)?))
+        })?;
         Ok(got)
     }
     fn data_diagonal(
@@ -212,22 +193,14 @@ impl Backend for Verifying {
         rows: Range<usize>,
     ) -> Result<Vec<f64>> {
         let got = self.inner.data_diagonal(which, theta, rows.clone())?;
-        self.check_curvature(
-            which.name(),
-            &got,
-            |r| r.data_diagonal(which, theta, rows),
-            VERIFY_TOL_MATRIX,
-        )?;
+        self.check_curvature(which.name(), &got, |r| r.data_diagonal(which, theta, rows))?;
         Ok(got)
     }
     fn data_outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
         let got = self.inner.data_outer_product(theta, rows.clone())?;
-        self.check_curvature(
-            "outer product",
-            &flat(&got),
-            |r| Ok(flat(&r.data_outer_product(theta, rows)?)),
-            VERIFY_TOL_MATRIX,
-        )?;
+        self.check_curvature("outer product", &flat(&got), |r| {
+            Ok(flat(&r.data_outer_product(theta, rows)?))
+        })?;
         Ok(got)
     }
     fn bind_data(&mut self, x: ArrayView2<f32>, t: ArrayView2<f32>) -> Result<()> {
@@ -236,5 +209,8 @@ impl Backend for Verifying {
     }
     fn limits(&self) -> Limits {
         self.inner.limits()
+    }
+    fn precision(&self) -> Precision {
+        self.inner.precision()
     }
 }

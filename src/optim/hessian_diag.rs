@@ -21,17 +21,8 @@
 use super::finite::{check_scalar, check_slice, start_loss_grad, NonFinite, Point, Quantity};
 use super::vector::norm;
 use super::{Optimizer, OptimizerState, Result, StateError, StepReport};
-use crate::engine::Curvature;
+use crate::engine::{Curvature, Diagonal};
 use std::ops::Range;
-
-/// Which diagonal of H the step divides by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DiagonalKind {
-    /// The exact diag(H).
-    Exact,
-    /// The Becker-LeCun approximation (PRML 5.81).
-    BeckerLeCun,
-}
 
 /// Parameters of [`HessianDiagonal`].
 #[derive(Clone, Debug, PartialEq)]
@@ -40,8 +31,8 @@ pub struct HessianDiagConfig {
     pub learning_rate: f64,
     /// m, the floor on |d_i| (default 0.01).
     pub min_eigval: f64,
-    /// The diagonal used (default exact).
-    pub diagonal: DiagonalKind,
+    /// The diagonal used: exact (`Diagonal::Hessian`, the default) or Becker-LeCun.
+    pub diagonal: Diagonal,
 }
 
 impl Default for HessianDiagConfig {
@@ -49,7 +40,7 @@ impl Default for HessianDiagConfig {
         HessianDiagConfig {
             learning_rate: 0.1,
             min_eigval: 0.01,
-            diagonal: DiagonalKind::Exact,
+            diagonal: Diagonal::Hessian,
         }
     }
 }
@@ -99,10 +90,7 @@ impl Optimizer for HessianDiagonal {
         rows: Range<usize>,
     ) -> Result<StepReport> {
         let (loss_before, grad) = start_loss_grad(engine, theta, rows.clone())?;
-        let diag = match self.config.diagonal {
-            DiagonalKind::Exact => engine.diag_hessian(theta, rows.clone())?,
-            DiagonalKind::BeckerLeCun => engine.diag_becker_lecun(theta, rows.clone())?,
-        };
+        let diag = engine.diagonal(self.config.diagonal, theta, rows.clone())?;
         check_slice(Quantity::HessianDiagonal, Point::Current, &diag)?;
         let (eta, floor) = (self.config.learning_rate, self.config.min_eigval);
         let mut step_sq = 0.0;

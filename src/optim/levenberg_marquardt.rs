@@ -16,7 +16,8 @@
 //! machinery is shared with Newton ([`DampedNewton`]).
 
 use super::damping::Damping;
-use super::newton::{CurvatureMatrix, DampedNewton, NewtonConfig};
+use super::newton::{DampedNewton, NewtonConfig};
+use crate::engine::Kind;
 
 /// The default initial μ (neupy's `mu`).
 pub const DEFAULT_MU: f64 = 0.01;
@@ -31,5 +32,5 @@ pub fn default_config() -> NewtonConfig {
 
 /// Levenberg-Marquardt with the generalised Gauss-Newton matrix.
 pub fn levenberg_marquardt(config: NewtonConfig) -> DampedNewton {
-    DampedNewton::with_matrix("levenberg-marquardt", CurvatureMatrix::GaussNewton, config)
+    DampedNewton::with_matrix("levenberg-marquardt", Kind::GaussNewton, config)
 }

@@ -27,21 +27,12 @@ use super::dense::{check_dense, max_dense_params, quadratic_form, solve_damped};
 use super::finite::{check_matrix, start_loss_grad, NonFinite, Point, Quantity};
 use super::vector::{added, dot, negated, norm};
 use super::{OptimError, Optimizer, OptimizerState, Result, StateError, StepReport};
-use crate::engine::Curvature;
+use crate::engine::{Curvature, Kind};
 use ndarray::Array2;
 use std::ops::Range;
 
 /// How many times one step may raise the damping after failed factorisations.
 const MAX_FACTORISATION_TRIES: usize = 64;
-
-/// Which W×W curvature matrix the damped step solves with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CurvatureMatrix {
-    /// The exact Hessian H (Newton).
-    Hessian,
-    /// The (generalised) Gauss-Newton matrix G (Levenberg-Marquardt).
-    GaussNewton,
-}
 
 /// Parameters of [`Newton`].
 #[derive(Clone, Debug, PartialEq)]
@@ -73,7 +64,7 @@ struct Linearisation {
 /// A damped Newton step on H (Newton) or G (Levenberg-Marquardt).
 pub struct DampedNewton {
     name: &'static str,
-    matrix_kind: CurvatureMatrix,
+    matrix_kind: Kind,
     initial: NewtonConfig,
     config: NewtonConfig,
     cache: Option<Linearisation>,
@@ -85,13 +76,13 @@ pub type Newton = DampedNewton;
 impl DampedNewton {
     /// Newton: Δ = −(H + cI)⁻¹g.
     pub fn newton(config: NewtonConfig) -> DampedNewton {
-        DampedNewton::with_matrix("newton", CurvatureMatrix::Hessian, config)
+        DampedNewton::with_matrix("newton", Kind::Hessian, config)
     }
 
     /// Any name and matrix (Levenberg-Marquardt uses G).
     pub fn with_matrix(
         name: &'static str,
-        matrix_kind: CurvatureMatrix,
+        matrix_kind: Kind,
         config: NewtonConfig,
     ) -> DampedNewton {
         DampedNewton {
@@ -120,11 +111,10 @@ impl DampedNewton {
             }
         }
         let (loss, grad) = start_loss_grad(engine, theta, rows.clone())?;
-        let (matrix, quantity) = match self.matrix_kind {
-            CurvatureMatrix::Hessian => (engine.hessian(theta, rows.clone())?, Quantity::Hessian),
-            CurvatureMatrix::GaussNewton => {
-                (engine.ggn(theta, rows.clone())?, Quantity::GaussNewton)
-            }
+        let matrix = engine.matrix(self.matrix_kind, theta, rows.clone())?;
+        let quantity = match self.matrix_kind {
+            Kind::Hessian => Quantity::Hessian,
+            Kind::GaussNewton => Quantity::GaussNewton,
         };
         check_matrix(quantity, Point::Current, &matrix)?;
         Ok(Linearisation {
@@ -154,10 +144,7 @@ impl Optimizer for DampedNewton {
         theta: &mut [f64],
         rows: Range<usize>,
     ) -> Result<StepReport> {
-        let what = match self.matrix_kind {
-            CurvatureMatrix::Hessian => "Hessian",
-            CurvatureMatrix::GaussNewton => "Gauss-Newton matrix",
-        };
+        let what = self.matrix_kind.name();
         check_dense(self.name, what, theta.len(), self.config.max_dense_params)?;
         let lin = self.linearise(engine, theta, rows.clone())?;
         let grad_norm = norm(&lin.grad);
@@ -182,8 +169,8 @@ impl Optimizer for DampedNewton {
                         "the {what} plus c·I stayed not positive definite after {tries} Cholesky tries up to c = {:e}: {}",
                         self.config.damping.value,
                         match self.matrix_kind {
-                            CurvatureMatrix::Hessian => "H has an eigenvalue below −c (a saddle or maximum); try a larger L2 penalty (--l2), a larger damping ceiling, or levenberg-marquardt, whose G is positive semidefinite",
-                            CurvatureMatrix::GaussNewton => "G is positive semidefinite, so its entries must be too large for f64; scale the inputs or add an L2 penalty (--l2)",
+                            Kind::Hessian => "H has an eigenvalue below −c (a saddle or maximum); try a larger L2 penalty (--l2), a larger damping ceiling, or levenberg-marquardt, whose G is positive semidefinite",
+                            Kind::GaussNewton => "G is positive semidefinite, so its entries must be too large for f64; scale the inputs or add an L2 penalty (--l2)",
                         }
                     ),
                 });

@@ -20,13 +20,14 @@ use super::bfgs::{Bfgs, BfgsConfig};
 use super::cg::{BetaFormula, CgConfig, ConjugateGradient, StepLength};
 use super::damping::Damping;
 use super::gd::{GdConfig, GradientDescent, Momentum};
-use super::hessian_diag::{DiagonalKind, HessianDiagConfig, HessianDiagonal};
+use super::hessian_diag::{HessianDiagConfig, HessianDiagonal};
 use super::hessian_free::{HessianFree, HessianFreeConfig};
 use super::lbfgs::{Lbfgs, LbfgsConfig};
 use super::levenberg_marquardt;
 use super::line_search::WolfeConfig;
 use super::newton::{DampedNewton, NewtonConfig};
 use super::{OptimError, Optimizer, Result};
+use crate::engine::Diagonal;
 use std::fmt;
 use std::str::FromStr;
 
@@ -206,8 +207,8 @@ impl OptimizerSpec {
             }
             (OptimizerSpec::HessianDiagonal(c), "diagonal") => {
                 c.diagonal = match value.trim() {
-                    "exact" => DiagonalKind::Exact,
-                    "becker-lecun" | "bl" => DiagonalKind::BeckerLeCun,
+                    "exact" => Diagonal::Hessian,
+                    "becker-lecun" | "bl" => Diagonal::BeckerLeCun,
                     _ => return Err(bad("expected exact or becker-lecun")),
                 }
             }

@@ -62,51 +62,20 @@ pub fn gpu() -> Option<Arc<GpuContext>> {
 /// The crate's one comparator's tolerance, |g − c| ≤ abs + rel·|c| (`curvature::compare`).
 pub use curvature::engine::compare::Tolerance as Tol;
 
-/// `tol` with `abs` multiplied by the largest |c|: entries that are sums over many samples
-/// or units cancel, so their f32 error scales with the size of the summed terms (≈ the
-/// largest entry), not with the entry itself.
+/// `tol` with `abs` multiplied by the largest |c| (`Tolerance::scaled_to`).
 pub fn scaled_to(tol: Tol, reference: &[f64]) -> Tol {
-    let scale = reference
-        .iter()
-        .fold(0.0f64, |m, &c| m.max(c.abs()))
-        .max(1e-30);
-    Tol {
-        abs: tol.abs * scale,
-        rel: tol.rel,
-    }
+    tol.scaled_to(reference)
 }
 
 /// f32 unit roundoff, 2⁻²⁴.
 pub const F32_U: f64 = 5.96e-8;
 
-/// Matmul on host data: dot products of up to 257 terms in f32; a worst-case bound is
-/// K·u·Σ|a||b| = 257·6e-8 ≈ 1.5e-5 relative to the summed magnitudes.
-pub const TOL_MATMUL: Tol = Tol {
-    abs: 2e-5,
-    rel: 2e-5,
-};
-/// Outputs and loss: forward products of ≤ 257 terms (≤ 1.5e-5 relative each), through
-/// exp/log/softmax (which keep relative error), summed over ≤ 1797 rows by the
-/// deterministic tree (≈ 20·u more).
-pub const TOL_FORWARD: Tol = Tol {
-    abs: 1e-5,
-    rel: 1e-4,
-};
-/// Gradient: one more f32 pass (δ·W, and δᵀz summed over ≤ 1797 samples): typical error
-/// √1797·u ≈ 2.5e-6 of the summed magnitudes per pass; abs is scaled to the largest
-/// entry (see `Tol::scaled_to`). Worst seen on llvmpipe: 0.2 of this (weights × 60).
-pub const TOL_GRADIENT: Tol = Tol {
-    abs: 2e-5,
-    rel: 2e-4,
-};
-/// Second-order quantities (Hv, Gv, H, G, diagonals, outer product): forward, backward,
-/// R-forward and R-backward each accumulate in f32 (≈ 2.5e-6 per pass as above, four
-/// passes, ×2 margin), and h″ terms multiply errors of the first pass into the second;
-/// abs scaled to the largest entry.
-pub const TOL_CURVATURE: Tol = Tol {
-    abs: 2e-5,
-    rel: 2e-4,
-};
+// The rows of the crate's one tolerance table (`curvature::engine::compare`, whose
+// header gives each one's reason).
+pub const TOL_MATMUL: Tol = curvature::engine::compare::F32_MATRIX_PRODUCT;
+pub const TOL_FORWARD: Tol = curvature::engine::compare::F32_VALUES;
+pub const TOL_GRADIENT: Tol = curvature::engine::compare::F32_GRADIENT;
+pub const TOL_CURVATURE: Tol = curvature::engine::compare::F32_CURVATURE;
 
 /// The crate's one comparator (`curvature::engine::compare::compare`): Ok(the worst error as a
 /// fraction of its allowance) or Err(its report: worst index, first mismatches).

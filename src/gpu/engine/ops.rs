@@ -3,7 +3,7 @@
 //! one submit and reads back only its result.
 
 use super::{GpuEngine, OutputHessian, HESSIAN_BLOCK_COLUMNS, VECTOR_GROUP};
-use crate::engine::{Backend, Diagonal, Kind, Limits};
+use crate::engine::{Backend, Diagonal, Kind, Limits, Precision};
 use crate::error::{Error, Result};
 use crate::gpu::context::{GpuBuffer, Op};
 use crate::gpu::error::GpuError;
@@ -203,6 +203,10 @@ impl Backend for GpuEngine {
 
     fn bind_data(&mut self, x: ArrayView2<f32>, t: ArrayView2<f32>) -> Result<()> {
         self.bind(x, t)
+    }
+
+    fn precision(&self) -> Precision {
+        Precision::F32
     }
 
     fn limits(&self) -> Limits {
