@@ -12,7 +12,8 @@
 //! - [`diagonal`]: exact diag(H), diag(G), Becker-LeCun by factored recursions;
 //! - [`full`]: the full H and G by per-sample Kronecker sums, a few GEMMs per chunk;
 //! - [`outer`]: the outer-product matrix by stacked factor rows and BᵀB;
-//! - [`engine`]: [`FastCpuEngine`], the `Curvature` implementation.
+//! - [`workspace`]: the bound data, θ in T, per-operation buffers and the parallel driver;
+//! - [`engine`]: [`FastCpuEngine`], the `Backend` implementation.
 
 pub mod block;
 pub mod diagonal;
@@ -25,6 +26,7 @@ pub mod outer;
 pub mod par;
 pub mod passes;
 pub mod real;
+pub(crate) mod workspace;
 
 pub use engine::FastCpuEngine;
 pub use real::Real;

@@ -8,7 +8,6 @@ use crate::error::{Error, Result};
 use crate::gpu::context::{GpuBuffer, Op};
 use crate::gpu::error::GpuError;
 use crate::gpu::kernels::{elementwise_groups, Kernel, Strided};
-use crate::loss::Loss;
 use crate::model::Mlp;
 use ndarray::{Array2, ArrayView2};
 use std::ops::Range;
@@ -231,8 +230,10 @@ impl GpuEngine {
         let last = self.last();
         let scale = 1.0 / rows.len() as f32;
         let root_scale = (1.0 / rows.len() as f64).sqrt() as f32;
-        let curved_output = matches!(self.mlp.loss(), Loss::Sse | Loss::Mse)
-            && !self.mlp.output_activation().is_piecewise_linear();
+        let curved_output = self
+            .mlp
+            .loss()
+            .may_curve_negatively(self.mlp.output_activation());
         let output_parts: &[(OutputHessian, f32)] = if curved_output {
             &[
                 (OutputHessian::Exact, 1.0),
