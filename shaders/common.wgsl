@@ -12,10 +12,17 @@ const WG: u32 = 256u;
 const LEAKY_RELU_SLOPE: f32 = 0.01;
 const ELU_ALPHA: f32 = 1.0;
 
+// The built-in inputs of an elementwise entry point (`fn k(inv: Invocation)`).
+struct Invocation {
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+}
+
 // The flat invocation index of a 1-D problem dispatched as a 2-D grid of 256-wide
 // workgroups (x first), so that more than 65535 workgroups fit (src/gpu/kernels.rs).
-fn flat_index(wid: vec3<u32>, lid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid.x;
+fn flat_index(inv: Invocation) -> u32 {
+    return (inv.wid.y * inv.nwg.x + inv.wid.x) * WG + inv.lid.x;
 }
 
 // log(1 + x) for x ≥ 0 without losing the small-x digits (WGSL has no log1p).

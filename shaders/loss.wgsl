@@ -95,9 +95,8 @@ fn diagonal_hessian(row: u32, k: u32, exact: bool) -> f32 {
 }
 
 @compute @workgroup_size(256, 1, 1)
-fn loss_delta(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-              @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = flat_index(wid, lid, nwg);
+fn loss_delta(inv: Invocation) {
+    let row = flat_index(inv);
     if (row >= p.n) {
         return;
     }
@@ -145,9 +144,8 @@ fn loss_delta(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
 }
 
 @compute @workgroup_size(256, 1, 1)
-fn loss_hess(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-             @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(wid, lid, nwg);
+fn loss_hess(inv: Invocation) {
+    let i = flat_index(inv);
     if (i >= p.n * p.batch) {
         return;
     }
@@ -178,9 +176,8 @@ fn loss_hess(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
 }
 
 @compute @workgroup_size(256, 1, 1)
-fn loss_factor(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(wid, lid, nwg);
+fn loss_factor(inv: Invocation) {
+    let i = flat_index(inv);
     if (i >= p.n * p.batch) {
         return;
     }
@@ -213,9 +210,8 @@ fn loss_factor(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 }
 
 @compute @workgroup_size(256, 1, 1)
-fn loss_diag(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-             @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = flat_index(wid, lid, nwg);
+fn loss_diag(inv: Invocation) {
+    let row = flat_index(inv);
     if (row >= p.n) {
         return;
     }

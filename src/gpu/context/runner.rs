@@ -353,7 +353,7 @@ fn bind_group(
     })
 }
 
-/// Runs [`Op`]s on one context: an [`Executor`] (its parameter buffer, staging buffer
+/// Runs [`Op`]s on one context: an `Executor` (its parameter buffer, staging buffer
 /// and bind-group cache, reused from one operation to the next) bound to the context.
 pub struct Runner {
     ctx: Arc<GpuContext>,
