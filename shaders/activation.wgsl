@@ -26,9 +26,8 @@ struct ActParams {
 @group(1) @binding(0) var<uniform> p: ActParams;
 
 @compute @workgroup_size(256, 1, 1)
-fn bias_act(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-            @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(wid, lid, nwg);
+fn bias_act(inv: Invocation) {
+    let i = flat_index(inv);
     if (i >= p.count) {
         return;
     }

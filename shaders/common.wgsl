@@ -1,17 +1,28 @@
-// Functions shared by the elementwise shaders; src/gpu/context.rs prepends this file to
-// activation, loss, reduce, rop, diag_hessian, outer_product and update. No bindings.
+// Functions shared by the elementwise shaders; `Family::source` (src/gpu/kernels.rs)
+// prepends this file to activation, loss, reduce, rop, diag_hessian, outer_product and
+// update. No bindings.
 //
-// Activation codes are `Activation::code()` (src/activation.rs), loss codes `Loss::code()`
-// (src/loss.rs); every formula mirrors those files, in f32, in their overflow-safe forms.
+// The activation codes `ACT_*` (`Activation::code()`, src/activation.rs) and loss codes
+// `LOSS_*` (`Loss::code()`, src/loss.rs) are constants generated from the Rust enums and
+// prepended before this file; every switch on a code names each variant in an arm (a
+// test in src/gpu/kernels.rs checks it). Every formula mirrors those files, in f32, in
+// their overflow-safe forms.
 
 const WG: u32 = 256u;
 const LEAKY_RELU_SLOPE: f32 = 0.01;
 const ELU_ALPHA: f32 = 1.0;
 
+// The built-in inputs of an elementwise entry point (`fn k(inv: Invocation)`).
+struct Invocation {
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+}
+
 // The flat invocation index of a 1-D problem dispatched as a 2-D grid of 256-wide
 // workgroups (x first), so that more than 65535 workgroups fit (src/gpu/kernels.rs).
-fn flat_index(wid: vec3<u32>, lid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid.x;
+fn flat_index(inv: Invocation) -> u32 {
+    return (inv.wid.y * inv.nwg.x + inv.wid.x) * WG + inv.lid.x;
 }
 
 // log(1 + x) for x ≥ 0 without losing the small-x digits (WGSL has no log1p).
@@ -50,34 +61,36 @@ fn tanh_safe(a: f32) -> f32 {
 
 fn act_h(code: u32, a: f32) -> f32 {
     switch code {
-        case 1u: { return sigmoid(a); }
-        case 2u: { return tanh_safe(a); }
-        case 3u: { return max(a, 0.0); }
-        case 4u: { return select(LEAKY_RELU_SLOPE * a, a, a > 0.0); }
-        case 5u: { return select(ELU_ALPHA * expm1_safe(a), a, a > 0.0); }
-        case 6u: { return softplus(a); }
-        default: { return a; } // identity (0), softmax (7) handled on whole rows
+        case ACT_SIGMOID: { return sigmoid(a); }
+        case ACT_TANH: { return tanh_safe(a); }
+        case ACT_RELU: { return max(a, 0.0); }
+        case ACT_LEAKY_RELU: { return select(LEAKY_RELU_SLOPE * a, a, a > 0.0); }
+        case ACT_ELU: { return select(ELU_ALPHA * expm1_safe(a), a, a > 0.0); }
+        case ACT_SOFTPLUS: { return softplus(a); }
+        // Softmax is applied on whole rows by the loss kernels.
+        case ACT_IDENTITY, ACT_SOFTMAX, default: { return a; }
     }
 }
 
 fn act_dh(code: u32, a: f32) -> f32 {
     switch code {
-        case 1u: { let s = sigmoid(a); return s * (1.0 - s); }
-        case 2u: { let t = tanh_safe(a); return 1.0 - t * t; }
-        case 3u: { return select(0.0, 1.0, a > 0.0); }
-        case 4u: { return select(LEAKY_RELU_SLOPE, 1.0, a > 0.0); }
-        case 5u: { return select(ELU_ALPHA * exp(a), 1.0, a > 0.0); }
-        case 6u: { return sigmoid(a); }
-        default: { return 1.0; }
+        case ACT_SIGMOID: { let s = sigmoid(a); return s * (1.0 - s); }
+        case ACT_TANH: { let t = tanh_safe(a); return 1.0 - t * t; }
+        case ACT_RELU: { return select(0.0, 1.0, a > 0.0); }
+        case ACT_LEAKY_RELU: { return select(LEAKY_RELU_SLOPE, 1.0, a > 0.0); }
+        case ACT_ELU: { return select(ELU_ALPHA * exp(a), 1.0, a > 0.0); }
+        case ACT_SOFTPLUS: { return sigmoid(a); }
+        case ACT_IDENTITY, ACT_SOFTMAX, default: { return 1.0; }
     }
 }
 
 fn act_d2h(code: u32, a: f32) -> f32 {
     switch code {
-        case 1u: { let s = sigmoid(a); return s * (1.0 - s) * (1.0 - 2.0 * s); }
-        case 2u: { let t = tanh_safe(a); return -2.0 * t * (1.0 - t * t); }
-        case 5u: { return select(ELU_ALPHA * exp(a), 0.0, a > 0.0); }
-        case 6u: { let s = sigmoid(a); return s * (1.0 - s); }
-        default: { return 0.0; } // identity, relu, leaky_relu (zero almost everywhere)
+        case ACT_SIGMOID: { let s = sigmoid(a); return s * (1.0 - s) * (1.0 - 2.0 * s); }
+        case ACT_TANH: { let t = tanh_safe(a); return -2.0 * t * (1.0 - t * t); }
+        case ACT_ELU: { return select(ELU_ALPHA * exp(a), 0.0, a > 0.0); }
+        case ACT_SOFTPLUS: { let s = sigmoid(a); return s * (1.0 - s); }
+        // Piecewise linear: zero almost everywhere.
+        case ACT_IDENTITY, ACT_RELU, ACT_LEAKY_RELU, ACT_SOFTMAX, default: { return 0.0; }
     }
 }

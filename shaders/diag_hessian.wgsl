@@ -38,9 +38,8 @@ struct DiagParams {
 @group(1) @binding(0) var<uniform> p: DiagParams;
 
 @compute @workgroup_size(256, 1, 1)
-fn bl_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(wid, lid, nwg);
+fn bl_backward(inv: Invocation) {
+    let i = flat_index(inv);
     if (i >= p.count) {
         return;
     }
@@ -49,9 +48,8 @@ fn bl_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 }
 
 @compute @workgroup_size(256, 1, 1)
-fn sumsq_batch(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(wid, lid, nwg);
+fn sumsq_batch(inv: Invocation) {
+    let i = flat_index(inv);
     if (i >= p.count) {
         return;
     }
@@ -68,9 +66,8 @@ fn sumsq_batch(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 }
 
 @compute @workgroup_size(256, 1, 1)
-fn hess_residual(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-                 @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(wid, lid, nwg);
+fn hess_residual(inv: Invocation) {
+    let i = flat_index(inv);
     if (i >= p.count) {
         return;
     }
@@ -78,9 +75,8 @@ fn hess_residual(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
 }
 
 @compute @workgroup_size(256, 1, 1)
-fn expand_residual(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-                   @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(wid, lid, nwg);
+fn expand_residual(inv: Invocation) {
+    let i = flat_index(inv);
     if (i >= p.count) {
         return;
     }

@@ -15,7 +15,8 @@
 // | 0     | 5       | y        | read_write | outputs y (n, K) at y_off                     |
 // | 1     | 0       | p        | uniform    | LossParams                                    |
 //
-// Entry points (codes: loss = Loss::code(), act = Activation::code() of the output layer):
+// Entry points (codes: `loss` is a LOSS_* constant = Loss::code(), `act` an ACT_* constant =
+// Activation::code() of the output layer; both generated from the Rust enums):
 // - loss_delta  (one thread per row):       row_loss, out = scale·δ, y
 // - loss_hess   (one per (vector b, row)):  out = scale·H_n·R{a} (gn = 1: Gauss-Newton part)
 // - loss_factor (one per (column b, row)):  out = scale·C_n[:, k0 + b], C_n C_nᵀ = Gauss-Newton H_n
@@ -39,11 +40,6 @@ struct LossParams {
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 @group(1) @binding(0) var<uniform> p: LossParams;
 
-const SSE: u32 = 0u;
-const MSE: u32 = 1u;
-const BCE: u32 = 2u;
-const CE: u32 = 3u;
-
 fn a_at(row: u32, k: u32) -> f32 {
     return pre[p.a_off + row * p.k + k];
 }
@@ -54,7 +50,7 @@ fn t_at(row: u32, k: u32) -> f32 {
 
 // c of E_n = (c/2)‖y − t‖²: 1 for sse, 2/K for mse.
 fn squared_error_scale() -> f32 {
-    return select(1.0, 2.0 / f32(p.k), p.loss == MSE);
+    return select(1.0, 2.0 / f32(p.k), p.loss == LOSS_MSE);
 }
 
 fn row_max(row: u32) -> f32 {
@@ -86,7 +82,7 @@ fn target_sum(row: u32) -> f32 {
 // `exact` adds the residual term (y − t)·h″ of sse/mse.
 fn diagonal_hessian(row: u32, k: u32, exact: bool) -> f32 {
     let a = a_at(row, k);
-    if (p.loss == BCE) {
+    if (p.loss == LOSS_BCE) {
         let s = sigmoid(a);
         return s * (1.0 - s);
     }
@@ -99,132 +95,141 @@ fn diagonal_hessian(row: u32, k: u32, exact: bool) -> f32 {
 }
 
 @compute @workgroup_size(256, 1, 1)
-fn loss_delta(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-              @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = flat_index(wid, lid, nwg);
+fn loss_delta(inv: Invocation) {
+    let row = flat_index(inv);
     if (row >= p.n) {
         return;
     }
     let base = row * p.k;
     var value = 0.0;
-    if (p.loss == CE) {
-        let m = row_max(row);
-        let sum = row_exp_sum(row, m);
-        let lse = m + log(sum);
-        let s = target_sum(row);
-        for (var k = 0u; k < p.k; k++) {
-            let a = a_at(row, k);
-            let t = t_at(row, k);
-            let prob = exp(a - m) / sum;
-            value += t * (lse - a);
-            out[p.d_off + base + k] = p.scale * (s * prob - t);
-            y[p.y_off + base + k] = prob;
+    switch p.loss {
+        case LOSS_CE: {
+            let m = row_max(row);
+            let sum = row_exp_sum(row, m);
+            let lse = m + log(sum);
+            let s = target_sum(row);
+            for (var k = 0u; k < p.k; k++) {
+                let a = a_at(row, k);
+                let t = t_at(row, k);
+                let prob = exp(a - m) / sum;
+                value += t * (lse - a);
+                out[p.d_off + base + k] = p.scale * (s * prob - t);
+                y[p.y_off + base + k] = prob;
+            }
         }
-    } else if (p.loss == BCE) {
-        for (var k = 0u; k < p.k; k++) {
-            let a = a_at(row, k);
-            let t = t_at(row, k);
-            let s = sigmoid(a);
-            value += softplus(a) - t * a;
-            out[p.d_off + base + k] = p.scale * (s - t);
-            y[p.y_off + base + k] = s;
+        case LOSS_BCE: {
+            for (var k = 0u; k < p.k; k++) {
+                let a = a_at(row, k);
+                let t = t_at(row, k);
+                let s = sigmoid(a);
+                value += softplus(a) - t * a;
+                out[p.d_off + base + k] = p.scale * (s - t);
+                y[p.y_off + base + k] = s;
+            }
         }
-    } else {
-        let c = squared_error_scale();
-        for (var k = 0u; k < p.k; k++) {
-            let a = a_at(row, k);
-            let h = act_h(p.act, a);
-            let r = h - t_at(row, k);
-            value += r * r;
-            out[p.d_off + base + k] = p.scale * c * r * act_dh(p.act, a);
-            y[p.y_off + base + k] = h;
+        case LOSS_SSE, LOSS_MSE, default: {
+            let c = squared_error_scale();
+            for (var k = 0u; k < p.k; k++) {
+                let a = a_at(row, k);
+                let h = act_h(p.act, a);
+                let r = h - t_at(row, k);
+                value += r * r;
+                out[p.d_off + base + k] = p.scale * c * r * act_dh(p.act, a);
+                y[p.y_off + base + k] = h;
+            }
+            value *= 0.5 * c;
         }
-        value *= 0.5 * c;
     }
     row_loss[p.rl_off + row] = value;
 }
 
 @compute @workgroup_size(256, 1, 1)
-fn loss_hess(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-             @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(wid, lid, nwg);
+fn loss_hess(inv: Invocation) {
+    let i = flat_index(inv);
     if (i >= p.n * p.batch) {
         return;
     }
     let row = i % p.n;
     let vec_base = i * p.k; // (b, row) of the (batch, n, K) blocks
-    if (p.loss == CE) {
-        // s·(diag(p) − ppᵀ)·r = s·p ⊙ (r − pᵀr)
-        let m = row_max(row);
-        let sum = row_exp_sum(row, m);
-        let s = target_sum(row);
-        var pr = 0.0;
-        for (var k = 0u; k < p.k; k++) {
-            pr += exp(a_at(row, k) - m) / sum * rvec[p.r_off + vec_base + k];
+    switch p.loss {
+        case LOSS_CE: {
+            // s·(diag(p) − ppᵀ)·r = s·p ⊙ (r − pᵀr)
+            let m = row_max(row);
+            let sum = row_exp_sum(row, m);
+            let s = target_sum(row);
+            var pr = 0.0;
+            for (var k = 0u; k < p.k; k++) {
+                pr += exp(a_at(row, k) - m) / sum * rvec[p.r_off + vec_base + k];
+            }
+            for (var k = 0u; k < p.k; k++) {
+                let prob = exp(a_at(row, k) - m) / sum;
+                out[p.d_off + vec_base + k] = p.scale * s * prob * (rvec[p.r_off + vec_base + k] - pr);
+            }
         }
-        for (var k = 0u; k < p.k; k++) {
-            let prob = exp(a_at(row, k) - m) / sum;
-            out[p.d_off + vec_base + k] = p.scale * s * prob * (rvec[p.r_off + vec_base + k] - pr);
-        }
-    } else {
-        for (var k = 0u; k < p.k; k++) {
-            let h = diagonal_hessian(row, k, p.gn == 0u);
-            out[p.d_off + vec_base + k] = p.scale * h * rvec[p.r_off + vec_base + k];
+        case LOSS_SSE, LOSS_MSE, LOSS_BCE, default: {
+            for (var k = 0u; k < p.k; k++) {
+                let h = diagonal_hessian(row, k, p.gn == 0u);
+                out[p.d_off + vec_base + k] = p.scale * h * rvec[p.r_off + vec_base + k];
+            }
         }
     }
 }
 
 @compute @workgroup_size(256, 1, 1)
-fn loss_factor(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(wid, lid, nwg);
+fn loss_factor(inv: Invocation) {
+    let i = flat_index(inv);
     if (i >= p.n * p.batch) {
         return;
     }
     let row = i % p.n;
     let col = p.k0 + i / p.n;
     let vec_base = i * p.k;
-    if (p.loss == CE) {
-        let m = row_max(row);
-        let sum = row_exp_sum(row, m);
-        let s = target_sum(row);
-        let pc = exp(a_at(row, col) - m) / sum;
-        let root = sqrt(max(s * pc, 0.0));
-        for (var j = 0u; j < p.k; j++) {
-            let pj = exp(a_at(row, j) - m) / sum;
-            out[p.d_off + vec_base + j] = p.scale * root * (select(0.0, 1.0, j == col) - pj);
+    switch p.loss {
+        case LOSS_CE: {
+            let m = row_max(row);
+            let sum = row_exp_sum(row, m);
+            let s = target_sum(row);
+            let pc = exp(a_at(row, col) - m) / sum;
+            let root = sqrt(max(s * pc, 0.0));
+            for (var j = 0u; j < p.k; j++) {
+                let pj = exp(a_at(row, j) - m) / sum;
+                out[p.d_off + vec_base + j] = p.scale * root * (select(0.0, 1.0, j == col) - pj);
+            }
         }
-    } else {
-        for (var j = 0u; j < p.k; j++) {
-            out[p.d_off + vec_base + j] = 0.0;
+        case LOSS_SSE, LOSS_MSE, LOSS_BCE, default: {
+            for (var j = 0u; j < p.k; j++) {
+                out[p.d_off + vec_base + j] = 0.0;
+            }
+            // gn = 0 / 2: the positive / negative part of the exact h_kk, whose residual
+            // term (y − t)·h″ can make it negative.
+            let h = diagonal_hessian(row, col, p.gn != 1u);
+            let part = select(h, -h, p.gn == 2u);
+            out[p.d_off + vec_base + col] = p.scale * sqrt(max(part, 0.0));
         }
-        // gn = 0 / 2: the positive / negative part of the exact h_kk, whose residual
-        // term (y − t)·h″ can make it negative.
-        let h = diagonal_hessian(row, col, p.gn != 1u);
-        let part = select(h, -h, p.gn == 2u);
-        out[p.d_off + vec_base + col] = p.scale * sqrt(max(part, 0.0));
     }
 }
 
 @compute @workgroup_size(256, 1, 1)
-fn loss_diag(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-             @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = flat_index(wid, lid, nwg);
+fn loss_diag(inv: Invocation) {
+    let row = flat_index(inv);
     if (row >= p.n) {
         return;
     }
     let base = row * p.k;
-    if (p.loss == CE) {
-        let m = row_max(row);
-        let sum = row_exp_sum(row, m);
-        let s = target_sum(row);
-        for (var k = 0u; k < p.k; k++) {
-            let prob = exp(a_at(row, k) - m) / sum;
-            out[p.d_off + base + k] = p.scale * s * prob * (1.0 - prob);
+    switch p.loss {
+        case LOSS_CE: {
+            let m = row_max(row);
+            let sum = row_exp_sum(row, m);
+            let s = target_sum(row);
+            for (var k = 0u; k < p.k; k++) {
+                let prob = exp(a_at(row, k) - m) / sum;
+                out[p.d_off + base + k] = p.scale * s * prob * (1.0 - prob);
+            }
         }
-    } else {
-        for (var k = 0u; k < p.k; k++) {
-            out[p.d_off + base + k] = p.scale * diagonal_hessian(row, k, true);
+        case LOSS_SSE, LOSS_MSE, LOSS_BCE, default: {
+            for (var k = 0u; k < p.k; k++) {
+                out[p.d_off + base + k] = p.scale * diagonal_hessian(row, k, true);
+            }
         }
     }
 }

@@ -10,7 +10,7 @@
 // | 0     | 2       | c      | read_write | C, element (m, n) at c_off + b·c_bs + m·c_rs + n |
 // | 1     | 0       | p      | uniform    | MatmulParams (dynamic offset)               |
 //
-// Two variants, chosen per adapter by timing at context creation (src/gpu/context.rs):
+// Two variants, chosen per adapter by timing at context creation (src/gpu/context/tuning.rs):
 // - `matmul_tiled`: 16×16 threads, a 64×64 tile of C per workgroup, A and B staged through
 //   workgroup memory 16 k-steps at a time, 4×4 outputs per thread (what real GPUs want);
 // - `matmul_reg`: 8×8 threads, 8×4 outputs per thread held as eight vec4 accumulators,

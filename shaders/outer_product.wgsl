@@ -24,9 +24,8 @@ struct OuterParams {
 @group(1) @binding(0) var<uniform> p: OuterParams;
 
 @compute @workgroup_size(256, 1, 1)
-fn outer_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-              @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = flat_index(wid, lid, nwg);
+fn outer_rows(inv: Invocation) {
+    let t = flat_index(inv);
     if (t >= p.count) {
         return;
     }

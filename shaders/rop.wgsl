@@ -35,9 +35,8 @@ struct RopParams {
 @group(1) @binding(0) var<uniform> p: RopParams;
 
 @compute @workgroup_size(256, 1, 1)
-fn rop_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(wid, lid, nwg);
+fn rop_forward(inv: Invocation) {
+    let i = flat_index(inv);
     if (i >= p.count) {
         return;
     }
@@ -50,9 +49,8 @@ fn rop_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 }
 
 @compute @workgroup_size(256, 1, 1)
-fn mul_deriv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-             @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(wid, lid, nwg);
+fn mul_deriv(inv: Invocation) {
+    let i = flat_index(inv);
     if (i >= p.count) {
         return;
     }
@@ -60,9 +58,8 @@ fn mul_deriv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
 }
 
 @compute @workgroup_size(256, 1, 1)
-fn rop_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-                @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(wid, lid, nwg);
+fn rop_backward(inv: Invocation) {
+    let i = flat_index(inv);
     if (i >= p.count) {
         return;
     }

@@ -26,9 +26,8 @@ struct UpdateParams {
 @group(1) @binding(0) var<uniform> p: UpdateParams;
 
 @compute @workgroup_size(256, 1, 1)
-fn square(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-          @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(wid, lid, nwg);
+fn square(inv: Invocation) {
+    let i = flat_index(inv);
     if (i >= p.count) {
         return;
     }
@@ -37,9 +36,8 @@ fn square(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
 }
 
 @compute @workgroup_size(256, 1, 1)
-fn fill_identity(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-                 @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(wid, lid, nwg);
+fn fill_identity(inv: Invocation) {
+    let i = flat_index(inv);
     if (i >= p.count) {
         return;
     }
@@ -49,9 +47,8 @@ fn fill_identity(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
 }
 
 @compute @workgroup_size(256, 1, 1)
-fn unit_product(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-                @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(wid, lid, nwg);
+fn unit_product(inv: Invocation) {
+    let i = flat_index(inv);
     if (i >= p.count) {
         return;
     }

@@ -1,11 +1,17 @@
 //! The compute kernels: which WGSL file and entry point each one is, which bindings of
-//! its file it uses, and how its uniform parameters are laid out. Nothing here calls
-//! wgpu; `context.rs` compiles every kernel at start-up from this table.
+//! its file it uses, and the source each file is compiled from (with the activation and
+//! loss codes generated from the Rust enums). Nothing here calls wgpu;
+//! `context/pipelines.rs` compiles every kernel at start-up from this table, and
+//! `params.rs` holds each family's uniform parameters.
 
 use super::context::{GpuBuffer, Op};
+use super::params::{u, MatmulParams};
+use crate::activation::Activation;
+use crate::loss::Loss;
 
-/// A WGSL file (one per kernel family). Elementwise families get `shaders/common.wgsl`
-/// (activation and loss formulas, the flat-index helper) prepended.
+/// A WGSL file (one per kernel family). Elementwise families get the generated code
+/// constants ([`code_constants`]) and `shaders/common.wgsl` (activation and loss
+/// formulas, the flat-index helper) prepended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
     Matmul,
@@ -17,6 +23,9 @@ pub enum Family {
     OuterProduct,
     Update,
 }
+
+/// `shaders/common.wgsl`: the functions shared by the elementwise families.
+pub const COMMON_WGSL: &str = include_str!("../../shaders/common.wgsl");
 
 impl Family {
     pub const ALL: [Family; 8] = [
@@ -30,11 +39,10 @@ impl Family {
         Family::Update,
     ];
 
-    /// The WGSL source of this family, ready to compile.
-    pub fn source(self) -> String {
-        const COMMON: &str = include_str!("../../shaders/common.wgsl");
-        let own = match self {
-            Family::Matmul => return include_str!("../../shaders/matmul.wgsl").to_string(),
+    /// The family's own WGSL file, as written (`shaders/{name}.wgsl`).
+    pub fn file(self) -> &'static str {
+        match self {
+            Family::Matmul => include_str!("../../shaders/matmul.wgsl"),
             Family::Activation => include_str!("../../shaders/activation.wgsl"),
             Family::Loss => include_str!("../../shaders/loss.wgsl"),
             Family::Reduce => include_str!("../../shaders/reduce.wgsl"),
@@ -42,8 +50,16 @@ impl Family {
             Family::DiagHessian => include_str!("../../shaders/diag_hessian.wgsl"),
             Family::OuterProduct => include_str!("../../shaders/outer_product.wgsl"),
             Family::Update => include_str!("../../shaders/update.wgsl"),
-        };
-        format!("{COMMON}\n{own}")
+        }
+    }
+
+    /// The WGSL source of this family, ready to compile: the matmul file alone; any
+    /// other file after the code constants and `common.wgsl`.
+    pub fn source(self) -> String {
+        match self {
+            Family::Matmul => self.file().to_string(),
+            _ => format!("{}\n{COMMON_WGSL}\n{}", code_constants(), self.file()),
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -58,6 +74,34 @@ impl Family {
             Family::Update => "update",
         }
     }
+}
+
+/// The WGSL name of an activation's code, `ACT_` and its name in capitals (`ACT_LEAKY_RELU`).
+pub fn activation_constant(act: Activation) -> String {
+    format!("ACT_{}", act.name().to_uppercase())
+}
+
+/// The WGSL name of a loss's code, `LOSS_` and its name in capitals (`LOSS_CE`).
+pub fn loss_constant(loss: Loss) -> String {
+    format!("LOSS_{}", loss.name().to_uppercase())
+}
+
+/// WGSL constants for every activation code ([`Activation::code`]) and loss code
+/// ([`Loss::code`]), generated from the Rust enums so that the shaders switch on names
+/// (`case ACT_SIGMOID`) whose values cannot drift from the codes the engine uploads.
+pub fn code_constants() -> String {
+    let mut wgsl = String::from(
+        "// Generated from Activation::code() and Loss::code() (src/gpu/kernels.rs).\n",
+    );
+    for act in Activation::ALL {
+        let name = activation_constant(act);
+        wgsl += &format!("const {name}: u32 = {}u;\n", act.code());
+    }
+    for loss in Loss::ALL {
+        let name = loss_constant(loss);
+        wgsl += &format!("const {name}: u32 = {}u;\n", loss.code());
+    }
+    wgsl
 }
 
 /// One storage binding of group 0: its index in the file's binding table and whether
@@ -191,11 +235,6 @@ pub fn elementwise_groups(count: usize) -> [u32; 3] {
     [x as u32, y as u32, 1]
 }
 
-/// The bits of an f32 uniform field (uniform structs are written as u32 words).
-pub fn f(x: f32) -> u32 {
-    x.to_bits()
-}
-
 /// A matrix operand of the matmul kernel: element (row, col) of batch b lives at
 /// `off + b·bs + row·rs + col·cs` in its buffer.
 #[derive(Clone, Copy, Debug)]
@@ -231,9 +270,9 @@ impl Strided {
     }
 }
 
-/// The words of `MatmulParams` (matmul.wgsl) for C (m, n) [+]= α·A (m, k)·B (k, n),
-/// `batch` times, the K range cut in `splits` (1: no split-K); C is row-major with row
-/// stride `c.rs` (its `cs` must be 1).
+/// `MatmulParams` (matmul.wgsl) for C (m, n) [+]= α·A (m, k)·B (k, n), `batch` times,
+/// the K range cut in `splits` (1: no split-K); C is row-major with row stride `c.rs`
+/// (its `cs` must be 1).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_params(
     (m, n, k, batch): (usize, usize, usize, usize),
@@ -243,67 +282,27 @@ pub fn matmul_params(
     alpha: f32,
     beta: f32,
     splits: usize,
-) -> Vec<u32> {
-    let u = |x: usize| x as u32;
-    vec![
-        u(m),
-        u(n),
-        u(k),
-        u(batch),
-        u(a.off),
-        u(a.rs),
-        u(a.cs),
-        u(a.bs),
-        u(b.off),
-        u(b.rs),
-        u(b.cs),
-        u(b.bs),
-        u(c.off),
-        u(c.rs),
-        u(c.bs),
-        f(alpha),
-        f(beta),
-        u(splits.max(1)),
-    ]
-}
-
-/// `DiagParams` of diag_hessian.wgsl (offsets in floats); the fields a kernel does not
-/// read stay at their defaults.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct DiagParams {
-    pub count: usize,
-    pub batch: usize,
-    pub d_off: usize,
-    pub ew_off: usize,
-    pub prod_off: usize,
-    pub src_off: usize,
-    pub dst_off: usize,
-    pub sign: f32,
-    pub acc: bool,
-    pub n: usize,
-    pub w: usize,
-    pub fan_out: usize,
-    pub j0: usize,
-}
-
-impl DiagParams {
-    pub fn words(&self) -> Vec<u32> {
-        let u = |x: usize| x as u32;
-        vec![
-            u(self.count),
-            u(self.batch),
-            u(self.d_off),
-            u(self.ew_off),
-            u(self.prod_off),
-            u(self.src_off),
-            u(self.dst_off),
-            f(self.sign),
-            u(self.acc as usize),
-            u(self.n),
-            u(self.w),
-            u(self.fan_out),
-            u(self.j0),
-        ]
+) -> MatmulParams {
+    MatmulParams {
+        m: u(m),
+        n: u(n),
+        k: u(k),
+        batch: u(batch),
+        a_off: u(a.off),
+        a_rs: u(a.rs),
+        a_cs: u(a.cs),
+        a_bs: u(a.bs),
+        b_off: u(b.off),
+        b_rs: u(b.rs),
+        b_cs: u(b.cs),
+        b_bs: u(b.bs),
+        c_off: u(c.off),
+        c_rs: u(c.rs),
+        c_bs: u(c.bs),
+        alpha,
+        beta,
+        splits: u(splits.max(1)),
+        ..MatmulParams::default()
     }
 }
 
@@ -406,4 +405,145 @@ pub fn matmul_groups(kernel: Kernel, m: usize, n: usize, batch: usize) -> [u32; 
         m.div_ceil(tm).max(1) as u32,
         batch.max(1) as u32,
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The case labels of every `switch` in `wgsl`, one list per switch (`default`
+    /// included), nested switches as lists of their own.
+    fn switch_arms(wgsl: &str) -> Vec<Vec<String>> {
+        let code: Vec<&str> = wgsl
+            .lines()
+            .map(|l| l.split("//").next().unwrap_or(""))
+            .collect();
+        let code = code.join("\n");
+        let mut switches = Vec::new();
+        let mut rest = code.as_str();
+        while let Some(at) = rest.find("switch ") {
+            let after = &rest[at..];
+            let Some(open) = after.find('{') else { break };
+            // Between the arms' bodies, at the switch's own depth, stand their headers:
+            // `case A, B:` or `default:`.
+            let mut labels = Vec::new();
+            let mut header = String::new();
+            let mut depth = 0;
+            for c in after[open + 1..].chars() {
+                match (c, depth) {
+                    ('}', 0) => break,
+                    ('{', 0) => {
+                        labels.extend(arm_labels(&header));
+                        header.clear();
+                        depth = 1;
+                    }
+                    ('{', _) => depth += 1,
+                    ('}', _) => depth -= 1,
+                    (_, 0) => header.push(c),
+                    _ => {}
+                }
+            }
+            switches.push(labels);
+            rest = &after[open + 1..];
+        }
+        switches
+    }
+
+    /// The labels of one arm's header (`case A, B:`, `default:`).
+    fn arm_labels(header: &str) -> Vec<String> {
+        let header = header.trim().trim_end_matches(':');
+        let header = header.strip_prefix("case").unwrap_or(header);
+        header
+            .split(',')
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    /// Every WGSL text the kernels are compiled from, with its file name.
+    fn shader_files() -> Vec<(String, &'static str)> {
+        let mut files = vec![("common.wgsl".to_string(), COMMON_WGSL)];
+        files.extend(
+            Family::ALL
+                .iter()
+                .map(|f| (format!("{}.wgsl", f.name()), f.file())),
+        );
+        files
+    }
+
+    /// A switch on activation codes (one that names any ACT_ constant) has an arm naming
+    /// every activation, and a switch on loss codes one naming every loss: a variant
+    /// added in Rust without its WGSL arm fails here (instead of running the default).
+    #[test]
+    fn every_code_switch_names_every_variant() {
+        let acts: Vec<String> = Activation::ALL
+            .into_iter()
+            .map(activation_constant)
+            .collect();
+        let losses: Vec<String> = Loss::ALL.into_iter().map(loss_constant).collect();
+        let (mut act_switches, mut loss_switches) = (0, 0);
+        for (file, wgsl) in shader_files() {
+            for labels in switch_arms(wgsl) {
+                for (prefix, names, count) in [
+                    ("ACT_", &acts, &mut act_switches),
+                    ("LOSS_", &losses, &mut loss_switches),
+                ] {
+                    if !labels.iter().any(|l| l.starts_with(prefix)) {
+                        continue;
+                    }
+                    *count += 1;
+                    for name in names {
+                        assert!(
+                            labels.contains(name),
+                            "a switch in {file} has no arm for {name}: {labels:?}"
+                        );
+                    }
+                    for label in &labels {
+                        assert!(
+                            label == "default" || names.contains(label),
+                            "a switch on {prefix}* codes in {file} has the arm `{label}`, \
+                             which is no generated code"
+                        );
+                    }
+                }
+            }
+        }
+        // act_h, act_dh, act_d2h; loss_delta, loss_hess, loss_factor, loss_diag.
+        assert_eq!(act_switches, 3, "switches on activation codes");
+        assert_eq!(loss_switches, 4, "switches on loss codes");
+    }
+
+    /// The parser finds a missing arm, so the test above can fail.
+    #[test]
+    fn a_switch_without_an_arm_is_found() {
+        let wgsl = "fn f(code: u32) -> f32 {\n    switch code {\n        \
+                    case ACT_SIGMOID: { return 1.0; }\n        \
+                    case ACT_TANH, default: { if (true) { return 2.0; } return 3.0; }\n    }\n}";
+        assert_eq!(switch_arms(wgsl), [["ACT_SIGMOID", "ACT_TANH", "default"]]);
+        let wgsl = "switch x {\n case 1u: { }\n default: { }\n}";
+        assert_eq!(switch_arms(wgsl), [["1u", "default"]]);
+    }
+
+    /// The generated constants carry the enums' codes, one per variant, and no shader
+    /// file defines its own (they are prepended to the elementwise families only).
+    #[test]
+    fn code_constants_come_from_the_enums() {
+        let wgsl = code_constants();
+        for act in Activation::ALL {
+            let line = format!("const {}: u32 = {}u;", activation_constant(act), act.code());
+            assert!(wgsl.contains(&line), "{line} missing from\n{wgsl}");
+        }
+        for loss in Loss::ALL {
+            let line = format!("const {}: u32 = {}u;", loss_constant(loss), loss.code());
+            assert!(wgsl.contains(&line), "{line} missing from\n{wgsl}");
+        }
+        for (file, text) in shader_files() {
+            assert!(
+                !text.contains("const ACT_") && !text.contains("const LOSS_"),
+                "{file} defines a code constant itself"
+            );
+        }
+        assert!(Family::Loss.source().starts_with(&wgsl));
+        assert!(!Family::Matmul.source().contains("ACT_"));
+    }
 }

@@ -1,6 +1,7 @@
-//! The GPU path: a wgpu context built once (`context`, the only file that calls wgpu),
-//! the kernel table (`kernels`, one WGSL file per family under `shaders/`), and the
-//! engine that runs the curvature operations on it (`engine`), all in f32.
+//! The GPU path: a wgpu context built once (`context/`, the only folder that calls
+//! wgpu), the kernel table (`kernels`, one WGSL file per family under `shaders/`) and
+//! each family's uniform parameters (`params`), and the engine that runs the curvature
+//! operations on it (`engine`), all in f32.
 //!
 //! | op (`Curvature`) | kernels used (shaders/) |
 //! |------------------|-------------------------|
@@ -47,6 +48,7 @@ pub mod context;
 pub mod engine;
 pub mod error;
 pub mod kernels;
+pub mod params;
 pub mod probe;
 
 pub use context::{

@@ -8,7 +8,8 @@ use super::{GpuEngine, OutputHessian, Slice, VECTOR_GROUP};
 use crate::error::Result;
 use crate::gpu::context::{GpuBuffer, Op};
 use crate::gpu::error::{human_bytes, GpuError};
-use crate::gpu::kernels::{elementwise_groups, DiagParams, Kernel, Strided};
+use crate::gpu::kernels::{elementwise_groups, Kernel, Strided};
+use crate::gpu::params::{flag, u, DiagParams, RopParams, UpdateParams};
 
 impl GpuEngine {
     pub(super) fn finish_diag(&mut self, op: Op) -> Result<Vec<f64>> {
@@ -23,12 +24,10 @@ impl GpuEngine {
             op,
             Kernel::Square,
             &[&self.bufs.theta, &self.bufs.theta_sq],
-            self.num_params,
-            0,
-            0,
-            0,
-            0,
-            0.0,
+            UpdateParams {
+                count: u(self.num_params),
+                ..UpdateParams::default()
+            },
         );
     }
 
@@ -48,12 +47,11 @@ impl GpuEngine {
             op,
             Kernel::Square,
             &[inb, &self.bufs.prod],
-            n * g.fan_in,
-            0,
-            in_off,
-            0,
-            0,
-            0.0,
+            UpdateParams {
+                count: u(n * g.fan_in),
+                s_off: u(in_off),
+                ..UpdateParams::default()
+            },
         );
         self.matmul(
             op,
@@ -95,18 +93,14 @@ impl GpuEngine {
             op,
             Kernel::MulDeriv,
             &[&self.bufs.d1, &self.bufs.prod, &self.bufs.rd],
-            (batch * nw, nw, g.fan_in),
-            false,
-            [
-                self.region(l - 1),
-                0,
-                0,
-                0,
-                0,
-                self.batched_region(l - 1),
-                0,
-                0,
-            ],
+            RopParams {
+                count: u(batch * nw),
+                nw: u(nw),
+                w: u(g.fan_in),
+                d_off: u(self.region(l - 1)),
+                rd_off: u(self.batched_region(l - 1)),
+                ..RopParams::default()
+            },
         );
     }
 
@@ -155,14 +149,13 @@ impl GpuEngine {
                 Kernel::SumSqBatch,
                 &[&self.bufs.rd, &self.bufs.sq],
                 DiagParams {
-                    count,
-                    batch,
-                    src_off: self.batched_region(l),
+                    count: u(count),
+                    batch: u(batch),
+                    src_off: u(self.batched_region(l)),
                     sign,
-                    acc: with_residual,
+                    acc: flag(with_residual),
                     ..DiagParams::default()
-                }
-                .words(),
+                },
                 elementwise_groups(count),
             );
             self.record_diag_layer(op, s, l, (&self.bufs.sq, 0));
@@ -219,14 +212,13 @@ impl GpuEngine {
                 dst.0,
             ],
             DiagParams {
-                count,
+                count: u(count),
                 batch: 1,
-                d_off: below,
-                ew_off: below,
-                dst_off: dst.1,
+                d_off: u(below),
+                ew_off: u(below),
+                dst_off: u(dst.1),
                 ..DiagParams::default()
-            }
-            .words(),
+            },
             elementwise_groups(count),
         );
     }
@@ -239,12 +231,11 @@ impl GpuEngine {
             Kernel::HessResidual,
             &[&self.bufs.d2, &self.bufs.ew, &self.bufs.sq],
             DiagParams {
-                count,
-                d_off: region,
-                ew_off: region,
+                count: u(count),
+                d_off: u(region),
+                ew_off: u(region),
                 ..DiagParams::default()
-            }
-            .words(),
+            },
             elementwise_groups(count),
         );
     }
@@ -273,19 +264,18 @@ impl GpuEngine {
                 &self.bufs.rd,
             ],
             DiagParams {
-                count,
-                batch,
-                d_off: self.region(l - 1),
-                src_off: g.w_off,
-                dst_off: self.batched_region(l - 1),
+                count: u(count),
+                batch: u(batch),
+                d_off: u(self.region(l - 1)),
+                src_off: u(g.w_off),
+                dst_off: u(self.batched_region(l - 1)),
                 sign,
-                n,
-                w: g.fan_in,
-                fan_out: g.fan_out,
-                j0,
+                n: u(n),
+                w: u(g.fan_in),
+                fan_out: u(g.fan_out),
+                j0: u(j0),
                 ..DiagParams::default()
-            }
-            .words(),
+            },
             elementwise_groups(count),
         );
     }

@@ -14,7 +14,8 @@
 
 use super::context::{GpuBuffer, GpuContext, Op, Runner};
 use super::error::GpuError;
-use super::kernels::{self as k, elementwise_groups, f, Kernel, Strided};
+use super::kernels::{self as k, elementwise_groups, Kernel, Strided};
+use super::params::{flag, u, LossParams, ReduceParams, RopParams, UpdateParams};
 use crate::engine::{check_data_shape, Kind, PassesKey};
 use crate::error::Result;
 use crate::model::Mlp;
@@ -449,71 +450,49 @@ impl GpuEngine {
         dst: (&GpuBuffer, usize, usize),
         accumulate: bool,
     ) {
-        let u = |x: usize| x as u32;
         op.dispatch(
             Kernel::Colsum,
             &[src.0, dst.0],
-            vec![
-                u(rows),
-                u(cols),
-                u(src.1),
-                u(src.2),
-                u(src.3),
-                u(dst.1),
-                u(dst.2),
-                u(accumulate as usize),
-                f(1.0),
-            ],
+            ReduceParams {
+                rows: u(rows),
+                cols: u(cols),
+                src_off: u(src.1),
+                src_rs: u(src.2),
+                src_bs: u(src.3),
+                dst_off: u(dst.1),
+                dst_bs: u(dst.2),
+                accumulate: flag(accumulate),
+                scale: 1.0,
+                ..ReduceParams::default()
+            },
             [cols as u32, batch as u32, 1],
         );
     }
 
-    /// Records an `update.wgsl` kernel.
-    #[allow(clippy::too_many_arguments)]
-    fn update(
-        &self,
-        op: &mut Op,
-        kernel: Kernel,
-        buffers: &[&GpuBuffer],
-        count: usize,
-        d_off: usize,
-        s_off: usize,
-        s_bs: usize,
-        col0: usize,
-        alpha: f32,
-    ) {
-        let u = |x: usize| x as u32;
+    /// Records an `update.wgsl` kernel on θ-shaped rows (`w` is always W here) over
+    /// `params.count` entries.
+    fn update(&self, op: &mut Op, kernel: Kernel, buffers: &[&GpuBuffer], params: UpdateParams) {
+        let params = UpdateParams {
+            w: u(self.num_params),
+            ..params
+        };
         op.dispatch(
             kernel,
             buffers,
-            vec![
-                u(count),
-                u(self.num_params),
-                u(d_off),
-                u(s_off),
-                u(s_bs),
-                u(col0),
-                f(alpha),
-            ],
-            elementwise_groups(count),
+            params,
+            elementwise_groups(params.count as usize),
         );
     }
 
-    /// Records a `rop.wgsl` kernel over `count` = batch·n·w entries of a layer of width w.
-    #[allow(clippy::too_many_arguments)]
-    fn rop(
-        &self,
-        op: &mut Op,
-        kernel: Kernel,
-        buffers: &[&GpuBuffer],
-        (count, nw, w): (usize, usize, usize),
-        store: bool,
-        offs: [usize; 8],
-    ) {
-        let u = |x: usize| x as u32;
-        let mut p = vec![u(count), u(nw), u(w), u(store as usize)];
-        p.extend(offs.iter().map(|&o| u(o)));
-        op.dispatch(kernel, buffers, p, elementwise_groups(count));
+    /// Records a `rop.wgsl` kernel over `params.count` = batch·n·w entries of a layer of
+    /// width w.
+    fn rop(&self, op: &mut Op, kernel: Kernel, buffers: &[&GpuBuffer], params: RopParams) {
+        op.dispatch(
+            kernel,
+            buffers,
+            params,
+            elementwise_groups(params.count as usize),
+        );
     }
 
     /// Records a `loss.wgsl` kernel on the output layer of slice `s`.
@@ -529,27 +508,27 @@ impl GpuEngine {
         scale: f32,
         threads: usize,
     ) {
-        let u = |x: usize| x as u32;
         let kk = self.mlp.num_outputs();
         op.dispatch(
             kernel,
             buffers,
-            vec![
-                u(s.n),
-                u(kk),
-                self.mlp.loss().code(),
-                self.mlp.output_activation().code(),
-                u(self.region(self.last())),
-                u(s.local * kk),
-                u(r_off),
-                u(rl_off),
-                u(d_off),
-                u(y_off),
-                u(batch),
-                u(k0),
-                hessian as u32,
-                f(scale),
-            ],
+            LossParams {
+                n: u(s.n),
+                k: u(kk),
+                loss: self.mlp.loss().code(),
+                act: self.mlp.output_activation().code(),
+                a_off: u(self.region(self.last())),
+                t_off: u(s.local * kk),
+                r_off: u(r_off),
+                rl_off: u(rl_off),
+                d_off: u(d_off),
+                y_off: u(y_off),
+                batch: u(batch),
+                k0: u(k0),
+                gn: hessian as u32,
+                scale,
+                ..LossParams::default()
+            },
             elementwise_groups(threads),
         );
     }

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::gpu::context::{GpuBuffer, Op};
 use crate::gpu::error::GpuError;
 use crate::gpu::kernels::{elementwise_groups, Kernel, Strided};
+use crate::gpu::params::{u, OuterParams, UpdateParams};
 use crate::model::Mlp;
 use ndarray::{Array2, ArrayView2};
 use std::ops::Range;
@@ -84,12 +85,11 @@ impl GpuEngine {
                 &mut op,
                 Kernel::FillIdentity,
                 &[&vecs],
-                bs * w,
-                0,
-                0,
-                0,
-                j0,
-                0.0,
+                UpdateParams {
+                    count: u(bs * w),
+                    col0: u(j0),
+                    ..UpdateParams::default()
+                },
             );
             let reuse = self.prepare_products(theta, &rows, kind);
             self.record_products(&mut op, &rows, &vecs, &out, bs, kind, Some(j0), reuse);
@@ -355,22 +355,22 @@ impl GpuEngine {
                     let g = &self.layers[l];
                     let (inb, in_off, in_rs) = self.input(&s, l);
                     let count = batch * s.n * g.fan_out * (g.fan_in + 1);
-                    let u = |x: usize| x as u32;
                     op.dispatch(
                         Kernel::OuterRows,
                         &[&self.bufs.rd, inb, &bmat],
-                        vec![
-                            u(count),
-                            u(s.n),
-                            u(g.fan_out),
-                            u(g.fan_in),
-                            u(self.batched_region(l)),
-                            u(in_off),
-                            u(in_rs),
-                            u(w),
-                            u(g.w_off),
-                            u(g.b_off),
-                        ],
+                        OuterParams {
+                            count: u(count),
+                            n: u(s.n),
+                            out: u(g.fan_out),
+                            fan_in: u(g.fan_in),
+                            s_off: u(self.batched_region(l)),
+                            z_off: u(in_off),
+                            z_rs: u(in_rs),
+                            w_total: u(w),
+                            w_off: u(g.w_off),
+                            b_off: u(g.b_off),
+                            ..OuterParams::default()
+                        },
                         elementwise_groups(count),
                     );
                     if l > 0 {

@@ -6,6 +6,7 @@ use super::{GpuEngine, OutputHessian, Slice, VECTOR_GROUP};
 use crate::engine::Kind;
 use crate::gpu::context::{GpuBuffer, Op};
 use crate::gpu::kernels::{elementwise_groups, Kernel, Strided};
+use crate::gpu::params::{flag, u, ActParams, RopParams, UpdateParams};
 use std::ops::Range;
 
 /// A layer's product with the unit vectors e_{col0 + b}, b < batch: z_l·V_lᵀ into R{a_l}
@@ -42,7 +43,6 @@ impl GpuEngine {
                 (&self.bufs.pre, Strided::rows(region, g.fan_out)),
                 0.0,
             );
-            let u = |x: usize| x as u32;
             let count = n * g.fan_out;
             op.dispatch(
                 Kernel::BiasAct,
@@ -53,16 +53,17 @@ impl GpuEngine {
                     &self.bufs.d1,
                     &self.bufs.d2,
                 ],
-                vec![
-                    u(count),
-                    u(g.fan_out),
-                    g.act,
-                    u((l < self.last()) as usize),
-                    u(g.b_off),
-                    u(region),
-                    u(region),
-                    u(region),
-                ],
+                ActParams {
+                    count: u(count),
+                    out: u(g.fan_out),
+                    code: g.act,
+                    store: flag(l < self.last()),
+                    bias_off: u(g.b_off),
+                    a_off: u(region),
+                    z_off: u(region),
+                    d_off: u(region),
+                    ..ActParams::default()
+                },
                 elementwise_groups(count),
             );
         }
@@ -127,9 +128,15 @@ impl GpuEngine {
                     op,
                     Kernel::MulDeriv,
                     &[&self.bufs.d1, &self.bufs.ew, &self.bufs.delta],
-                    (count, count, g.fan_in),
-                    false,
-                    [below, 0, below, 0, 0, below, 0, 0],
+                    RopParams {
+                        count: u(count),
+                        nw: u(count),
+                        w: u(g.fan_in),
+                        d_off: u(below),
+                        prod_off: u(below),
+                        rd_off: u(below),
+                        ..RopParams::default()
+                    },
                 );
             }
         }
@@ -190,18 +197,18 @@ impl GpuEngine {
                 op,
                 Kernel::RopForward,
                 &[vecs, &self.bufs.d1, &self.bufs.ra, &self.bufs.rz],
-                (batch * nw, nw, g.fan_out),
-                l < self.last(),
-                [
-                    self.region(l),
-                    0,
-                    0,
-                    self.batched_region(l),
-                    self.batched_region(l),
-                    0,
-                    v0 * w + g.b_off,
-                    w,
-                ],
+                RopParams {
+                    count: u(batch * nw),
+                    nw: u(nw),
+                    w: u(g.fan_out),
+                    store: flag(l < self.last()),
+                    d_off: u(self.region(l)),
+                    ra_off: u(self.batched_region(l)),
+                    rz_off: u(self.batched_region(l)),
+                    v_off: u(v0 * w + g.b_off),
+                    v_bs: u(w),
+                    ..RopParams::default()
+                },
             );
         }
     }
@@ -335,18 +342,30 @@ impl GpuEngine {
                         &self.bufs.ra,
                         &self.bufs.rd,
                     ],
-                    (batch * nw, nw, g.fan_in),
-                    false,
-                    [below, below, 0, below_b, 0, below_b, 0, 0],
+                    RopParams {
+                        count: u(batch * nw),
+                        nw: u(nw),
+                        w: u(g.fan_in),
+                        d_off: u(below),
+                        ew_off: u(below),
+                        ra_off: u(below_b),
+                        rd_off: u(below_b),
+                        ..RopParams::default()
+                    },
                 );
             } else {
                 self.rop(
                     op,
                     Kernel::MulDeriv,
                     &[&self.bufs.d1, &self.bufs.prod, &self.bufs.rd],
-                    (batch * nw, nw, g.fan_in),
-                    false,
-                    [below, 0, 0, 0, 0, below_b, 0, 0],
+                    RopParams {
+                        count: u(batch * nw),
+                        nw: u(nw),
+                        w: u(g.fan_in),
+                        d_off: u(below),
+                        rd_off: u(below_b),
+                        ..RopParams::default()
+                    },
                 );
             }
         }
@@ -404,25 +423,26 @@ impl GpuEngine {
         };
         let nw = s.n * w;
         let count = product.batch * nw;
-        let u = |x: usize| x as u32;
-        let mode = u(product.backward as usize) | (u(product.add as usize) << 1);
+        // mode bit 0: backward; bit 1: add to dst (update.wgsl).
+        let mode = flag(product.backward) | (flag(product.add) << 1);
         op.dispatch(
             Kernel::UnitProduct,
             &[src, dst],
-            vec![
-                u(count),
-                u(w),
-                u(d_off),
-                u(s_off),
-                u(s_rs),
-                u(product.col0),
-                0,
-                u(nw),
-                u(g.w_off),
-                u(g.fan_in),
-                u(g.fan_out),
+            UpdateParams {
+                count: u(count),
+                w: u(w),
+                d_off: u(d_off),
+                s_off: u(s_off),
+                s_bs: u(s_rs),
+                col0: u(product.col0),
+                alpha: 0.0,
+                nw: u(nw),
+                w_off: u(g.w_off),
+                fan_in: u(g.fan_in),
+                fan_out: u(g.fan_out),
                 mode,
-            ],
+                ..UpdateParams::default()
+            },
             elementwise_groups(count),
         );
     }
