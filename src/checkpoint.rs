@@ -7,10 +7,11 @@
 //! - `optimizer.<key>`: the optimizer's state tensors ([`OptimizerState`]).
 //!
 //! Header metadata, all strings:
-//! - `format` = `curvature-checkpoint`, `version` = `1`;
+//! - `format` = `curvature-checkpoint`, `version` = `2`;
 //! - `sizes`, `activations`, `loss`, `l2`: the network, as in a model file;
-//! - `optimizer` (its name), `optimizer_spec` (its full spec as text, compared
-//!   on resume), `optimizer_scalars` (JSON);
+//! - `optimizer` (its name), `optimizer_spec` (its spec in the stored form of
+//!   [`OptimizerSpec::to_stored`], `optimizer=NAME,key=value,…`, parsed back and
+//!   compared on resume), `optimizer_scalars` (JSON);
 //! - `config` (the [`TrainConfig`]), `scheduler` (the [`TrainState`] position,
 //!   counters and best value), `history` (the [`History`] so far): JSON;
 //! - `run.<key>`: the caller's own entries (the CLI stores its train arguments
@@ -19,12 +20,16 @@
 //! Every f64 in the JSON is a string in Rust's shortest round-trip form
 //! (`0.1`, `NaN`, `inf`) and is parsed back with `str::parse`, which rounds
 //! correctly: no value changes by a bit through the file.
+//!
+//! Version 1 stored the optimizer spec as its `Debug` text; this build reads
+//! version 2 only, and says so in one line for any other.
 
 use crate::activation::Activation;
 use crate::files::{read_tensors, write_tensors, FileError, NamedTensor, Overwrite, MODEL_FORMAT};
 use crate::loss::Loss;
 use crate::model::Mlp;
 use crate::optim::state::{OptimizerState, StateTensor};
+use crate::optim::OptimizerSpec;
 use crate::train::{EpochRecord, History, StopReason, TrainConfig, TrainState};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -32,8 +37,9 @@ use std::path::Path;
 
 /// The value of the `format` metadata key.
 pub const CHECKPOINT_FORMAT: &str = "curvature-checkpoint";
-/// The version this build writes and the newest it reads.
-pub const CHECKPOINT_VERSION: u32 = 1;
+/// The version this build writes and the only one it reads (2: the optimizer
+/// spec in its `key=value` stored form).
+pub const CHECKPOINT_VERSION: u32 = 2;
 
 /// An interrupted run.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,9 +48,9 @@ pub struct Checkpoint {
     /// θ (W) when the run stopped.
     pub theta: Vec<f64>,
     pub config: TrainConfig,
-    /// The optimizer's spec as text (e.g. its `Debug` form): the resumed run's
-    /// must be the same.
-    pub optimizer_spec: String,
+    /// The optimizer's spec (stored in its `key=value` form): the resumed
+    /// run's must be the same.
+    pub optimizer_spec: OptimizerSpec,
     pub optimizer: OptimizerState,
     /// The scheduler's position, History and best θ.
     pub state: TrainState,
@@ -159,7 +165,11 @@ pub fn save_checkpoint(path: &Path, c: &Checkpoint) -> Result<(), FileError> {
     meta.insert("loss".into(), c.mlp.loss().name().into());
     meta.insert("l2".into(), c.mlp.l2().to_string());
     meta.insert("optimizer".into(), c.optimizer.optimizer.clone());
-    meta.insert("optimizer_spec".into(), c.optimizer_spec.clone());
+    let spec = c
+        .optimizer_spec
+        .to_stored()
+        .map_err(|e| invalid(e.to_string()))?;
+    meta.insert("optimizer_spec".into(), spec);
     let scalars: Map<String, Value> = c
         .optimizer
         .scalars
@@ -359,6 +369,12 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, FileError> {
             "checkpoint version {version} was written by a newer curvature; this build reads up to version {CHECKPOINT_VERSION}"
         )));
     }
+    if version < CHECKPOINT_VERSION {
+        return Err(r.bad(format!(
+            "checkpoint version {version} was written by an older curvature, which stored the \
+             optimizer differently; this build reads version {CHECKPOINT_VERSION} only: start the run again"
+        )));
+    }
     let text = |key: &str| {
         meta.get(key)
             .ok_or_else(|| r.bad(format!("checkpoint metadata `{key}` is missing")))
@@ -430,6 +446,9 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, FileError> {
         scalars,
     };
 
+    let optimizer_spec = OptimizerSpec::from_stored(text("optimizer_spec")?)
+        .map_err(|e| r.bad(format!("checkpoint metadata `optimizer_spec`: {e}")))?;
+
     let cfg = r.json(&meta, "config")?;
     let config = TrainConfig {
         epochs: r.usize(&cfg, "epochs", "config")?,
@@ -465,7 +484,7 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, FileError> {
         mlp,
         theta,
         config,
-        optimizer_spec: text("optimizer_spec")?.clone(),
+        optimizer_spec,
         optimizer,
         state,
         run,

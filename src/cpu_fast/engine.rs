@@ -513,9 +513,9 @@ impl<T: Real> FastCpuEngine<T> {
         if v.nrows() == 0 {
             return Ok(out);
         }
-        let slice = out
-            .as_slice_mut()
-            .ok_or_else(|| crate::error::Error::Shape("result not contiguous".into()))?;
+        let slice = out.as_slice_mut().ok_or_else(|| {
+            crate::error::Error::Internal("the block of products is not contiguous".into())
+        })?;
         let k = v.nrows();
         self.block_into(theta, &rows, v, gauss_newton, k, slice);
         Ok(out)
@@ -670,8 +670,11 @@ impl<T: Real> Backend for FastCpuEngine<T> {
             }
             0.0
         });
-        y.into_inner()
-            .map_err(|_| crate::error::Error::Shape("outputs: a chunk panicked".into()))
+        y.into_inner().map_err(|_| {
+            crate::error::Error::Internal(
+                "outputs: a worker thread panicked while writing its chunk".into(),
+            )
+        })
     }
     fn data_products(
         &mut self,
