@@ -96,4 +96,30 @@ mod tests {
         assert!(noted.to_string().ends_with("; the last checkpoint is kept"));
         assert!(!Error::Input("bad".into()).noted("n").is_device_fault());
     }
+
+    #[test]
+    fn an_engine_failure_inside_an_optimizer_error_comes_back_as_itself() {
+        use crate::optim::OptimError;
+        let lost = Error::Gpu(GpuError::Lost {
+            op: "running `loss`".into(),
+            reason: "Destroyed".into(),
+        });
+        let back = Error::from(OptimError::Engine(lost));
+        assert!(
+            matches!(back, Error::Gpu(GpuError::Lost { .. })),
+            "{back:?}"
+        );
+        assert!(back.is_device_fault());
+        // An optimizer's own failure is kept, with its message and its type.
+        let own = Error::from(OptimError::Training("no rows".into()));
+        assert_eq!(own.to_string(), "training: no rows");
+        let Error::Optim(inner) = &own else {
+            panic!("{own:?}")
+        };
+        assert!(matches!(
+            inner.downcast_ref::<OptimError>(),
+            Some(OptimError::Training(_))
+        ));
+        assert!(!own.is_device_fault());
+    }
 }
