@@ -9,7 +9,7 @@ use super::progress::resume_hint;
 use curvature::engine::verify::VerifyState;
 use curvature::engine::{Curvature, Device};
 use curvature::files::{save_model, write_atomic, FileError};
-use curvature::plot::{self, Panel, Series};
+use curvature::plot::{self, Panel, PlotError, Series};
 use curvature::train::{accuracy, EpochRecord, History};
 use curvature::{Error, Result};
 use std::collections::HashMap;
@@ -130,8 +130,11 @@ fn write_outputs(
         overwrite,
     )?;
     write_atomic(&outputs.history, history.to_json().as_bytes(), overwrite)?;
-    plot::draw(&outputs.plot, &curves(history), overwrite)
-        .map_err(|e| Error::Input(e.to_string()))?;
+    plot::draw(&outputs.plot, &curves(history), overwrite).map_err(|e| match e {
+        // A file that cannot be written stays a file error.
+        PlotError::File(file) => Error::File(file),
+        other => Error::Input(other.to_string()),
+    })?;
     Ok(())
 }
 
