@@ -1,10 +1,20 @@
 //! `curvature`: train small MLPs on any GPU and compute the second-order
 //! structure of their loss, every result checked against a CPU reference.
+//!
+//! Exit codes: 0 success; 1 an error of the input, the files or the run; 2 a
+//! usage error (clap); 3 a fault of the GPU device (lost, out of memory, over
+//! its limits, a failed operation: [`curvature::Error::is_device_fault`]), after
+//! which the same command may succeed when run again, or with `--device cpu`;
+//! 130 / 143 interrupted by SIGINT / SIGTERM with a checkpoint written.
 
 mod cli;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+
+/// The exit code of a device fault: the input was fine, the device failed
+/// (scripts can tell it from 1 and retry, or fall back to `--device cpu`).
+const EXIT_DEVICE_FAULT: u8 = 3;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -106,9 +116,14 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
-            // One line: the error already names the file, position and what to do.
+            // One line: the error already names the file, position and what to do
+            // (a device fault: run again, or use `--device cpu`).
             eprintln!("error: {}", e.to_string().replace('\n', " "));
-            ExitCode::from(1)
+            ExitCode::from(if e.is_device_fault() {
+                EXIT_DEVICE_FAULT
+            } else {
+                1
+            })
         }
     }
 }

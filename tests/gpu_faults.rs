@@ -334,6 +334,7 @@ fn train_on_a_device_lost_mid_run_stops_with_one_line() {
     let line = the_error_line(&out);
     assert!(line.contains("the GPU device was lost while"), "{line}");
     assert_actionable(&line);
+    assert_eq!(out.status.code(), Some(3), "a device fault exits with 3");
 }
 
 #[test]
@@ -352,4 +353,5 @@ fn train_with_a_network_over_the_limit_stops_with_one_line() {
     );
     assert!(line.contains("24040 bytes"), "{line}");
     assert_actionable(&line);
+    assert_eq!(out.status.code(), Some(3), "a device fault exits with 3");
 }

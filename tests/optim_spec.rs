@@ -79,3 +79,97 @@ fn dense_methods_name_the_largest_w_they_allow() {
     }
     assert_eq!(curvature::optim::dense::max_dense_params(), 8192);
 }
+
+/// The stored form (`optimizer=NAME,key=value,…`, what a checkpoint keeps)
+/// parses back to the same spec: for every optimizer at its defaults and with
+/// every parameter set away from its default.
+#[test]
+fn the_stored_form_parses_back_to_the_same_spec() {
+    let changed = [
+        ("gd", "lr=0.37"),
+        ("momentum", "lr=0.01,momentum=0.5"),
+        ("nesterov", "momentum=0.99"),
+        ("newton", "damping=1e-6,max-dense=100"),
+        (
+            "hessian-diag",
+            "lr=0.05,min-eigval=0.3,diagonal=becker-lecun",
+        ),
+        ("lm", "damping=3.5,max-dense=4000"),
+        ("cg-fr", "line-search=hessian,restart=17"),
+        ("cg-dy", "restart=3"),
+        ("bfgs", "max-dense=77"),
+        ("lbfgs", "history=4"),
+        (
+            "hf",
+            "damping=0.1,max-cg=9,preconditioner=true,curvature-fraction=0.125",
+        ),
+    ];
+    let defaults = OPTIMIZER_NAMES.iter().map(|&name| (name, ""));
+    for (name, params) in defaults.chain(changed) {
+        let mut spec: OptimizerSpec = name.parse().unwrap();
+        spec.set_all(params).unwrap();
+        let stored = spec.to_stored().unwrap();
+        assert!(
+            stored.starts_with(&format!("optimizer={},", spec.name())),
+            "{stored}"
+        );
+        let back = OptimizerSpec::from_stored(&stored).unwrap();
+        assert_eq!(back, spec, "{name} {params}: {stored}");
+        assert_eq!(back.to_stored().unwrap(), stored);
+        // Every parameter with a value is in the stored form.
+        for key in spec.keys() {
+            if let Some(value) = spec.get(key) {
+                assert!(stored.contains(&format!("{key}={value}")), "{stored}");
+            }
+        }
+    }
+    let hf: OptimizerSpec = "hf".parse().unwrap();
+    assert_eq!(
+        hf.to_stored().unwrap(),
+        "optimizer=hessian-free,damping=1.0,max-cg=250,preconditioner=false,curvature-fraction=1.0"
+    );
+    // CG's restart is unset by default (every W iterations): not stored.
+    let cg: OptimizerSpec = "cg-pr".parse().unwrap();
+    assert_eq!(cg.to_stored().unwrap(), "optimizer=cg-pr,line-search=wolfe");
+    assert_eq!(cg.get("lr"), None);
+}
+
+#[test]
+fn stored_forms_that_do_not_parse_are_errors() {
+    for text in [
+        "",
+        "lr=0.1",
+        "gd,lr=0.1",
+        "optimizer=adam",
+        "optimizer=gd,lr=-1",
+    ] {
+        assert!(OptimizerSpec::from_stored(text).is_err(), "`{text}` parsed");
+    }
+    let err = OptimizerSpec::from_stored("optimizer=gd,momentum=0.9").unwrap_err();
+    assert!(matches!(err, OptimError::UnknownParameter { .. }), "{err}");
+    // A setting outside the keys (here gd's unused momentum) has no stored form.
+    let mut gd: OptimizerSpec = "gd".parse().unwrap();
+    if let OptimizerSpec::GradientDescent(c) = &mut gd {
+        c.momentum = 0.5;
+    }
+    let err = gd.to_stored().unwrap_err();
+    assert!(matches!(err, OptimError::StoredSpec { .. }), "{err}");
+    assert!(err.to_string().contains("optimizer=gd,lr=0.1"), "{err}");
+}
+
+/// Each optimizer's training defaults (what `curvature train` uses when
+/// --epochs, --batch-size or --checkpoint-every are not given).
+#[test]
+fn every_optimizer_owns_its_training_defaults() {
+    for name in OPTIMIZER_NAMES {
+        let d = name.parse::<OptimizerSpec>().unwrap().training_defaults();
+        let want = match name {
+            "newton" | "levenberg-marquardt" | "lm" => (20, None, 1),
+            "hessian-free" | "hf" => (30, None, 10),
+            "gd" | "momentum" | "nesterov" | "hessian-diag" => (100, Some(32), 10),
+            "bfgs" => (200, None, 100),
+            _ => (200, None, 10),
+        };
+        assert_eq!((d.epochs, d.batch_size, d.checkpoint_every), want, "{name}");
+    }
+}

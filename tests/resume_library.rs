@@ -9,7 +9,7 @@ use curvature::checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
 use curvature::engine::ReferenceEngine;
 use curvature::optim::{OptimizerSpec, StateError};
 use curvature::train::{
-    train, train_resumable, Callback, Control, DataView, History, Resume, TrainConfig,
+    train, train_resumable, Callback, Control, DataView, Engines, History, Resume, TrainConfig,
     TrainOutcome, TrainState,
 };
 use curvature::{data, Activation, Curvature, Loss, Mlp};
@@ -102,7 +102,7 @@ fn through_file(
         mlp: p.mlp.clone(),
         theta: theta.to_vec(),
         config: config.clone(),
-        optimizer_spec: format!("{spec:?}"),
+        optimizer_spec: spec.clone(),
         optimizer: optimizer.export_state(),
         state,
         run: BTreeMap::from([("note".to_string(), "library test".to_string())]),
@@ -180,7 +180,7 @@ fn check_resume(
         let outcome = train_resumable(
             &config,
             optimizer.as_mut(),
-            &mut factory(&p.mlp),
+            &mut Engines::new(factory(&p.mlp)),
             &mut theta,
             train_view,
             val_view,
@@ -329,6 +329,94 @@ fn conjugate_gradients_resume() {
     check_resume("cg-fr", "line-search=hessian", Some(50), 3, 4, 2);
 }
 
+/// The CLI's pattern: one [`Engines`] kept across every pause of a run (a
+/// pause per periodic checkpoint), the optimizer going on in memory. The
+/// engines are built once (training and validation) and the end is the
+/// uninterrupted run's, bit for bit, for mini-batches (a rebind per epoch and
+/// after each pause) and the full batch.
+#[test]
+fn engines_kept_across_pauses_are_built_once_and_change_nothing() {
+    for (name, params, batch, epochs, pause_every) in [
+        ("momentum", "lr=0.2", Some(32), 4, 3),
+        ("hessian-free", "", None, 5, 2),
+    ] {
+        let p = problem();
+        let spec = spec(name, params);
+        let config = TrainConfig {
+            epochs,
+            batch_size: batch,
+            shuffle_seed: 7,
+            ..TrainConfig::default()
+        };
+        let train_view = DataView {
+            x: p.x.view(),
+            t: p.t.view(),
+        };
+        let val_view = Some(DataView {
+            x: p.vx.view(),
+            t: p.vt.view(),
+        });
+        let mut theta_a = p.mlp.init_params(3);
+        let history_a = train(
+            &config,
+            spec.build().as_mut(),
+            &mut factory(&p.mlp),
+            &mut theta_a,
+            train_view,
+            val_view,
+            &mut [],
+        )
+        .unwrap();
+
+        let builds = std::cell::Cell::new(0);
+        let mut engines = Engines::new(|x, t| {
+            builds.set(builds.get() + 1);
+            Ok(Box::new(ReferenceEngine::new(&p.mlp, x, t)?) as Box<dyn Curvature>)
+        });
+        let mut theta = p.mlp.init_params(3);
+        let mut optimizer = spec.build();
+        let mut from = None;
+        let mut pauses = 0;
+        let history_b = loop {
+            let flag = AtomicBool::new(false);
+            let mut pauser = InterruptAfter {
+                after: pause_every,
+                seen: 0,
+                flag: &flag,
+            };
+            let outcome = train_resumable(
+                &config,
+                optimizer.as_mut(),
+                &mut engines,
+                &mut theta,
+                train_view,
+                val_view,
+                &mut [&mut pauser],
+                Resume {
+                    from: from.take(),
+                    interrupt: Some(&flag),
+                },
+            )
+            .unwrap();
+            match outcome {
+                TrainOutcome::Interrupted(state) => {
+                    pauses += 1;
+                    from = Some(*state);
+                }
+                TrainOutcome::Finished(history) => break history,
+            }
+        };
+        assert!(pauses >= 2, "{name}: only {pauses} pauses");
+        assert_eq!(builds.get(), 2, "{name}: engines rebuilt across pauses");
+        assert_eq!(
+            without_seconds(&history_b),
+            without_seconds(&history_a),
+            "{name}: histories differ"
+        );
+        assert_eq!(bits(&theta), bits(&theta_a), "{name}: final θ differs");
+    }
+}
+
 #[test]
 fn state_of_another_optimizer_or_size_is_refused() {
     let p = problem();
@@ -386,7 +474,7 @@ fn resume_refuses_another_seed_or_batch() {
     let outcome = train_resumable(
         &config,
         opt.as_mut(),
-        &mut factory(&p.mlp),
+        &mut Engines::new(factory(&p.mlp)),
         &mut theta,
         view,
         None,
@@ -419,7 +507,7 @@ fn resume_refuses_another_seed_or_batch() {
         let err = train_resumable(
             &changed,
             opt.as_mut(),
-            &mut factory(&p.mlp),
+            &mut Engines::new(factory(&p.mlp)),
             &mut theta,
             view,
             None,
@@ -479,6 +567,120 @@ fn files_that_are_not_checkpoints_are_clear_errors() {
     let err = load_checkpoint(&newer).unwrap_err().to_string();
     assert!(err.contains("version 99") && err.contains("newer"), "{err}");
     assert!(!err.contains('\n'), "one line: {err}");
+
+    // A checkpoint of the previous version (its optimizer spec in `Debug` text).
+    let (mut tensors, mut meta) = (Vec::new(), std::collections::HashMap::new());
+    tensors.push(curvature::files::NamedTensor {
+        name: "theta".into(),
+        shape: vec![1],
+        data: vec![0.0],
+    });
+    meta.insert("format".to_string(), "curvature-checkpoint".to_string());
+    meta.insert("version".to_string(), "1".to_string());
+    let older = dir.path().join("older.safetensors");
+    curvature::files::write_tensors(
+        &older,
+        &tensors,
+        meta,
+        false,
+        curvature::files::Overwrite::Refuse,
+    )
+    .unwrap();
+    let err = load_checkpoint(&older).unwrap_err().to_string();
+    assert!(
+        err.contains("older.safetensors") && err.contains("version 1") && err.contains("older"),
+        "{err}"
+    );
+    assert!(!err.contains('\n'), "one line: {err}");
+}
+
+/// The checkpoint stores the optimizer spec in its `key=value` form and
+/// compares specs: one a checkpoint cannot store faithfully is refused when
+/// writing, and a stored spec that does not parse is a clear error on loading.
+#[test]
+fn the_optimizer_spec_goes_through_the_file_as_a_spec() {
+    let p = problem();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checkpoint.safetensors");
+    let spec = spec("cg-pr", "line-search=hessian,restart=7");
+    let config = TrainConfig::default();
+    let flag = AtomicBool::new(false);
+    let mut stop = InterruptAfter {
+        after: 1,
+        seen: 0,
+        flag: &flag,
+    };
+    let mut theta = p.mlp.init_params(0);
+    let mut opt = spec.build();
+    let outcome = train_resumable(
+        &config,
+        opt.as_mut(),
+        &mut Engines::new(factory(&p.mlp)),
+        &mut theta,
+        DataView {
+            x: p.x.view(),
+            t: p.t.view(),
+        },
+        None,
+        &mut [&mut stop],
+        Resume {
+            from: None,
+            interrupt: Some(&flag),
+        },
+    )
+    .unwrap();
+    let TrainOutcome::Interrupted(state) = outcome else {
+        panic!("not interrupted")
+    };
+    let mut checkpoint = Checkpoint {
+        mlp: p.mlp.clone(),
+        theta: theta.clone(),
+        config,
+        optimizer_spec: spec.clone(),
+        optimizer: opt.export_state(),
+        state: *state,
+        run: BTreeMap::new(),
+    };
+    save_checkpoint(&path, &checkpoint).unwrap();
+    assert_eq!(load_checkpoint(&path).unwrap().optimizer_spec, spec);
+    // A stored spec that does not parse.
+    let (tensors, mut meta) = curvature::files::read_tensors(&path).unwrap();
+    assert_eq!(
+        meta["optimizer_spec"],
+        "optimizer=cg-pr,line-search=hessian,restart=7"
+    );
+    meta.insert("optimizer_spec".into(), "optimizer=adam,lr=0.1".into());
+    let garbled = dir.path().join("garbled.safetensors");
+    curvature::files::write_tensors(
+        &garbled,
+        &tensors,
+        meta,
+        false,
+        curvature::files::Overwrite::Refuse,
+    )
+    .unwrap();
+    let err = load_checkpoint(&garbled).unwrap_err().to_string();
+    assert!(
+        err.contains("optimizer_spec") && err.contains("unknown optimizer `adam`"),
+        "{err}"
+    );
+    // A setting outside the spec's keys would be lost: refused, naming the spec.
+    let curvature::optim::OptimizerSpec::ConjugateGradient(cg) = &mut checkpoint.optimizer_spec
+    else {
+        panic!("not CG")
+    };
+    cg.beta = curvature::optim::cg::BetaFormula::PolakRibierePlus;
+    cg.step_length = curvature::optim::cg::StepLength::Hessian(
+        curvature::optim::line_search::WolfeConfig::quasi_newton(),
+    );
+    let err = save_checkpoint(&dir.path().join("lossy.safetensors"), &checkpoint)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("optimizer=cg-pr,line-search=hessian,restart=7") && err.contains("cannot"),
+        "{err}"
+    );
+    assert!(!dir.path().join("lossy.safetensors").exists());
 }
 
 /// A recovery from NaN changes an optimizer's own parameters (gd's η,

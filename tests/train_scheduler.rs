@@ -5,10 +5,12 @@ mod optim_support;
 
 use curvature::optim::{OptimizerSpec, StepReport};
 use curvature::train::{accuracy, train, Callback, Control, DataView, StopReason, TrainConfig};
-use curvature::{Activation, Curvature, Loss, Mlp};
+use curvature::{Activation, Backend, Curvature, Diagonal, Kind, Loss, Mlp};
 use ndarray::{array, Array2, ArrayView2};
 use optim_support::{uniform_inputs, CPU};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::ops::Range;
+use std::rc::Rc;
 
 const N: usize = 64;
 
@@ -27,6 +29,104 @@ fn factory(
     mlp: &Mlp,
 ) -> impl FnMut(ArrayView2<f32>, ArrayView2<f32>) -> curvature::Result<Box<dyn Curvature>> + '_ {
     move |x, t| Ok((CPU.make)(mlp, x, t))
+}
+
+/// What a [`Bound`] engine does when it is given new rows.
+#[derive(Clone, Copy, PartialEq)]
+enum OnBind {
+    /// Rebinds the engine it wraps (what training does every epoch).
+    Rebind,
+    /// Builds a fresh engine for the rows instead (what training did before
+    /// engines were rebound): the results must be the same bits.
+    Rebuild,
+}
+
+/// A CPU engine that records the rows of x it is bound to: those it was built
+/// with, then those of every rebind.
+struct Bound {
+    inner: Box<dyn Curvature>,
+    mlp: Mlp,
+    on_bind: OnBind,
+    seen: Rc<RefCell<Vec<Array2<f32>>>>,
+}
+
+impl Bound {
+    fn new(
+        mlp: &Mlp,
+        x: ArrayView2<f32>,
+        t: ArrayView2<f32>,
+        on_bind: OnBind,
+        seen: Rc<RefCell<Vec<Array2<f32>>>>,
+    ) -> Bound {
+        seen.borrow_mut().push(x.to_owned());
+        Bound {
+            inner: (CPU.make)(mlp, x, t),
+            mlp: mlp.clone(),
+            on_bind,
+            seen,
+        }
+    }
+}
+
+impl Backend for Bound {
+    fn architecture(&self) -> &Mlp {
+        self.inner.architecture()
+    }
+    fn data_rows(&self) -> usize {
+        self.inner.data_rows()
+    }
+    fn data_loss(&mut self, theta: &[f64], rows: Range<usize>) -> curvature::Result<f64> {
+        self.inner.data_loss(theta, rows)
+    }
+    fn data_loss_grad(
+        &mut self,
+        theta: &[f64],
+        rows: Range<usize>,
+    ) -> curvature::Result<(f64, Vec<f64>)> {
+        self.inner.data_loss_grad(theta, rows)
+    }
+    fn network_outputs(
+        &mut self,
+        theta: &[f64],
+        rows: Range<usize>,
+    ) -> curvature::Result<Array2<f64>> {
+        self.inner.network_outputs(theta, rows)
+    }
+    fn data_products(
+        &mut self,
+        kind: Kind,
+        theta: &[f64],
+        rows: Range<usize>,
+        v: ArrayView2<f64>,
+    ) -> curvature::Result<Array2<f64>> {
+        self.inner.data_products(kind, theta, rows, v)
+    }
+    fn data_diagonal(
+        &mut self,
+        which: Diagonal,
+        theta: &[f64],
+        rows: Range<usize>,
+    ) -> curvature::Result<Vec<f64>> {
+        self.inner.data_diagonal(which, theta, rows)
+    }
+    fn data_matrix(
+        &mut self,
+        kind: Kind,
+        theta: &[f64],
+        rows: Range<usize>,
+    ) -> curvature::Result<Array2<f64>> {
+        self.inner.data_matrix(kind, theta, rows)
+    }
+    fn bind_data(&mut self, x: ArrayView2<f32>, t: ArrayView2<f32>) -> curvature::Result<()> {
+        self.seen.borrow_mut().push(x.to_owned());
+        match self.on_bind {
+            OnBind::Rebind => self.inner.bind_data(x, t),
+            OnBind::Rebuild => {
+                self.inner = (CPU.make)(&self.mlp, x, t);
+                Ok(())
+            }
+        }
+    }
 }
 
 fn gd(lr: &str) -> Box<dyn curvature::optim::Optimizer> {
@@ -84,10 +184,12 @@ fn full_batch_history_has_one_update_per_epoch_and_falls() {
 fn mini_batches_see_a_seeded_permutation_each_epoch() {
     let (x, t) = data(0);
     let mlp = mlp();
-    let seen: RefCell<Vec<Array2<f32>>> = RefCell::new(Vec::new());
+    let seen: Rc<RefCell<Vec<Array2<f32>>>> = Rc::default();
+    let builds = Cell::new(0);
     let mut recording = |bx: ArrayView2<f32>, bt: ArrayView2<f32>| {
-        seen.borrow_mut().push(bx.to_owned());
-        Ok((CPU.make)(&mlp, bx, bt))
+        builds.set(builds.get() + 1);
+        let engine = Bound::new(&mlp, bx, bt, OnBind::Rebind, seen.clone());
+        Ok(Box::new(engine) as Box<dyn Curvature>)
     };
     let config = TrainConfig {
         epochs: 3,
@@ -114,11 +216,12 @@ fn mini_batches_see_a_seeded_permutation_each_epoch() {
         3 * 4,
         "64 rows in batches of 16: 4 updates per epoch"
     );
-    let seen = seen.into_inner();
+    assert_eq!(builds.get(), 1, "one engine, built once");
+    let seen = seen.borrow().clone();
     assert_eq!(
         seen.len(),
         4,
-        "one engine for the unshuffled start, one per epoch"
+        "bound to the unshuffled start, then rebound once per epoch"
     );
     let sorted = |a: &Array2<f32>| {
         let mut rows: Vec<Vec<u32>> = a
@@ -161,6 +264,76 @@ fn mini_batches_see_a_seeded_permutation_each_epoch() {
     };
     assert_eq!(rerun(7), theta);
     assert_ne!(rerun(8), theta);
+}
+
+/// Mini-batch training builds each engine once (training, validation) and
+/// rebinds the training engine every epoch; the run is the same, bit for bit,
+/// as one that builds a fresh engine for every epoch's rows.
+#[test]
+fn rebinding_each_epoch_gives_the_bits_of_rebuilding() {
+    let (x, t) = data(0);
+    let (vx, vt) = data(1);
+    let mlp = mlp();
+    let config = TrainConfig {
+        epochs: 4,
+        batch_size: Some(24),
+        shuffle_seed: 3,
+        ..TrainConfig::default()
+    };
+    let run = |on_bind: OnBind, optimizer: &str| {
+        let seen: Rc<RefCell<Vec<Array2<f32>>>> = Rc::default();
+        let builds = Cell::new(0);
+        let mut factory = |bx: ArrayView2<f32>, bt: ArrayView2<f32>| {
+            builds.set(builds.get() + 1);
+            let engine = Bound::new(&mlp, bx, bt, on_bind, seen.clone());
+            Ok(Box::new(engine) as Box<dyn Curvature>)
+        };
+        let mut spec: OptimizerSpec = optimizer.parse().unwrap();
+        spec.set("lr", "0.5").unwrap();
+        let mut theta = vec![0.1; mlp.num_params()];
+        let mut history = train(
+            &config,
+            spec.build().as_mut(),
+            &mut factory,
+            &mut theta,
+            DataView {
+                x: x.view(),
+                t: t.view(),
+            },
+            Some(DataView {
+                x: vx.view(),
+                t: vt.view(),
+            }),
+            &mut [],
+        )
+        .unwrap();
+        for r in &mut history.records {
+            r.seconds = 0.0;
+        }
+        let bindings = seen.borrow().len();
+        (
+            theta.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            history,
+            builds.get(),
+            bindings,
+        )
+    };
+    for optimizer in ["momentum", "hessian-diag"] {
+        let (theta, history, builds, bindings) = run(OnBind::Rebind, optimizer);
+        assert_eq!(
+            builds, 2,
+            "{optimizer}: the training and the validation engine, once each"
+        );
+        assert_eq!(
+            bindings,
+            2 + 4,
+            "{optimizer}: both built, then one rebind per epoch"
+        );
+        let (rebuilt_theta, rebuilt_history, _, _) = run(OnBind::Rebuild, optimizer);
+        assert_eq!(theta, rebuilt_theta, "{optimizer}: θ differs");
+        assert_eq!(history, rebuilt_history, "{optimizer}: histories differ");
+        assert_eq!(history.updates + history.rejected, 4 * 3, "{optimizer}");
+    }
 }
 
 #[test]

@@ -31,7 +31,8 @@ pub struct HessianDiagConfig {
     pub learning_rate: f64,
     /// m, the floor on |d_i| (default 0.01).
     pub min_eigval: f64,
-    /// The diagonal used: exact (`Diagonal::Hessian`, the default) or Becker-LeCun.
+    /// The diagonal used: exact diag(H) (`Diagonal::Hessian`, the default), Becker-LeCun,
+    /// or diag(G) (`diagonal=ggn`: positive, so no floor is ever reached from below).
     pub diagonal: Diagonal,
 }
 

@@ -48,13 +48,18 @@ pub mod vector;
 
 pub use finite::{NonFinite, Point, Quantity};
 pub use guard::{Divergence, GuardConfig, Guarded, DEFAULT_MAX_FAILURES};
-pub use spec::{OptimizerSpec, OPTIMIZER_NAMES};
+pub use spec::{OptimizerSpec, TrainingDefaults, OPTIMIZER_NAMES};
 pub use state::{OptimizerState, StateError};
 
 use crate::engine::Curvature;
 use std::ops::Range;
 
 /// What can go wrong while optimizing, with the context to fix it.
+///
+/// It holds an engine's [`crate::Error`] (`Engine`), never the reverse: an
+/// `OptimError` becomes a crate `Error` by the `From` impl below, which hands
+/// an engine failure back as itself (so a device fault stays `Error::Gpu` up
+/// to `main`) and keeps every other failure in `Error::Optim`.
 #[derive(Debug, thiserror::Error)]
 pub enum OptimError {
     /// An engine operation failed (shapes, device).
@@ -99,6 +104,10 @@ pub enum OptimError {
     /// updates in a row failed. θ holds the last finite parameters.
     #[error("{0}")]
     Diverged(Box<Divergence>),
+    /// A stored optimizer spec (a checkpoint's) that does not parse, or a spec
+    /// with settings its stored form cannot hold.
+    #[error("optimizer spec `{text}`: {reason}")]
+    StoredSpec { text: String, reason: String },
     /// The data given to `train` hold a NaN or ∞.
     #[error("the {what} hold {value} at row {row}, column {col}: remove or impute that cell before training")]
     NonFiniteData {
@@ -110,6 +119,16 @@ pub enum OptimError {
 }
 
 pub type Result<T, E = OptimError> = std::result::Result<T, E>;
+
+impl From<OptimError> for crate::Error {
+    fn from(e: OptimError) -> crate::Error {
+        match e {
+            // The engine's own error, not wrapped (its message once, its type kept).
+            OptimError::Engine(inner) => inner,
+            other => crate::Error::Optim(Box::new(other)),
+        }
+    }
+}
 
 /// What one [`Optimizer::step`] did.
 #[derive(Clone, Debug, PartialEq)]

@@ -1,0 +1,190 @@
+//! `curvature train`'s arguments, and their stored form: the `--key=value`
+//! words a checkpoint keeps ([`to_argv`]) and parses back on `--resume`
+//! ([`reparse`]).
+
+use super::super::common::DeviceArgs;
+use clap::Args;
+use curvature::data;
+use curvature::files::Overwrite;
+use std::path::{Path, PathBuf};
+
+/// The optimizer of the main job: Hessian-free (Gauss-Newton products and CG,
+/// Martens 2010), the second-order method that reaches ≥ 97% test accuracy on
+/// digits in seconds without forming a W×W matrix (see the README's table).
+const DEFAULT_OPTIMIZER: &str = "hessian-free";
+
+/// The arguments that define a run: `--resume` takes them from the checkpoint
+/// and refuses them on its command line (clap ids: the field names).
+const RUN_DEFINING_ARGS: [&str; 19] = [
+    "data",
+    "hidden",
+    "activation",
+    "loss",
+    "optimizer",
+    "params",
+    "batch_size",
+    "l2",
+    "seed",
+    "test_fraction",
+    "validation_fraction",
+    "patience",
+    "verify_every",
+    "run_dir",
+    "out",
+    "plot",
+    "force",
+    "device",
+    "adapter",
+];
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// The data: digits, mnist10k, xor, gaussians, study-hours, a CSV file (target last,
+    /// classification), `IMAGES,LABELS` IDX files, or a `*-images-idx3-*` file.
+    #[arg(long, default_value = "digits")]
+    pub data: String,
+    /// Hidden layer widths, comma-separated (`none` for a network without hidden layers).
+    #[arg(long, default_value = "50")]
+    pub hidden: String,
+    /// Hidden activation: one for every hidden layer, or one per hidden layer (comma-separated):
+    /// identity, sigmoid, tanh, relu, leaky_relu, elu, softplus.
+    #[arg(long, default_value = "sigmoid")]
+    pub activation: String,
+    /// Loss: ce (softmax output), bce (sigmoid output), sse or mse (identity output).
+    /// Default: ce for several classes, bce for two classes with one 0/1 target, sse for regression.
+    #[arg(long)]
+    pub loss: Option<String>,
+    /// Optimizer: gd, momentum, nesterov, newton, hessian-diag, levenberg-marquardt (lm),
+    /// cg-fr, cg-pr, cg-hs, cg-dy, bfgs, lbfgs, hessian-free (hf).
+    #[arg(long, default_value = DEFAULT_OPTIMIZER)]
+    pub optimizer: String,
+    /// Optimizer parameters, `key=value,...` (e.g. `lr=0.1,momentum=0.9`, `damping=1`,
+    /// `line-search=hessian`); an unknown key lists the known ones.
+    #[arg(long = "set", value_name = "KEY=VALUE,...", default_value = "")]
+    pub params: String,
+    /// Passes over the training data (default: 20 for newton and lm, 30 for hessian-free,
+    /// 200 for CG and quasi-Newton, 100 for first-order methods).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Rows per update (default: the full batch for second-order and line-search methods,
+    /// 32 for first-order ones).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// λ of the L2 penalty (λ/2)‖W‖² on weights.
+    #[arg(long, default_value_t = 1e-3)]
+    pub l2: f64,
+    /// Seed of the initial weights, the split and the mini-batch shuffle.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Fraction of the data held out for the final test (mnist10k: its natural 8000/2000 split
+    /// at the default).
+    #[arg(long, default_value_t = data::DEFAULT_TEST_FRACTION)]
+    pub test_fraction: f64,
+    /// Fraction of the training part held out to validate every epoch (0: none).
+    #[arg(long, default_value_t = 0.1)]
+    pub validation_fraction: f64,
+    /// Stop after this many epochs without a better validation loss, keeping the best weights.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Recompute the loss, gradient and curvature product of the first update and of every K-th
+    /// with the CPU reference and stop if they disagree (0: the first update only).
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub verify_every: usize,
+    /// The run directory for the model, history and picture (default: runs/<date-time>/).
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Write the model to this file instead (history and picture go beside it).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The picture of the loss and accuracy curves (.png or .svg).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Replace files that exist.
+    #[arg(long)]
+    pub force: bool,
+    /// Plain lines instead of a progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Write the run's checkpoint (`checkpoint.safetensors` in the run directory, or
+    /// `<out>.checkpoint.safetensors` beside --out) every N epochs; 0: only on SIGINT/SIGTERM,
+    /// which always write one. Default: 1 for newton and lm (slow epochs, a one-number state),
+    /// 100 for bfgs (its W×W state: 113 MB at W = 3760), 10 for the others.
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<usize>,
+    /// Continue the run saved in this checkpoint: same data, split, network, optimizer, device
+    /// and output files. Only --epochs (to extend the run), --quiet and --checkpoint-every may
+    /// be given beside it.
+    #[arg(long, value_name = "FILE", conflicts_with_all = RUN_DEFINING_ARGS)]
+    pub resume: Option<PathBuf>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+impl TrainArgs {
+    /// Whether files that exist may be replaced (`--force`).
+    pub(super) fn overwrite(&self) -> Overwrite {
+        if self.force {
+            Overwrite::Allow
+        } else {
+            Overwrite::Refuse
+        }
+    }
+}
+
+/// The arguments that define a run, as `--key=value` strings for [`reparse`]:
+/// all but the output paths (stored resolved beside them), --quiet,
+/// --checkpoint-every and --resume. A data file's path is made absolute so a
+/// resume from another directory still finds it.
+pub(super) fn to_argv(a: &TrainArgs) -> Vec<String> {
+    let data = if a.data.contains(['/', '.', '\\']) && Path::new(&a.data).exists() {
+        std::path::absolute(&a.data).map_or(a.data.clone(), |p| p.display().to_string())
+    } else {
+        a.data.clone()
+    };
+    let mut v = vec![
+        format!("--data={data}"),
+        format!("--hidden={}", a.hidden),
+        format!("--activation={}", a.activation),
+        format!("--optimizer={}", a.optimizer),
+        format!("--set={}", a.params),
+        // Display of f64 is the shortest text that parses back to the same bits.
+        format!("--l2={}", a.l2),
+        format!("--seed={}", a.seed),
+        format!("--test-fraction={}", a.test_fraction),
+        format!("--validation-fraction={}", a.validation_fraction),
+        format!("--verify-every={}", a.verify_every),
+        format!(
+            "--device={}",
+            format!("{:?}", a.device.device).to_ascii_lowercase()
+        ),
+    ];
+    let optional = [
+        ("loss", a.loss.clone()),
+        ("epochs", a.epochs.map(|e| e.to_string())),
+        ("batch-size", a.batch_size.map(|b| b.to_string())),
+        ("patience", a.patience.map(|p| p.to_string())),
+        ("adapter", a.device.adapter.clone()),
+    ];
+    for (key, value) in optional {
+        if let Some(value) = value {
+            v.push(format!("--{key}={value}"));
+        }
+    }
+    if a.force {
+        v.push("--force".into());
+    }
+    v
+}
+
+/// Parses stored train arguments (`--key=value` strings, [`to_argv`]) as the
+/// command line would.
+pub(super) fn reparse(argv: &[String]) -> std::result::Result<TrainArgs, clap::Error> {
+    #[derive(clap::Parser)]
+    #[command(name = "curvature train")]
+    struct Reparse {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+    let words = std::iter::once("curvature-train".to_string()).chain(argv.iter().cloned());
+    Ok(<Reparse as clap::Parser>::try_parse_from(words)?.args)
+}

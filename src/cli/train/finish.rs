@@ -1,0 +1,211 @@
+//! After training: the verification summary, refusing a diverged θ, the test
+//! figures, the model, history and picture written, the summary lines, and the
+//! superseded checkpoint removed.
+
+use super::args::TrainArgs;
+use super::outputs::Outputs;
+use super::prepare::Prepared;
+use super::progress::resume_hint;
+use curvature::engine::verify::VerifyState;
+use curvature::engine::{Curvature, Device};
+use curvature::files::{save_model, write_atomic, FileError};
+use curvature::plot::{self, Panel, PlotError, Series};
+use curvature::train::{accuracy, EpochRecord, History};
+use curvature::{Error, Result};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// What training produced.
+pub(super) struct Trained {
+    pub theta: Vec<f64>,
+    pub history: History,
+    /// Wall time of the whole run, time before an interruption included (s).
+    pub wall_seconds: f64,
+    /// The last checkpoint written or resumed from, and where it stands.
+    pub last_checkpoint: Option<(PathBuf, String)>,
+}
+
+/// (E, accuracy, rows) of the final θ on the test rows.
+type TestFigures = (f64, Option<f64>, usize);
+
+/// Ends a finished run: `Ok(None)` once its outputs are written.
+pub(super) fn finish(
+    args: &TrainArgs,
+    prepared: &Prepared,
+    outputs: &Outputs,
+    device: &Device,
+    verify: &VerifyState,
+    trained: Trained,
+) -> Result<Option<u8>> {
+    report_verification(verify, device);
+    refuse_diverged(&trained)?;
+    let test = test_figures(device, prepared, &trained.theta)?;
+    write_outputs(args, prepared, outputs, &trained)?;
+    print_summary(&trained, test, outputs);
+    // The run finished and its outputs are written: its checkpoint is superseded.
+    if outputs.checkpoint.exists() {
+        std::fs::remove_file(&outputs.checkpoint).map_err(|source| FileError::Write {
+            path: outputs.checkpoint.clone(),
+            source,
+        })?;
+    }
+    Ok(None)
+}
+
+/// On a GPU: how the device compared with the CPU reference.
+fn report_verification(verify: &VerifyState, device: &Device) {
+    match verify.worst() {
+        Some((rel, quantity, update)) => println!(
+            "verified against the CPU reference: {} checks, worst relative error {rel:.2e} ({quantity}, update {update})",
+            verify.checks.borrow().len()
+        ),
+        None if device.is_gpu() => println!("verification: no update was made, nothing to compare"),
+        None => {}
+    }
+}
+
+/// A θ that is not finite is no model: an error naming the last checkpoint.
+fn refuse_diverged(trained: &Trained) -> Result<()> {
+    if trained.theta.iter().all(|x| x.is_finite()) {
+        return Ok(());
+    }
+    let note = match &trained.last_checkpoint {
+        Some((path, at)) => format!(
+            "; the last checkpoint ({at}) is kept: {}",
+            resume_hint(path)
+        ),
+        None => String::new(),
+    };
+    Err(Error::Input(format!(
+        "training diverged (a parameter is not finite) after {} updates: try more damping, a smaller \
+         learning rate or another optimizer; no model was written{note}",
+        trained.history.updates
+    )))
+}
+
+/// The final test figures, on the device (None without test rows).
+fn test_figures(
+    device: &Device,
+    prepared: &Prepared,
+    theta: &[f64],
+) -> Result<Option<TestFigures>> {
+    let Some(test) = &prepared.test_set else {
+        return Ok(None);
+    };
+    let mut engine = device.engine(&prepared.mlp, test.x.view(), test.t.view())?;
+    let rows = 0..test.len();
+    let loss = engine.loss(theta, rows.clone())?;
+    let y = engine.outputs(theta, rows)?;
+    Ok(Some((loss, accuracy(&y, test.t.view()), test.len())))
+}
+
+/// The model (with the split and the data's scaling in its metadata), the
+/// history and the picture.
+fn write_outputs(
+    args: &TrainArgs,
+    prepared: &Prepared,
+    outputs: &Outputs,
+    trained: &Trained,
+) -> Result<()> {
+    let overwrite = args.overwrite();
+    let full = &prepared.full;
+    let history = &trained.history;
+    let mut meta = HashMap::new();
+    meta.insert("data".to_string(), full.name.clone());
+    meta.insert("split_seed".to_string(), args.seed.to_string());
+    meta.insert("test_fraction".to_string(), args.test_fraction.to_string());
+    meta.insert("optimizer".to_string(), prepared.spec.name().to_string());
+    meta.insert("epochs".to_string(), history.last_epoch().to_string());
+    if let Some(scaling) = &full.scaling {
+        meta.insert("scaling".to_string(), scaling.to_metadata());
+    }
+    if let Some(names) = &full.class_names {
+        meta.insert("class_names".to_string(), names.join(","));
+    }
+    save_model(
+        &outputs.model,
+        &prepared.mlp,
+        &trained.theta,
+        &meta,
+        overwrite,
+    )?;
+    write_atomic(&outputs.history, history.to_json().as_bytes(), overwrite)?;
+    plot::draw(&outputs.plot, &curves(history), overwrite).map_err(|e| match e {
+        // A file that cannot be written stays a file error.
+        PlotError::File(file) => Error::File(file),
+        other => Error::Input(other.to_string()),
+    })?;
+    Ok(())
+}
+
+/// The closing lines: final figures and where the files are.
+fn print_summary(trained: &Trained, test: Option<TestFigures>, outputs: &Outputs) {
+    let history = &trained.history;
+    if let Some(last) = history.last() {
+        println!(
+            "final train loss {:.5}{}",
+            last.train_loss,
+            last.train_accuracy
+                .map_or(String::new(), |a| format!(", train accuracy {:.4}", a))
+        );
+    }
+    match test {
+        Some((loss, Some(acc), n)) => {
+            println!("test loss {loss:.5}, test accuracy {acc:.4} ({n} rows)")
+        }
+        Some((loss, None, n)) => println!("test loss {loss:.5} ({n} rows)"),
+        None => println!("no test rows (test fraction 0)"),
+    }
+    println!(
+        "{} epochs, {} updates ({} rejected), stopped: {:?}, wall time {:.2} s",
+        history.last_epoch(),
+        history.updates,
+        history.rejected,
+        history.stop,
+        trained.wall_seconds
+    );
+    println!("model   {}", outputs.model.display());
+    println!("history {}", outputs.history.display());
+    println!("curves  {}", outputs.plot.display());
+}
+
+/// The loss and accuracy panels of the picture.
+fn curves(history: &History) -> Vec<Panel> {
+    let series = |label: &str, f: &dyn Fn(&EpochRecord) -> Option<f64>| Series {
+        label: label.to_string(),
+        points: history
+            .records
+            .iter()
+            .filter_map(|r| f(r).map(|v| (r.epoch as f64, v)))
+            .collect(),
+    };
+    let mut loss = vec![series("train", &|r| Some(r.train_loss))];
+    let val = series("validation", &|r| r.val_loss);
+    if !val.points.is_empty() {
+        loss.push(val);
+    }
+    let mut panels = vec![Panel {
+        title: format!("loss ({})", history.optimizer),
+        x_label: "epoch".into(),
+        y_label: "E(θ)".into(),
+        series: loss,
+        log_y: history.records.iter().all(|r| r.train_loss > 0.0),
+    }];
+    let acc: Vec<Series> = [
+        series("train", &|r| r.train_accuracy),
+        series("validation", &|r| r.val_accuracy),
+    ]
+    .into_iter()
+    .filter(|s| !s.points.is_empty())
+    .collect();
+    if !acc.is_empty() {
+        panels.push(Panel {
+            title: "accuracy".into(),
+            x_label: "epoch".into(),
+            y_label: "fraction correct".into(),
+            series: acc,
+            log_y: false,
+        });
+    }
+    panels
+}

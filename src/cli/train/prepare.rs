@@ -1,0 +1,149 @@
+//! Everything a run is built from, before any output is planned: the data and
+//! its splits, the network, the optimizer spec and the training config (its
+//! defaults from the spec, [`OptimizerSpec::training_defaults`]).
+
+use super::super::common::split_spec;
+use super::args::TrainArgs;
+use curvature::data::{self, Dataset, SplitSpec, Task};
+use curvature::optim::OptimizerSpec;
+use curvature::train::TrainConfig;
+use curvature::{Activation, Error, Loss, Mlp, Result};
+
+/// The parts of a run.
+pub(super) struct Prepared {
+    pub spec: OptimizerSpec,
+    /// The whole data set (its name, scaling and class names go into the model file).
+    pub full: Dataset,
+    pub train_set: Dataset,
+    pub val_set: Option<Dataset>,
+    pub test_set: Option<Dataset>,
+    pub mlp: Mlp,
+    pub config: TrainConfig,
+}
+
+/// Loads the data, splits it, builds the network, the optimizer spec and the config.
+pub(super) fn prepare(args: &TrainArgs) -> Result<Prepared> {
+    let mut spec: OptimizerSpec = args.optimizer.parse()?;
+    spec.set_all(&args.params)?;
+    if args.batch_size == Some(0) {
+        return Err(Error::Input(
+            "--batch-size 0: give a positive batch size, or leave it out for the default".into(),
+        ));
+    }
+
+    // Data: test split, then a validation part of the training rows.
+    let full = data::load_path(&args.data)?;
+    let loss = choose_loss(args.loss.as_deref(), &full)?;
+    let full = if loss == Loss::Ce && full.num_outputs() == 1 {
+        full.with_one_hot_targets()
+    } else {
+        full
+    };
+    let parts = data::split(
+        &full,
+        &split_spec(&full.name, args.test_fraction, args.seed),
+    )?;
+    let (train_set, val_set) = if args.validation_fraction > 0.0 {
+        let inner = data::split(
+            &parts.train,
+            &SplitSpec::Shuffled {
+                test_fraction: args.validation_fraction,
+                seed: args.seed.wrapping_add(1),
+            },
+        )?;
+        (inner.train, Some(inner.test).filter(|v| !v.is_empty()))
+    } else {
+        (parts.train, None)
+    };
+    let test_set = Some(parts.test).filter(|t| !t.is_empty());
+    let mlp = build_mlp(args, &full, loss)?;
+    let defaults = spec.training_defaults();
+    let config = TrainConfig {
+        epochs: args.epochs.unwrap_or(defaults.epochs),
+        batch_size: args.batch_size.or(defaults.batch_size),
+        shuffle_seed: args.seed,
+        patience: args.patience,
+        ..TrainConfig::default()
+    };
+    Ok(Prepared {
+        spec,
+        full,
+        train_set,
+        val_set,
+        test_set,
+        mlp,
+        config,
+    })
+}
+
+/// The loss by name, or the default for the data's task.
+fn choose_loss(name: Option<&str>, ds: &Dataset) -> Result<Loss> {
+    if let Some(name) = name {
+        let loss: Loss = name
+            .parse()
+            .map_err(|e: curvature::loss::UnknownLoss| Error::Input(e.to_string()))?;
+        if loss == Loss::Ce && ds.task == Task::Regression {
+            return Err(Error::Input(format!(
+                "loss ce needs class targets but `{}` is a regression data set: use sse or mse",
+                ds.name
+            )));
+        }
+        return Ok(loss);
+    }
+    Ok(match ds.task {
+        Task::Classification { .. } if ds.num_outputs() == 1 => Loss::Bce,
+        Task::Classification { .. } => Loss::Ce,
+        Task::Regression => Loss::Sse,
+    })
+}
+
+/// The network: the data's widths around `--hidden`, `--activation` in the
+/// hidden layers and the output activation that goes with the loss.
+fn build_mlp(args: &TrainArgs, ds: &Dataset, loss: Loss) -> Result<Mlp> {
+    let hidden = hidden_widths(&args.hidden)?;
+    let acts: Vec<Activation> = args
+        .activation
+        .split(',')
+        .map(|s| {
+            s.parse::<Activation>()
+                .map_err(|e| Error::Input(e.to_string()))
+        })
+        .collect::<Result<_>>()?;
+    let hidden_acts = match acts.len() {
+        1 => vec![acts[0]; hidden.len()],
+        n if n == hidden.len() => acts,
+        n => {
+            return Err(Error::Input(format!(
+                "--activation gives {n} activations for {} hidden layers: give one, or one per hidden layer",
+                hidden.len()
+            )))
+        }
+    };
+    let mut sizes = vec![ds.num_inputs()];
+    sizes.extend(&hidden);
+    sizes.push(ds.num_outputs());
+    let output = match loss {
+        Loss::Ce => Activation::Softmax,
+        Loss::Bce => Activation::Sigmoid,
+        Loss::Sse | Loss::Mse => Activation::Identity,
+    };
+    let mut all_acts = hidden_acts;
+    all_acts.push(output);
+    Ok(Mlp::new(&sizes, &all_acts, loss, args.l2)?)
+}
+
+/// `--hidden`: comma-separated widths, or `none` (or nothing) for no hidden layer.
+fn hidden_widths(text: &str) -> Result<Vec<usize>> {
+    if text.trim().eq_ignore_ascii_case("none") || text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|s| {
+            s.trim().parse::<usize>().map_err(|_| {
+                Error::Input(format!(
+                    "--hidden `{text}`: widths must be whole numbers, e.g. `50` or `128,64`"
+                ))
+            })
+        })
+        .collect()
+}

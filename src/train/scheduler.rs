@@ -1,0 +1,307 @@
+//! The scheduler loop: epochs of contiguous batches, an evaluation after each
+//! epoch, early stopping, callbacks, and pausing at an update boundary.
+//!
+//! Its whole mutable state is a [`TrainState`] (the position, the epoch's
+//! counters, the History, the best θ): a pause hands that state back as it
+//! is, and a resumed run continues from it.
+
+use super::callback::{any_stop, Callback};
+use super::config::{DataView, TrainConfig};
+use super::engines::BoundEngines;
+use super::evaluate::evaluate;
+use super::history::{EpochRecord, History, StopReason};
+use super::resume::{TrainOutcome, TrainState};
+use super::shuffle::{epoch_permutation, permuted};
+use crate::optim::{GuardConfig, Guarded, Optimizer, Result};
+use ndarray::{Array2, ArrayView2};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Wall time of a run, counting on from the time before an interruption.
+pub(super) struct Clock {
+    start: Instant,
+    before: f64,
+}
+
+impl Clock {
+    /// Starts now; a resumed run counts on from its state's elapsed seconds.
+    pub(super) fn start(from: Option<&TrainState>) -> Clock {
+        Clock {
+            start: Instant::now(),
+            before: from.map_or(0.0, |s| s.elapsed_seconds),
+        }
+    }
+
+    /// Seconds of the run so far (s).
+    fn elapsed(&self) -> f64 {
+        self.before + self.start.elapsed().as_secs_f64()
+    }
+}
+
+/// The guard's view of a run: its bound, the updates per epoch (so that it
+/// names the epoch of a failure), the updates already made before `from`, and
+/// the largest |x| (unscaled inputs are a likely cause of overflow).
+pub(super) fn guard_config(
+    config: &TrainConfig,
+    train: DataView,
+    batch: usize,
+    from: Option<&TrainState>,
+) -> GuardConfig {
+    let input_scale = train
+        .x
+        .iter()
+        .fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
+    let updates_per_epoch = train.x.nrows().div_ceil(batch);
+    GuardConfig {
+        max_failures: config.max_failures,
+        updates_per_epoch: Some(updates_per_epoch),
+        // A resumed run numbers its updates on from where it stopped.
+        updates_before: from.map_or(0, |s| s.updates_before(updates_per_epoch)),
+        input_scale: Some(input_scale),
+        failures_in_a_row: from.map_or(0, |s| s.failures_in_a_row),
+    }
+}
+
+/// How an epoch ended.
+enum EpochEnd {
+    /// Go on with the next epoch.
+    Next,
+    /// Training ends, for this reason.
+    Stopped(StopReason),
+    /// The interrupt flag was raised: hand the state back.
+    Paused,
+}
+
+/// How an epoch's batches ended.
+enum Batches {
+    /// All of them ran.
+    Done,
+    /// A callback asked to stop after an update.
+    StoppedByCallback,
+    /// The interrupt flag was raised between two updates.
+    Paused,
+}
+
+/// One call of the scheduler: the run's fixed parts and what it works on
+/// (the optimizer's own lifetime `'o`: the guard holds it invariantly).
+pub(super) struct Scheduler<'a, 'c, 'o> {
+    pub(super) config: &'a TrainConfig,
+    pub(super) train: DataView<'a>,
+    pub(super) validation: Option<DataView<'a>>,
+    /// B = min(batch size, N).
+    pub(super) batch: usize,
+    pub(super) interrupt: Option<&'a AtomicBool>,
+    pub(super) clock: Clock,
+    pub(super) optimizer: Guarded<'o>,
+    pub(super) engines: &'a mut BoundEngines,
+    pub(super) theta: &'a mut [f64],
+    pub(super) callbacks: &'a mut [&'c mut dyn Callback],
+}
+
+impl Scheduler<'_, '_, '_> {
+    /// Runs epochs from `from` (None: records the starting point first) until
+    /// the last epoch, a stop, or the interrupt flag.
+    pub(super) fn run(mut self, from: Option<TrainState>) -> Result<TrainOutcome> {
+        let mut state = match from {
+            Some(state) => state,
+            None => self.starting_state()?,
+        };
+        while state.epoch <= self.config.epochs {
+            match self.run_epoch(&mut state)? {
+                EpochEnd::Next => state.next_epoch(),
+                EpochEnd::Stopped(reason) => {
+                    state.history.stop = reason;
+                    break;
+                }
+                EpochEnd::Paused => {
+                    return Ok(TrainOutcome::Interrupted(Box::new(self.paused(state))));
+                }
+            }
+        }
+        for cb in self.callbacks.iter_mut() {
+            cb.on_train_end(&state.history);
+        }
+        Ok(TrainOutcome::Finished(state.history))
+    }
+
+    fn rows(&self) -> usize {
+        self.train.x.nrows()
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupt
+            .is_some_and(|flag| flag.load(Ordering::SeqCst))
+    }
+
+    /// A fresh run: epoch 0's record (θ as given) is the best so far.
+    fn starting_state(&mut self) -> Result<TrainState> {
+        let mut history = History::new(self.optimizer.name());
+        let start = self.record(self.train.t, 0, 0, 0)?;
+        let best_value = start.monitored();
+        history.records.push(start);
+        Ok(TrainState {
+            epoch: 1,
+            next_row: 0,
+            epoch_updates: 0,
+            epoch_rejected: 0,
+            history,
+            best_value,
+            best_epoch: 0,
+            best_theta: self.theta.to_vec(),
+            shuffle_seed: self.config.shuffle_seed,
+            train_rows: self.rows(),
+            batch_size: self.batch,
+            elapsed_seconds: 0.0,
+            failures_in_a_row: 0,
+        })
+    }
+
+    /// The state to hand back at a pause: the position as it is, with the
+    /// wall time and the guard's streak of failures at this moment.
+    fn paused(&self, mut state: TrainState) -> TrainState {
+        state.elapsed_seconds = self.clock.elapsed();
+        state.failures_in_a_row = self.optimizer.failures_in_a_row();
+        state
+    }
+
+    /// The epoch `state.epoch` from `state.next_row` on, then its evaluation.
+    fn run_epoch(&mut self, state: &mut TrainState) -> Result<EpochEnd> {
+        if state.next_row == 0 {
+            if self.interrupted() {
+                return Ok(EpochEnd::Paused);
+            }
+            let epoch = state.epoch;
+            if any_stop(self.callbacks, |cb| cb.on_epoch_start(epoch)) {
+                return Ok(EpochEnd::Stopped(StopReason::Callback));
+            }
+        }
+        let shuffled_targets = self.bind_epoch_rows(state.epoch)?;
+        let stopped_by_callback = match self.run_batches(state)? {
+            Batches::Done => false,
+            Batches::StoppedByCallback => true,
+            Batches::Paused => return Ok(EpochEnd::Paused),
+        };
+        let targets = shuffled_targets.as_ref().map_or(self.train.t, |t| t.view());
+        self.end_epoch(state, targets, stopped_by_callback)
+    }
+
+    /// Mini-batches: rebinds the training engine to this epoch's permutation
+    /// of the rows (its buffers kept, only the rows uploaded), tells the
+    /// optimizer that what it cached belongs to the old rows, and returns the
+    /// targets in the new order. The full batch keeps the rows as given (None).
+    fn bind_epoch_rows(&mut self, epoch: usize) -> Result<Option<Array2<f32>>> {
+        let n = self.rows();
+        if self.batch == n {
+            return Ok(None);
+        }
+        let perm = epoch_permutation(n, self.config.shuffle_seed, epoch);
+        let (x, t) = permuted(self.train, &perm);
+        self.engines.training.rebind(x.view(), t.view())?;
+        self.optimizer.forget_cached();
+        Ok(Some(t))
+    }
+
+    /// The updates on the batches next_row..next_row+B, … of the epoch,
+    /// counting accepted and rejected ones into the state.
+    fn run_batches(&mut self, state: &mut TrainState) -> Result<Batches> {
+        let n = self.rows();
+        while state.next_row < n {
+            let rows = state.next_row..(state.next_row + self.batch).min(n);
+            state.next_row = rows.end;
+            let report = self
+                .optimizer
+                .step(self.engines.training.as_mut(), self.theta, rows)?;
+            if report.accepted {
+                state.epoch_updates += 1;
+            } else {
+                state.epoch_rejected += 1;
+            }
+            if any_stop(self.callbacks, |cb| cb.on_update_end(&report)) {
+                return Ok(Batches::StoppedByCallback);
+            }
+            // After the epoch's last update its evaluation comes first; the
+            // flag is seen at the next epoch's start.
+            if state.next_row < n && self.interrupted() {
+                return Ok(Batches::Paused);
+            }
+        }
+        Ok(Batches::Done)
+    }
+
+    /// Adds the epoch's counts and record to the History, then decides: a
+    /// callback's stop, divergence, a new best θ, early stopping.
+    /// `train_targets` are in the training engine's row order.
+    fn end_epoch(
+        &mut self,
+        state: &mut TrainState,
+        train_targets: ArrayView2<f32>,
+        stopped_by_callback: bool,
+    ) -> Result<EpochEnd> {
+        state.history.updates += state.epoch_updates;
+        state.history.rejected += state.epoch_rejected;
+        let record = self.record(
+            train_targets,
+            state.epoch,
+            state.epoch_updates,
+            state.epoch_rejected,
+        )?;
+        let diverged = !record.train_loss.is_finite();
+        let value = record.monitored();
+        state.history.records.push(record);
+        if stopped_by_callback {
+            return Ok(EpochEnd::Stopped(StopReason::Callback));
+        }
+        if diverged {
+            return Ok(EpochEnd::Stopped(StopReason::Diverged));
+        }
+        if value < state.best_value - self.config.min_delta {
+            state.best_value = value;
+            state.best_epoch = state.epoch;
+            state.best_theta.clear();
+            state.best_theta.extend_from_slice(self.theta);
+        } else if let Some(patience) = self.config.patience {
+            if state.epoch - state.best_epoch >= patience {
+                if self.config.restore_best {
+                    self.theta.copy_from_slice(&state.best_theta);
+                }
+                return Ok(EpochEnd::Stopped(StopReason::EarlyStopping {
+                    best_epoch: state.best_epoch,
+                }));
+            }
+        }
+        if any_stop(self.callbacks, |cb| cb.on_epoch_end(&state.history)) {
+            return Ok(EpochEnd::Stopped(StopReason::Callback));
+        }
+        Ok(EpochEnd::Next)
+    }
+
+    /// Evaluates θ on the training engine (`train_targets` in its row order)
+    /// and the validation engine into the record of `epoch`.
+    fn record(
+        &mut self,
+        train_targets: ArrayView2<f32>,
+        epoch: usize,
+        updates: usize,
+        rejected: usize,
+    ) -> Result<EpochRecord> {
+        let (train_loss, train_accuracy) =
+            evaluate(self.engines.training.as_mut(), self.theta, train_targets)?;
+        let (val_loss, val_accuracy) = match (&mut self.engines.validation, self.validation) {
+            (Some(engine), Some(v)) => {
+                let (loss, accuracy) = evaluate(engine.as_mut(), self.theta, v.t)?;
+                (Some(loss), accuracy)
+            }
+            _ => (None, None),
+        };
+        Ok(EpochRecord {
+            epoch,
+            train_loss,
+            train_accuracy,
+            val_loss,
+            val_accuracy,
+            seconds: self.clock.elapsed(),
+            updates,
+            rejected,
+        })
+    }
+}
