@@ -8,12 +8,16 @@
 
 pub mod diagonal;
 pub mod finite_diff;
+pub mod fisher;
 pub mod hessian;
+pub mod kfac;
 pub mod outer_product;
 pub mod passes;
 
 pub use diagonal::*;
 pub use finite_diff::*;
+pub use fisher::*;
 pub use hessian::*;
+pub use kfac::*;
 pub use outer_product::*;
 pub use passes::*;

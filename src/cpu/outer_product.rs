@@ -23,7 +23,7 @@ use ndarray::{s, Array2, ArrayView2};
 
 /// The factor C (K, K) of one sample's Gauss-Newton output Hessian: row k is
 /// c_k with Σ_k c_k c_kᵀ = H_out,GN (`Loss::gauss_newton_factor`).
-fn output_factor(loss: Loss, act: Activation, a: &[f64], t: &[f64]) -> Array2<f64> {
+pub(crate) fn output_factor(loss: Loss, act: Activation, a: &[f64], t: &[f64]) -> Array2<f64> {
     let k = a.len();
     Array2::from_shape_vec((k, k), loss.gauss_newton_factor(act, a, t))
         .unwrap_or_else(|_| Array2::zeros((k, k)))
