@@ -1,7 +1,7 @@
 //! `FastCpuEngine<T>`: every curvature operation on the CPU in f32 or f64 with
 //! faer's GEMM, the same algorithms as the f64 reference
 //! (`cpu/`), which stays the specification this engine is parity-tested
-//! against (`tests/parity_cpu_fast.rs`).
+//! against (`tests/parity/cpu_fast.rs`).
 //!
 //! Work is done in chunks of samples so that memory stays bounded; each
 //! chunk's buffers live in a workspace (`workspace.rs`) allocated once per
@@ -27,7 +27,7 @@
 //! methods (Lanczos, CG, Hutchinson, Hessian-free) make many products at one
 //! θ. Measured (f32): one Hv on S 0.45 → 0.33 ms, M 24.9 → 20.4 ms, L 255 →
 //! 212 ms. The results are the same bits either way
-//! (`tests/parity_cpu_fast.rs`).
+//! (`tests/parity/cpu_fast.rs`).
 
 use super::block::{Block, BlockVectors};
 use super::diagonal::DiagBuffers;

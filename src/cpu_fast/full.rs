@@ -1,7 +1,7 @@
 //! The full H and G (W, W) as sums over samples of Kronecker products of small
 //! per-sample factors: a few large GEMMs per chunk instead of W Hessian-vector
 //! products (the reference, `cpu/hessian.rs`, builds them column by column
-//! from Hv; `tests/parity_cpu_fast.rs` checks this against it).
+//! from Hv; `tests/parity/cpu_fast.rs` checks this against it).
 //!
 //! Write z̃\[l\] = (z\[l\], 1) for layer l's input extended by the bias's 1, and
 //! (l, i, a) for parameter W_l[i, a] (a < in_l) or b_l\[i\] (a = in_l), so that

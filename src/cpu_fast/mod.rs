@@ -1,6 +1,6 @@
 //! The fast CPU path: every curvature operation in f32 or f64 with faer's
 //! GEMM, data-parallel over samples, the same algorithms as the f64 reference (`cpu/`,
-//! the specification), parity-tested against it in `tests/parity_cpu_fast.rs`.
+//! the specification), parity-tested against it in `tests/parity/cpu_fast.rs`.
 //!
 //! - [`real`]: the scalar trait (f32, f64);
 //! - [`fast_math`]: vectorized f32 sigmoid and tanh (with h′, h″);

@@ -35,14 +35,14 @@
 //!
 //! Test hooks (doc-hidden): [`TestFaults`] (lowered limits, a device lost after N
 //! operations; also from `CURVATURE_TEST_*` variables in `Device::open`) and
-//! `GpuContext::lose_device_for_testing`. Tests: `tests/gpu_faults.rs`.
+//! `GpuContext::lose_device_for_testing`. Tests: `tests/parity/gpu_faults.rs`.
 //!
 //! ## Reproducibility
 //! No shader uses atomics: every reduction runs in a fixed order (the column-sum tree of
 //! `reduce.wgsl`, split-K partial sums added in split order, per-thread loops), and the
 //! two matmul variants sum k in the same order, so the variant a context picks by
 //! timing does not change the bits. Same θ, data and adapter: the same bits, run to run
-//! (`tests/reproducibility.rs`).
+//! (`tests/parity/reproducibility.rs`).
 
 pub mod context;
 pub mod engine;

@@ -48,7 +48,7 @@
 //! Called again with that state, θ and the optimizer's state
 //! ([`Optimizer::export_state`]), it rebinds the same permuted data and
 //! continues with the same batches; on the CPU the end is bit-identical to an
-//! uninterrupted run (`tests/resume_library.rs`). `src/checkpoint.rs` puts all
+//! uninterrupted run (`tests/training/resume_library.rs`). `src/checkpoint.rs` puts all
 //! of it in one file.
 
 mod callback;

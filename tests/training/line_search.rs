@@ -2,8 +2,7 @@
 //! the loss and gradient of the point it returns, for both c₂ settings and
 //! for first guesses far too short and far too long.
 
-mod optim_support;
-
+use crate::optim_support;
 use curvature::optim::line_search::{strong_wolfe, WolfeConfig};
 use curvature::optim::vector::{added, dot};
 use curvature::{Activation, Loss, Mlp};

@@ -12,8 +12,7 @@
 //! sigmoid output + `sse`, λ = 0, θ₀ = init seed 0; BFGS must bring E below
 //! `STUDY_HOURS_LOSS` in fewer than 100 iterations.
 
-mod optim_support;
-
+use crate::optim_support;
 use curvature::data::load_named;
 use curvature::optim::OptimizerSpec;
 use curvature::train::accuracy;

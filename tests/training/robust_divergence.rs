@@ -1,8 +1,7 @@
 //! Divergence: NaN in the data, a loss made to overflow, and a run that
 //! cannot be recovered — through `train()` on the CPU reference engine.
 
-mod robust_support;
-
+use crate::robust_support;
 use curvature::optim::{Divergence, OptimError, Quantity};
 use curvature::train::{train, History, TrainConfig};
 use robust_support::{

@@ -3,8 +3,7 @@
 //! forms for two layers of weights (PRML 5.93–5.95), symmetry, G ⪰ 0, G = H
 //! where residuals vanish, and the L2 term.
 
-mod common;
-
+use crate::common;
 use common::{max_abs_diff, random_problem, random_vector, sweep};
 use curvature::cpu::{
     fd_hessian_from_grad, fd_hessian_from_loss, ggn, gvp, hessian, hvp, outer_product, outputs,

@@ -3,8 +3,7 @@
 //! (f32-representable) data, for every operation that is affordable at W = 3260 in CI
 //! (the full H, G, exact diagonal and outer product are checked on small nets elsewhere).
 
-mod gpu_support;
-
+use crate::gpu_support;
 use curvature::cpu;
 use curvature::data::load_named;
 use curvature::{Activation, Curvature, Loss, Mlp};

@@ -1,8 +1,7 @@
 //! The training scheduler: history, mini-batch shuffling, early stopping,
 //! callbacks, rejected-step accounting and the JSON form.
 
-mod optim_support;
-
+use crate::optim_support;
 use curvature::optim::{OptimizerSpec, StepReport};
 use curvature::train::{accuracy, train, Callback, Control, DataView, StopReason, TrainConfig};
 use curvature::{Activation, Backend, Curvature, Diagonal, Kind, Loss, Mlp};

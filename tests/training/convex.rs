@@ -9,9 +9,8 @@
 //! in `optimizers()` and must end within the device's `theta_tolerance`.
 //! Written over `Device` so the GPU variant is one more test with its device.
 
-mod gpu_support;
-mod optim_support;
-
+use crate::gpu_support;
+use crate::optim_support;
 use curvature::optim::OptimizerSpec;
 use curvature::{Activation, Loss, Mlp};
 use ndarray::{Array2, ArrayView2};

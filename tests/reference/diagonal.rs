@@ -2,8 +2,7 @@
 //! building H, and the Becker-LeCun approximation (PRML 5.79–5.81), tested for
 //! what it guarantees and shown to be an approximation elsewhere.
 
-mod common;
-
+use crate::common;
 use common::{max_abs_diff, random_problem, sweep};
 use curvature::cpu::{
     diag_becker_lecun, diag_ggn, diag_hessian, forward, ggn, gvp_block, hessian, hvp_block,

@@ -2,8 +2,7 @@
 //! maximum) of the log evidence; the output Jacobian used by the predictive
 //! agrees with central differences; fast retraining reaches a stationary point.
 
-mod common;
-
+use crate::common;
 use common::random_problem;
 use curvature::analysis::laplace::{output_jacobians, LaplaceFit};
 use curvature::analysis::retrain::{retrain, RetrainMethod};

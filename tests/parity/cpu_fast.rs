@@ -6,8 +6,7 @@
 //! Each shape runs once in one chunk and once in chunks of 5 samples, so that
 //! the accumulation across chunks is checked too.
 
-mod common;
-
+use crate::common;
 use common::{random_block, random_problem};
 use curvature::cpu;
 use curvature::cpu_fast::{FastCpuEngine, Real};

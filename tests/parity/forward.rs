@@ -3,8 +3,7 @@
 //! among 1, 3, 7, 33, 65, 257 and batches 1, 2, 31, 1797; plus row ranges, chunking,
 //! and numerically extreme inputs.
 
-mod gpu_support;
-
+use crate::gpu_support;
 use curvature::cpu;
 use curvature::{Activation, Curvature, Loss};
 use gpu_support::{assert_close, flat, gpu, scaled_to, Case, TOL_FORWARD, TOL_GRADIENT};

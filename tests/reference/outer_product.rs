@@ -1,8 +1,7 @@
 //! The outer-product approximation (PRML 5.84/5.85) and its sequential
 //! Sherman-Morrison inverse (PRML 5.87–5.89).
 
-mod common;
-
+use crate::common;
 use common::{random_problem, sweep};
 use curvature::cpu::{inverse_outer_product, outer_product, outer_product_vectors};
 use ndarray::{Array1, Array2};

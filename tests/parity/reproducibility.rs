@@ -16,8 +16,7 @@
 //! Comparisons are of bits (`f64::to_bits`), so -0.0 ≠ 0.0 and NaN = NaN of the same
 //! payload: no tolerance.
 
-mod gpu_support;
-
+use crate::gpu_support;
 use curvature::data::load_named;
 use curvature::engine::device::Device;
 use curvature::engine::ReferenceEngine;

@@ -3,8 +3,7 @@
 //! reference (f64), over every activation and loss, depths that take each branch of the
 //! exact recursion, and chunking.
 
-mod gpu_support;
-
+use crate::gpu_support;
 use curvature::cpu;
 use curvature::{Activation, Curvature, Loss, Mlp};
 use gpu_support::{assert_close, flat, gpu, scaled_to, Case, TOL_CURVATURE};

@@ -2,8 +2,7 @@
 //! a quadratic (a least-squares linear model: sse, identity output, so H is
 //! constant) removes weights with exactly the predicted increase in E.
 
-mod common;
-
+use crate::common;
 use common::random_problem;
 use curvature::analysis::dense;
 use curvature::analysis::inverse::{cholesky_inverse, sherman_morrison_inverse};

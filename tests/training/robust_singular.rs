@@ -3,8 +3,7 @@
 //! bounded, nothing panics, and the final failure is a clear error; BFGS
 //! skips an update with yᵀs ≤ 0 or an overflowing yᵀy instead of poisoning B.
 
-mod robust_support;
-
+use crate::robust_support;
 use curvature::engine::ReferenceEngine;
 use curvature::optim::bfgs::{Bfgs, BfgsConfig};
 use curvature::optim::damping::Damping;

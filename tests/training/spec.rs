@@ -1,7 +1,6 @@
 //! Optimizer names, parameters and the dense-size limit.
 
-mod optim_support;
-
+use crate::optim_support;
 use curvature::optim::{OptimError, OptimizerSpec, OPTIMIZER_NAMES};
 use curvature::{Activation, Loss, Mlp};
 use ndarray::Array2;

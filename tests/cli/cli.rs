@@ -1,8 +1,7 @@
 //! End to end: every command of the `curvature` binary on small data, and each
 //! bad input gets a one-line error, a non-zero exit, and nothing overwritten.
 
-mod gpu_support;
-
+use crate::gpu_support;
 use curvature::engine::device::Device;
 use curvature::engine::Curvature;
 use curvature::files::{

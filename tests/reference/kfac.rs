@@ -5,8 +5,7 @@
 //! where it holds (and its failure where it does not), Monte-Carlo convergence
 //! at the rate 1/√S, and EKFAC's definition as the diagonal in the eigenbasis.
 
-mod common;
-
+use crate::common;
 use common::{assert_close, random_block, random_problem, random_vector};
 use curvature::analysis::dense::eigenvalues;
 use curvature::cpu::{

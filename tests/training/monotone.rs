@@ -14,8 +14,7 @@
 //! each run must have reported at least one rejection (else the test did not
 //! test anything).
 
-mod optim_support;
-
+use crate::optim_support;
 use curvature::optim::{Optimizer, OptimizerSpec};
 use curvature::{Activation, Curvature, Loss, Mlp};
 use ndarray::{array, Array2};

@@ -3,8 +3,7 @@
 //! (every loss, every activation, 1–3 hidden layers) and on 64-50-10
 //! sigmoid/softmax-ce.
 
-mod common;
-
+use crate::common;
 use common::{random_block, random_problem, random_vector, rel_error, sweep};
 use curvature::cpu::{
     accuracy, fd_gradient, fd_hvp, forward, gradient, gvp, gvp_block, hvp, hvp_block, loss, outputs,

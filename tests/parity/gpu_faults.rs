@@ -9,8 +9,7 @@
 //! An out-of-memory error cannot be provoked on a software adapter (llvmpipe allocates
 //! lazily from host memory); its classification is unit-tested in `src/gpu/context.rs`.
 
-mod gpu_support;
-
+use crate::gpu_support;
 use curvature::engine::device::Device;
 use curvature::engine::ReferenceEngine;
 use curvature::gpu::{AdapterChoice, AdapterOptions, GpuContext, GpuError, TestFaults};

@@ -2,8 +2,7 @@
 //! gradient (a wrapper engine over the CPU reference), and NaN trial points:
 //! detected where they arise, named, never accepted, and recovered from.
 
-mod robust_support;
-
+use crate::robust_support;
 use curvature::engine::ReferenceEngine;
 use curvature::optim::{OptimError, Point, Quantity};
 use curvature::train::{train, TrainConfig};

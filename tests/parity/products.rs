@@ -3,8 +3,7 @@
 //! CPU reference (f64), over every activation and loss, with chunking and both matmul
 //! variants.
 
-mod gpu_support;
-
+use crate::gpu_support;
 use curvature::cpu;
 use curvature::gpu::kernels::Kernel;
 use curvature::{Activation, Curvature, Loss};

@@ -3,8 +3,7 @@
 //! multiples of any tile (1, 3, 7, 33, 65, 257), against host loops in f64. And the
 //! comparator itself: a perturbed result must fail.
 
-mod gpu_support;
-
+use crate::gpu_support;
 use curvature::gpu::kernels::{Kernel, Strided};
 use curvature::gpu::probe;
 use gpu_support::{assert_close, compare, gpu, Tol, TOL_MATMUL};

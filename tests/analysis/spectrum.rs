@@ -2,8 +2,7 @@
 //! and one layer's block); Hutchinson's estimate converging to tr(H); Hutch++
 //! exact once its sketch spans the space; SLQ weights a probability measure.
 
-mod common;
-
+use crate::common;
 use common::random_problem;
 use curvature::analysis::dense;
 use curvature::analysis::density::stochastic_lanczos_quadrature;

@@ -1,0 +1,13 @@
+//! Step 3 of the testing ladder: the `curvature` binary end to end (train, eval, compute, interrupts, bench, bad input).
+//!
+//! One test binary for the group (each binary links the whole crate with wgpu and
+//! faer, which dominates the build on 2 cores); one module per former test file.
+
+#[path = "../gpu_support/mod.rs"]
+mod gpu_support;
+
+mod cli;
+mod cli_interrupt;
+mod robust_cli;
+mod analysis_cli;
+mod bench_cli;
