@@ -122,11 +122,7 @@ fn build_mlp(args: &TrainArgs, ds: &Dataset, loss: Loss) -> Result<Mlp> {
     let mut sizes = vec![ds.num_inputs()];
     sizes.extend(&hidden);
     sizes.push(ds.num_outputs());
-    let output = match loss {
-        Loss::Ce => Activation::Softmax,
-        Loss::Bce => Activation::Sigmoid,
-        Loss::Sse | Loss::Mse => Activation::Identity,
-    };
+    let output = loss.output_activation();
     let mut all_acts = hidden_acts;
     all_acts.push(output);
     Ok(Mlp::new(&sizes, &all_acts, loss, args.l2)?)
