@@ -26,6 +26,7 @@ pub mod outer;
 pub mod par;
 pub mod passes;
 pub mod real;
+mod shapes;
 pub(crate) mod workspace;
 
 pub use engine::FastCpuEngine;

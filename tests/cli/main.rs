@@ -6,8 +6,8 @@
 #[path = "../gpu_support/mod.rs"]
 mod gpu_support;
 
+mod analysis_cli;
+mod bench_cli;
 mod cli;
 mod cli_interrupt;
 mod robust_cli;
-mod analysis_cli;
-mod bench_cli;

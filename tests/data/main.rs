@@ -7,5 +7,5 @@ mod bundled;
 mod csv;
 mod dir;
 mod errors;
-mod split;
 mod fuzz_regressions;
+mod split;

@@ -12,7 +12,7 @@ mod cpu_fast;
 mod diagonals;
 mod digits;
 mod forward;
+mod gpu_faults;
 mod kernels;
 mod products;
-mod gpu_faults;
 mod reproducibility;

@@ -6,8 +6,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-mod passes;
-mod hessian;
 mod diagonal;
-mod outer_product;
+mod hessian;
 mod kfac;
+mod outer_product;
+mod passes;
