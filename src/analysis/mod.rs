@@ -20,6 +20,7 @@
 //! | `metrics.rs`  | accuracy, NLL, expected calibration error |
 
 pub mod dense;
+pub mod evidence;
 pub mod density;
 pub mod inverse;
 pub mod lanczos;

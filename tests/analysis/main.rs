@@ -8,4 +8,5 @@ mod common;
 
 mod inverse_prune;
 mod laplace;
+mod evidence;
 mod spectrum;
