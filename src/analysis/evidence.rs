@@ -93,9 +93,17 @@ pub fn reestimate(
     let n = rows.len();
     let k = mlp.num_outputs();
     let regression = loss_precision(mlp.loss(), k);
-    let beta_ratio = if regression.is_some() { beta_ratio } else { 1.0 };
+    let beta_ratio = if regression.is_some() {
+        beta_ratio
+    } else {
+        1.0
+    };
     let alpha_before = alpha_of_lambda(mlp.l2(), n, beta_ratio).max(f64::MIN_POSITIVE);
-    let weights: Vec<usize> = mlp.layout().iter().flat_map(|l| l.weights.clone()).collect();
+    let weights: Vec<usize> = mlp
+        .layout()
+        .iter()
+        .flat_map(|l| l.weights.clone())
+        .collect();
     let w_sq: f64 = weights.iter().map(|&i| theta[i] * theta[i]).sum();
     if w_sq == 0.0 {
         return Err(Error::Input(

@@ -20,8 +20,8 @@
 //! | `metrics.rs`  | accuracy, NLL, expected calibration error |
 
 pub mod dense;
-pub mod evidence;
 pub mod density;
+pub mod evidence;
 pub mod inverse;
 pub mod lanczos;
 pub mod laplace;

@@ -203,23 +203,104 @@ pub trait Curvature: Backend {
 
 impl<B: Backend> Curvature for B {}
 
-/// Any engine's face without the L2 term: every result is of the data term
-/// (1/N) Σ_n E_n alone. The Laplace approximation uses it for the likelihood's
-/// curvature, to which it adds its own prior precision.
-pub struct DataTerm<'a> {
-    inner: &'a mut dyn Backend,
+/// A backend seen with another λ: every result of the face is of
+/// E = (1/N) Σ_n E_n + (λ/2)‖W‖² for this view's λ instead of the model's.
+/// `train --l2 evidence` trains through one whose λ it re-estimates; with λ = 0 it
+/// is [`DataTerm`], the data term alone.
+pub struct WithL2<B> {
+    inner: B,
+    /// The inner model with this view's λ.
     mlp: Mlp,
 }
 
-impl<'a> DataTerm<'a> {
-    /// The data term of `engine` (borrowed for as long as the view lives).
-    pub fn of(engine: &'a mut dyn Curvature) -> Result<DataTerm<'a>> {
-        let mlp = engine.architecture().with_l2(0.0)?;
-        Ok(DataTerm { inner: engine, mlp })
+impl<B: Backend> WithL2<B> {
+    /// `inner` with λ = `l2` (finite, ≥ 0).
+    pub fn new(inner: B, l2: f64) -> Result<WithL2<B>> {
+        let mlp = inner.architecture().with_l2(l2)?;
+        Ok(WithL2 { inner, mlp })
+    }
+
+    /// Changes this view's λ.
+    pub fn set_l2(&mut self, l2: f64) -> Result<()> {
+        self.mlp = self.mlp.with_l2(l2)?;
+        Ok(())
+    }
+
+    /// The engine behind the view.
+    pub fn into_inner(self) -> B {
+        self.inner
     }
 }
 
-impl Backend for DataTerm<'_> {
+/// Any engine's face without the L2 term: every result is of the data term
+/// (1/N) Σ_n E_n alone. The Laplace approximation and the evidence use it for the
+/// likelihood's curvature, to which they add their own prior precision.
+pub type DataTerm<'a> = WithL2<&'a mut dyn Backend>;
+
+impl<'a> WithL2<&'a mut dyn Backend> {
+    /// The data term of `engine` (borrowed for as long as the view lives).
+    pub fn of(engine: &'a mut dyn Curvature) -> Result<DataTerm<'a>> {
+        WithL2::new(engine as &mut dyn Backend, 0.0)
+    }
+}
+
+/// A borrowed backend is a backend (so views can borrow the engine they show).
+impl<B: Backend + ?Sized> Backend for &mut B {
+    fn architecture(&self) -> &Mlp {
+        (**self).architecture()
+    }
+    fn data_rows(&self) -> usize {
+        (**self).data_rows()
+    }
+    fn data_loss(&mut self, theta: &[f64], rows: Range<usize>) -> Result<f64> {
+        (**self).data_loss(theta, rows)
+    }
+    fn data_loss_grad(&mut self, theta: &[f64], rows: Range<usize>) -> Result<(f64, Vec<f64>)> {
+        (**self).data_loss_grad(theta, rows)
+    }
+    fn network_outputs(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
+        (**self).network_outputs(theta, rows)
+    }
+    fn data_products(
+        &mut self,
+        kind: Kind,
+        theta: &[f64],
+        rows: Range<usize>,
+        v: ArrayView2<f64>,
+    ) -> Result<Array2<f64>> {
+        (**self).data_products(kind, theta, rows, v)
+    }
+    fn data_diagonal(
+        &mut self,
+        which: Diagonal,
+        theta: &[f64],
+        rows: Range<usize>,
+    ) -> Result<Vec<f64>> {
+        (**self).data_diagonal(which, theta, rows)
+    }
+    fn data_matrix(
+        &mut self,
+        kind: Kind,
+        theta: &[f64],
+        rows: Range<usize>,
+    ) -> Result<Array2<f64>> {
+        (**self).data_matrix(kind, theta, rows)
+    }
+    fn data_outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
+        (**self).data_outer_product(theta, rows)
+    }
+    fn bind_data(&mut self, x: ArrayView2<f32>, t: ArrayView2<f32>) -> Result<()> {
+        (**self).bind_data(x, t)
+    }
+    fn limits(&self) -> Limits {
+        (**self).limits()
+    }
+    fn precision(&self) -> Precision {
+        (**self).precision()
+    }
+}
+
+impl<B: Backend> Backend for WithL2<B> {
     fn architecture(&self) -> &Mlp {
         &self.mlp
     }

@@ -34,7 +34,7 @@ pub mod verify;
 
 pub use checks::{check_args, check_data_shape};
 pub use device::{Device, DeviceChoice, Engine, Precision};
-pub use face::{Curvature, DataTerm};
+pub use face::{Curvature, DataTerm, WithL2};
 pub use reference::ReferenceEngine;
 
 use crate::error::Result;

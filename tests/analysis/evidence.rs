@@ -99,8 +99,15 @@ fn mackay_reestimation_reaches_the_linear_gaussian_fixed_point() {
         last = Some(lambda);
         if converged {
             let rel = |a: f64, b: f64| (a - b).abs() / b;
-            assert!(rel(step.alpha, alpha_star) < 1e-8, "α {} vs {alpha_star}", step.alpha);
-            assert!(rel(beta_ratio, beta_star) < 1e-8, "β {beta_ratio} vs {beta_star}");
+            assert!(
+                rel(step.alpha, alpha_star) < 1e-8,
+                "α {} vs {alpha_star}",
+                step.alpha
+            );
+            assert!(
+                rel(beta_ratio, beta_star) < 1e-8,
+                "β {beta_ratio} vs {beta_star}"
+            );
             // E's λ is α/(βN) at the fixed point.
             assert!(rel(lambda, alpha_star / (beta_star * n as f64)) < 1e-8);
             return;
@@ -121,7 +128,12 @@ fn the_diagonal_form_is_used_above_the_dense_limit_and_overcounts_gamma() {
     let dense = reestimate(&mut engine, &theta, 0..n, 1.0, 4096).unwrap();
     let diag = reestimate(&mut engine, &theta, 0..n, 1.0, 1).unwrap();
     assert_eq!(diag.method, Method::Diagonal);
-    assert!(diag.gamma > dense.gamma, "{} vs {}", diag.gamma, dense.gamma);
+    assert!(
+        diag.gamma > dense.gamma,
+        "{} vs {}",
+        diag.gamma,
+        dense.gamma
+    );
     assert!(dense.gamma > 0.0 && dense.gamma < d as f64);
 }
 
@@ -131,7 +143,9 @@ fn classification_has_no_beta_and_alpha_is_n_lambda() {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let n = 30;
     let x = Array2::from_shape_fn((n, 3), |_| rng.random_range(-1.0f32..1.0));
-    let t = Array2::from_shape_fn((n, 2), |(r, c)| f32::from(u8::from((x[[r, 0]] > 0.0) == (c == 0))));
+    let t = Array2::from_shape_fn((n, 2), |(r, c)| {
+        f32::from(u8::from((x[[r, 0]] > 0.0) == (c == 0)))
+    });
     let theta = mlp.init_params(1);
     let mut engine = ReferenceEngine::new(&mlp, x.view(), t.view()).unwrap();
     let step = reestimate(&mut engine, &theta, 0..n, 1.0, 4096).unwrap();

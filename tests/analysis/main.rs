@@ -6,7 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod evidence;
 mod inverse_prune;
 mod laplace;
-mod evidence;
 mod spectrum;
