@@ -533,7 +533,8 @@ impl<T: Real> Backend for FastCpuEngine<T> {
         if k > 0 {
             self.block_into(theta, &rows, v, kind, k, &mut out);
         }
-        Array2::from_shape_vec((k, w), out).map_err(|e| crate::error::Error::Internal(e.to_string()))
+        Array2::from_shape_vec((k, w), out)
+            .map_err(|e| crate::error::Error::Internal(e.to_string()))
     }
     fn data_matrix(
         &mut self,
