@@ -8,12 +8,19 @@
 //! Defaults: η = 0.1, μ = 0.9 (momentum variants), v₀ = 0. Every finite step
 //! is accepted: a first-order step is not checked against the loss.
 //!
+//! η is the scheduled rate ([`schedule`](super::schedule): constant unless a
+//! schedule is set), changed once per epoch. It sits inside the velocity
+//! (v ← μv − η∇E), so a change of η acts on the new gradient only; PyTorch's
+//! SGD keeps η outside (v ← μv + ∇E, θ ← θ − ηv), which is the same update
+//! while η is constant.
+//!
 //! Divergence: a NaN or ∞ in E or ∇E (at θ, at the look-ahead point, or E at
 //! the new θ) returns [`OptimError::NonFinite`](super::OptimError::NonFinite)
 //! with θ and v unchanged; [`Optimizer::recover`] then halves η and zeroes v
 //! (the velocity carried the step that overflowed).
 
 use super::finite::{check_scalar, check_slice, start_loss_grad, NonFinite, Point, Quantity};
+use super::schedule::{LearningRate, Schedule};
 use super::vector::{added, axpy, norm};
 use super::{Optimizer, OptimizerState, Result, StateError, StepReport};
 use crate::engine::Curvature;
@@ -35,6 +42,8 @@ pub struct GdConfig {
     /// μ, the momentum coefficient (default 0.9; unused without momentum).
     pub momentum: f64,
     pub kind: Momentum,
+    /// η's schedule over the epochs (default constant).
+    pub schedule: Schedule,
 }
 
 impl GdConfig {
@@ -43,6 +52,7 @@ impl GdConfig {
             learning_rate: 0.1,
             momentum: 0.9,
             kind,
+            schedule: Schedule::default(),
         }
     }
 }
@@ -51,23 +61,23 @@ impl GdConfig {
 #[derive(Clone, Debug)]
 pub struct GradientDescent {
     config: GdConfig,
-    /// η as configured, restored by `reset` (recovery halves `config.learning_rate`).
-    initial_learning_rate: f64,
+    /// η: configured, halved by each recovery, scheduled per epoch.
+    lr: LearningRate,
     velocity: Vec<f64>,
 }
 
 impl GradientDescent {
     pub fn new(config: GdConfig) -> GradientDescent {
         GradientDescent {
-            initial_learning_rate: config.learning_rate,
+            lr: LearningRate::new(config.learning_rate, config.schedule.clone()),
             config,
             velocity: Vec::new(),
         }
     }
 
-    /// η now in force (halved by each recovery).
+    /// η of the next update (scheduled, halved by each recovery).
     pub fn learning_rate(&self) -> f64 {
-        self.config.learning_rate
+        self.lr.now()
     }
 }
 
@@ -82,8 +92,12 @@ impl Optimizer for GradientDescent {
 
     /// η ← η/2 and v ← 0: the step that overflowed was too long.
     fn recover(&mut self, _what: &NonFinite) {
-        self.config.learning_rate *= 0.5;
+        self.lr.halve();
         self.velocity.iter_mut().for_each(|v| *v = 0.0);
+    }
+
+    fn start_epoch(&mut self, epoch: usize, epochs: usize) {
+        self.lr.start_epoch(epoch, epochs);
     }
 
     fn step(
@@ -92,7 +106,7 @@ impl Optimizer for GradientDescent {
         theta: &mut [f64],
         rows: Range<usize>,
     ) -> Result<StepReport> {
-        let (eta, mu) = (self.config.learning_rate, self.config.momentum);
+        let (eta, mu) = (self.lr.now(), self.config.momentum);
         if self.velocity.len() != theta.len() {
             self.velocity = vec![0.0; theta.len()];
         }
@@ -136,14 +150,14 @@ impl Optimizer for GradientDescent {
 
     fn reset(&mut self) {
         self.velocity.clear();
-        self.config.learning_rate = self.initial_learning_rate;
+        self.lr.reset();
     }
 
     fn export_state(&self) -> OptimizerState {
-        // η is state: a recovery from NaN halves it. v₀ = 0 is made at the
-        // first step, so there is no velocity before it.
+        // η (before its schedule) is state: a recovery from NaN halves it.
+        // v₀ = 0 is made at the first step, so there is no velocity before it.
         OptimizerState::new(self.name())
-            .with_scalar("learning_rate", self.config.learning_rate)
+            .with_scalar("learning_rate", self.lr.base())
             .with_vector_if_made("velocity", &self.velocity)
     }
 
@@ -156,7 +170,7 @@ impl Optimizer for GradientDescent {
         let learning_rate = r.positive("learning_rate")?;
         let velocity = r.optional_tensor("velocity", &[num_params])?;
         r.finish()?;
-        self.config.learning_rate = learning_rate;
+        self.lr.set_base(learning_rate);
         self.velocity = velocity.unwrap_or_default();
         Ok(())
     }

@@ -269,7 +269,8 @@ fn likely_cause(
         );
     }
     match optimizer {
-        "gd" | "momentum" | "nesterov" | "hessian-diag" => (
+        "gd" | "momentum" | "nesterov" | "hessian-diag" | "adam" | "adamw" | "rmsprop"
+        | "adagrad" => (
             "the learning rate is too large".to_string(),
             "a learning rate 10 times smaller (--set lr=...)".to_string(),
         ),
@@ -357,6 +358,10 @@ impl Optimizer for Guarded<'_> {
         self.inner.reset();
         self.previous = None;
         self.consecutive = 0;
+    }
+
+    fn start_epoch(&mut self, epoch: usize, epochs: usize) {
+        self.inner.start_epoch(epoch, epochs);
     }
 
     fn forget_cached(&mut self) {

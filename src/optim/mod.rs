@@ -7,9 +7,17 @@
 //! through the engine. One [`Optimizer::step`] is one attempted update on the
 //! batch `rows`; it reports what it did in a [`StepReport`].
 //!
+//! The first-order methods (gd, momentum, nesterov, adam, adamw, rmsprop,
+//! adagrad) follow a learning-rate [`schedule`] that changes once per epoch:
+//! the training scheduler calls [`Optimizer::start_epoch`] before each epoch's
+//! updates.
+//!
 //! | name (CLI)                  | file                       | update | recovery from a NaN/∞ ([`Optimizer::recover`]) |
 //! |-----------------------------|----------------------------|--------|------------------|
 //! | `gd`, `momentum`, `nesterov`| `gd.rs`                    | θ ← θ + v, v ← μv − η∇E | η ← η/2, v ← 0 |
+//! | `adam`, `adamw`             | `adam.rs`                  | Δ = −η m̂ / (√v̂ + ε) (AdamW: θ ← θ − η·wd·θ on weights first) | η ← η/2 |
+//! | `rmsprop`                   | `rmsprop.rs`               | Δ = −η g / (√v + ε), optionally centred and with momentum | η ← η/2, b ← 0 |
+//! | `adagrad`                   | `adagrad.rs`               | Δ = −η g / (√Σg² + ε) | η ← η/2 |
 //! | `newton`                    | `newton.rs`                | Δ = −(H + cI)⁻¹g | c ← 4c |
 //! | `hessian-diag`              | `hessian_diag.rs`          | Δ = −η g / max(\|d\|, m) | η ← η/2, m ← 2m |
 //! | `levenberg-marquardt`, `lm` | `levenberg_marquardt.rs`   | Δ = −(G + μI)⁻¹g | μ ← 4μ |
@@ -29,11 +37,14 @@
 //! update, the quantity, its value and the likely cause — after
 //! [`DEFAULT_MAX_FAILURES`] failures in a row.
 
+pub mod adagrad;
+pub mod adam;
 pub mod bfgs;
 pub mod cg;
 pub mod damping;
 pub mod dense;
 pub mod finite;
+mod first_order;
 pub mod gd;
 pub mod guard;
 pub mod hessian_diag;
@@ -42,12 +53,15 @@ pub mod lbfgs;
 pub mod levenberg_marquardt;
 pub mod line_search;
 pub mod newton;
+pub mod rmsprop;
+pub mod schedule;
 pub mod spec;
 pub mod state;
 pub mod vector;
 
 pub use finite::{NonFinite, Point, Quantity};
 pub use guard::{Divergence, GuardConfig, Guarded, DEFAULT_MAX_FAILURES};
+pub use schedule::{Schedule, ScheduleKind, SCHEDULE_KEYS};
 pub use spec::{OptimizerSpec, TrainingDefaults, OPTIMIZER_NAMES};
 pub use state::{OptimizerState, StateError};
 
@@ -203,6 +217,13 @@ pub trait Optimizer {
         theta: &mut [f64],
         rows: Range<usize>,
     ) -> Result<StepReport>;
+    /// Epoch `epoch` (1-based) of a run of `epochs` is about to start, or to
+    /// continue after a resume: the first-order methods set the learning rate
+    /// of its updates from their [`schedule`]. Others ignore it (the default).
+    /// An optimizer never told is in epoch 1 of 1.
+    fn start_epoch(&mut self, epoch: usize, epochs: usize) {
+        let _ = (epoch, epochs);
+    }
     /// Forgets all state (velocities, inverse-Hessian estimates, damping) and
     /// starts afresh, as a newly built optimizer.
     fn reset(&mut self) {}

@@ -11,6 +11,10 @@
 //! |------|------------------------------------------|
 //! | `gd` | `lr` 0.1 |
 //! | `momentum`, `nesterov` | `lr` 0.1, `momentum` 0.9 |
+//! | `adam` | `lr` 1e-3, `beta1` 0.9, `beta2` 0.999, `eps` 1e-8, `amsgrad` false |
+//! | `adamw` | as `adam`, and `weight-decay` 1e-2 |
+//! | `rmsprop` | `lr` 1e-2, `alpha` 0.99, `eps` 1e-8, `momentum` 0, `centered` false |
+//! | `adagrad` | `lr` 1e-2, `lr-decay` 0, `initial-accumulator-value` 0, `eps` 1e-10 |
 //! | `newton` | `damping` (c) 1, `max-dense` 8192 |
 //! | `hessian-diag` | `lr` 0.1, `min-eigval` 0.01, `diagonal` exact \| becker-lecun |
 //! | `levenberg-marquardt`, `lm` | `damping` (μ) 0.01, `max-dense` 8192 |
@@ -18,7 +22,14 @@
 //! | `bfgs` | `max-dense` 8192 |
 //! | `lbfgs` | `history` 10 |
 //! | `hessian-free`, `hf` | `damping` (λ) 1, `max-cg` 250, `preconditioner` false, `curvature-fraction` 1 |
+//!
+//! Every first-order method (the first seven rows) also takes the schedule
+//! keys ([`SCHEDULE_KEYS`]): `schedule` constant \| step \| exponential \|
+//! cosine, `gamma`, `step-size` 30, `min-lr` 0, `warmup` 0, `warmup-factor`
+//! 1/3 ([`schedule`](super::schedule) gives their meaning).
 
+use super::adagrad::{Adagrad, AdagradConfig};
+use super::adam::{Adam, AdamConfig};
 use super::bfgs::{Bfgs, BfgsConfig};
 use super::cg::{BetaFormula, CgConfig, ConjugateGradient, StepLength};
 use super::damping::Damping;
@@ -29,16 +40,22 @@ use super::lbfgs::{Lbfgs, LbfgsConfig};
 use super::levenberg_marquardt;
 use super::line_search::WolfeConfig;
 use super::newton::{DampedNewton, NewtonConfig};
+use super::rmsprop::{RmsProp, RmsPropConfig};
+use super::schedule::{Schedule, SCHEDULE_KEYS};
 use super::{OptimError, Optimizer, Result};
 use crate::engine::Diagonal;
 use std::fmt;
 use std::str::FromStr;
 
 /// Every name [`OptimizerSpec::from_str`] accepts (aliases included).
-pub const OPTIMIZER_NAMES: [&str; 15] = [
+pub const OPTIMIZER_NAMES: [&str; 19] = [
     "gd",
     "momentum",
     "nesterov",
+    "adam",
+    "adamw",
+    "rmsprop",
+    "adagrad",
     "newton",
     "hessian-diag",
     "levenberg-marquardt",
@@ -72,6 +89,10 @@ pub struct TrainingDefaults {
 #[derive(Clone, Debug, PartialEq)]
 pub enum OptimizerSpec {
     GradientDescent(GdConfig),
+    /// `adam` and `adamw` (`weight_decay` set).
+    Adam(AdamConfig),
+    RmsProp(RmsPropConfig),
+    Adagrad(AdagradConfig),
     Newton(NewtonConfig),
     HessianDiagonal(HessianDiagConfig),
     LevenbergMarquardt(NewtonConfig),
@@ -91,6 +112,10 @@ impl FromStr for OptimizerSpec {
             "gd" => S::GradientDescent(GdConfig::new(Momentum::None)),
             "momentum" => S::GradientDescent(GdConfig::new(Momentum::Classical)),
             "nesterov" => S::GradientDescent(GdConfig::new(Momentum::Nesterov)),
+            "adam" => S::Adam(AdamConfig::adam()),
+            "adamw" => S::Adam(AdamConfig::adamw()),
+            "rmsprop" => S::RmsProp(RmsPropConfig::default()),
+            "adagrad" => S::Adagrad(AdagradConfig::default()),
             "newton" => S::Newton(NewtonConfig::default()),
             "hessian-diag" => S::HessianDiagonal(HessianDiagConfig::default()),
             "levenberg-marquardt" | "lm" => {
@@ -118,7 +143,8 @@ impl fmt::Display for OptimizerSpec {
     }
 }
 
-fn parse<T>(optimizer: &str, key: &str, value: &str, positive: bool) -> Result<T>
+/// `value` as a number; with `positive`, one > 0.
+pub(super) fn parse<T>(optimizer: &str, key: &str, value: &str, positive: bool) -> Result<T>
 where
     T: FromStr + PartialOrd + Default,
 {
@@ -133,6 +159,37 @@ where
         return Err(bad("must be positive"));
     }
     Ok(v)
+}
+
+/// `value` as a finite number in `range` (`reason` says which, for the message).
+fn parse_in(
+    optimizer: &str,
+    key: &str,
+    value: &str,
+    range: impl std::ops::RangeBounds<f64>,
+    reason: &str,
+) -> Result<f64> {
+    let v: f64 = parse(optimizer, key, value, false)?;
+    if v.is_finite() && range.contains(&v) {
+        Ok(v)
+    } else {
+        Err(OptimError::BadParameter {
+            optimizer: optimizer.to_string(),
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: reason.to_string(),
+        })
+    }
+}
+
+/// `value` as a finite number ≥ 0.
+pub(super) fn parse_non_negative(optimizer: &str, key: &str, value: &str) -> Result<f64> {
+    parse_in(optimizer, key, value, 0.0.., "must be ≥ 0")
+}
+
+/// `value` as a decay or smoothing constant in [0, 1).
+fn parse_decay(optimizer: &str, key: &str, value: &str) -> Result<f64> {
+    parse_in(optimizer, key, value, 0.0..1.0, "must be in [0, 1)")
 }
 
 fn parse_bool(optimizer: &str, key: &str, value: &str) -> Result<bool> {
@@ -157,6 +214,9 @@ impl OptimizerSpec {
                 Momentum::Classical => "momentum",
                 Momentum::Nesterov => "nesterov",
             },
+            OptimizerSpec::Adam(c) => c.name(),
+            OptimizerSpec::RmsProp(_) => "rmsprop",
+            OptimizerSpec::Adagrad(_) => "adagrad",
             OptimizerSpec::Newton(_) => "newton",
             OptimizerSpec::HessianDiagonal(_) => "hessian-diag",
             OptimizerSpec::LevenbergMarquardt(_) => "levenberg-marquardt",
@@ -167,11 +227,50 @@ impl OptimizerSpec {
         }
     }
 
-    /// The keys [`set`](Self::set) accepts for this optimizer.
+    /// The learning-rate schedule of a first-order method; None for the others.
+    pub fn schedule(&self) -> Option<&Schedule> {
+        match self {
+            OptimizerSpec::GradientDescent(c) => Some(&c.schedule),
+            OptimizerSpec::Adam(c) => Some(&c.schedule),
+            OptimizerSpec::RmsProp(c) => Some(&c.schedule),
+            OptimizerSpec::Adagrad(c) => Some(&c.schedule),
+            _ => None,
+        }
+    }
+
+    fn schedule_mut(&mut self) -> Option<&mut Schedule> {
+        match self {
+            OptimizerSpec::GradientDescent(c) => Some(&mut c.schedule),
+            OptimizerSpec::Adam(c) => Some(&mut c.schedule),
+            OptimizerSpec::RmsProp(c) => Some(&mut c.schedule),
+            OptimizerSpec::Adagrad(c) => Some(&mut c.schedule),
+            _ => None,
+        }
+    }
+
+    /// The keys [`set`](Self::set) accepts for this optimizer: its own, then
+    /// for a first-order method the schedule keys ([`SCHEDULE_KEYS`]).
     pub fn keys(&self) -> Vec<&'static str> {
+        let mut keys = self.own_keys();
+        if self.schedule().is_some() {
+            keys.extend(SCHEDULE_KEYS);
+        }
+        keys
+    }
+
+    /// The keys of the optimizer's own parameters (no schedule keys).
+    fn own_keys(&self) -> Vec<&'static str> {
         match self {
             OptimizerSpec::GradientDescent(c) if c.kind == Momentum::None => vec!["lr"],
             OptimizerSpec::GradientDescent(_) => vec!["lr", "momentum"],
+            OptimizerSpec::Adam(c) if c.weight_decay.is_some() => {
+                vec!["lr", "beta1", "beta2", "eps", "amsgrad", "weight-decay"]
+            }
+            OptimizerSpec::Adam(_) => vec!["lr", "beta1", "beta2", "eps", "amsgrad"],
+            OptimizerSpec::RmsProp(_) => vec!["lr", "alpha", "eps", "momentum", "centered"],
+            OptimizerSpec::Adagrad(_) => {
+                vec!["lr", "lr-decay", "initial-accumulator-value", "eps"]
+            }
             OptimizerSpec::Newton(_) | OptimizerSpec::LevenbergMarquardt(_) => {
                 vec!["damping", "max-dense"]
             }
@@ -188,16 +287,37 @@ impl OptimizerSpec {
     /// One parameter as text, e.g. `get("lr")` = `Some("0.1")`: what
     /// [`set`](Self::set) with that text would give. None for a key this
     /// optimizer does not have, and for `restart` of CG when it is unset
-    /// (every W iterations). Floats in Rust's shortest round-trip form.
+    /// (every W iterations), and for a schedule's `gamma` when it is unset
+    /// (the schedule's default). Floats in Rust's shortest round-trip form.
     pub fn get(&self, key: &str) -> Option<String> {
         if !self.keys().contains(&key) {
             return None;
+        }
+        if SCHEDULE_KEYS.contains(&key) {
+            return self.schedule().and_then(|s| s.get(key));
         }
         let float = |v: f64| format!("{v:?}");
         let words = |v: &str| Some(v.to_string());
         match (self, key) {
             (OptimizerSpec::GradientDescent(c), "lr") => Some(float(c.learning_rate)),
             (OptimizerSpec::GradientDescent(c), "momentum") => Some(float(c.momentum)),
+            (OptimizerSpec::Adam(c), "lr") => Some(float(c.learning_rate)),
+            (OptimizerSpec::Adam(c), "beta1") => Some(float(c.beta1)),
+            (OptimizerSpec::Adam(c), "beta2") => Some(float(c.beta2)),
+            (OptimizerSpec::Adam(c), "eps") => Some(float(c.eps)),
+            (OptimizerSpec::Adam(c), "amsgrad") => Some(c.amsgrad.to_string()),
+            (OptimizerSpec::Adam(c), "weight-decay") => c.weight_decay.map(float),
+            (OptimizerSpec::RmsProp(c), "lr") => Some(float(c.learning_rate)),
+            (OptimizerSpec::RmsProp(c), "alpha") => Some(float(c.alpha)),
+            (OptimizerSpec::RmsProp(c), "eps") => Some(float(c.eps)),
+            (OptimizerSpec::RmsProp(c), "momentum") => Some(float(c.momentum)),
+            (OptimizerSpec::RmsProp(c), "centered") => Some(c.centered.to_string()),
+            (OptimizerSpec::Adagrad(c), "lr") => Some(float(c.learning_rate)),
+            (OptimizerSpec::Adagrad(c), "lr-decay") => Some(float(c.lr_decay)),
+            (OptimizerSpec::Adagrad(c), "initial-accumulator-value") => {
+                Some(float(c.initial_accumulator_value))
+            }
+            (OptimizerSpec::Adagrad(c), "eps") => Some(float(c.eps)),
             (OptimizerSpec::Newton(c) | OptimizerSpec::LevenbergMarquardt(c), "damping") => {
                 Some(float(c.damping.value))
             }
@@ -249,6 +369,12 @@ impl OptimizerSpec {
         if !keys.contains(&key) {
             return Err(unknown(self));
         }
+        if SCHEDULE_KEYS.contains(&key) {
+            return match self.schedule_mut() {
+                Some(schedule) => schedule.set(name, key, value),
+                None => Err(unknown(self)),
+            };
+        }
         match (self, key) {
             (OptimizerSpec::GradientDescent(c), "lr") => {
                 c.learning_rate = parse(name, key, value, true)?
@@ -256,6 +382,29 @@ impl OptimizerSpec {
             (OptimizerSpec::GradientDescent(c), "momentum") => {
                 c.momentum = parse(name, key, value, false)?
             }
+            (OptimizerSpec::Adam(c), "lr") => c.learning_rate = parse(name, key, value, true)?,
+            (OptimizerSpec::Adam(c), "beta1") => c.beta1 = parse_decay(name, key, value)?,
+            (OptimizerSpec::Adam(c), "beta2") => c.beta2 = parse_decay(name, key, value)?,
+            (OptimizerSpec::Adam(c), "eps") => c.eps = parse(name, key, value, true)?,
+            (OptimizerSpec::Adam(c), "amsgrad") => c.amsgrad = parse_bool(name, key, value)?,
+            (OptimizerSpec::Adam(c), "weight-decay") => {
+                c.weight_decay = Some(parse_non_negative(name, key, value)?)
+            }
+            (OptimizerSpec::RmsProp(c), "lr") => c.learning_rate = parse(name, key, value, true)?,
+            (OptimizerSpec::RmsProp(c), "alpha") => c.alpha = parse_decay(name, key, value)?,
+            (OptimizerSpec::RmsProp(c), "eps") => c.eps = parse(name, key, value, true)?,
+            (OptimizerSpec::RmsProp(c), "momentum") => {
+                c.momentum = parse_non_negative(name, key, value)?
+            }
+            (OptimizerSpec::RmsProp(c), "centered") => c.centered = parse_bool(name, key, value)?,
+            (OptimizerSpec::Adagrad(c), "lr") => c.learning_rate = parse(name, key, value, true)?,
+            (OptimizerSpec::Adagrad(c), "lr-decay") => {
+                c.lr_decay = parse_non_negative(name, key, value)?
+            }
+            (OptimizerSpec::Adagrad(c), "initial-accumulator-value") => {
+                c.initial_accumulator_value = parse_non_negative(name, key, value)?
+            }
+            (OptimizerSpec::Adagrad(c), "eps") => c.eps = parse(name, key, value, true)?,
             (OptimizerSpec::Newton(c) | OptimizerSpec::LevenbergMarquardt(c), "damping") => {
                 c.damping = Damping::new(parse(name, key, value, true)?)
             }
@@ -390,8 +539,13 @@ impl OptimizerSpec {
                 batch_size: None,
                 checkpoint_every: 10,
             },
-            // First-order steps: many cheap epochs over mini-batches.
-            S::GradientDescent(_) | S::HessianDiagonal(_) => TrainingDefaults {
+            // First-order steps: many cheap epochs over mini-batches (the
+            // adaptive methods' states are 1-3 vectors of W: ms to write).
+            S::GradientDescent(_)
+            | S::Adam(_)
+            | S::RmsProp(_)
+            | S::Adagrad(_)
+            | S::HessianDiagonal(_) => TrainingDefaults {
                 epochs: 100,
                 batch_size: Some(32),
                 checkpoint_every: 10,
@@ -418,6 +572,9 @@ impl OptimizerSpec {
     pub fn build(&self) -> Box<dyn Optimizer> {
         match self {
             OptimizerSpec::GradientDescent(c) => Box::new(GradientDescent::new(c.clone())),
+            OptimizerSpec::Adam(c) => Box::new(Adam::new(c.clone())),
+            OptimizerSpec::RmsProp(c) => Box::new(RmsProp::new(c.clone())),
+            OptimizerSpec::Adagrad(c) => Box::new(Adagrad::new(c.clone())),
             OptimizerSpec::Newton(c) => Box::new(DampedNewton::newton(c.clone())),
             OptimizerSpec::HessianDiagonal(c) => Box::new(HessianDiagonal::new(c.clone())),
             OptimizerSpec::LevenbergMarquardt(c) => {

@@ -32,6 +32,14 @@
 //! told to [`forget_cached`](Optimizer::forget_cached) what it computed on the
 //! old rows; its learned state (velocity, B, damping) carries over.
 //!
+//! ## Learning-rate schedules
+//! Before the updates of every epoch — also when a resumed run continues
+//! inside one — the scheduler calls
+//! [`Optimizer::start_epoch`](crate::optim::Optimizer::start_epoch) with the
+//! epoch and `config.epochs`; the first-order methods take that epoch's rate
+//! from their [`schedule`](crate::optim::schedule), the others ignore it. The
+//! rate is a function of (epoch, epochs) alone, so it needs no saving.
+//!
 //! ## Evaluation
 //! Epoch 0 records the starting point. After every epoch, E(θ) on the whole
 //! training set and on the validation set (its own engine, bound once), and

@@ -176,6 +176,9 @@ impl Scheduler<'_, '_, '_> {
             }
         }
         let shuffled_targets = self.bind_epoch_rows(state.epoch)?;
+        // The epoch's learning rate (first-order schedules), also when a
+        // resumed run continues inside it.
+        self.optimizer.start_epoch(state.epoch, self.config.epochs);
         let stopped_by_callback = match self.run_batches(state)? {
             Batches::Done => false,
             Batches::StoppedByCallback => true,

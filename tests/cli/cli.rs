@@ -385,7 +385,7 @@ fn bad_inputs_get_one_line_errors_and_overwrite_nothing() {
         &[
             "train",
             "--optimizer",
-            "adamw",
+            "lion",
             "--epochs",
             "1",
             "--device",
@@ -393,7 +393,7 @@ fn bad_inputs_get_one_line_errors_and_overwrite_nothing() {
         ],
         d,
     );
-    assert_one_line_error(&o, &["adamw", "newton"]);
+    assert_one_line_error(&o, &["lion", "newton", "adamw"]);
     // An unknown quantity (clap's usage error).
     let o = curvature(
         &[

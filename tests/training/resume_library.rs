@@ -246,6 +246,72 @@ fn nesterov_and_gd_resume() {
     check_resume("gd", "lr=0.5", Some(64), 3, 4, 1);
 }
 
+/// The adaptive methods with schedules: their moments, step counts and η go
+/// through the file, and a run resumed inside an epoch continues on that
+/// epoch's scheduled rate (the scheduler tells the optimizer the epoch again).
+/// Each run also lowers the training loss.
+#[test]
+fn adaptive_methods_with_schedules_resume_mid_epoch() {
+    for (name, params, batch, epochs, first, second) in [
+        // 150 rows in batches of 32: 5 updates per epoch; 7 stop inside epoch 2,
+        // which is still in the warm-up.
+        (
+            "adam",
+            "lr=0.01,schedule=cosine,warmup=2",
+            Some(32),
+            4,
+            7,
+            6,
+        ),
+        (
+            "adam",
+            "lr=0.01,amsgrad=true,schedule=exponential",
+            Some(40),
+            3,
+            6,
+            3,
+        ),
+        (
+            "adamw",
+            "lr=0.01,weight-decay=0.1,schedule=step,gamma=0.5,step-size=1",
+            Some(50),
+            3,
+            4,
+            2,
+        ),
+        (
+            "rmsprop",
+            "lr=0.005,centered=true,momentum=0.5,schedule=cosine",
+            Some(32),
+            3,
+            7,
+            4,
+        ),
+        ("rmsprop", "", Some(64), 3, 4, 1),
+        (
+            "adagrad",
+            "lr=0.05,lr-decay=0.01,initial-accumulator-value=0.1,warmup=1",
+            Some(32),
+            3,
+            8,
+            3,
+        ),
+    ] {
+        let (state, history) = check_resume(name, params, batch, epochs, first, second);
+        assert!(
+            state.next_row > 0,
+            "{name} {params}: the interruption was not mid-epoch"
+        );
+        let (start, end) = (&history.records[0], history.last().unwrap());
+        assert!(
+            end.train_loss < start.train_loss,
+            "{name} {params}: train loss {} → {}",
+            start.train_loss,
+            end.train_loss
+        );
+    }
+}
+
 #[test]
 fn hessian_diag_mini_batches_resume() {
     check_resume("hessian-diag", "lr=0.05", Some(50), 3, 4, 2);
@@ -649,7 +715,7 @@ fn the_optimizer_spec_goes_through_the_file_as_a_spec() {
         meta["optimizer_spec"],
         "optimizer=cg-pr,line-search=hessian,restart=7"
     );
-    meta.insert("optimizer_spec".into(), "optimizer=adam,lr=0.1".into());
+    meta.insert("optimizer_spec".into(), "optimizer=lion,lr=0.1".into());
     let garbled = dir.path().join("garbled.safetensors");
     curvature::files::write_tensors(
         &garbled,
@@ -661,7 +727,7 @@ fn the_optimizer_spec_goes_through_the_file_as_a_spec() {
     .unwrap();
     let err = load_checkpoint(&garbled).unwrap_err().to_string();
     assert!(
-        err.contains("optimizer_spec") && err.contains("unknown optimizer `adam`"),
+        err.contains("optimizer_spec") && err.contains("unknown optimizer `lion`"),
         "{err}"
     );
     // A setting outside the spec's keys would be lost: refused, naming the spec.
@@ -699,6 +765,10 @@ fn recovered_parameters_survive_a_checkpoint() {
     for (name, params) in [
         ("gd", "lr=0.5"),
         ("momentum", "lr=0.1"),
+        ("adam", "schedule=cosine"),
+        ("adamw", ""),
+        ("rmsprop", "momentum=0.9"),
+        ("adagrad", ""),
         ("hessian-diag", "lr=0.05"),
         ("cg-pr", ""),
         ("bfgs", ""),

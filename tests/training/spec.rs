@@ -26,7 +26,7 @@ fn every_listed_name_parses_and_aliases_map_to_canonical_names() {
 
 #[test]
 fn an_unknown_name_is_an_error_listing_the_names() {
-    let err = "adam".parse::<OptimizerSpec>().unwrap_err();
+    let err = "lion".parse::<OptimizerSpec>().unwrap_err();
     assert!(matches!(err, OptimError::UnknownOptimizer { .. }));
     let msg = err.to_string();
     for name in OPTIMIZER_NAMES {
@@ -88,6 +88,27 @@ fn the_stored_form_parses_back_to_the_same_spec() {
         ("gd", "lr=0.37"),
         ("momentum", "lr=0.01,momentum=0.5"),
         ("nesterov", "momentum=0.99"),
+        ("adam", "lr=0.01,beta1=0.8,beta2=0.99,eps=1e-6,amsgrad=true"),
+        (
+            "adam",
+            "schedule=cosine,min-lr=1e-5,warmup=5,warmup-factor=0.1",
+        ),
+        (
+            "adamw",
+            "weight-decay=0.05,amsgrad=on,schedule=step,gamma=0.5,step-size=10",
+        ),
+        ("adamw", "weight-decay=0"),
+        (
+            "rmsprop",
+            "lr=0.001,alpha=0.9,eps=1e-7,momentum=0.9,centered=true",
+        ),
+        ("rmsprop", "schedule=exponential,gamma=0.97"),
+        (
+            "adagrad",
+            "lr=0.1,lr-decay=0.01,initial-accumulator-value=0.1,eps=1e-8,schedule=exponential",
+        ),
+        ("gd", "schedule=step,step-size=7,warmup=2"),
+        ("momentum", "schedule=cosine,min-lr=0.001"),
         ("newton", "damping=1e-6,max-dense=100"),
         (
             "hessian-diag",
@@ -139,8 +160,9 @@ fn stored_forms_that_do_not_parse_are_errors() {
         "",
         "lr=0.1",
         "gd,lr=0.1",
-        "optimizer=adam",
+        "optimizer=lion",
         "optimizer=gd,lr=-1",
+        "optimizer=adam,schedule=linear",
     ] {
         assert!(OptimizerSpec::from_stored(text).is_err(), "`{text}` parsed");
     }
@@ -153,7 +175,7 @@ fn stored_forms_that_do_not_parse_are_errors() {
     }
     let err = gd.to_stored().unwrap_err();
     assert!(matches!(err, OptimError::StoredSpec { .. }), "{err}");
-    assert!(err.to_string().contains("optimizer=gd,lr=0.1"), "{err}");
+    assert!(err.to_string().contains("optimizer=gd,lr=0.1,"), "{err}");
 }
 
 /// Each optimizer's training defaults (what `curvature train` uses when
@@ -165,10 +187,111 @@ fn every_optimizer_owns_its_training_defaults() {
         let want = match name {
             "newton" | "levenberg-marquardt" | "lm" => (20, None, 1),
             "hessian-free" | "hf" => (30, None, 10),
-            "gd" | "momentum" | "nesterov" | "hessian-diag" => (100, Some(32), 10),
+            "gd" | "momentum" | "nesterov" | "adam" | "adamw" | "rmsprop" | "adagrad"
+            | "hessian-diag" => (100, Some(32), 10),
             "bfgs" => (200, None, 100),
             _ => (200, None, 10),
         };
         assert_eq!((d.epochs, d.batch_size, d.checkpoint_every), want, "{name}");
     }
+}
+
+/// The first-order methods: PyTorch's defaults in their stored form, their
+/// keys (each optimizer's own, then the schedule's), and values out of range.
+#[test]
+fn first_order_methods_have_pytorchs_defaults_and_the_schedule_keys() {
+    let schedule =
+        "schedule=constant,step-size=30,min-lr=0.0,warmup=0,warmup-factor=0.3333333333333333";
+    for (name, stored) in [
+        ("gd", "optimizer=gd,lr=0.1".to_string()),
+        ("nesterov", "optimizer=nesterov,lr=0.1,momentum=0.9".to_string()),
+        (
+            "adam",
+            "optimizer=adam,lr=0.001,beta1=0.9,beta2=0.999,eps=1e-8,amsgrad=false".to_string(),
+        ),
+        (
+            "adamw",
+            "optimizer=adamw,lr=0.001,beta1=0.9,beta2=0.999,eps=1e-8,amsgrad=false,weight-decay=0.01"
+                .to_string(),
+        ),
+        (
+            "rmsprop",
+            "optimizer=rmsprop,lr=0.01,alpha=0.99,eps=1e-8,momentum=0.0,centered=false".to_string(),
+        ),
+        (
+            "adagrad",
+            "optimizer=adagrad,lr=0.01,lr-decay=0.0,initial-accumulator-value=0.0,eps=1e-10"
+                .to_string(),
+        ),
+    ] {
+        let spec: OptimizerSpec = name.parse().unwrap();
+        // γ is unset (the schedule's own default) and not stored.
+        assert_eq!(spec.to_stored().unwrap(), format!("{stored},{schedule}"));
+        assert_eq!(spec.get("gamma"), None);
+        assert!(spec.schedule().is_some(), "{name}");
+    }
+    // Second-order methods have no schedule, and their keys say so.
+    for name in ["newton", "hessian-diag", "cg-pr", "lbfgs", "hf"] {
+        let mut spec: OptimizerSpec = name.parse().unwrap();
+        assert!(spec.schedule().is_none(), "{name}");
+        let err = spec.set("schedule", "cosine").unwrap_err();
+        assert!(matches!(err, OptimError::UnknownParameter { .. }), "{err}");
+    }
+    // An unknown key lists the valid ones: the optimizer's own and the schedule's.
+    for (name, own) in [
+        ("adam", &["lr", "beta1", "beta2", "eps", "amsgrad"][..]),
+        (
+            "adamw",
+            &["lr", "beta1", "beta2", "eps", "amsgrad", "weight-decay"],
+        ),
+        ("rmsprop", &["lr", "alpha", "eps", "momentum", "centered"]),
+        (
+            "adagrad",
+            &["lr", "lr-decay", "initial-accumulator-value", "eps"],
+        ),
+        ("momentum", &["lr", "momentum"]),
+    ] {
+        let mut spec: OptimizerSpec = name.parse().unwrap();
+        let err = spec.set("betas", "0.9").unwrap_err();
+        assert!(matches!(err, OptimError::UnknownParameter { .. }), "{err}");
+        let listed = own.iter().chain(&curvature::optim::SCHEDULE_KEYS);
+        let msg = err.to_string();
+        let want = listed.copied().collect::<Vec<_>>().join(", ");
+        assert!(msg.ends_with(&want), "{name}: {msg}");
+    }
+    // Adam has no weight-decay of its own: E's --l2 is PyTorch's coupled decay.
+    let mut adam: OptimizerSpec = "adam".parse().unwrap();
+    assert!(adam.set("weight-decay", "0.1").is_err());
+    // Values out of range.
+    for (name, key, value) in [
+        ("adam", "beta1", "1"),
+        ("adam", "beta2", "-0.1"),
+        ("adam", "eps", "0"),
+        ("adam", "amsgrad", "maybe"),
+        ("adamw", "weight-decay", "-1"),
+        ("rmsprop", "alpha", "1.5"),
+        ("rmsprop", "momentum", "-0.5"),
+        ("adagrad", "lr-decay", "-1"),
+        ("adagrad", "initial-accumulator-value", "-0.1"),
+        ("adagrad", "lr", "0"),
+        ("gd", "schedule", "linear"),
+        ("gd", "gamma", "0"),
+        ("gd", "step-size", "0"),
+        ("gd", "min-lr", "-1"),
+        ("gd", "warmup", "-1"),
+        ("gd", "warmup-factor", "0"),
+        ("gd", "warmup-factor", "1.5"),
+    ] {
+        let mut spec: OptimizerSpec = name.parse().unwrap();
+        let err = spec.set(key, value).unwrap_err();
+        assert!(
+            matches!(err, OptimError::BadParameter { .. }),
+            "{name} {key}={value}: {err}"
+        );
+    }
+    // A set γ is stored; the schedule keys are case-insensitive in their value.
+    let mut gd: OptimizerSpec = "gd".parse().unwrap();
+    gd.set_all("schedule=Cosine,gamma=0.5").unwrap();
+    assert_eq!(gd.get("schedule").as_deref(), Some("cosine"));
+    assert!(gd.to_stored().unwrap().contains(",gamma=0.5,"));
 }

@@ -15,12 +15,13 @@ const DEFAULT_OPTIMIZER: &str = "hessian-free";
 
 /// The arguments that define a run: `--resume` takes them from the checkpoint
 /// and refuses them on its command line (clap ids: the field names).
-const RUN_DEFINING_ARGS: [&str; 19] = [
+const RUN_DEFINING_ARGS: [&str; 20] = [
     "data",
     "hidden",
     "activation",
     "loss",
     "optimizer",
+    "schedule",
     "params",
     "batch_size",
     "l2",
@@ -54,12 +55,22 @@ pub struct TrainArgs {
     /// Default: ce for several classes, bce for two classes with one 0/1 target, sse for regression.
     #[arg(long)]
     pub loss: Option<String>,
-    /// Optimizer: gd, momentum, nesterov, newton, hessian-diag, levenberg-marquardt (lm),
-    /// cg-fr, cg-pr, cg-hs, cg-dy, bfgs, lbfgs, hessian-free (hf).
+    /// Optimizer: first-order gd, momentum, nesterov, adam, adamw, rmsprop, adagrad
+    /// (PyTorch's defaults: adam/adamw lr=1e-3, rmsprop/adagrad lr=1e-2); second-order newton,
+    /// hessian-diag, levenberg-marquardt (lm), cg-fr, cg-pr, cg-hs, cg-dy, bfgs, lbfgs,
+    /// hessian-free (hf).
     #[arg(long, default_value = DEFAULT_OPTIMIZER)]
     pub optimizer: String,
+    /// Learning-rate schedule of a first-order optimizer, changed once per epoch: constant
+    /// (default), step (× gamma every step-size epochs; gamma 0.1, step-size 30), exponential
+    /// (× gamma per epoch; gamma 0.95), cosine (from lr down to min-lr over the run's epochs;
+    /// min-lr 0). Its parameters go with --set, e.g. `--set gamma=0.5,step-size=10`; `warmup=N`
+    /// adds N epochs of linear warm-up from warmup-factor·lr (default 1/3) before it.
+    #[arg(long, value_name = "SCHEDULE")]
+    pub schedule: Option<String>,
     /// Optimizer parameters, `key=value,...` (e.g. `lr=0.1,momentum=0.9`, `damping=1`,
-    /// `line-search=hessian`); an unknown key lists the known ones.
+    /// `line-search=hessian`, `beta2=0.99,amsgrad=true`, `warmup=5`); an unknown key lists the
+    /// known ones.
     #[arg(long = "set", value_name = "KEY=VALUE,...", default_value = "")]
     pub params: String,
     /// Passes over the training data (default: 20 for newton and lm, 30 for hessian-free,
@@ -160,6 +171,7 @@ pub(super) fn to_argv(a: &TrainArgs) -> Vec<String> {
     ];
     let optional = [
         ("loss", a.loss.clone()),
+        ("schedule", a.schedule.clone()),
         ("epochs", a.epochs.map(|e| e.to_string())),
         ("batch-size", a.batch_size.map(|b| b.to_string())),
         ("patience", a.patience.map(|p| p.to_string())),

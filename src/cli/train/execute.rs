@@ -13,7 +13,7 @@ use curvature::data::Dataset;
 use curvature::engine::verify::{VerifyState, Verifying};
 use curvature::engine::{Curvature, Device};
 use curvature::files::FileError;
-use curvature::optim::Optimizer;
+use curvature::optim::{Optimizer, ScheduleKind};
 use curvature::train::{
     train_resumable, DataView, Engines, History, Resume, TrainOutcome, TrainState,
 };
@@ -77,8 +77,20 @@ fn announce(args: &TrainArgs, prepared: &Prepared, device: &Device) {
         prepared.val_set.as_ref().map_or(0, Dataset::len),
         prepared.test_set.as_ref().map_or(0, Dataset::len)
     );
+    // A schedule other than a constant rate is named (`--schedule` alone
+    // leaves `--set` empty).
+    let schedule = match prepared.spec.schedule() {
+        Some(s) if s.kind != ScheduleKind::Constant || s.warmup > 0 => {
+            let warmup = match s.warmup {
+                0 => String::new(),
+                w => format!(" after {w} warm-up epochs"),
+            };
+            format!(", {} learning rate{warmup}", s.kind)
+        }
+        _ => String::new(),
+    };
     println!(
-        "optimizer {} ({}), {} epochs, {}, device {}",
+        "optimizer {} ({}){schedule}, {} epochs, {}, device {}",
         prepared.spec.name(),
         if args.params.is_empty() {
             "defaults"

@@ -5,7 +5,7 @@
 use super::super::common::split_spec;
 use super::args::TrainArgs;
 use curvature::data::{self, Dataset, SplitSpec, Task};
-use curvature::optim::OptimizerSpec;
+use curvature::optim::{OptimizerSpec, ScheduleKind};
 use curvature::train::TrainConfig;
 use curvature::{Activation, Error, Loss, Mlp, Result};
 
@@ -23,8 +23,7 @@ pub(super) struct Prepared {
 
 /// Loads the data, splits it, builds the network, the optimizer spec and the config.
 pub(super) fn prepare(args: &TrainArgs) -> Result<Prepared> {
-    let mut spec: OptimizerSpec = args.optimizer.parse()?;
-    spec.set_all(&args.params)?;
+    let spec = optimizer_spec(args)?;
     if args.batch_size == Some(0) {
         return Err(Error::Input(
             "--batch-size 0: give a positive batch size, or leave it out for the default".into(),
@@ -74,6 +73,32 @@ pub(super) fn prepare(args: &TrainArgs) -> Result<Prepared> {
         mlp,
         config,
     })
+}
+
+/// The optimizer with `--schedule` and then `--set` applied; a schedule for a
+/// method without one, or `--schedule` and `--set schedule=` that disagree,
+/// are errors.
+fn optimizer_spec(args: &TrainArgs) -> Result<OptimizerSpec> {
+    let mut spec: OptimizerSpec = args.optimizer.parse()?;
+    if let Some(schedule) = &args.schedule {
+        if spec.schedule().is_none() {
+            return Err(Error::Input(format!(
+                "--schedule {schedule}: {} has no learning rate to schedule; schedules are for the \
+                 first-order optimizers gd, momentum, nesterov, adam, adamw, rmsprop and adagrad",
+                spec.name()
+            )));
+        }
+        spec.set("schedule", schedule)?;
+    }
+    spec.set_all(&args.params)?;
+    if let (Some(given), Some(set)) = (&args.schedule, spec.get("schedule")) {
+        if ScheduleKind::parse(given).map(ScheduleKind::name) != Some(set.as_str()) {
+            return Err(Error::Input(format!(
+                "--schedule {given} and --set schedule={set} disagree: give the schedule once"
+            )));
+        }
+    }
+    Ok(spec)
 }
 
 /// The loss by name, or the default for the data's task.
