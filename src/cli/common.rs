@@ -43,16 +43,10 @@ pub enum SplitPart {
 }
 
 /// How a data set is split into training and test rows: the natural split for
-/// mnist10k, else a seeded shuffle with a test fraction.
+/// mnist10k, else a seeded shuffle with a test fraction (the library's rule, which
+/// `train` uses too).
 pub fn split_spec(data_name: &str, test_fraction: f64, seed: u64) -> SplitSpec {
-    if data_name == "mnist10k" && test_fraction == DEFAULT_TEST_FRACTION {
-        SplitSpec::Natural
-    } else {
-        SplitSpec::Shuffled {
-            test_fraction,
-            seed,
-        }
-    }
+    data::split_spec_for(data_name, test_fraction, seed)
 }
 
 /// The requested part of a loaded data set.

@@ -38,6 +38,6 @@ pub use named::{
 };
 pub use scaling::{Scaling, ScalingKind};
 pub use split::{
-    permutation, split, Split, SplitSpec, DEFAULT_TEST_FRACTION, MNIST10K_LEN,
-    MNIST10K_NATURAL_TRAIN,
+    permutation, run_parts, split, split_spec_for, RunParts, Split, SplitSpec,
+    DEFAULT_TEST_FRACTION, MNIST10K_LEN, MNIST10K_NATURAL_TRAIN,
 };

@@ -73,6 +73,60 @@ pub fn split(ds: &Dataset, spec: &SplitSpec) -> Result<Split, DataError> {
     })
 }
 
+/// The split `curvature train` (and `eval`, from a model's metadata) takes of a data set:
+/// mnist10k's natural 8000/2000 split at the default test fraction, else a seeded shuffle
+/// with `test_fraction` and `seed`.
+pub fn split_spec_for(data_name: &str, test_fraction: f64, seed: u64) -> SplitSpec {
+    if data_name == "mnist10k" && test_fraction == DEFAULT_TEST_FRACTION {
+        SplitSpec::Natural
+    } else {
+        SplitSpec::Shuffled {
+            test_fraction,
+            seed,
+        }
+    }
+}
+
+/// The three parts of a training run, as `curvature train` takes them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunParts {
+    /// The rows the optimizer updates on: the training part less the validation part.
+    pub train: Dataset,
+    /// Evaluated after every epoch (None when `validation_fraction` is 0 or leaves no row).
+    pub validation: Option<Dataset>,
+    /// Held out for the final test (None when the test part is empty).
+    pub test: Option<Dataset>,
+}
+
+/// Splits `full` as `curvature train --seed S --test-fraction F --validation-fraction V`
+/// does: the test part by [`split_spec_for`]`(name, F, S)`, then a seeded shuffle of the
+/// training part with fraction V and seed S + 1 (wrapping) for the validation part.
+pub fn run_parts(
+    full: &Dataset,
+    test_fraction: f64,
+    validation_fraction: f64,
+    seed: u64,
+) -> Result<RunParts, DataError> {
+    let parts = split(full, &split_spec_for(&full.name, test_fraction, seed))?;
+    let (train, validation) = if validation_fraction > 0.0 {
+        let inner = split(
+            &parts.train,
+            &SplitSpec::Shuffled {
+                test_fraction: validation_fraction,
+                seed: seed.wrapping_add(1),
+            },
+        )?;
+        (inner.train, Some(inner.test).filter(|v| !v.is_empty()))
+    } else {
+        (parts.train, None)
+    };
+    Ok(RunParts {
+        train,
+        validation,
+        test: Some(parts.test).filter(|t| !t.is_empty()),
+    })
+}
+
 /// A uniformly random permutation of 0..n (Fisher–Yates) from ChaCha8(seed). Written out
 /// rather than `SliceRandom::shuffle` so that the split never changes with a rand release.
 pub fn permutation(n: usize, seed: u64) -> Vec<usize> {

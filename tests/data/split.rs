@@ -1,8 +1,8 @@
 //! The teaching sets generated in code, and splits: sizes, partitions, determinism.
 
 use curvature::data::{
-    load_named, permutation, split, SplitSpec, Task, DATASET_NAMES, DEFAULT_TEST_FRACTION,
-    GAUSSIANS_MEANS, GAUSSIANS_PER_CLASS,
+    load_named, permutation, run_parts, split, split_spec_for, SplitSpec, Task, DATASET_NAMES,
+    DEFAULT_TEST_FRACTION, GAUSSIANS_MEANS, GAUSSIANS_PER_CLASS,
 };
 use ndarray::array;
 
@@ -169,4 +169,58 @@ fn permutation_is_a_permutation_and_fixed_by_its_seed() {
     }
     assert_ne!(permutation(1000, 3), permutation(1000, 4));
     assert_ne!(permutation(1000, 3), (0..1000).collect::<Vec<_>>());
+}
+
+/// `run_parts` (what `curvature train` and `examples/export_split` both call): the test part
+/// by `split_spec_for` (mnist10k natural at the default fraction), then a shuffle of the
+/// training part with seed + 1 for the validation part.
+#[test]
+fn run_parts_are_the_test_split_then_a_validation_split_with_seed_plus_one() {
+    let digits = load_named("digits").unwrap();
+    let parts = run_parts(&digits, DEFAULT_TEST_FRACTION, 0.1, 3).unwrap();
+    let outer = split(
+        &digits,
+        &SplitSpec::Shuffled {
+            test_fraction: DEFAULT_TEST_FRACTION,
+            seed: 3,
+        },
+    )
+    .unwrap();
+    let inner = split(
+        &outer.train,
+        &SplitSpec::Shuffled {
+            test_fraction: 0.1,
+            seed: 4,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        (parts.train.len(), parts.validation.as_ref().unwrap().len()),
+        (1294, 144)
+    );
+    assert_eq!(parts.train, inner.train);
+    assert_eq!(parts.validation, Some(inner.test));
+    assert_eq!(parts.test, Some(outer.test));
+
+    let none = run_parts(&digits, DEFAULT_TEST_FRACTION, 0.0, 3).unwrap();
+    assert_eq!((none.train.len(), none.validation), (1438, None));
+
+    assert_eq!(
+        split_spec_for("mnist10k", DEFAULT_TEST_FRACTION, 9),
+        SplitSpec::Natural
+    );
+    assert_eq!(
+        split_spec_for("mnist10k", 0.3, 9),
+        SplitSpec::Shuffled {
+            test_fraction: 0.3,
+            seed: 9
+        }
+    );
+    let mnist = load_named("mnist10k").unwrap();
+    let m = run_parts(&mnist, DEFAULT_TEST_FRACTION, 0.1, 0).unwrap();
+    assert_eq!(
+        m.test.as_ref().unwrap().x,
+        mnist.x.slice(ndarray::s![8000.., ..])
+    );
+    assert_eq!((m.train.len(), m.validation.unwrap().len()), (7200, 800));
 }

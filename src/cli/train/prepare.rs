@@ -2,9 +2,8 @@
 //! its splits, the network, the optimizer spec and the training config (its
 //! defaults from the spec, [`OptimizerSpec::training_defaults`]).
 
-use super::super::common::split_spec;
 use super::args::TrainArgs;
-use curvature::data::{self, Dataset, SplitSpec, Task};
+use curvature::data::{self, Dataset, Task};
 use curvature::optim::{OptimizerSpec, ScheduleKind};
 use curvature::train::TrainConfig;
 use curvature::{Activation, Error, Loss, Mlp, Result};
@@ -38,23 +37,13 @@ pub(super) fn prepare(args: &TrainArgs) -> Result<Prepared> {
     } else {
         full
     };
-    let parts = data::split(
+    let parts = data::run_parts(
         &full,
-        &split_spec(&full.name, args.test_fraction, args.seed),
+        args.test_fraction,
+        args.validation_fraction,
+        args.seed,
     )?;
-    let (train_set, val_set) = if args.validation_fraction > 0.0 {
-        let inner = data::split(
-            &parts.train,
-            &SplitSpec::Shuffled {
-                test_fraction: args.validation_fraction,
-                seed: args.seed.wrapping_add(1),
-            },
-        )?;
-        (inner.train, Some(inner.test).filter(|v| !v.is_empty()))
-    } else {
-        (parts.train, None)
-    };
-    let test_set = Some(parts.test).filter(|t| !t.is_empty());
+    let (train_set, val_set, test_set) = (parts.train, parts.validation, parts.test);
     let mlp = build_mlp(args, &full, loss)?;
     let defaults = spec.training_defaults();
     let config = TrainConfig {
