@@ -62,7 +62,7 @@ pub fn retrain(
         report.steps += 1;
         report.accepted += usize::from(step.accepted);
         report.grad_norm = step.grad_norm;
-        report.loss_after = step.loss_after;
+        report.loss_after = step.loss_after.unwrap_or(step.loss_before);
         if step.grad_norm <= grad_tol {
             break;
         }

@@ -32,6 +32,7 @@
 use super::block::{Block, BlockVectors};
 use super::diagonal::DiagBuffers;
 use super::full::FullBuffers;
+use super::gemm::Layout;
 use super::net::Net;
 use super::outer;
 use super::par;
@@ -476,10 +477,22 @@ impl<T: Real> Backend for FastCpuEngine<T> {
         let mut grad = vec![0.0; theta.len()];
         for (l, layer) in net.layers.iter().enumerate() {
             // gw[l] (out, in) is stored in gw_layout[l].
-            let (fin, fout, layout) = (layer.fan_in, layer.fan_out, base.gw_layout[l]);
-            for (q, g) in grad[layer.weights.clone()].iter_mut().enumerate() {
-                let (j, m) = (q / fin, q % fin);
-                *g = base.gw[l][layout.at(j, m, fout, fin)].to_f64();
+            let (fin, fout) = (layer.fan_in, layer.fan_out);
+            let g_w = &mut grad[layer.weights.clone()];
+            match base.gw_layout[l] {
+                Layout::RowMajor => {
+                    for (g, v) in g_w.iter_mut().zip(&base.gw[l]) {
+                        *g = v.to_f64();
+                    }
+                }
+                Layout::ColMajor => {
+                    // (in, out) row-major: row m holds column m of ∂E/∂W_l.
+                    for (m, col) in base.gw[l][..fin * fout].chunks_exact(fout).enumerate() {
+                        for (j, v) in col.iter().enumerate() {
+                            g_w[j * fin + m] = v.to_f64();
+                        }
+                    }
+                }
             }
             for (g, v) in grad[layer.bias.clone()].iter_mut().zip(&base.gb[l]) {
                 *g = v.to_f64();

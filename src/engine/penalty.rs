@@ -40,15 +40,22 @@ impl L2 {
         self.layers.iter().flat_map(|l| l.weights.clone())
     }
 
+    /// Every layer's weight range of θ.
+    fn weight_ranges(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        self.layers.iter().map(|l| l.weights.clone())
+    }
+
     /// (λ/2) Σ_l ‖W_l‖².
     pub fn value(&self, theta: &[f64]) -> f64 {
         if self.lambda == 0.0 {
             return 0.0;
         }
+        // Eight partial sums per layer (`sum_of_squares`): a single running sum
+        // is one dependent add per weight, 0.13 ms at W = 10⁵ — a quarter of a
+        // 32-row mini-batch update.
         let sq: f64 = self
-            .layers
-            .iter()
-            .map(|l| theta[l.weights.clone()].iter().map(|w| w * w).sum::<f64>())
+            .weight_ranges()
+            .map(|r| crate::optim::vector::sum_of_squares(&theta[r]))
             .sum();
         0.5 * self.lambda * sq
     }
@@ -58,8 +65,10 @@ impl L2 {
         if self.lambda == 0.0 {
             return;
         }
-        for i in self.weight_entries() {
-            out[i] += self.lambda * u[i];
+        for r in self.weight_ranges() {
+            for (o, x) in out[r.clone()].iter_mut().zip(&u[r]) {
+                *o += self.lambda * x;
+            }
         }
     }
 

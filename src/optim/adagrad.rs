@@ -22,7 +22,7 @@
 use super::finite::{start_loss_grad, NonFinite};
 use super::first_order::{commit_trial, made_or};
 use super::schedule::{LearningRate, Schedule};
-use super::vector::norm;
+use super::vector::fast_norm;
 use super::{Optimizer, OptimizerState, Result, StateError, StepReport};
 use crate::engine::Curvature;
 use std::ops::Range;
@@ -100,7 +100,7 @@ impl Optimizer for Adagrad {
         rows: Range<usize>,
     ) -> Result<StepReport> {
         let c = &self.config;
-        let (loss_before, grad) = start_loss_grad(engine, theta, rows.clone())?;
+        let (loss_before, grad) = start_loss_grad(engine, theta, rows)?;
         let t = self.step + 1;
         let clr = self.lr.now() / (1.0 + (t - 1) as f64 * c.lr_decay);
         let mut sum = made_or(&self.sum, theta.len(), c.initial_accumulator_value);
@@ -109,7 +109,7 @@ impl Optimizer for Adagrad {
             *s += g * g;
             *x -= clr * g / (s.sqrt() + c.eps);
         }
-        let report = commit_trial(engine, theta, &trial, rows, loss_before, norm(&grad))?;
+        let report = commit_trial(theta, &trial, loss_before, fast_norm(&grad))?;
         self.step = t;
         self.sum = sum;
         Ok(report)

@@ -36,7 +36,7 @@
 use super::finite::{start_loss_grad, NonFinite};
 use super::first_order::{commit_trial, made_or};
 use super::schedule::{LearningRate, Schedule};
-use super::vector::norm;
+use super::vector::fast_norm;
 use super::{Optimizer, OptimizerState, Result, StateError, StepReport};
 use crate::engine::Curvature;
 use std::ops::Range;
@@ -143,7 +143,7 @@ impl Optimizer for Adam {
     ) -> Result<StepReport> {
         let c = &self.config;
         let w = theta.len();
-        let (loss_before, grad) = start_loss_grad(engine, theta, rows.clone())?;
+        let (loss_before, grad) = start_loss_grad(engine, theta, rows)?;
         let lr = self.lr.now();
         let t = self.step + 1;
         let mut trial = theta.to_vec();
@@ -176,7 +176,7 @@ impl Optimizer for Adam {
             let denom = second.sqrt() / bias2_sqrt + c.eps;
             trial[i] -= step_size * m[i] / denom;
         }
-        let report = commit_trial(engine, theta, &trial, rows, loss_before, norm(&grad))?;
+        let report = commit_trial(theta, &trial, loss_before, fast_norm(&grad))?;
         self.step = t;
         self.exp_avg = m;
         self.exp_avg_sq = v;

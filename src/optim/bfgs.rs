@@ -183,7 +183,7 @@ impl Optimizer for Bfgs {
         self.first_step_scale = 1.0;
         Ok(StepReport {
             loss_before: loss,
-            loss_after: o.loss,
+            loss_after: Some(o.loss),
             grad_norm,
             step_norm: norm(&s),
             damping: None,

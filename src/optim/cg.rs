@@ -248,7 +248,7 @@ impl Optimizer for ConjugateGradient {
         });
         Ok(StepReport {
             loss_before: loss,
-            loss_after,
+            loss_after: Some(loss_after),
             grad_norm,
             step_norm,
             damping: None,

@@ -6,7 +6,9 @@
 //! - Nesterov:  v ← μ v − η ∇E(θ + μ v),  θ ← θ + v      (Sutskever et al. 2013)
 //!
 //! Defaults: η = 0.1, μ = 0.9 (momentum variants), v₀ = 0. Every finite step
-//! is accepted: a first-order step is not checked against the loss.
+//! is accepted: a first-order step is not checked against the loss, and costs
+//! one gradient (two for Nesterov), as in PyTorch: E is not evaluated again at
+//! the new θ (the next update's E there is the check).
 //!
 //! η is the scheduled rate ([`schedule`](super::schedule): constant unless a
 //! schedule is set), changed once per epoch. It sits inside the velocity
@@ -14,14 +16,15 @@
 //! SGD keeps η outside (v ← μv + ∇E, θ ← θ − ηv), which is the same update
 //! while η is constant.
 //!
-//! Divergence: a NaN or ∞ in E or ∇E (at θ, at the look-ahead point, or E at
-//! the new θ) returns [`OptimError::NonFinite`](super::OptimError::NonFinite)
+//! Divergence: a NaN or ∞ in E or ∇E (at θ or at the look-ahead point), in the
+//! step or in the new θ returns [`OptimError::NonFinite`](super::OptimError::NonFinite)
 //! with θ and v unchanged; [`Optimizer::recover`] then halves η and zeroes v
-//! (the velocity carried the step that overflowed).
+//! (the velocity carried the step that overflowed). E or ∇E non-finite at θ
+//! means the previous update overflowed: the guard undoes it first.
 
-use super::finite::{check_scalar, check_slice, start_loss_grad, NonFinite, Point, Quantity};
+use super::finite::{check_slice, start_loss_grad, NonFinite, Point, Quantity};
 use super::schedule::{LearningRate, Schedule};
-use super::vector::{added, axpy, norm};
+use super::vector::{added, fast_norm, sum_of_squares};
 use super::{Optimizer, OptimizerState, Result, StateError, StepReport};
 use crate::engine::Curvature;
 use std::ops::Range;
@@ -64,6 +67,9 @@ pub struct GradientDescent {
     /// η: configured, halved by each recovery, scheduled per epoch.
     lr: LearningRate,
     velocity: Vec<f64>,
+    /// The next velocity, built here and swapped in when the step commits (a
+    /// buffer kept across steps: no allocation per update).
+    next: Vec<f64>,
 }
 
 impl GradientDescent {
@@ -72,6 +78,7 @@ impl GradientDescent {
             lr: LearningRate::new(config.learning_rate, config.schedule.clone()),
             config,
             velocity: Vec::new(),
+            next: Vec::new(),
         }
     }
 
@@ -110,8 +117,9 @@ impl Optimizer for GradientDescent {
         if self.velocity.len() != theta.len() {
             self.velocity = vec![0.0; theta.len()];
         }
+        let w = theta.len();
         let (loss_before, grad) = start_loss_grad(engine, theta, rows.clone())?;
-        let grad_norm = norm(&grad);
+        let grad_norm = fast_norm(&grad);
         // The gradient that drives the update: at θ, or at the look-ahead θ + μv.
         let drive = match self.config.kind {
             Momentum::Nesterov => {
@@ -127,21 +135,38 @@ impl Optimizer for GradientDescent {
         } else {
             mu
         };
-        // The new velocity and θ are built aside and committed only when E is
-        // finite there, so a failed step leaves θ and v as they were.
-        let mut velocity: Vec<f64> = self.velocity.iter().map(|v| v * keep).collect();
-        axpy(-eta, &drive, &mut velocity);
-        check_slice(Quantity::Step, Point::Trial, &velocity)?;
-        let trial = added(theta, 1.0, &velocity);
-        check_slice(Quantity::Parameters, Point::Trial, &trial)?;
-        let loss_after = check_scalar(Quantity::Loss, Point::Trial, engine.loss(&trial, rows)?)?;
-        theta.copy_from_slice(&trial);
-        self.velocity = velocity;
+        // The new velocity is built aside and committed only when it and θ + v
+        // are finite, so a failed step leaves θ and v as they were.
+        self.next.resize(w, 0.0);
+        let mut finite = true;
+        for ((next, v), (g, t)) in self
+            .next
+            .iter_mut()
+            .zip(&self.velocity)
+            .zip(drive.iter().zip(theta.iter()))
+        {
+            *next = v * keep - eta * g;
+            finite &= (t + *next).is_finite();
+        }
+        let v_sq = sum_of_squares(&self.next);
+        if !(finite && v_sq.is_finite()) {
+            // Name the first offending entry.
+            check_slice(Quantity::Step, Point::Trial, &self.next)?;
+            check_slice(
+                Quantity::Parameters,
+                Point::Trial,
+                &added(theta, 1.0, &self.next),
+            )?;
+        }
+        for (t, v) in theta.iter_mut().zip(&self.next) {
+            *t += v;
+        }
+        std::mem::swap(&mut self.velocity, &mut self.next);
         Ok(StepReport {
             loss_before,
-            loss_after,
+            loss_after: None,
             grad_norm,
-            step_norm: norm(&self.velocity),
+            step_norm: v_sq.sqrt(),
             damping: None,
             inner_iterations: 0,
             accepted: true,

@@ -132,6 +132,9 @@ pub struct Guarded<'a> {
     consecutive_before_accept: usize,
     /// θ before the last accepted step (W), for undoing it.
     previous: Option<Vec<f64>>,
+    /// A θ-sized buffer for the next step's copy of θ (the copies are swapped,
+    /// not allocated, on every update).
+    spare: Vec<f64>,
     /// Whether any step succeeded.
     started: bool,
     last_loss: Option<f64>,
@@ -148,6 +151,7 @@ impl<'a> Guarded<'a> {
             consecutive: config.failures_in_a_row,
             consecutive_before_accept: config.failures_in_a_row,
             previous: None,
+            spare: Vec::new(),
             // A resumed run has made updates: a NaN now is not at the start.
             started: config.updates_before > 0,
             config,
@@ -217,7 +221,11 @@ fn report_problem(report: &StepReport, theta: &[f64]) -> Option<NonFinite> {
     }
     scalar(Quantity::Loss, Point::Current, report.loss_before)
         .or_else(|| scalar(Quantity::Gradient, Point::Current, report.grad_norm))
-        .or_else(|| scalar(Quantity::Loss, Point::Trial, report.loss_after))
+        .or_else(|| {
+            report
+                .loss_after
+                .and_then(|l| scalar(Quantity::Loss, Point::Trial, l))
+        })
         .or_else(|| scalar(Quantity::Step, Point::Trial, report.step_norm))
 }
 
@@ -302,16 +310,20 @@ impl Optimizer for Guarded<'_> {
         rows: Range<usize>,
     ) -> Result<StepReport> {
         self.update += 1;
-        let before = theta.to_vec();
+        let mut before = std::mem::take(&mut self.spare);
+        before.clear();
+        before.extend_from_slice(theta);
         let failure = match self.inner.step(engine, theta, rows) {
             Ok(report) => match report_problem(&report, theta) {
                 None => {
                     self.started = true;
-                    self.last_loss = Some(report.loss_after);
+                    self.last_loss = Some(report.loss_after.unwrap_or(report.loss_before));
                     self.last_grad_norm = report.grad_norm;
                     if report.accepted {
-                        self.previous = Some(before);
+                        self.spare = self.previous.replace(before).unwrap_or_default();
                         self.consecutive_before_accept = self.consecutive;
+                    } else {
+                        self.spare = before;
                     }
                     self.consecutive = 0;
                     return Ok(report);
@@ -322,36 +334,8 @@ impl Optimizer for Guarded<'_> {
             Err(e) => return Err(e),
         };
         theta.copy_from_slice(&before);
-        if failure.point == Point::Current {
-            if failure.quantity == Quantity::Loss && !self.started {
-                return Err(OptimError::Diverged(Box::new(
-                    self.divergence(failure, theta, 0),
-                )));
-            }
-            // E or ∇E is already NaN at this θ: undo the update that led here.
-            if let Some(previous) = self.previous.take() {
-                theta.copy_from_slice(&previous);
-                self.consecutive = self.consecutive_before_accept;
-            }
-        }
-        self.consecutive += 1;
-        self.failures += 1;
-        if self.consecutive >= self.config.max_failures {
-            return Err(OptimError::Diverged(Box::new(self.divergence(
-                failure,
-                theta,
-                self.consecutive,
-            ))));
-        }
-        self.inner.recover(&failure);
-        self.inner.forget_cached();
-        // Before any success no loss is known: the report says NaN ("unknown").
-        Ok(StepReport::rejected(
-            self.last_loss.unwrap_or(f64::NAN),
-            self.last_grad_norm,
-            None,
-            0,
-        ))
+        self.spare = before;
+        self.fail(failure, theta)
     }
 
     fn reset(&mut self) {
@@ -381,5 +365,64 @@ impl Optimizer for Guarded<'_> {
         num_params: usize,
     ) -> Result<(), StateError> {
         self.inner.import_state(state, num_params)
+    }
+}
+
+impl Guarded<'_> {
+    /// A failed update at θ: undoes the update before it when E or ∇E is already
+    /// non-finite at θ (`Point::Current`: that update overflowed), counts the
+    /// failure, and recovers — or stops with [`OptimError::Diverged`] after too
+    /// many in a row, or when E is non-finite before any update succeeded.
+    fn fail(&mut self, failure: NonFinite, theta: &mut [f64]) -> Result<StepReport> {
+        if failure.point == Point::Current {
+            if failure.quantity == Quantity::Loss && !self.started {
+                return Err(OptimError::Diverged(Box::new(
+                    self.divergence(failure, theta, 0),
+                )));
+            }
+            // E or ∇E is already NaN at this θ: undo the update that led here.
+            if let Some(previous) = self.previous.take() {
+                theta.copy_from_slice(&previous);
+                self.consecutive = self.consecutive_before_accept;
+            }
+        }
+        self.consecutive += 1;
+
+        self.failures += 1;
+        if self.consecutive >= self.config.max_failures {
+            return Err(OptimError::Diverged(Box::new(self.divergence(
+                failure,
+                theta,
+                self.consecutive,
+            ))));
+        }
+        self.inner.recover(&failure);
+        self.inner.forget_cached();
+        // Before any success no loss is known: the report says NaN ("unknown").
+        Ok(StepReport::rejected(
+            self.last_loss.unwrap_or(f64::NAN),
+            self.last_grad_norm,
+            None,
+            0,
+        ))
+    }
+
+    /// E found non-finite at θ after the last update by someone else (the
+    /// scheduler's evaluation at the end of an epoch: the first-order methods do
+    /// not evaluate E after their step): handled as the next update would have
+    /// handled it — the update undone, counted, recovered. `Ok(false)` when no
+    /// update is there to undo (θ is as given).
+    pub fn overflowed_at(&mut self, theta: &mut [f64], loss: f64) -> Result<bool> {
+        if self.previous.is_none() {
+            return Ok(false);
+        }
+        let failure = NonFinite {
+            quantity: Quantity::Loss,
+            point: Point::Current,
+            index: None,
+            value: loss,
+        };
+        self.fail(failure, theta)?;
+        Ok(true)
     }
 }

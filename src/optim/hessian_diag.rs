@@ -107,7 +107,7 @@ impl Optimizer for HessianDiagonal {
         theta.copy_from_slice(&trial);
         Ok(StepReport {
             loss_before,
-            loss_after,
+            loss_after: Some(loss_after),
             grad_norm: norm(&grad),
             step_norm: step_sq.sqrt(),
             damping: None,

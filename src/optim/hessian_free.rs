@@ -280,7 +280,7 @@ impl Optimizer for HessianFree {
         axpy(1.0, &saved[j].x, theta);
         Ok(StepReport {
             loss_before: loss,
-            loss_after,
+            loss_after: Some(loss_after),
             grad_norm,
             step_norm: norm(&saved[j].x),
             damping: Some(self.damping),

@@ -149,8 +149,12 @@ impl From<OptimError> for crate::Error {
 pub struct StepReport {
     /// E(θ) on the step's rows before the step.
     pub loss_before: f64,
-    /// E(θ) on the same rows after the step (equal to `loss_before` when rejected).
-    pub loss_after: f64,
+    /// E(θ) on the same rows after the step (equal to `loss_before` when
+    /// rejected), where the method evaluates it. The first-order methods (gd,
+    /// momentum, nesterov, adam, adamw, rmsprop, adagrad) do not: like PyTorch's
+    /// they cost one gradient per update, and the next update's E at the new θ
+    /// is the guard's check (`None`).
+    pub loss_after: Option<f64>,
     /// ‖∇E(θ)‖₂ before the step.
     pub grad_norm: f64,
     /// ‖Δθ‖₂ of the step taken (0 when rejected).
@@ -168,7 +172,7 @@ impl StepReport {
     pub(crate) fn stationary(loss: f64, damping: Option<f64>) -> StepReport {
         StepReport {
             loss_before: loss,
-            loss_after: loss,
+            loss_after: Some(loss),
             grad_norm: 0.0,
             step_norm: 0.0,
             damping,
@@ -187,7 +191,7 @@ impl StepReport {
     ) -> StepReport {
         StepReport {
             loss_before: loss,
-            loss_after: loss,
+            loss_after: Some(loss),
             grad_norm,
             step_norm: 0.0,
             damping,

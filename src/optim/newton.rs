@@ -190,7 +190,7 @@ impl Optimizer for DampedNewton {
             theta.copy_from_slice(&trial);
             Ok(StepReport {
                 loss_before,
-                loss_after: trial_loss,
+                loss_after: Some(trial_loss),
                 grad_norm,
                 step_norm: norm(&delta),
                 damping: Some(self.config.damping.value),

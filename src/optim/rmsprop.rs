@@ -29,7 +29,7 @@
 use super::finite::{start_loss_grad, NonFinite};
 use super::first_order::{commit_trial, made_or};
 use super::schedule::{LearningRate, Schedule};
-use super::vector::norm;
+use super::vector::fast_norm;
 use super::{Optimizer, OptimizerState, Result, StateError, StepReport};
 use crate::engine::Curvature;
 use std::ops::Range;
@@ -117,7 +117,7 @@ impl Optimizer for RmsProp {
     ) -> Result<StepReport> {
         let c = &self.config;
         let w = theta.len();
-        let (loss_before, grad) = start_loss_grad(engine, theta, rows.clone())?;
+        let (loss_before, grad) = start_loss_grad(engine, theta, rows)?;
         let lr = self.lr.now();
         let buffered = self.uses_buffer();
         let mut v = made_or(&self.square_avg, w, 0.0);
@@ -149,7 +149,7 @@ impl Optimizer for RmsProp {
                 trial[i] -= lr * g / d;
             }
         }
-        let report = commit_trial(engine, theta, &trial, rows, loss_before, norm(&grad))?;
+        let report = commit_trial(theta, &trial, loss_before, fast_norm(&grad))?;
         self.square_avg = v;
         self.grad_avg = g_avg;
         self.momentum_buffer = b;

@@ -10,6 +10,46 @@ pub fn norm(x: &[f64]) -> f64 {
     dot(x, x).sqrt()
 }
 
+/// Σ x², in eight interleaved partial sums so that the loop vectorizes (a
+/// single running sum is one dependent add per entry: at W = 10⁵, a tenth of a
+/// millisecond per pass, as long as a mini-batch gradient of 32 rows). Used by
+/// the first-order steps and the L2 term; the summation order differs from
+/// [`dot`]'s, so it is not a drop-in for the second-order methods' algebra.
+pub fn sum_of_squares(x: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let chunks = x.chunks_exact(8);
+    let tail: f64 = chunks.remainder().iter().map(|v| v * v).sum();
+    for c in chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += v * v;
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
+/// Σ (x − y)², as [`sum_of_squares`] (eight partial sums).
+pub fn sum_of_squared_differences(x: &[f64], y: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let (cx, cy) = (x.chunks_exact(8), y.chunks_exact(8));
+    let tail: f64 = cx
+        .remainder()
+        .iter()
+        .zip(cy.remainder())
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum();
+    for (a8, b8) in cx.zip(cy) {
+        for ((s, a), b) in acc.iter_mut().zip(a8).zip(b8) {
+            *s += (a - b) * (a - b);
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
+/// ‖x‖₂ by [`sum_of_squares`].
+pub fn fast_norm(x: &[f64]) -> f64 {
+    sum_of_squares(x).sqrt()
+}
+
 /// y ← y + a·x.
 pub fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
     for (yi, xi) in y.iter_mut().zip(x) {

@@ -240,14 +240,31 @@ impl Scheduler<'_, '_, '_> {
         train_targets: ArrayView2<f32>,
         stopped_by_callback: bool,
     ) -> Result<EpochEnd> {
-        state.history.updates += state.epoch_updates;
-        state.history.rejected += state.epoch_rejected;
-        let record = self.record(
+        let mut record = self.record(
             train_targets,
             state.epoch,
             state.epoch_updates,
             state.epoch_rejected,
         )?;
+        // The first-order methods do not evaluate E after their step: when the
+        // epoch's last update overflowed E, the guard undoes and recovers it as
+        // the next update would have, and the epoch is evaluated again.
+        if !record.train_loss.is_finite()
+            && self
+                .optimizer
+                .overflowed_at(self.theta, record.train_loss)?
+        {
+            state.epoch_updates = state.epoch_updates.saturating_sub(1);
+            state.epoch_rejected += 1;
+            record = self.record(
+                train_targets,
+                state.epoch,
+                state.epoch_updates,
+                state.epoch_rejected,
+            )?;
+        }
+        state.history.updates += state.epoch_updates;
+        state.history.rejected += state.epoch_rejected;
         let diverged = !record.train_loss.is_finite();
         let value = record.monitored();
         state.history.records.push(record);

@@ -37,7 +37,9 @@ fn an_unrecoverable_learning_rate_stops_with_a_clear_error_and_no_model() {
     for part in [
         "update 20 (epoch 20)",
         "20 failed updates in a row",
-        "the loss E(θ) is inf at a trial point",
+        // A first-order step does not evaluate E at its trial point (one
+        // gradient per update, as in PyTorch): with η = 1e300 the step itself is ∞.
+        "the update Δθ is inf at a trial point",
         "likely cause: the learning rate is too large",
         "try: a learning rate 10 times smaller",
     ] {

@@ -173,7 +173,7 @@ fn nan_trial_points_are_never_accepted() {
             let r = opt
                 .step(&mut engine, &mut theta, 0..n)
                 .unwrap_or_else(|e| panic!("{name} {mode:?}: {e}"));
-            assert!(r.loss_after.is_finite(), "{name} {mode:?}: {r:?}");
+            assert!(r.loss_after.unwrap().is_finite(), "{name} {mode:?}: {r:?}");
             left_box |= engine.outside(&theta);
         }
         let end = full_loss(&mlp, &x, &t, &theta);

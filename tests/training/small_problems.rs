@@ -104,7 +104,7 @@ fn study_hours_bfgs_reaches_a_cost_near_zero_in_under_100_iterations() {
     let mut e = engine.loss(&theta, 0..3).unwrap();
     while e >= STUDY_HOURS_LOSS && iterations < STUDY_HOURS_ITERATIONS {
         let r = opt.step(engine.as_mut(), &mut theta, 0..3).unwrap();
-        e = r.loss_after;
+        e = r.loss_after.unwrap();
         iterations += 1;
     }
     println!("study-hours bfgs: E = {e:.3e} after {iterations} iterations");
@@ -117,7 +117,8 @@ fn study_hours_bfgs_reaches_a_cost_near_zero_in_under_100_iterations() {
         e = opt
             .step(engine.as_mut(), &mut theta, 0..3)
             .unwrap()
-            .loss_after;
+            .loss_after
+            .unwrap();
     }
     println!("study-hours bfgs: E = {e:.3e} after {STUDY_HOURS_ITERATIONS} iterations");
     assert!(
