@@ -319,6 +319,171 @@ fn compute_writes_every_cheap_quantity() {
     assert!(worst < 1e-6, "fd-hessian differs by {worst}");
 }
 
+/// Every K-FAC and Fisher quantity of `compute`, on the digits model with `--device cpu`,
+/// equals the library's result through the same engine to the last bit, under the
+/// documented tensor names and shapes; bad flavour arguments are one-line errors.
+#[test]
+fn compute_kfac_and_fisher_quantities_equal_the_library() {
+    use curvature::cpu::Fisher;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_, mlp, theta) = digits_model(d);
+    let ds = data::load_named("digits").unwrap();
+    let mut engine = Device::FastCpuF64
+        .engine(&mlp, ds.x.view(), ds.t.view())
+        .unwrap();
+    let rows = 0..ds.len();
+    let w = mlp.num_params();
+    let v: Vec<f64> = (0..w)
+        .map(|i| ((i * 31) % 17) as f64 / 17.0 - 0.5)
+        .collect();
+    write_vector(&d.join("v.safetensors"), v.clone());
+    let vm = ndarray::Array2::from_shape_vec((1, w), v.clone()).unwrap();
+    let run = |q: &str, extra: &[&str]| {
+        let out = format!("{q}{}.safetensors", extra.join(""));
+        let mut args = vec![
+            "compute",
+            q,
+            "--model",
+            "model.safetensors",
+            "--data",
+            "digits",
+            "--device",
+            "cpu",
+            "--out",
+            &out,
+        ];
+        args.extend_from_slice(extra);
+        let o = curvature(&args, d);
+        let (so, se) = text(&o);
+        assert!(o.status.success(), "{q}: {so}\n{se}");
+        read_tensors(&d.join(&out)).unwrap()
+    };
+    let mc = Fisher::Mc {
+        samples: 2,
+        seed: 3,
+    };
+    for (fisher, extra) in [
+        (Fisher::Exact, vec![]),
+        (mc, vec!["--fisher", "mc", "--samples", "2", "--seed", "3"]),
+        (Fisher::Empirical, vec!["--fisher", "empirical"]),
+    ] {
+        let (t, meta) = run("kfac", &extra);
+        assert_eq!(meta["fisher"], fisher.name());
+        let f = engine.kfac_factors(fisher, &theta, rows.clone()).unwrap();
+        let layers = mlp.layout();
+        assert_eq!(t.len(), 2 * layers.len());
+        for (l, layer) in layers.iter().enumerate() {
+            let find = |n: String| t.iter().find(|x| x.name == n).unwrap().clone();
+            let a = find(format!("layers.{l}.kfac_a"));
+            assert_eq!(a.shape, vec![layer.fan_in + 1, layer.fan_in + 1]);
+            assert_eq!(a.data, f.a[l].iter().copied().collect::<Vec<_>>());
+            let b = find(format!("layers.{l}.kfac_b"));
+            assert_eq!(b.shape, vec![layer.fan_out, layer.fan_out]);
+            assert_eq!(b.data, f.b[l].iter().copied().collect::<Vec<_>>());
+        }
+        let mut with_v = extra.clone();
+        with_v.extend(["--vectors", "v.safetensors"]);
+        let (t, _) = run("kfac-vp", &with_v);
+        assert_eq!(
+            (t[0].name.as_str(), t[0].shape.clone()),
+            ("kfac_vp", vec![w])
+        );
+        let want = engine
+            .kfac_products(fisher, &theta, rows.clone(), vm.view())
+            .unwrap();
+        assert_eq!(t[0].data, want.iter().copied().collect::<Vec<_>>());
+        let (t, _) = run("ekfac-diag", &extra);
+        let e = engine.ekfac(fisher, &theta, rows.clone()).unwrap();
+        for (l, s_l) in e.scalings.iter().enumerate() {
+            let x = t
+                .iter()
+                .find(|x| x.name == format!("layers.{l}.ekfac_diag"))
+                .unwrap();
+            assert_eq!(x.shape, s_l.shape().to_vec());
+            assert_eq!(x.data, s_l.iter().copied().collect::<Vec<_>>());
+        }
+    }
+    let ef = Fisher::Empirical;
+    let (t, _) = run("per-sample-grad", &[]);
+    assert_eq!(
+        (t[0].name.as_str(), t[0].shape.clone()),
+        ("per_sample_grad", vec![ds.len(), w])
+    );
+    let g = engine.per_sample_gradients(&theta, rows.clone()).unwrap();
+    assert_eq!(t[0].data, g.iter().copied().collect::<Vec<_>>());
+    let (t, _) = run("empirical-fisher", &[]);
+    assert_eq!(
+        (t[0].name.as_str(), t[0].shape.clone()),
+        ("empirical_fisher", vec![w, w])
+    );
+    let m = engine.fisher_matrix(ef, &theta, rows.clone()).unwrap();
+    assert_eq!(t[0].data, m.iter().copied().collect::<Vec<_>>());
+    let (t, _) = run("diag-empirical-fisher", &[]);
+    assert_eq!(t[0].name, "diag_empirical_fisher");
+    assert_eq!(
+        t[0].data,
+        engine.fisher_diagonal(ef, &theta, rows.clone()).unwrap()
+    );
+    let (t, _) = run("efvp", &["--vectors", "v.safetensors"]);
+    assert_eq!(t[0].name, "efvp");
+    let want = engine
+        .fisher_products(ef, &theta, rows.clone(), vm.view())
+        .unwrap();
+    assert_eq!(t[0].data, want.iter().copied().collect::<Vec<_>>());
+    let (t, meta) = run("diag-mc-fisher", &["--samples", "2", "--seed", "3"]);
+    assert_eq!(
+        (t[0].name.as_str(), meta["samples"].as_str()),
+        ("diag_mc_fisher", "2")
+    );
+    assert_eq!(
+        t[0].data,
+        engine.fisher_diagonal(mc, &theta, rows.clone()).unwrap()
+    );
+    let (t, _) = run("grad-variance", &[]);
+    assert_eq!(t[0].name, "grad_variance");
+    assert_eq!(
+        t[0].data,
+        engine.gradient_variance(&theta, rows.clone()).unwrap()
+    );
+
+    // Bad flavour arguments: one line each, nothing written.
+    let bad = |q: &str, extra: &[&str], needles: &[&str]| {
+        let mut args = vec![
+            "compute",
+            q,
+            "--model",
+            "model.safetensors",
+            "--data",
+            "digits",
+            "--device",
+            "cpu",
+            "--out",
+            "bad.safetensors",
+        ];
+        args.extend_from_slice(extra);
+        assert_one_line_error(&curvature(&args, d), needles);
+        assert!(!d.join("bad.safetensors").exists());
+    };
+    bad(
+        "diag-mc-fisher",
+        &["--samples", "0"],
+        &["--samples", "at least 1"],
+    );
+    bad(
+        "kfac",
+        &["--fisher", "mc", "--samples", "0"],
+        &["--samples"],
+    );
+    bad(
+        "per-sample-grad",
+        &["--fisher", "mc"],
+        &["--fisher", "kfac"],
+    );
+    bad("kfac", &["--samples", "3"], &["--samples", "--fisher mc"]);
+    bad("efvp", &[], &["--vectors"]);
+}
+
 #[test]
 fn bad_inputs_get_one_line_errors_and_overwrite_nothing() {
     let dir = tempfile::tempdir().unwrap();
