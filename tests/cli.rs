@@ -724,6 +724,10 @@ fn parity_command_passes_on_this_adapter() {
         "diag Hessian",
         "Hessian",
         "outer product",
+        "K-FAC factors exact",
+        "K-FAC factors mc",
+        "K-FAC factors empirical",
+        "per-sample gradients",
     ] {
         assert!(
             out.lines()
