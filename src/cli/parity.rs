@@ -135,9 +135,12 @@ pub fn run(args: &ParityArgs) -> Result<bool> {
             e.kfac_factors(fisher, &theta, all.clone())?
         ));
     }
-    check!("per-sample gradients", all.clone(), Checked::Gradient, |e| {
-        flat(e.per_sample_gradients(&theta, all.clone())?)
-    });
+    check!(
+        "per-sample gradients",
+        all.clone(),
+        Checked::Gradient,
+        |e| flat(e.per_sample_gradients(&theta, all.clone())?)
+    );
 
     println!(
         "{:<23} {:>5} {:>11} {:>11} {:>20}  {:>9} {:>9}  result",
