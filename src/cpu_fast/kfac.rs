@@ -163,33 +163,25 @@ impl<T: Real> KfacBuffers<T> {
         }
     }
 
-    /// Appends the chunk's vectors (c·R, W) to the part's (first chunk: replaces them).
+    /// Appends the chunk's vectors (c·R, W) to the part's (first chunk: replaces them),
+    /// row after row in θ's order (W_l row-major, then b_l, layer after layer).
     fn write_vectors(&mut self, net: &Net<T>, ch: &Chunk<T>, base: &Base<T>, empirical: bool) {
-        let (r, w) = (self.r, net.theta.len());
+        let r = self.r;
         if ch.first {
             self.out.clear();
         }
-        let at = self.out.len();
         let mut out = std::mem::take(&mut self.out);
-        out.resize(at + ch.c * r * w, T::zero());
-        for (l, layer) in net.layers.iter().enumerate() {
-            let (fin, fout) = (layer.fan_in, layer.fan_out);
-            let z = input(base, ch.x, l);
-            let cols = self.columns(base, l, empirical);
-            for row in 0..ch.c * r {
-                let s = row / r;
-                let (z_s, c_row) = (
-                    &z[s * fin..(s + 1) * fin],
-                    &cols[row * fout..(row + 1) * fout],
-                );
-                let dst = &mut out[at + row * w..at + (row + 1) * w];
-                for (j, &c_j) in c_row.iter().enumerate() {
-                    let start = layer.weights.start + j * fin;
-                    for (o, &z_i) in dst[start..start + fin].iter_mut().zip(z_s) {
-                        *o = c_j * z_i;
-                    }
-                    dst[layer.bias.start + j] = c_j;
+        out.reserve(ch.c * r * net.theta.len());
+        for row in 0..ch.c * r {
+            let s = row / r;
+            for (l, layer) in net.layers.iter().enumerate() {
+                let (fin, fout) = (layer.fan_in, layer.fan_out);
+                let z_s = &input(base, ch.x, l)[s * fin..(s + 1) * fin];
+                let c_row = &self.columns(base, l, empirical)[row * fout..(row + 1) * fout];
+                for &c_j in c_row {
+                    out.extend(z_s.iter().map(|&z_i| c_j * z_i));
                 }
+                out.extend_from_slice(c_row);
             }
         }
         self.out = out;

@@ -79,6 +79,9 @@ pub fn vectors<B: Backend + ?Sized>(
 ) -> Result<Array2<f64>> {
     let r = fisher.columns_per_sample(engine.architecture().num_outputs());
     let w = engine.architecture().num_params();
+    if rows.len() <= part_rows(engine, fisher, usize::MAX) {
+        return engine.data_fisher_vectors(fisher, theta, rows, 0);
+    }
     let first = rows.start;
     let mut out = Array2::zeros((rows.len() * r, w));
     for_each_part(engine, fisher, theta, rows, usize::MAX, |part, g| {
@@ -148,28 +151,31 @@ pub fn gradient_variance<B: Backend + ?Sized>(
     theta: &[f64],
     rows: Range<usize>,
 ) -> Result<Vec<f64>> {
+    variance_in_parts(engine, theta, rows, VECTOR_BUDGET)
+}
+
+/// [`gradient_variance`] in parts of at most `budget` entries.
+fn variance_in_parts<B: Backend + ?Sized>(
+    engine: &mut B,
+    theta: &[f64],
+    rows: Range<usize>,
+    budget: usize,
+) -> Result<Vec<f64>> {
     let w = engine.architecture().num_params();
     let (mut count, mut mean, mut m2) = (0.0f64, Array1::<f64>::zeros(w), Array1::zeros(w));
-    for_each_part(
-        engine,
-        Fisher::Empirical,
-        theta,
-        rows,
-        VECTOR_BUDGET,
-        |_, g| {
-            let nb = g.nrows() as f64;
-            let mean_b = g
-                .mean_axis(Axis(0))
-                .ok_or_else(|| Error::Internal("an empty part of per-sample gradients".into()))?;
-            let m2_b = (&g - &mean_b).mapv(|v| v * v).sum_axis(Axis(0));
-            let total = count + nb;
-            let delta = &mean_b - &mean;
-            m2 = &m2 + &m2_b + &(delta.mapv(|d| d * d) * (count * nb / total));
-            mean = &mean + &(delta * (nb / total));
-            count = total;
-            Ok(())
-        },
-    )?;
+    for_each_part(engine, Fisher::Empirical, theta, rows, budget, |_, g| {
+        let nb = g.nrows() as f64;
+        let mean_b = g
+            .mean_axis(Axis(0))
+            .ok_or_else(|| Error::Internal("an empty part of per-sample gradients".into()))?;
+        let m2_b = (&g - &mean_b).mapv(|v| v * v).sum_axis(Axis(0));
+        let total = count + nb;
+        let delta = &mean_b - &mean;
+        m2 = &m2 + &m2_b + &(delta.mapv(|d| d * d) * (count * nb / total));
+        mean = &mean + &(delta * (nb / total));
+        count = total;
+        Ok(())
+    })?;
     Ok((m2 / count.max(1.0)).to_vec())
 }
 
@@ -245,4 +251,131 @@ pub fn ekfac<B: Backend + ?Sized>(
         basis,
         scalings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu_fast::FastCpuEngine;
+    use crate::engine::{Curvature, Diagonal, Kind, ReferenceEngine};
+    use crate::{Activation, Loss};
+    use ndarray::ArrayView2;
+
+    /// A backend with only the required primitives (the reference underneath): what the
+    /// defaults make of them.
+    struct Bare(ReferenceEngine);
+
+    impl Backend for Bare {
+        fn architecture(&self) -> &Mlp {
+            self.0.architecture()
+        }
+        fn data_rows(&self) -> usize {
+            self.0.data_rows()
+        }
+        fn data_loss(&mut self, theta: &[f64], rows: Range<usize>) -> Result<f64> {
+            self.0.data_loss(theta, rows)
+        }
+        fn data_loss_grad(&mut self, theta: &[f64], rows: Range<usize>) -> Result<(f64, Vec<f64>)> {
+            self.0.data_loss_grad(theta, rows)
+        }
+        fn network_outputs(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
+            self.0.network_outputs(theta, rows)
+        }
+        fn data_products(
+            &mut self,
+            kind: Kind,
+            theta: &[f64],
+            rows: Range<usize>,
+            v: ArrayView2<f64>,
+        ) -> Result<Array2<f64>> {
+            self.0.data_products(kind, theta, rows, v)
+        }
+        fn data_diagonal(
+            &mut self,
+            which: Diagonal,
+            theta: &[f64],
+            rows: Range<usize>,
+        ) -> Result<Vec<f64>> {
+            self.0.data_diagonal(which, theta, rows)
+        }
+        fn bind_data(&mut self, x: ArrayView2<f32>, t: ArrayView2<f32>) -> Result<()> {
+            self.0.bind_data(x, t)
+        }
+    }
+
+    fn problem() -> (Mlp, Vec<f64>, Array2<f32>, Array2<f32>) {
+        let mlp = Mlp::with_hidden(&[3, 5, 4], Activation::Tanh, Loss::Ce, 0.1).unwrap();
+        let theta = mlp.init_params(3);
+        let x = Array2::from_shape_fn((11, 3), |(i, j)| ((i * 7 + j * 3) % 5) as f32 / 5.0 - 0.4);
+        let t = Array2::from_shape_fn((11, 4), |(i, j)| f32::from(u8::from(i % 4 == j)));
+        (mlp, theta, x, t)
+    }
+
+    fn max_diff(a: &Array2<f64>, b: &Array2<f64>) -> f64 {
+        assert_eq!(a.dim(), b.dim());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
+    }
+
+    /// The default per-sample gradients (one one-row gradient each) are the reference's,
+    /// and what the face derives from them follows; K-FAC without a kernel says so.
+    #[test]
+    fn a_backend_without_kernels_answers_from_the_defaults() {
+        let (mlp, theta, x, t) = problem();
+        let mut bare = Bare(ReferenceEngine::new(&mlp, x.view(), t.view()).unwrap());
+        let mut reference = ReferenceEngine::new(&mlp, x.view(), t.view()).unwrap();
+        let g = bare.per_sample_gradients(&theta, 1..10).unwrap();
+        let want = reference.per_sample_gradients(&theta, 1..10).unwrap();
+        assert!(max_diff(&g, &want) < 1e-12);
+        let var = bare.gradient_variance(&theta, 0..11).unwrap();
+        let var_ref = reference.gradient_variance(&theta, 0..11).unwrap();
+        assert!(var.iter().zip(&var_ref).all(|(a, b)| (a - b).abs() < 1e-12));
+        let err = bare.kfac_factors(Fisher::Exact, &theta, 0..11).unwrap_err();
+        assert!(err.to_string().contains("K-FAC factors"), "{err}");
+        let err = bare
+            .fisher_vectors(Fisher::Exact, &theta, 0..11)
+            .unwrap_err();
+        assert!(err.to_string().contains("exact Fisher vectors"), "{err}");
+    }
+
+    /// Parts of three rows continue mc's stream (`skip`): on the reference and on the
+    /// fast engine, the parts together are the unsplit reference's vectors; and the
+    /// part-by-part variance (Chan's update) is the one-pass one.
+    #[test]
+    fn split_requests_continue_the_monte_carlo_stream() {
+        let (mlp, theta, x, t) = problem();
+        let mc = Fisher::Mc {
+            samples: 2,
+            seed: 8,
+        };
+        let w = mlp.num_params();
+        let budget = 3 * 2 * w; // three rows of two draws per part
+        let (xf, tf) = (x.mapv(f64::from), t.mapv(f64::from));
+        let rows = 1..11;
+        let xs = xf.slice(s![rows.clone(), ..]);
+        let ts = tf.slice(s![rows.clone(), ..]);
+        let want =
+            crate::cpu::fisher_vectors(&mlp.with_l2(0.0).unwrap(), &theta, xs, ts, mc).unwrap();
+        let mut reference = ReferenceEngine::new(&mlp, x.view(), t.view()).unwrap();
+        let mut fast = FastCpuEngine::<f64>::new(&mlp, x.view(), t.view()).unwrap();
+        for engine in [&mut reference as &mut dyn Backend, &mut fast] {
+            let mut got = Vec::new();
+            for_each_part(engine, mc, &theta, rows.clone(), budget, |part, g| {
+                assert!(part.len() <= 3);
+                got.extend(g.iter().copied());
+                Ok(())
+            })
+            .unwrap();
+            let got = Array2::from_shape_vec(want.dim(), got).unwrap();
+            assert!(max_diff(&got, &want) < 1e-12);
+        }
+        let one_pass = crate::cpu::gradient_variance(&mlp, &theta, xs, ts);
+        let parts = variance_in_parts(&mut reference, &theta, rows, 3 * w).unwrap();
+        assert!(parts
+            .iter()
+            .zip(&one_pass)
+            .all(|(a, b)| (a - b).abs() < 1e-12));
+    }
 }

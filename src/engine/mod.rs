@@ -21,6 +21,13 @@
 //! curvature quantity is one method here, its kernels in each engine, one method
 //! of the face, one CLI quantity and one conformance case (DESIGN.md's table).
 //!
+//! The Fisher family and K-FAC share two primitives: [`Backend::data_fisher_vectors`]
+//! (the per-sample gradients are its empirical flavour) and
+//! [`Backend::data_kfac_factors`]; the face derives Fisher products, diagonals and
+//! matrices, the gradient variance, K-FAC products and EKFAC from them
+//! ([`fisher`]), and the Monte-Carlo draws every fast engine uses are the
+//! reference's stream, written once ([`sampling`]).
+//!
 //! One comparator and one table of f32-vs-f64 tolerances ([`compare`]) serve
 //! `verify`, `curvature parity` and the tests.
 
