@@ -329,159 +329,146 @@ fn compute_kfac_and_fisher_quantities_equal_the_library() {
     let d = dir.path();
     let (_, mlp, theta) = digits_model(d);
     let ds = data::load_named("digits").unwrap();
-    let mut engine = Device::FastCpuF64
+    let mut e = Device::FastCpuF64
         .engine(&mlp, ds.x.view(), ds.t.view())
         .unwrap();
-    let rows = 0..ds.len();
-    let w = mlp.num_params();
-    let v: Vec<f64> = (0..w)
-        .map(|i| ((i * 31) % 17) as f64 / 17.0 - 0.5)
-        .collect();
+    let (rows, w) = (0..ds.len(), mlp.num_params());
+    let v: Vec<f64> = (0..w).map(|i| (i % 17) as f64 / 17.0 - 0.5).collect();
     write_vector(&d.join("v.safetensors"), v.clone());
-    let vm = ndarray::Array2::from_shape_vec((1, w), v.clone()).unwrap();
-    let run = |q: &str, extra: &[&str]| {
-        let out = format!("{q}{}.safetensors", extra.join(""));
-        let mut args = vec![
-            "compute",
-            q,
-            "--model",
-            "model.safetensors",
-            "--data",
-            "digits",
-            "--device",
-            "cpu",
-            "--out",
-            &out,
-        ];
-        args.extend_from_slice(extra);
-        let o = curvature(&args, d);
-        let (so, se) = text(&o);
-        assert!(o.status.success(), "{q}: {so}\n{se}");
-        read_tensors(&d.join(&out)).unwrap()
+    let vm = ndarray::Array2::from_shape_vec((1, w), v).unwrap();
+    const BASE: [&str; 7] = [
+        "--model",
+        "model.safetensors",
+        "--data",
+        "digits",
+        "--device",
+        "cpu",
+        "--out",
+    ];
+    let args = |q: &'static str, out: &'static str, extra: &[&'static str]| {
+        [&["compute", q][..], &BASE, &[out], extra].concat()
     };
+    let run = |q: &'static str, extra: &[&'static str]| {
+        std::fs::remove_file(d.join("out.safetensors")).ok();
+        let o = curvature(&args(q, "out.safetensors", extra), d);
+        assert!(o.status.success(), "{q}: {:?}", text(&o));
+        read_tensors(&d.join("out.safetensors")).unwrap()
+    };
+    let flat = |m: ndarray::Array2<f64>| m.iter().copied().collect::<Vec<f64>>();
     let mc = Fisher::Mc {
         samples: 2,
         seed: 3,
     };
+    let mc_args = ["--samples", "2", "--seed", "3"];
     for (fisher, extra) in [
         (Fisher::Exact, vec![]),
-        (mc, vec!["--fisher", "mc", "--samples", "2", "--seed", "3"]),
+        (mc, [&["--fisher", "mc"][..], &mc_args].concat()),
         (Fisher::Empirical, vec!["--fisher", "empirical"]),
     ] {
         let (t, meta) = run("kfac", &extra);
         assert_eq!(meta["fisher"], fisher.name());
-        let f = engine.kfac_factors(fisher, &theta, rows.clone()).unwrap();
-        let layers = mlp.layout();
-        assert_eq!(t.len(), 2 * layers.len());
-        for (l, layer) in layers.iter().enumerate() {
-            let find = |n: String| t.iter().find(|x| x.name == n).unwrap().clone();
-            let a = find(format!("layers.{l}.kfac_a"));
-            assert_eq!(a.shape, vec![layer.fan_in + 1, layer.fan_in + 1]);
-            assert_eq!(a.data, f.a[l].iter().copied().collect::<Vec<_>>());
-            let b = find(format!("layers.{l}.kfac_b"));
-            assert_eq!(b.shape, vec![layer.fan_out, layer.fan_out]);
-            assert_eq!(b.data, f.b[l].iter().copied().collect::<Vec<_>>());
+        let f = e.kfac_factors(fisher, &theta, rows.clone()).unwrap();
+        let ekfac = e.ekfac(fisher, &theta, rows.clone()).unwrap();
+        let (t_e, _) = run("ekfac-diag", &extra);
+        for (tensors, suffix, want) in [
+            (&t, "kfac_a", &f.a),
+            (&t, "kfac_b", &f.b),
+            (&t_e, "ekfac_diag", &ekfac.scalings),
+        ] {
+            assert_eq!(
+                tensors.len(),
+                want.len() * if suffix == "ekfac_diag" { 1 } else { 2 }
+            );
+            for (l, m) in want.iter().enumerate() {
+                let x = tensors
+                    .iter()
+                    .find(|x| x.name == format!("layers.{l}.{suffix}"))
+                    .unwrap();
+                assert_eq!((&x.shape, &x.data), (&m.shape().to_vec(), &flat(m.clone())));
+            }
         }
-        let mut with_v = extra.clone();
-        with_v.extend(["--vectors", "v.safetensors"]);
-        let (t, _) = run("kfac-vp", &with_v);
-        assert_eq!(
-            (t[0].name.as_str(), t[0].shape.clone()),
-            ("kfac_vp", vec![w])
+        let (t, _) = run(
+            "kfac-vp",
+            &[&extra[..], &["--vectors", "v.safetensors"]].concat(),
         );
-        let want = engine
+        let want = e
             .kfac_products(fisher, &theta, rows.clone(), vm.view())
             .unwrap();
-        assert_eq!(t[0].data, want.iter().copied().collect::<Vec<_>>());
-        let (t, _) = run("ekfac-diag", &extra);
-        let e = engine.ekfac(fisher, &theta, rows.clone()).unwrap();
-        for (l, s_l) in e.scalings.iter().enumerate() {
-            let x = t
-                .iter()
-                .find(|x| x.name == format!("layers.{l}.ekfac_diag"))
-                .unwrap();
-            assert_eq!(x.shape, s_l.shape().to_vec());
-            assert_eq!(x.data, s_l.iter().copied().collect::<Vec<_>>());
-        }
+        assert_eq!((t[0].name.as_str(), &t[0].data), ("kfac_vp", &flat(want)));
     }
     let ef = Fisher::Empirical;
-    let (t, _) = run("per-sample-grad", &[]);
-    assert_eq!(
-        (t[0].name.as_str(), t[0].shape.clone()),
-        ("per_sample_grad", vec![ds.len(), w])
-    );
-    let g = engine.per_sample_gradients(&theta, rows.clone()).unwrap();
-    assert_eq!(t[0].data, g.iter().copied().collect::<Vec<_>>());
-    let (t, _) = run("empirical-fisher", &[]);
-    assert_eq!(
-        (t[0].name.as_str(), t[0].shape.clone()),
-        ("empirical_fisher", vec![w, w])
-    );
-    let m = engine.fisher_matrix(ef, &theta, rows.clone()).unwrap();
-    assert_eq!(t[0].data, m.iter().copied().collect::<Vec<_>>());
-    let (t, _) = run("diag-empirical-fisher", &[]);
-    assert_eq!(t[0].name, "diag_empirical_fisher");
-    assert_eq!(
-        t[0].data,
-        engine.fisher_diagonal(ef, &theta, rows.clone()).unwrap()
-    );
-    let (t, _) = run("efvp", &["--vectors", "v.safetensors"]);
-    assert_eq!(t[0].name, "efvp");
-    let want = engine
-        .fisher_products(ef, &theta, rows.clone(), vm.view())
-        .unwrap();
-    assert_eq!(t[0].data, want.iter().copied().collect::<Vec<_>>());
-    let (t, meta) = run("diag-mc-fisher", &["--samples", "2", "--seed", "3"]);
-    assert_eq!(
-        (t[0].name.as_str(), meta["samples"].as_str()),
-        ("diag_mc_fisher", "2")
-    );
-    assert_eq!(
-        t[0].data,
-        engine.fisher_diagonal(mc, &theta, rows.clone()).unwrap()
-    );
-    let (t, _) = run("grad-variance", &[]);
-    assert_eq!(t[0].name, "grad_variance");
-    assert_eq!(
-        t[0].data,
-        engine.gradient_variance(&theta, rows.clone()).unwrap()
-    );
-
+    let single: Vec<(&'static str, Vec<&'static str>, Vec<usize>, Vec<f64>)> = vec![
+        (
+            "per-sample-grad",
+            vec![],
+            vec![ds.len(), w],
+            flat(e.per_sample_gradients(&theta, rows.clone()).unwrap()),
+        ),
+        (
+            "empirical-fisher",
+            vec![],
+            vec![w, w],
+            flat(e.fisher_matrix(ef, &theta, rows.clone()).unwrap()),
+        ),
+        (
+            "diag-empirical-fisher",
+            vec![],
+            vec![w],
+            e.fisher_diagonal(ef, &theta, rows.clone()).unwrap(),
+        ),
+        (
+            "efvp",
+            vec!["--vectors", "v.safetensors"],
+            vec![w],
+            flat(
+                e.fisher_products(ef, &theta, rows.clone(), vm.view())
+                    .unwrap(),
+            ),
+        ),
+        (
+            "diag-mc-fisher",
+            mc_args.to_vec(),
+            vec![w],
+            e.fisher_diagonal(mc, &theta, rows.clone()).unwrap(),
+        ),
+        (
+            "grad-variance",
+            vec![],
+            vec![w],
+            e.gradient_variance(&theta, rows.clone()).unwrap(),
+        ),
+    ];
+    for (q, extra, shape, want) in single {
+        let (t, _) = run(q, &extra);
+        assert_eq!(
+            (t[0].name.clone(), &t[0].shape),
+            (q.replace('-', "_"), &shape)
+        );
+        assert_eq!(t[0].data, want, "{q}");
+    }
     // Bad flavour arguments: one line each, nothing written.
-    let bad = |q: &str, extra: &[&str], needles: &[&str]| {
-        let mut args = vec![
-            "compute",
-            q,
-            "--model",
-            "model.safetensors",
-            "--data",
-            "digits",
-            "--device",
-            "cpu",
-            "--out",
-            "bad.safetensors",
-        ];
-        args.extend_from_slice(extra);
-        assert_one_line_error(&curvature(&args, d), needles);
+    for (q, extra, needles) in [
+        (
+            "diag-mc-fisher",
+            &["--samples", "0"][..],
+            &["--samples", "at least 1"][..],
+        ),
+        (
+            "kfac",
+            &["--fisher", "mc", "--samples", "0"],
+            &["--samples"],
+        ),
+        (
+            "per-sample-grad",
+            &["--fisher", "mc"],
+            &["--fisher", "kfac"],
+        ),
+        ("kfac", &["--samples", "3"], &["--samples", "--fisher mc"]),
+        ("efvp", &[], &["--vectors"]),
+    ] {
+        assert_one_line_error(&curvature(&args(q, "bad.safetensors", extra), d), needles);
         assert!(!d.join("bad.safetensors").exists());
-    };
-    bad(
-        "diag-mc-fisher",
-        &["--samples", "0"],
-        &["--samples", "at least 1"],
-    );
-    bad(
-        "kfac",
-        &["--fisher", "mc", "--samples", "0"],
-        &["--samples"],
-    );
-    bad(
-        "per-sample-grad",
-        &["--fisher", "mc"],
-        &["--fisher", "kfac"],
-    );
-    bad("kfac", &["--samples", "3"], &["--samples", "--fisher mc"]);
-    bad("efvp", &[], &["--vectors"]);
+    }
 }
 
 #[test]
