@@ -397,7 +397,9 @@ fn compute_kfac_and_fisher_quantities_equal_the_library() {
         assert_eq!((t[0].name.as_str(), &t[0].data), ("kfac_vp", &flat(want)));
     }
     let ef = Fisher::Empirical;
-    let single: Vec<(&'static str, Vec<&'static str>, Vec<usize>, Vec<f64>)> = vec![
+    // (quantity, its arguments, the tensor's shape, the library's result)
+    type Single = (&'static str, Vec<&'static str>, Vec<usize>, Vec<f64>);
+    let single: Vec<Single> = vec![
         (
             "per-sample-grad",
             vec![],

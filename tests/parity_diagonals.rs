@@ -269,10 +269,49 @@ fn check_kfac(
     let mut fv_ref = cpu::fisher_products(mlp, theta, x, t, ef, v.view()).unwrap();
     l2.add_to_products(v.view(), &mut fv_ref);
     record("efvp", &flat(&fv), &flat(&fv_ref), Checked::Curvature);
-    let d = eng.fisher_diagonal(mc, theta, rows.clone()).unwrap();
-    let mut d_ref = cpu::diag_fisher(mlp, theta, x, t, mc).unwrap();
-    l2.add_to_diagonal(&mut d_ref);
-    record("diag Fisher mc", &d, &d_ref, Checked::Curvature);
+    for fisher in [mc, ef] {
+        let d = eng.fisher_diagonal(fisher, theta, rows.clone()).unwrap();
+        let mut d_ref = cpu::diag_fisher(mlp, theta, x, t, fisher).unwrap();
+        l2.add_to_diagonal(&mut d_ref);
+        record(
+            &format!("diag Fisher {}", fisher.name()),
+            &d,
+            &d_ref,
+            Checked::Curvature,
+        );
+    }
+    let m = eng.fisher_matrix(ef, theta, rows.clone()).unwrap();
+    let mut m_ref = cpu::fisher_matrix(mlp, theta, x, t, ef).unwrap();
+    l2.add_to_matrix(&mut m_ref);
+    record(
+        "empirical Fisher",
+        &flat(&m),
+        &flat(&m_ref),
+        Checked::Curvature,
+    );
+    // EKFAC's diagonal against its definition in the engine's own eigenbasis (an f32
+    // basis may rotate within close eigenvalues): (1/N) Σ (Q_Bᵀ G Q_A)² over the
+    // reference's vectors.
+    for fisher in [Fisher::Exact, mc, ef] {
+        let e = eng.ekfac(fisher, theta, rows.clone()).unwrap();
+        let g_ref = cpu::fisher_vectors(mlp, theta, x, t, fisher).unwrap();
+        let mut want = Vec::new();
+        for (layer, basis) in e.layers.iter().zip(&e.basis) {
+            let mut s_l = ndarray::Array2::<f64>::zeros((layer.fan_out, layer.fan_in + 1));
+            for g_r in g_ref.rows() {
+                let gm = cpu::gather(layer, &g_r.to_vec());
+                s_l += &basis.rotate(&gm).mapv(|v| v * v);
+            }
+            want.extend((s_l / rows.len() as f64).iter().copied());
+        }
+        let got: Vec<f64> = e.scalings.iter().flat_map(|m| m.iter().copied()).collect();
+        record(
+            &format!("EKFAC {}", fisher.name()),
+            &got,
+            &want,
+            Checked::Curvature,
+        );
+    }
     let var = eng.gradient_variance(theta, rows.clone()).unwrap();
     let var_ref = cpu::gradient_variance(mlp, theta, x, t);
     record("gradient variance", &var, &var_ref, Checked::Curvature);
