@@ -6,6 +6,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use curvature::bench::{Op, Workload, BLOCK};
+use curvature::cpu::Fisher;
 use curvature::data::load_named;
 use curvature::engine::device::{Device, DeviceChoice};
 use curvature::Curvature;
@@ -70,7 +71,15 @@ fn bench_workloads(c: &mut Criterion) {
                             }
                             Op::DiagGgn => drop(eng.diag_ggn(theta, 0..n).expect("diag G")),
                             Op::DiagHessian => drop(eng.diag_hessian(theta, 0..n).expect("diag H")),
-                            Op::Hessian | Op::Ggn => {}
+                            Op::KfacFactors => {
+                                drop(eng.kfac_factors(Fisher::Exact, theta, 0..n).expect("K-FAC"))
+                            }
+                            Op::PerSampleGrads => {
+                                let rows = op.rows(&mlp, n);
+                                drop(eng.per_sample_gradients(theta, 0..rows).expect("g_n"))
+                            }
+                            // The long ones (full H and G, the inverse refresh): `curvature bench`.
+                            Op::Hessian | Op::Ggn | Op::KfacInverse => {}
                         }
                     })
                 });

@@ -31,6 +31,18 @@
 //!                      + Σ_n diag(M_l)ᵀ (z∘z) every layer          4NP + 2N Σ_{l≥1} R_l in_l out_l
 //!   diag H             diag G's products with the exact factor rows R_l, + backward (2NP₁)
 //!                      + the residual mat-vec d (W∘W) where it is not expanded (2N in_l out_l)
+//!   K-FAC factors      exact flavour: forward, the K output columns carried down through
+//!                      layers l ≥ 1 (2NKP₁), and per layer Z̃ᵀZ̃ and SᵀS (S: N·K rows), with
+//!                      sym(r, m) = 2r·m² for the GPU's full products, r·m(m+1) for the CPU's
+//!                      upper triangles:   2NP + 2NKP₁ + Σ_l [sym(N, in_l) + 2N in_l + sym(NK, out_l)]
+//!   K-FAC inverse      the eigendecompositions of every A_l (in_l+1) and B_l (out_l) on the
+//!                      host (faer, whatever the device), 9n³ each (Golub & Van Loan's count
+//!                      for the symmetric QR algorithm with eigenvectors), factors made once
+//!                      before the timing:                    9 Σ_l [(in_l+1)³ + out_l³]
+//!   per-sample grads   on the first N_b = min(N, 2²⁵ / W) rows (the (N_b, W) result is
+//!                      what is written: M would need 8 GB for all rows): forward + backward,
+//!                      then one multiply per weight entry of each row's δ zᵀ
+//!                                                            2N_bP + 2N_bP₁ + N_bP
 //! ```
 //! Runs alternate between two θ, so that no run reuses the previous run's
 //! forward pass (the CPU engine does that for products at one θ).
@@ -38,6 +50,7 @@
 //! (the CPU: faer's GEMM at the precision benchmarked; a GPU: the engine's
 //! matmul kernel), 2n³ flops, timed in the same run.
 
+use crate::cpu::Fisher;
 use crate::cpu_fast::diagonal::factor_rows;
 use crate::data::load_named;
 use crate::engine::device::Device;
@@ -119,10 +132,21 @@ pub enum Op {
     DiagHessian,
     Hessian,
     Ggn,
+    KfacFactors,
+    KfacInverse,
+    PerSampleGrads,
 }
 
 /// Vectors in the benchmarked block of Hv.
 pub const BLOCK: usize = 16;
+
+/// Entries of the per-sample gradients' result at most (2²⁵ f64 = 256 MiB): N_b rows.
+pub const PER_SAMPLE_ENTRIES: usize = 1 << 25;
+
+/// N_b, the rows the per-sample gradients are benchmarked on (module header).
+pub fn per_sample_rows(mlp: &Mlp, n: usize) -> usize {
+    (PER_SAMPLE_ENTRIES / mlp.num_params().max(1)).clamp(1, n.max(1))
+}
 
 impl Op {
     pub fn name(self) -> &'static str {
@@ -136,6 +160,9 @@ impl Op {
             Op::DiagHessian => "diag H",
             Op::Hessian => "full H",
             Op::Ggn => "full GGN",
+            Op::KfacFactors => "K-FAC factors",
+            Op::KfacInverse => "K-FAC inverse",
+            Op::PerSampleGrads => "per-sample grads",
         }
     }
 
@@ -153,12 +180,23 @@ impl Op {
         if w.has_full_matrices() {
             ops.extend([Op::Hessian, Op::Ggn]);
         }
+        ops.extend([Op::KfacFactors, Op::KfacInverse, Op::PerSampleGrads]);
         ops
     }
 
-    /// Whether this op is long (the full matrices): it gets fewer runs.
+    /// Whether this op is long (the full matrices, L's inverse refresh of seconds): it
+    /// gets fewer runs.
     pub fn is_long(self) -> bool {
-        matches!(self, Op::Hessian | Op::Ggn)
+        matches!(self, Op::Hessian | Op::Ggn | Op::KfacInverse)
+    }
+
+    /// The rows an op of a workload with `n` rows runs on: N_b for the per-sample
+    /// gradients, all of them otherwise.
+    pub fn rows(self, mlp: &Mlp, n: usize) -> usize {
+        match self {
+            Op::PerSampleGrads => per_sample_rows(mlp, n),
+            _ => n,
+        }
     }
 }
 
@@ -201,6 +239,30 @@ pub fn flops(mlp: &Mlp, n: usize, op: Op, on_gpu: bool) -> f64 {
         Op::Ggn => {
             crate::cpu_fast::full::flops(&layers, n as usize, crate::engine::Kind::GaussNewton)
         }
+        Op::KfacFactors => {
+            let k = mlp.num_outputs() as f64;
+            // The symmetric sums over r rows of width m: full on the GPU, one triangle on the CPU.
+            let sym = |r: f64, m: f64| {
+                if on_gpu {
+                    2.0 * r * m * m
+                } else {
+                    r * m * (m + 1.0)
+                }
+            };
+            let sums: f64 = layers
+                .iter()
+                .map(|l| {
+                    let (fin, fout) = (l.fan_in as f64, l.fan_out as f64);
+                    sym(n, fin) + 2.0 * n * fin + sym(n * k, fout)
+                })
+                .sum();
+            2.0 * n * p + 2.0 * n * k * p1 + sums
+        }
+        Op::KfacInverse => layers
+            .iter()
+            .map(|l| 9.0 * (((l.fan_in + 1) as f64).powi(3) + (l.fan_out as f64).powi(3)))
+            .sum(),
+        Op::PerSampleGrads => 2.0 * n * p + 2.0 * n * p1 + n * p,
         Op::DiagGgn => 4.0 * n * p + factors(Diagonal::GaussNewton),
         Op::DiagHessian => {
             let depth = layers.len();
@@ -412,7 +474,15 @@ pub fn run_workload(
             opts.runs
         };
         let warmup = if op.is_long() { 1 } else { opts.warmup };
-        let r = rows.clone();
+        let op_rows = op.rows(&mlp, n);
+        let r = 0..op_rows;
+        // The inverse refresh decomposes factors made once, before its timing.
+        let factors = match op {
+            Op::KfacInverse => {
+                Some(engine.kfac_factors(Fisher::Exact, &thetas[0], rows.clone())?)
+            }
+            _ => None,
+        };
         let seconds = median_seconds(runs, warmup, || {
             calls += 1;
             let theta = &thetas[calls % 2];
@@ -426,15 +496,22 @@ pub fn run_workload(
                 Op::DiagHessian => drop(engine.diag_hessian(theta, r.clone())?),
                 Op::Hessian => drop(engine.hessian(theta, r.clone())?),
                 Op::Ggn => drop(engine.ggn(theta, r.clone())?),
+                Op::KfacFactors => drop(engine.kfac_factors(Fisher::Exact, theta, r.clone())?),
+                Op::KfacInverse => {
+                    if let Some(f) = &factors {
+                        drop(f.eigen()?);
+                    }
+                }
+                Op::PerSampleGrads => drop(engine.per_sample_gradients(theta, r.clone())?),
             }
             Ok(())
         })?;
-        let f = flops(&mlp, n, op, device.is_gpu());
+        let f = flops(&mlp, op_rows, op, device.is_gpu());
         let gflops = f / seconds / 1e9;
         let row = Row {
             workload: workload.name().to_string(),
             network: mlp.describe(),
-            n,
+            n: op_rows,
             device: device.describe(),
             precision: precision.name().to_string(),
             op: op.name().to_string(),

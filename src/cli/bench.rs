@@ -103,12 +103,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "  peak: {peak:.1} GFLOP/s ({peak_n}×{peak_n} matrix product, median of {PEAK_RUNS}, just before this workload)"
         );
         println!(
-            "  {:<11} {:>12} {:>10} {:>10} {:>8}",
+            "  {:<16} {:>12} {:>10} {:>10} {:>8}",
             "op", "time", "ops/s", "GFLOP/s", "of peak"
         );
         let rows = run_workload(w, &device, peak, &opts, |r| {
             println!(
-                "  {:<11} {:>12} {:>10.2} {:>10.2} {:>7.1}%",
+                "  {:<16} {:>12} {:>10.2} {:>10.2} {:>7.1}%",
                 r.op,
                 format_seconds(r.seconds),
                 1.0 / r.seconds,

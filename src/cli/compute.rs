@@ -1,10 +1,14 @@
 //! `curvature compute QUANTITY`: one curvature quantity of a saved model on a
 //! data set, written to a safetensors file so that it can be checked against
 //! PyTorch or JAX. Vectors come in tensor `v` (W) or `V` (k, W); the result goes
-//! out in a tensor named after the quantity (f64).
+//! out in a tensor named after the quantity (f64), or, for the per-layer K-FAC
+//! quantities, in one tensor per layer: `layers.{l}.kfac_a` (in_l+1, in_l+1, the bias's
+//! 1 last), `layers.{l}.kfac_b` (out_l, out_l), `layers.{l}.ekfac_diag` (out_l, in_l+1).
+//! Every result is of E (λ included) except where its help says "data term".
 
 use super::common::{load_model_and_part, DeviceArgs, SplitPart};
 use clap::{Args, ValueEnum};
+use curvature::cpu::Fisher;
 use curvature::engine::Curvature;
 use curvature::files::{read_tensors, write_tensors, NamedTensor, Overwrite};
 use curvature::{cpu, Error, Result};
@@ -39,7 +43,43 @@ pub enum Quantity {
     InverseOuterProduct,
     /// The Hessian by central differences of the gradient (PRML 5.91), symmetrised (W, W).
     FdHessian,
+    /// K-FAC's Kronecker factors of every layer, of the data term (λ enters products, not
+    /// factors): A_l = (1/N) Σ z̃z̃ᵀ (in_l+1, in_l+1, z̃ = [z; 1]) and B_l (out_l, out_l) of
+    /// --fisher (exact, mc with --samples/--seed, empirical), tensors layers.{l}.kfac_a/_b.
+    Kfac,
+    /// (K + λI_w)·v with K the K-FAC matrix of --fisher, (K v)_l = B_l V_l A_l; --vectors like hvp.
+    KfacVp,
+    /// EKFAC's diagonal s_l (out_l, in_l+1) of each layer's --fisher block in the K-FAC
+    /// eigenbasis (data term), tensors layers.{l}.ekfac_diag.
+    EkfacDiag,
+    /// The per-sample gradients ∂E_n/∂θ (N, W), not divided by N (data term: their mean is ∇E − λθ).
+    PerSampleGrad,
+    /// The empirical Fisher (1/N) Σ_n g_n g_nᵀ + λI_w (W, W) from the per-sample gradients.
+    EmpiricalFisher,
+    /// The diagonal of the empirical Fisher (W), + λ on weights.
+    DiagEmpiricalFisher,
+    /// The empirical-Fisher vector product (F + λI_w)·v; --vectors like hvp.
+    Efvp,
+    /// The diagonal of the Monte-Carlo Fisher (W), --samples targets per row drawn from the
+    /// model's likelihood with --seed, + λ on weights.
+    DiagMcFisher,
+    /// The variance of the per-sample gradients (W), (1/N) Σ_n (g_n − ḡ)² (λ does not change it).
+    GradVariance,
 }
+
+/// `--fisher`: which Fisher (and which K-FAC B factor).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FisherArg {
+    /// The Gauss-Newton output Hessian's square-root columns (KFLR): the Fisher is the GGN.
+    Exact,
+    /// --samples targets per row sampled from the model's likelihood (seeded by --seed).
+    Mc,
+    /// The gradient of the observed loss (the empirical Fisher).
+    Empirical,
+}
+
+/// The largest result of per-sample-grad, N·W entries (2²⁸ f64 = 2 GiB).
+const MAX_PER_SAMPLE_ENTRIES: usize = 1 << 28;
 
 impl Quantity {
     /// The tensor name in the output file.
@@ -57,7 +97,37 @@ impl Quantity {
             Quantity::OuterProduct => "outer_product",
             Quantity::InverseOuterProduct => "inverse_outer_product",
             Quantity::FdHessian => "fd_hessian",
+            Quantity::Kfac => "kfac",
+            Quantity::KfacVp => "kfac_vp",
+            Quantity::EkfacDiag => "ekfac_diag",
+            Quantity::PerSampleGrad => "per_sample_grad",
+            Quantity::EmpiricalFisher => "empirical_fisher",
+            Quantity::DiagEmpiricalFisher => "diag_empirical_fisher",
+            Quantity::Efvp => "efvp",
+            Quantity::DiagMcFisher => "diag_mc_fisher",
+            Quantity::GradVariance => "grad_variance",
         }
+    }
+
+    /// Whether the quantity takes --vectors.
+    fn takes_vectors(self) -> bool {
+        matches!(
+            self,
+            Quantity::Hvp | Quantity::Gvp | Quantity::KfacVp | Quantity::Efvp
+        )
+    }
+
+    /// Whether the quantity is a dense W×W matrix.
+    fn is_dense(self) -> bool {
+        matches!(
+            self,
+            Quantity::Hessian
+                | Quantity::Ggn
+                | Quantity::OuterProduct
+                | Quantity::InverseOuterProduct
+                | Quantity::FdHessian
+                | Quantity::EmpiricalFisher
+        )
     }
 }
 
@@ -75,7 +145,7 @@ pub struct ComputeArgs {
     /// Which rows: all of them in file order (default), or the model's train / test part.
     #[arg(long, value_enum, default_value = "all")]
     pub split: SplitPart,
-    /// A safetensors file with tensor `v` (W) or `V` (k, W), for hvp and gvp.
+    /// A safetensors file with tensor `v` (W) or `V` (k, W), for hvp, gvp, kfac-vp and efvp.
     #[arg(long)]
     pub vectors: Option<PathBuf>,
     /// α of inverse-outer-product: the inverse is of (outer product + αI).
@@ -84,6 +154,15 @@ pub struct ComputeArgs {
     /// ε of fd-hessian.
     #[arg(long, default_value_t = 1e-4)]
     pub eps: f64,
+    /// Which Fisher K-FAC's B factors are of, for kfac, kfac-vp and ekfac-diag [default: exact].
+    #[arg(long, value_enum)]
+    pub fisher: Option<FisherArg>,
+    /// Targets sampled per row for the Monte-Carlo Fisher (--fisher mc, diag-mc-fisher) [default: 1].
+    #[arg(long)]
+    pub samples: Option<usize>,
+    /// Seed of the Monte-Carlo Fisher's samples (the reference's ChaCha8 stream) [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// The output file (safetensors); the tensor is named after the quantity.
     #[arg(long)]
     pub out: PathBuf,
@@ -107,24 +186,27 @@ pub fn run(args: &ComputeArgs) -> Result<()> {
         }
         .into());
     }
+    let fisher = fisher_of(args)?;
     let (model, ds) = load_model_and_part(&args.model, &args.data, args.split)?;
     let w = model.mlp.num_params();
-    let vectors = match (&args.vectors, args.quantity) {
-        (Some(path), Quantity::Hvp | Quantity::Gvp) => Some(read_vectors(path, w)?),
-        (None, Quantity::Hvp | Quantity::Gvp) => {
+    let q = args.quantity;
+    let vectors = match (&args.vectors, q.takes_vectors()) {
+        (Some(path), true) => Some(read_vectors(path, w)?),
+        (None, true) => {
             return Err(Error::Input(format!(
                 "{} needs --vectors FILE.safetensors with tensor `v` (W = {w}) or `V` (k, {w})",
-                args.quantity.tensor_name()
+                q.tensor_name()
             )))
         }
-        (Some(_), _) => {
+        (Some(_), false) => {
             return Err(Error::Input(format!(
-                "--vectors is only used by hvp and gvp, not {}",
-                args.quantity.tensor_name()
+                "--vectors is only used by hvp, gvp, kfac-vp and efvp, not {}",
+                q.tensor_name()
             )))
         }
-        (None, _) => None,
+        (None, false) => None,
     };
+    check_size(q, w, ds.len())?;
     let device = args.device.open()?;
     let mut engine = device.engine(&model.mlp, ds.x.view(), ds.t.view())?;
     let theta = &model.theta;
@@ -140,12 +222,131 @@ pub fn run(args: &ComputeArgs) -> Result<()> {
         let shape = m.shape().to_vec();
         tensor(shape, m.into_raw_vec_and_offset().0)
     };
+    let products = |out: Array2<f64>, single: bool| {
+        if single {
+            tensor(vec![w], out.into_raw_vec_and_offset().0)
+        } else {
+            matrix(out)
+        }
+    };
+    let per_layer = |suffix: &str, ms: Vec<Array2<f64>>| -> Vec<NamedTensor> {
+        ms.into_iter()
+            .enumerate()
+            .map(|(l, m)| NamedTensor {
+                name: format!("layers.{l}.{suffix}"),
+                shape: m.shape().to_vec(),
+                data: m.into_raw_vec_and_offset().0,
+            })
+            .collect()
+    };
     let result = match args.quantity {
+        Quantity::Kfac => {
+            let f = engine.kfac_factors(fisher, theta, rows)?;
+            let mut out = per_layer("kfac_a", f.a);
+            out.extend(per_layer("kfac_b", f.b));
+            out
+        }
+        Quantity::EkfacDiag => per_layer("ekfac_diag", engine.ekfac(fisher, theta, rows)?.scalings),
+        Quantity::KfacVp => {
+            let (v, single) = vectors.ok_or_else(|| Error::Input("missing vectors".into()))?;
+            vec![products(
+                engine.kfac_products(fisher, theta, rows, v.view())?,
+                single,
+            )]
+        }
+        Quantity::Efvp => {
+            let (v, single) = vectors.ok_or_else(|| Error::Input("missing vectors".into()))?;
+            let out = engine.fisher_products(Fisher::Empirical, theta, rows, v.view())?;
+            vec![products(out, single)]
+        }
+        Quantity::PerSampleGrad => vec![matrix(engine.per_sample_gradients(theta, rows)?)],
+        Quantity::EmpiricalFisher => {
+            vec![matrix(engine.fisher_matrix(
+                Fisher::Empirical,
+                theta,
+                rows,
+            )?)]
+        }
+        Quantity::DiagEmpiricalFisher => {
+            let d = engine.fisher_diagonal(Fisher::Empirical, theta, rows)?;
+            vec![tensor(vec![w], d)]
+        }
+        Quantity::DiagMcFisher => vec![tensor(
+            vec![w],
+            engine.fisher_diagonal(fisher, theta, rows)?,
+        )],
+        Quantity::GradVariance => vec![tensor(vec![w], engine.gradient_variance(theta, rows)?)],
+        other => vec![classical(
+            other,
+            args,
+            &mut engine,
+            &device,
+            &model,
+            &ds,
+            vectors,
+        )?],
+    };
+    let mut meta = HashMap::new();
+    meta.insert("quantity".to_string(), name.to_string());
+    meta.insert("model".to_string(), args.model.display().to_string());
+    meta.insert("data".to_string(), ds.name.clone());
+    meta.insert("rows".to_string(), ds.len().to_string());
+    meta.insert("device".to_string(), device.describe());
+    if uses_fisher(q) {
+        meta.insert("fisher".to_string(), fisher.name().to_string());
+        if let Fisher::Mc { samples, seed } = fisher {
+            meta.insert("samples".to_string(), samples.to_string());
+            meta.insert("seed".to_string(), seed.to_string());
+        }
+    }
+    let shapes: Vec<Vec<usize>> = result.iter().map(|t| t.shape.clone()).collect();
+    let shown = match shapes.as_slice() {
+        [one] => format!("{one:?}"),
+        many => format!("{} tensors", many.len()),
+    };
+    write_tensors(&args.out, &result, meta, false, overwrite)?;
+    println!(
+        "{name} {shown} of {} on {} rows of {} ({}) in {:.3} s -> {}",
+        model.mlp.describe(),
+        ds.len(),
+        ds.name,
+        device.describe(),
+        started.elapsed().as_secs_f64(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// The quantities that existed before K-FAC: one tensor each.
+#[allow(clippy::too_many_arguments)]
+fn classical(
+    q: Quantity,
+    args: &ComputeArgs,
+    engine: &mut dyn Curvature,
+    device: &curvature::engine::Device,
+    model: &curvature::files::SavedModel,
+    ds: &curvature::data::Dataset,
+    vectors: Option<(Array2<f64>, bool)>,
+) -> Result<NamedTensor> {
+    let theta = &model.theta;
+    let rows = 0..ds.len();
+    let w = theta.len();
+    let name = q.tensor_name();
+    let tensor = |shape: Vec<usize>, data: Vec<f64>| NamedTensor {
+        name: name.to_string(),
+        shape,
+        data,
+    };
+    let matrix = |m: Array2<f64>| {
+        let shape = m.shape().to_vec();
+        tensor(shape, m.into_raw_vec_and_offset().0)
+    };
+    Ok(match q {
         Quantity::Loss => tensor(vec![], vec![engine.loss(theta, rows)?]),
         Quantity::Grad => tensor(vec![w], engine.loss_grad(theta, rows)?.1),
         Quantity::Hvp | Quantity::Gvp => {
             let (v, single) = vectors.ok_or_else(|| Error::Input("missing vectors".into()))?;
-            let out = if args.quantity == Quantity::Hvp {
+            let out = if q == Quantity::Hvp {
                 engine.hvp_block(theta, rows, v.view())?
             } else {
                 engine.gvp_block(theta, rows, v.view())?
@@ -182,26 +383,75 @@ pub fn run(args: &ComputeArgs) -> Result<()> {
                 args.alpha,
             ))
         }
-        Quantity::FdHessian => matrix(fd_hessian(&mut engine, theta, rows, args.eps)?),
-    };
-    let mut meta = HashMap::new();
-    meta.insert("quantity".to_string(), name.to_string());
-    meta.insert("model".to_string(), args.model.display().to_string());
-    meta.insert("data".to_string(), ds.name.clone());
-    meta.insert("rows".to_string(), ds.len().to_string());
-    meta.insert("device".to_string(), device.describe());
-    let shape = result.shape.clone();
-    write_tensors(&args.out, &[result], meta, false, overwrite)?;
-    println!(
-        "{name} {:?} of {} on {} rows of {} ({}) in {:.3} s -> {}",
-        shape,
-        model.mlp.describe(),
-        ds.len(),
-        ds.name,
-        device.describe(),
-        started.elapsed().as_secs_f64(),
-        args.out.display()
-    );
+        Quantity::FdHessian => matrix(fd_hessian(engine, theta, rows, args.eps)?),
+        other => {
+            return Err(Error::Internal(format!(
+                "{} is not a classical quantity",
+                other.tensor_name()
+            )))
+        }
+    })
+}
+
+/// Whether the quantity reads --fisher, --samples or --seed.
+fn uses_fisher(q: Quantity) -> bool {
+    matches!(
+        q,
+        Quantity::Kfac | Quantity::KfacVp | Quantity::EkfacDiag | Quantity::DiagMcFisher
+    )
+}
+
+/// The Fisher flavour of --fisher, --samples and --seed, each refused where the
+/// quantity does not use it (diag-mc-fisher is mc whatever --fisher says: it takes none).
+fn fisher_of(args: &ComputeArgs) -> Result<Fisher> {
+    let q = args.quantity;
+    let name = q.tensor_name().replace('_', "-");
+    if args.fisher.is_some()
+        && !matches!(q, Quantity::Kfac | Quantity::KfacVp | Quantity::EkfacDiag)
+    {
+        return Err(Error::Input(format!(
+            "--fisher is only used by kfac, kfac-vp and ekfac-diag, not {name}"
+        )));
+    }
+    let mc = q == Quantity::DiagMcFisher || args.fisher == Some(FisherArg::Mc);
+    if !mc && (args.samples.is_some() || args.seed.is_some()) {
+        return Err(Error::Input(format!(
+            "--samples and --seed are only used by diag-mc-fisher and --fisher mc, not {name}"
+        )));
+    }
+    let samples = args.samples.unwrap_or(1);
+    if samples == 0 {
+        return Err(Error::Input(
+            "--samples must be at least 1 (targets sampled per row)".to_string(),
+        ));
+    }
+    Ok(match (mc, args.fisher) {
+        (true, _) => Fisher::Mc {
+            samples,
+            seed: args.seed.unwrap_or(0),
+        },
+        (false, Some(FisherArg::Empirical)) => Fisher::Empirical,
+        (false, _) => Fisher::Exact,
+    })
+}
+
+/// Refuses, with the reason, a result too large to build: a dense W×W matrix above the
+/// dense limit (`optim::dense::max_dense_params`), per-sample gradients above
+/// MAX_PER_SAMPLE_ENTRIES.
+fn check_size(q: Quantity, w: usize, n: usize) -> Result<()> {
+    let max = curvature::optim::dense::max_dense_params();
+    let name = q.tensor_name().replace('_', "-");
+    if q.is_dense() && w > max {
+        return Err(Error::Input(format!(
+            "{name} is a dense W×W matrix, but W = {w} is above the dense limit {max}              ({} MiB of f64): use a diagonal or a product (diag-*, hvp, gvp, efvp, kfac-vp)              for this network",
+            max * max * 8 / (1 << 20)
+        )));
+    }
+    if q == Quantity::PerSampleGrad && n.saturating_mul(w) > MAX_PER_SAMPLE_ENTRIES {
+        return Err(Error::Input(format!(
+            "per-sample-grad would be N×W = {n}×{w} entries, above {MAX_PER_SAMPLE_ENTRIES}              (2 GiB of f64): use fewer rows (--split, a smaller data file) or              diag-empirical-fisher / grad-variance, which need no N×W result"
+        )));
+    }
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 
 use super::common::DeviceArgs;
 use clap::Args;
+use curvature::cpu::{Fisher, KroneckerFactors};
 use curvature::engine::compare::{compare_with_table, Checked, Comparison};
 use curvature::engine::Curvature;
 use curvature::engine::ReferenceEngine;
@@ -114,16 +115,42 @@ pub fn run(args: &ParityArgs) -> Result<bool> {
     check!("outer product", few.clone(), Checked::Curvature, |e| flat(
         e.outer_product(&theta, few.clone())?
     ));
+    // K-FAC factors of each flavour (A's then B's) and the per-sample gradients.
+    let factors = |f: KroneckerFactors| -> Vec<f64> {
+        f.a.iter()
+            .chain(&f.b)
+            .flat_map(|m| m.iter().copied())
+            .collect()
+    };
+    let mc = Fisher::Mc {
+        samples: 1,
+        seed: args.seed,
+    };
+    for (name, fisher) in [
+        ("K-FAC factors exact", Fisher::Exact),
+        ("K-FAC factors mc", mc),
+        ("K-FAC factors empirical", Fisher::Empirical),
+    ] {
+        check!(name, all.clone(), Checked::Curvature, |e| factors(
+            e.kfac_factors(fisher, &theta, all.clone())?
+        ));
+    }
+    check!(
+        "per-sample gradients",
+        all.clone(),
+        Checked::Gradient,
+        |e| flat(e.per_sample_gradients(&theta, all.clone())?)
+    );
 
     println!(
-        "{:<20} {:>5} {:>11} {:>11} {:>20}  {:>9} {:>9}  result",
+        "{:<23} {:>5} {:>11} {:>11} {:>20}  {:>9} {:>9}  result",
         "operation", "rows", "worst abs", "worst rel", "tolerance abs+rel", "GPU s", "CPU s"
     );
     let mut all_passed = true;
     for (name, n, c, gpu_s, cpu_s) in &rows {
         all_passed &= c.passed();
         println!(
-            "{:<20} {:>5} {:>11.3e} {:>11.3e} {:>9.0e} + {:<8.0e}  {:>9.4} {:>9.4}  {}",
+            "{:<23} {:>5} {:>11.3e} {:>11.3e} {:>9.0e} + {:<8.0e}  {:>9.4} {:>9.4}  {}",
             name,
             n,
             c.worst_abs,

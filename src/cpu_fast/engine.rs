@@ -33,8 +33,8 @@ use super::block::{Block, BlockVectors};
 use super::diagonal::DiagBuffers;
 use super::full::FullBuffers;
 use super::gemm::Layout;
+use super::kfac::KfacBuffers;
 use super::net::Net;
-use super::outer;
 use super::par;
 use super::passes::{
     accumulate_gradient, backward, forward, loss_sum, prepare_output_curvature, Base, Deltas, Keep,
@@ -42,6 +42,7 @@ use super::passes::{
 use super::real::Real;
 pub use super::workspace::{parts_for, MAX_PARTS, MIN_PART_ROWS};
 use super::workspace::{Data, Model, OuterBuffers, Part, Workspace};
+use crate::cpu::{Fisher, KroneckerFactors};
 use crate::engine::{check_data_shape, Backend, Diagonal, Kind, PassesKey, Precision};
 use crate::error::Result;
 use crate::model::Mlp;
@@ -70,7 +71,7 @@ pub const FACTOR_BUDGET: usize = 1 << 22;
 /// forward pass with h′ and the output curvature, and for the Hessian h″, the
 /// backward pass (no δ[0]) and the output curvature's residual terms; the
 /// Gauss-Newton matrix needs neither.
-fn curvature_base<T: Real>(
+pub(super) fn curvature_base<T: Real>(
     net: &Net<T>,
     x: &[T],
     t: &[f64],
@@ -92,11 +93,13 @@ fn curvature_base<T: Real>(
 
 /// What a workspace is for: its chunk size and part count depend on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Key {
+pub(super) enum Key {
     Plain,
     Block(usize),
     Diag(Diagonal),
     Outer,
+    /// K-FAC factors and Fisher vectors with R columns per sample (`kfac.rs`).
+    Kfac(usize),
 }
 
 /// A block workspace and the vectors its parts read.
@@ -107,13 +110,15 @@ struct BlockSpace<T> {
 }
 
 /// Every workspace, each typed by what its parts hold.
-struct Spaces<T> {
+pub(super) struct Spaces<T> {
     plain: Option<Workspace<T, ()>>,
     blocks: Vec<BlockSpace<T>>,
     diagonals: Vec<(Diagonal, Workspace<T, DiagBuffers<T>>)>,
-    outer: Option<Workspace<T, OuterBuffers<T>>>,
+    pub(super) outer: Option<Workspace<T, OuterBuffers<T>>>,
     /// The full matrices' buffers, kept for the next call.
     full: Option<FullBuffers<T>>,
+    /// K-FAC's and the Fisher vectors' workspace, for its R (dropped on rebinding).
+    pub(super) kfac: Option<(usize, Workspace<T, KfacBuffers<T>>)>,
 }
 
 impl<T> Default for Spaces<T> {
@@ -124,19 +129,20 @@ impl<T> Default for Spaces<T> {
             diagonals: Vec::new(),
             outer: None,
             full: None,
+            kfac: None,
         }
     }
 }
 
 /// The fast CPU device bound to one model and data set, in precision T.
 pub struct FastCpuEngine<T: Real> {
-    model: Model<T>,
-    data: Data<T>,
-    spaces: Spaces<T>,
+    pub(super) model: Model<T>,
+    pub(super) data: Data<T>,
+    pub(super) spaces: Spaces<T>,
     /// An upper bound on samples per chunk (tests force several chunks with it).
     max_chunk: usize,
     /// Per-part loss sums of the last operation.
-    part_sums: Vec<f64>,
+    pub(super) part_sums: Vec<f64>,
 }
 
 impl<T: Real> FastCpuEngine<T> {
@@ -195,7 +201,7 @@ impl<T: Real> FastCpuEngine<T> {
     /// [`parts_for`], fewer for blocks whose accumulators would not fit
     /// [`BLOCK_ACCUMULATOR_BUDGET`] (a power of two, so that the parts still
     /// divide evenly among 2, 4 or 8 threads). Never the thread count.
-    fn parts(&self, rows: usize, key: Key) -> usize {
+    pub(super) fn parts(&self, rows: usize, key: Key) -> usize {
         let parts = parts_for(rows);
         match key {
             Key::Block(k) => {
@@ -208,7 +214,7 @@ impl<T: Real> FastCpuEngine<T> {
     }
 
     /// Samples per chunk for a workspace of this key.
-    fn capacity(&self, key: Key) -> usize {
+    pub(super) fn capacity(&self, key: Key) -> usize {
         let (mlp, layers) = (&self.model.mlp, &self.model.layers);
         let cap = match key {
             Key::Plain => PLAIN_ROWS,
@@ -218,6 +224,7 @@ impl<T: Real> FastCpuEngine<T> {
             }
             Key::Diag(kind) => FACTOR_BUDGET / DiagBuffers::per_sample(&self.model.net(), kind),
             Key::Outer => FACTOR_BUDGET / (mlp.num_outputs() * mlp.num_params()).max(1),
+            Key::Kfac(r) => FACTOR_BUDGET / KfacBuffers::<T>::per_sample(layers, r),
         };
         let rows_per_part = self.data.rows.div_ceil(self.parts(self.data.rows, key));
         cap.clamp(1, rows_per_part.min(self.max_chunk))
@@ -278,7 +285,7 @@ impl<T: Real> FastCpuEngine<T> {
 
     /// The outer product's workspace (one part: its (W, W) accumulator is too
     /// large to keep per thread).
-    fn outer_space(&mut self) -> &mut Workspace<T, OuterBuffers<T>> {
+    pub(super) fn outer_space(&mut self) -> &mut Workspace<T, OuterBuffers<T>> {
         let cap = self.capacity(Key::Outer);
         let net = self.model.net();
         let (w, kk) = (net.mlp.num_params(), net.mlp.num_outputs());
@@ -569,33 +576,26 @@ impl<T: Real> Backend for FastCpuEngine<T> {
     }
     fn data_outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
         self.model.load_theta(theta);
-        self.outer_space();
-        let net = self.model.net();
-        let Some(space) = self.spaces.outer.as_mut() else {
-            return Ok(Array2::zeros((0, 0)));
-        };
-        space.parts[0].work.diag.load_weights(&net);
-        space.run(
-            &self.data,
-            &net,
-            &rows,
-            1,
-            &mut self.part_sums,
-            |net, ch, part| {
-                let gn = Kind::GaussNewton;
-                curvature_base(net, ch.x, ch.t, ch.c, ch.inv_n, &mut part.base, gn);
-                let OuterBuffers { diag, b, acc } = &mut part.work;
-                let which = Diagonal::GaussNewton;
-                diag.chunk(net, ch.x, ch.c, &part.base, which, ch.inv_n, ch.first);
-                outer::accumulate(net, ch.x, ch.c, &part.base, diag, b, acc, ch.first);
-                0.0
-            },
-        );
-        let w = net.mlp.num_params();
-        let acc = &space.parts[0].work.acc;
-        Ok(Array2::from_shape_fn((w, w), |(i, j)| {
-            acc[i * w + j].to_f64()
-        }))
+        Ok(self.outer_product(rows))
+    }
+    fn data_fisher_vectors(
+        &mut self,
+        fisher: Fisher,
+        theta: &[f64],
+        rows: Range<usize>,
+        skip: usize,
+    ) -> Result<Array2<f64>> {
+        self.model.load_theta(theta);
+        self.fisher_vectors(fisher, rows, skip)
+    }
+    fn data_kfac_factors(
+        &mut self,
+        fisher: Fisher,
+        theta: &[f64],
+        rows: Range<usize>,
+    ) -> Result<KroneckerFactors> {
+        self.model.load_theta(theta);
+        self.kfac_factors(fisher, rows)
     }
     fn bind_data(&mut self, x: ArrayView2<f32>, t: ArrayView2<f32>) -> Result<()> {
         self.bind(x, t);

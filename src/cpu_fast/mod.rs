@@ -12,6 +12,7 @@
 //! - [`diagonal`]: exact diag(H), diag(G), Becker-LeCun by factored recursions;
 //! - [`full`]: the full H and G by per-sample Kronecker sums, a few GEMMs per chunk;
 //! - [`outer`]: the outer-product matrix by stacked factor rows and BᵀB;
+//! - [`kfac`]: K-FAC factors (Z̃ᵀZ̃, SᵀS per chunk) and the Fisher vectors (per-sample gradients);
 //! - [`workspace`]: the bound data, θ in T, per-operation buffers and the parallel driver;
 //! - [`engine`]: [`FastCpuEngine`], the `Backend` implementation.
 
@@ -21,6 +22,7 @@ pub mod engine;
 pub mod fast_math;
 pub mod full;
 pub mod gemm;
+pub mod kfac;
 pub mod net;
 pub mod outer;
 pub mod par;

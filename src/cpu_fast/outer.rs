@@ -46,3 +46,38 @@ pub fn accumulate<T: Real>(
     }
     gemm(acc, mat(b, rows, w).t(), mat(b, rows, w), T::one(), !first);
 }
+
+impl<T: Real> super::engine::FastCpuEngine<T> {
+    /// The outer-product matrix (W, W) over `rows` at the loaded θ: one part, chunk
+    /// after chunk (its (W, W) accumulator is too large to keep per thread).
+    pub(super) fn outer_product(&mut self, rows: std::ops::Range<usize>) -> ndarray::Array2<f64> {
+        use super::workspace::OuterBuffers;
+        use crate::engine::{Diagonal, Kind};
+        self.outer_space();
+        let net = self.model.net();
+        let Some(space) = self.spaces.outer.as_mut() else {
+            return ndarray::Array2::zeros((0, 0));
+        };
+        space.parts[0].work.diag.load_weights(&net);
+        space.run(
+            &self.data,
+            &net,
+            &rows,
+            1,
+            &mut self.part_sums,
+            |net, ch, part| {
+                let gn = Kind::GaussNewton;
+                let base = &mut part.base;
+                super::engine::curvature_base(net, ch.x, ch.t, ch.c, ch.inv_n, base, gn);
+                let OuterBuffers { diag, b, acc } = &mut part.work;
+                let which = Diagonal::GaussNewton;
+                diag.chunk(net, ch.x, ch.c, &part.base, which, ch.inv_n, ch.first);
+                accumulate(net, ch.x, ch.c, &part.base, diag, b, acc, ch.first);
+                0.0
+            },
+        );
+        let w = net.mlp.num_params();
+        let acc = &space.parts[0].work.acc;
+        ndarray::Array2::from_shape_fn((w, w), |(i, j)| acc[i * w + j].to_f64())
+    }
+}

@@ -138,6 +138,8 @@ pub struct Chunk<'a, T> {
     pub x_cols: Operand<'a, T>,
     pub t: &'a [f64],
     pub c: usize,
+    /// The chunk's first row in the bound data.
+    pub start: usize,
     /// The first chunk of its part: accumulators are written, not added to.
     pub first: bool,
     /// 1/|rows| of the whole operation.
@@ -219,6 +221,7 @@ impl<T: Real, W: Send> Workspace<T, W> {
                     x_cols: mat_strided(&data.x_cols[start..], d, c, data.rows).t(),
                     t: &data.t[start * kk..(start + c) * kk],
                     c,
+                    start,
                     first: start == range.start,
                     inv_n,
                 };

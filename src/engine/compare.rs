@@ -14,8 +14,8 @@
 //! | f64       | anything                     | 1e-10            | 1e-10 | the same f64 arithmetic in another summation order: a few ulps, four orders of margin |
 //! | f32       | a matrix product (257 terms) | 2e-5             | 2e-5  | K·u·Σ\|a\|\|b\| = 257·6e-8 ≈ 1.5e-5 worst case |
 //! | f32       | loss, outputs                | 1e-5             | 1e-4  | forward products of ≤ 257 terms (≤ 1.5e-5 each) through exp/log (relative error kept), summed over ≤ 1797 rows by a tree (≈ 20·u more) |
-//! | f32       | gradient                     | 2e-5             | 2e-4  | one more pass (δ·W, δᵀz over ≤ 1797 samples: ≈ √1797·u ≈ 2.5e-6 of the summed magnitudes); worst seen on llvmpipe 0.2 of it |
-//! | f32       | Hv, Gv, diagonals, matrices  | 2e-5             | 2e-4  | forward, backward, R-forward, R-backward each ≈ 2.5e-6 as above, ×2 margin; h″ terms carry the first pass's error into the second |
+//! | f32       | gradient, per-sample gradients | 2e-5           | 2e-4  | one more pass (δ·W, δᵀz over ≤ 1797 samples: ≈ √1797·u ≈ 2.5e-6 of the summed magnitudes); worst seen on llvmpipe 0.2 of it |
+//! | f32       | Hv, Gv, diagonals, matrices, K-FAC factors and Fisher quantities | 2e-5 | 2e-4 | forward, backward, R-forward, R-backward each ≈ 2.5e-6 as above, ×2 margin; h″ terms carry the first pass's error into the second (K-FAC's Z̃ᵀZ̃, SᵀS: one pass and one sum, well inside it) |
 
 use super::device::Precision;
 use std::fmt;

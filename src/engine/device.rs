@@ -7,6 +7,7 @@
 //! same cores. `gpu` takes any adapter, software ones included.
 
 use super::{Backend, Diagonal, Kind, Limits};
+use crate::cpu::{Fisher, KroneckerFactors};
 use crate::cpu_fast::FastCpuEngine;
 use crate::error::{Error, Result};
 use crate::gpu::{AdapterChoice, AdapterOptions, GpuContext, GpuEngine, GpuError, TestFaults};
@@ -251,6 +252,23 @@ impl Backend for Engine {
     }
     fn data_outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
         dispatch!(self, e => e.data_outer_product(theta, rows))
+    }
+    fn data_fisher_vectors(
+        &mut self,
+        fisher: Fisher,
+        theta: &[f64],
+        rows: Range<usize>,
+        skip: usize,
+    ) -> Result<Array2<f64>> {
+        dispatch!(self, e => e.data_fisher_vectors(fisher, theta, rows, skip))
+    }
+    fn data_kfac_factors(
+        &mut self,
+        fisher: Fisher,
+        theta: &[f64],
+        rows: Range<usize>,
+    ) -> Result<KroneckerFactors> {
+        dispatch!(self, e => e.data_kfac_factors(fisher, theta, rows))
     }
     fn bind_data(&mut self, x: ArrayView2<f32>, t: ArrayView2<f32>) -> Result<()> {
         dispatch!(self, e => e.bind_data(x, t))

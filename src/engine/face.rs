@@ -9,8 +9,10 @@
 //! likelihood term).
 
 use super::checks::{check_args, check_data_shape};
+use super::fisher::{self, check_fisher};
 use super::penalty::L2;
 use super::{Backend, Diagonal, Kind, Limits, Precision};
+use crate::cpu::{Ekfac, Fisher, KroneckerFactors};
 use crate::error::{Error, Result};
 use crate::model::Mlp;
 use ndarray::{s, Array2, ArrayView2};
@@ -193,6 +195,114 @@ pub trait Curvature: Backend {
         Ok(m)
     }
 
+    /// The per-sample gradients g_n = ∂E_n/∂θ (|rows|, W), not divided by N. Of the data
+    /// term: λθ is the same for every sample, ∇E = mean_n g_n + λθ.
+    fn per_sample_gradients(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
+        self.fisher_vectors(Fisher::Empirical, theta, rows)
+    }
+
+    /// The vectors g_{n,r} (|rows|·R, W) of a Fisher flavour, F = (1/N) Σ g gᵀ (see
+    /// [`Backend::data_fisher_vectors`]); data term.
+    fn fisher_vectors(
+        &mut self,
+        fisher: Fisher,
+        theta: &[f64],
+        rows: Range<usize>,
+    ) -> Result<Array2<f64>> {
+        check_args(self.mlp(), self.num_rows(), theta, &rows, None)?;
+        check_fisher(self.mlp(), fisher)?;
+        fisher::vectors(self, fisher, theta, rows)
+    }
+
+    /// The K-FAC factors A_l, B_l of every layer (`cpu/kfac.rs`). λ is not in them: the
+    /// factors are of the data term, and λ enters what is built from them (products).
+    fn kfac_factors(
+        &mut self,
+        fisher: Fisher,
+        theta: &[f64],
+        rows: Range<usize>,
+    ) -> Result<KroneckerFactors> {
+        check_args(self.mlp(), self.num_rows(), theta, &rows, None)?;
+        check_fisher(self.mlp(), fisher)?;
+        self.data_kfac_factors(fisher, theta, rows)
+    }
+
+    /// (K + λI_w) vᵢ for every row vᵢ of V (k, W), K = the K-FAC matrix of the flavour,
+    /// (K v)_l = B_l V_l A_l; returns (k, W).
+    fn kfac_products(
+        &mut self,
+        fisher: Fisher,
+        theta: &[f64],
+        rows: Range<usize>,
+        v: ArrayView2<f64>,
+    ) -> Result<Array2<f64>> {
+        check_args(self.mlp(), self.num_rows(), theta, &rows, Some(v.ncols()))?;
+        let factors = self.kfac_factors(fisher, theta, rows)?;
+        let mut out = fisher::kfac_products(&factors, v);
+        L2::of(self.mlp()).add_to_products(v, &mut out);
+        Ok(out)
+    }
+
+    /// EKFAC of the flavour: the K-FAC eigenbasis and the diagonal s_l (out_l, in_l+1)
+    /// of the flavour's layer blocks in it. Of the data term (λ·I_w, zero on biases, is
+    /// not diagonal in that basis).
+    fn ekfac(&mut self, fisher: Fisher, theta: &[f64], rows: Range<usize>) -> Result<Ekfac> {
+        check_args(self.mlp(), self.num_rows(), theta, &rows, None)?;
+        check_fisher(self.mlp(), fisher)?;
+        fisher::ekfac(self, fisher, theta, rows)
+    }
+
+    /// (F + λI_w) vᵢ for every row vᵢ of V (k, W), F the flavour's Fisher (`Empirical`:
+    /// the empirical-Fisher vector product); returns (k, W).
+    fn fisher_products(
+        &mut self,
+        fisher: Fisher,
+        theta: &[f64],
+        rows: Range<usize>,
+        v: ArrayView2<f64>,
+    ) -> Result<Array2<f64>> {
+        check_args(self.mlp(), self.num_rows(), theta, &rows, Some(v.ncols()))?;
+        check_fisher(self.mlp(), fisher)?;
+        let mut out = fisher::products(self, fisher, theta, rows, v)?;
+        L2::of(self.mlp()).add_to_products(v, &mut out);
+        Ok(out)
+    }
+
+    /// diag(F) + λ on weight entries (W).
+    fn fisher_diagonal(
+        &mut self,
+        fisher: Fisher,
+        theta: &[f64],
+        rows: Range<usize>,
+    ) -> Result<Vec<f64>> {
+        check_args(self.mlp(), self.num_rows(), theta, &rows, None)?;
+        check_fisher(self.mlp(), fisher)?;
+        let mut d = fisher::diagonal(self, fisher, theta, rows)?;
+        L2::of(self.mlp()).add_to_diagonal(&mut d);
+        Ok(d)
+    }
+
+    /// F + λI_w (W, W).
+    fn fisher_matrix(
+        &mut self,
+        fisher: Fisher,
+        theta: &[f64],
+        rows: Range<usize>,
+    ) -> Result<Array2<f64>> {
+        check_args(self.mlp(), self.num_rows(), theta, &rows, None)?;
+        check_fisher(self.mlp(), fisher)?;
+        let mut m = fisher::matrix(self, fisher, theta, rows)?;
+        L2::of(self.mlp()).add_to_matrix(&mut m);
+        Ok(m)
+    }
+
+    /// The variance of the per-sample gradients (W), (1/N) Σ_n (g_n − ḡ)² (`cpu/fisher.rs`;
+    /// BackPACK's `Variance` of a mean-reduced loss is this / N²). λ does not change it.
+    fn gradient_variance(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Vec<f64>> {
+        check_args(self.mlp(), self.num_rows(), theta, &rows, None)?;
+        fisher::gradient_variance(self, theta, rows)
+    }
+
     /// New rows X (N′, D), T (N′, K) for the same architecture: the engine keeps its
     /// buffers and pipelines (mini-batch epochs rebind instead of rebuilding).
     fn rebind(&mut self, x: ArrayView2<f32>, t: ArrayView2<f32>) -> Result<()> {
@@ -343,6 +453,23 @@ impl<B: Backend> Backend for WithL2<B> {
     }
     fn data_outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
         self.inner.data_outer_product(theta, rows)
+    }
+    fn data_fisher_vectors(
+        &mut self,
+        fisher: Fisher,
+        theta: &[f64],
+        rows: Range<usize>,
+        skip: usize,
+    ) -> Result<Array2<f64>> {
+        self.inner.data_fisher_vectors(fisher, theta, rows, skip)
+    }
+    fn data_kfac_factors(
+        &mut self,
+        fisher: Fisher,
+        theta: &[f64],
+        rows: Range<usize>,
+    ) -> Result<KroneckerFactors> {
+        self.inner.data_kfac_factors(fisher, theta, rows)
     }
     fn bind_data(&mut self, x: ArrayView2<f32>, t: ArrayView2<f32>) -> Result<()> {
         self.inner.bind_data(x, t)

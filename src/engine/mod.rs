@@ -21,6 +21,13 @@
 //! curvature quantity is one method here, its kernels in each engine, one method
 //! of the face, one CLI quantity and one conformance case (DESIGN.md's table).
 //!
+//! The Fisher family and K-FAC share two primitives: [`Backend::data_fisher_vectors`]
+//! (the per-sample gradients are its empirical flavour) and
+//! [`Backend::data_kfac_factors`]; the face derives Fisher products, diagonals and
+//! matrices, the gradient variance, K-FAC products and EKFAC from them
+//! ([`fisher`]), and the Monte-Carlo draws every fast engine uses are the
+//! reference's stream, written once ([`sampling`]).
+//!
 //! One comparator and one table of f32-vs-f64 tolerances ([`compare`]) serve
 //! `verify`, `curvature parity` and the tests.
 
@@ -28,8 +35,10 @@ pub mod checks;
 pub mod compare;
 pub mod device;
 pub mod face;
+pub mod fisher;
 pub mod penalty;
 pub mod reference;
+pub mod sampling;
 pub mod verify;
 
 pub use checks::{check_args, check_data_shape};
@@ -37,7 +46,8 @@ pub use device::{Device, DeviceChoice, Engine, Precision};
 pub use face::{Curvature, DataTerm, WithL2};
 pub use reference::ReferenceEngine;
 
-use crate::error::Result;
+use crate::cpu::{Fisher, KroneckerFactors};
+use crate::error::{Error, Result};
 use crate::model::Mlp;
 use ndarray::{s, Array2, ArrayView2};
 use std::fmt;
@@ -205,6 +215,49 @@ pub trait Backend {
     fn data_outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
         self.data_matrix(Kind::GaussNewton, theta, rows)
     }
+    /// The vectors g_{n,r} (|rows|·R, W) of a Fisher flavour, row (n − rows.start)·R + r
+    /// with R = `fisher.columns_per_sample(K)`, whose (1/|rows|) Σ g gᵀ is the flavour's
+    /// Fisher (`cpu/fisher.rs`): `Empirical` the per-sample gradients ∂E_n/∂θ (R = 1, not
+    /// divided by N), `Exact` J_nᵀ c_{n,k} (the GGN's factor columns), `Mc` J_nᵀ c̃_{n,s}/√S
+    /// at sampled targets. For `Mc`, row n takes the draws the reference's stream gives
+    /// the (n − rows.start + skip)-th row ([`sampling`]): a request the face splits
+    /// passes the rows before each part in `skip` (0 otherwise), so the parts together
+    /// are the reference's whole range. By default `Empirical` is one
+    /// [`Backend::data_loss_grad`] per row (the gradient of a one-row mean is g_n); the
+    /// other flavours need an engine's kernel.
+    fn data_fisher_vectors(
+        &mut self,
+        fisher: Fisher,
+        theta: &[f64],
+        rows: Range<usize>,
+        skip: usize,
+    ) -> Result<Array2<f64>> {
+        let _ = skip;
+        if fisher != Fisher::Empirical {
+            return Err(no_kernel(&format!("{} Fisher vectors", fisher.name())));
+        }
+        let w = self.architecture().num_params();
+        let mut g = Array2::zeros((rows.len(), w)); // (|rows|, W)
+        for (i, n) in rows.enumerate() {
+            let (_, grad) = self.data_loss_grad(theta, n..n + 1)?;
+            g.row_mut(i).assign(&ndarray::ArrayView1::from(&grad));
+        }
+        Ok(g)
+    }
+    /// The K-FAC factors A_l = (1/|rows|) Σ z̃ z̃ᵀ (bias's 1 last) and B_l of the flavour
+    /// (`cpu/kfac.rs`) for every layer: of the data term (λ is not a factor's; the face
+    /// adds it to products). `Mc` draws from the first row of `rows` (the face never
+    /// splits this request). No default: the layer inputs z̃ are not reachable through
+    /// the other primitives, so an engine without a kernel says so.
+    fn data_kfac_factors(
+        &mut self,
+        fisher: Fisher,
+        theta: &[f64],
+        rows: Range<usize>,
+    ) -> Result<KroneckerFactors> {
+        let _ = (fisher, theta, rows);
+        Err(no_kernel("K-FAC factors"))
+    }
     /// Binds new rows of data X (N′, D), T (N′, K) for the same architecture,
     /// keeping every buffer that fits (on the GPU: the pipelines, θ, the working
     /// buffers; only the data are uploaded). Shapes are checked by the face.
@@ -266,6 +319,23 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     fn data_outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
         (**self).data_outer_product(theta, rows)
     }
+    fn data_fisher_vectors(
+        &mut self,
+        fisher: Fisher,
+        theta: &[f64],
+        rows: Range<usize>,
+        skip: usize,
+    ) -> Result<Array2<f64>> {
+        (**self).data_fisher_vectors(fisher, theta, rows, skip)
+    }
+    fn data_kfac_factors(
+        &mut self,
+        fisher: Fisher,
+        theta: &[f64],
+        rows: Range<usize>,
+    ) -> Result<KroneckerFactors> {
+        (**self).data_kfac_factors(fisher, theta, rows)
+    }
     fn bind_data(&mut self, x: ArrayView2<f32>, t: ArrayView2<f32>) -> Result<()> {
         (**self).bind_data(x, t)
     }
@@ -275,6 +345,13 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     fn precision(&self) -> Precision {
         (**self).precision()
     }
+}
+
+/// The error of a primitive an engine has no kernel for (and no default can build).
+fn no_kernel(what: &str) -> Error {
+    Error::Input(format!(
+        "this engine computes no {what}: use the reference, the fast CPU engine or the GPU engine"
+    ))
 }
 
 /// What an engine's forward and backward buffers hold after a product: the passes at

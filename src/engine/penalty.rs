@@ -10,6 +10,9 @@
 //! | H·v, G·v    | + λv on weight entries             |
 //! | diagonals   | + λ on weight entries              |
 //! | H, G (W, W) | + λ·I_w (weight entries of the diagonal) |
+//! | K-FAC and Fisher products, Fisher diagonals and matrices | as H·v, diagonals, H |
+//! | K-FAC factors, EKFAC's diagonal | none: of the data term (λ·I_w, zero on biases, is no Kronecker factor and not diagonal in EKFAC's basis) |
+//! | per-sample gradients, their variance | none: λθ is the same for every sample |
 
 use crate::model::{LayerLayout, Mlp};
 use ndarray::{Array2, ArrayView2};

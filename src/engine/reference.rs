@@ -6,7 +6,7 @@
 
 use super::checks::check_data_shape;
 use super::{Backend, Diagonal, Kind};
-use crate::cpu;
+use crate::cpu::{self, Fisher, KroneckerFactors};
 use crate::error::Result;
 use crate::model::Mlp;
 use ndarray::{s, Array2, ArrayView2};
@@ -103,6 +103,40 @@ impl Backend for ReferenceEngine {
     fn data_outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
         let (x, t) = self.batch(&rows);
         Ok(cpu::outer_product(&self.data_mlp, theta, x, t))
+    }
+    /// `cpu::fisher_vectors` (`cpu::per_sample_gradients` for `Empirical`). An `Mc` request
+    /// split by the face (skip > 0) is answered from the reference's own stream: the
+    /// vectors of the `skip` rows before `rows` as well, which are then dropped.
+    fn data_fisher_vectors(
+        &mut self,
+        fisher: Fisher,
+        theta: &[f64],
+        rows: Range<usize>,
+        skip: usize,
+    ) -> Result<Array2<f64>> {
+        let m = &self.data_mlp;
+        if fisher == Fisher::Empirical {
+            let (x, t) = self.batch(&rows);
+            return Ok(cpu::per_sample_gradients(m, theta, x, t));
+        }
+        let skip = if matches!(fisher, Fisher::Mc { .. }) {
+            skip.min(rows.start)
+        } else {
+            0
+        };
+        let (x, t) = self.batch(&(rows.start - skip..rows.end));
+        let g = cpu::fisher_vectors(m, theta, x, t, fisher)?;
+        let r = fisher.columns_per_sample(m.num_outputs());
+        Ok(g.slice(s![skip * r.., ..]).to_owned())
+    }
+    fn data_kfac_factors(
+        &mut self,
+        fisher: Fisher,
+        theta: &[f64],
+        rows: Range<usize>,
+    ) -> Result<KroneckerFactors> {
+        let (x, t) = self.batch(&rows);
+        cpu::kfac_factors(&self.data_mlp, theta, x, t, fisher)
     }
     fn bind_data(&mut self, x: ArrayView2<f32>, t: ArrayView2<f32>) -> Result<()> {
         self.x = x.mapv(f64::from);

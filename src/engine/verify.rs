@@ -7,6 +7,7 @@
 use super::compare::{compare_with_table, Checked, Comparison};
 use super::device::Precision;
 use super::{Backend, Diagonal, Kind, Limits, ReferenceEngine};
+use crate::cpu::{Fisher, KroneckerFactors};
 use crate::error::{Error, Result};
 use crate::model::Mlp;
 use ndarray::{Array2, ArrayView2};
@@ -200,6 +201,35 @@ impl Backend for Verifying {
         let got = self.inner.data_outer_product(theta, rows.clone())?;
         self.check_curvature("outer product", &flat(&got), |r| {
             Ok(flat(&r.data_outer_product(theta, rows)?))
+        })?;
+        Ok(got)
+    }
+    /// Passed through unchecked: training verifies the quantities its updates use.
+    fn data_fisher_vectors(
+        &mut self,
+        fisher: Fisher,
+        theta: &[f64],
+        rows: Range<usize>,
+        skip: usize,
+    ) -> Result<Array2<f64>> {
+        self.inner.data_fisher_vectors(fisher, theta, rows, skip)
+    }
+    /// Checked like a curvature product on a due update.
+    fn data_kfac_factors(
+        &mut self,
+        fisher: Fisher,
+        theta: &[f64],
+        rows: Range<usize>,
+    ) -> Result<KroneckerFactors> {
+        let got = self.inner.data_kfac_factors(fisher, theta, rows.clone())?;
+        let flat_factors = |f: &KroneckerFactors| -> Vec<f64> {
+            f.a.iter()
+                .chain(&f.b)
+                .flat_map(|m| m.iter().copied())
+                .collect()
+        };
+        self.check_curvature("K-FAC factors", &flat_factors(&got), |r| {
+            Ok(flat_factors(&r.data_kfac_factors(fisher, theta, rows)?))
         })?;
         Ok(got)
     }

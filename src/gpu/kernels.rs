@@ -22,13 +22,14 @@ pub enum Family {
     DiagHessian,
     OuterProduct,
     Update,
+    Kfac,
 }
 
 /// `shaders/common.wgsl`: the functions shared by the elementwise families.
 pub const COMMON_WGSL: &str = include_str!("../../shaders/common.wgsl");
 
 impl Family {
-    pub const ALL: [Family; 8] = [
+    pub const ALL: [Family; 9] = [
         Family::Matmul,
         Family::Activation,
         Family::Loss,
@@ -37,6 +38,7 @@ impl Family {
         Family::DiagHessian,
         Family::OuterProduct,
         Family::Update,
+        Family::Kfac,
     ];
 
     /// The family's own WGSL file, as written (`shaders/{name}.wgsl`).
@@ -50,6 +52,7 @@ impl Family {
             Family::DiagHessian => include_str!("../../shaders/diag_hessian.wgsl"),
             Family::OuterProduct => include_str!("../../shaders/outer_product.wgsl"),
             Family::Update => include_str!("../../shaders/update.wgsl"),
+            Family::Kfac => include_str!("../../shaders/kfac.wgsl"),
         }
     }
 
@@ -72,6 +75,7 @@ impl Family {
             Family::DiagHessian => "diag_hessian",
             Family::OuterProduct => "outer_product",
             Family::Update => "update",
+            Family::Kfac => "kfac",
         }
     }
 }
@@ -162,10 +166,12 @@ pub enum Kernel {
     Square,
     FillIdentity,
     UnitProduct,
+    McColumns,
+    GradientRows,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 20] = [
+    pub const ALL: [Kernel; 22] = [
         Kernel::MatmulTiled,
         Kernel::MatmulReg,
         Kernel::MatmulSumSplits,
@@ -186,6 +192,8 @@ impl Kernel {
         Kernel::Square,
         Kernel::FillIdentity,
         Kernel::UnitProduct,
+        Kernel::McColumns,
+        Kernel::GradientRows,
     ];
 
     /// Position in [`Kernel::ALL`] (the context's pipeline table is in that order).
@@ -217,6 +225,8 @@ impl Kernel {
             Kernel::Square => (F::Update, "square", &[R0, W2]),
             Kernel::FillIdentity => (F::Update, "fill_identity", &[W2]),
             Kernel::UnitProduct => (F::Update, "unit_product", &[R0, W2]),
+            Kernel::McColumns => (F::Kfac, "mc_columns", &[R0, R1, R2, W5]),
+            Kernel::GradientRows => (F::Kfac, "gradient_rows", &[R3, R4, W5]),
         }
     }
 }
@@ -508,9 +518,9 @@ mod tests {
                 }
             }
         }
-        // act_h, act_dh, act_d2h; loss_delta, loss_hess, loss_factor, loss_diag.
+        // act_h, act_dh, act_d2h; loss_delta, loss_hess, loss_factor, loss_diag, mc_columns.
         assert_eq!(act_switches, 3, "switches on activation codes");
-        assert_eq!(loss_switches, 4, "switches on loss codes");
+        assert_eq!(loss_switches, 5, "switches on loss codes");
     }
 
     /// The parser finds a missing arm, so the test above can fail.

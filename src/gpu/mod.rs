@@ -13,6 +13,8 @@
 //! | diag_hessian | + diag_hessian `hess_residual`, `expand_residual`, `bl_backward`, update `square` |
 //! | diag_becker_lecun | loss `loss_diag`, diag_hessian `bl_backward` |
 //! | outer_product | loss `loss_factor`, outer_product `outer_rows`, matmul Bᵀ·B, update `add_diag` |
+//! | kfac_factors | matmul Z̃ᵀZ̃ and SᵀS, reduce `colsum`; columns: loss `loss_factor` (exact), kfac `mc_columns` (mc, host-drawn), the backward δ (empirical) |
+//! | fisher_vectors, per_sample_gradients | the same columns, kfac `gradient_rows` |
 //!
 //! Parity tests: `tests/parity_*.rs` (kernels, forward, products, diagonals, digits).
 //!

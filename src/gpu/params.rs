@@ -147,6 +147,20 @@ kernel_params! {
     }
 }
 
+kernel_params! {
+    /// `KfacParams` of kfac.wgsl: Monte-Carlo output columns (`n` rows of `k` outputs,
+    /// `samples` draws per row from `g0`, `row0` the slice's first row in the draws,
+    /// times `scale`) and the per-sample vectors of one layer (`per` rows per sample).
+    KfacParams for Family::Kfac, {
+        count: u32, n: u32, k: u32, loss: u32,
+        act: u32, a_off: u32, t_off: u32, samples: u32,
+        g0: u32, d_off: u32, scale: f32, fan_out: u32,
+        fan_in: u32, s_off: u32, z_off: u32, z_rs: u32,
+        w_total: u32, w_off: u32, b_off: u32, per: u32,
+        row0: u32,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +235,7 @@ mod tests {
             check::<DiagParams>(),
             check::<OuterParams>(),
             check::<UpdateParams>(),
+            check::<KfacParams>(),
         ];
         for family in Family::ALL {
             assert!(

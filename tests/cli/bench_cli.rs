@@ -99,6 +99,38 @@ fn flop_count_of_the_full_hessian_on_s() {
     assert!(same(flops(&mlp, 1797, Op::Ggn, true), gpu_g));
 }
 
+/// The K-FAC rows' FLOP counts on S by hand (module header of `curvature::bench`):
+/// the factors (exact: K = 10 columns per sample through layer 1; Z̃ᵀZ̃ and SᵀS in full
+/// on the GPU, upper triangles on the CPU), the inverse refresh (9n³ per factor) and the
+/// per-sample gradients, whose rows are capped for the large workloads.
+#[test]
+fn flop_counts_of_the_kfac_rows_on_s() {
+    use curvature::bench::per_sample_rows;
+    let mlp = Workload::S.mlp().unwrap();
+    let n = 1797.0;
+    let (p, p1) = (64.0 * 50.0 + 50.0 * 10.0, 50.0 * 10.0);
+    let same = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b;
+    let base = 2.0 * n * p + 2.0 * n * 10.0 * p1 + 2.0 * n * (64.0 + 50.0);
+    let gpu = base
+        + 2.0 * n * (64.0f64.powi(2) + 50.0f64.powi(2))
+        + 2.0 * n * 10.0 * (50.0f64.powi(2) + 10.0f64.powi(2));
+    let cpu = base + n * (64.0 * 65.0 + 50.0 * 51.0) + n * 10.0 * (50.0 * 51.0 + 10.0 * 11.0);
+    assert!(same(flops(&mlp, 1797, Op::KfacFactors, true), gpu));
+    assert!(same(flops(&mlp, 1797, Op::KfacFactors, false), cpu));
+    let inverse = 9.0 * (65.0f64.powi(3) + 50.0f64.powi(3) + 51.0f64.powi(3) + 10.0f64.powi(3));
+    assert!(same(flops(&mlp, 1797, Op::KfacInverse, false), inverse));
+    let psg = 2.0 * n * p + 2.0 * n * p1 + n * p;
+    assert!(same(flops(&mlp, 1797, Op::PerSampleGrads, false), psg));
+    // N_b = min(N, 2²⁵ / W): all of S, 329 rows of M (W = 101770), 50 of L (W = 669706).
+    assert_eq!(per_sample_rows(&mlp, 1797), 1797);
+    assert_eq!(per_sample_rows(&Workload::M.mlp().unwrap(), 10000), 329);
+    assert_eq!(per_sample_rows(&Workload::L.mlp().unwrap(), 10000), 50);
+    assert_eq!(
+        Op::PerSampleGrads.rows(&Workload::L.mlp().unwrap(), 10000),
+        50
+    );
+}
+
 /// Synthetic rows of one workload: every op at `seconds` and share `of_peak`.
 fn rows(workload: &str, precision: &str, seconds: f64, of_peak: f64) -> Vec<Row> {
     let w: Workload = workload.parse().unwrap();

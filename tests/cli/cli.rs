@@ -318,6 +318,160 @@ fn compute_writes_every_cheap_quantity() {
     assert!(worst < 1e-6, "fd-hessian differs by {worst}");
 }
 
+/// Every K-FAC and Fisher quantity of `compute`, on the digits model with `--device cpu`,
+/// equals the library's result through the same engine to the last bit, under the
+/// documented tensor names and shapes; bad flavour arguments are one-line errors.
+#[test]
+fn compute_kfac_and_fisher_quantities_equal_the_library() {
+    use curvature::cpu::Fisher;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_, mlp, theta) = digits_model(d);
+    let ds = data::load_named("digits").unwrap();
+    let mut e = Device::FastCpuF64
+        .engine(&mlp, ds.x.view(), ds.t.view())
+        .unwrap();
+    let (rows, w) = (0..ds.len(), mlp.num_params());
+    let v: Vec<f64> = (0..w).map(|i| (i % 17) as f64 / 17.0 - 0.5).collect();
+    write_vector(&d.join("v.safetensors"), v.clone());
+    let vm = ndarray::Array2::from_shape_vec((1, w), v).unwrap();
+    const BASE: [&str; 7] = [
+        "--model",
+        "model.safetensors",
+        "--data",
+        "digits",
+        "--device",
+        "cpu",
+        "--out",
+    ];
+    let args = |q: &'static str, out: &'static str, extra: &[&'static str]| {
+        [&["compute", q][..], &BASE, &[out], extra].concat()
+    };
+    let run = |q: &'static str, extra: &[&'static str]| {
+        std::fs::remove_file(d.join("out.safetensors")).ok();
+        let o = curvature(&args(q, "out.safetensors", extra), d);
+        assert!(o.status.success(), "{q}: {:?}", text(&o));
+        read_tensors(&d.join("out.safetensors")).unwrap()
+    };
+    let flat = |m: ndarray::Array2<f64>| m.iter().copied().collect::<Vec<f64>>();
+    let mc = Fisher::Mc {
+        samples: 2,
+        seed: 3,
+    };
+    let mc_args = ["--samples", "2", "--seed", "3"];
+    for (fisher, extra) in [
+        (Fisher::Exact, vec![]),
+        (mc, [&["--fisher", "mc"][..], &mc_args].concat()),
+        (Fisher::Empirical, vec!["--fisher", "empirical"]),
+    ] {
+        let (t, meta) = run("kfac", &extra);
+        assert_eq!(meta["fisher"], fisher.name());
+        let f = e.kfac_factors(fisher, &theta, rows.clone()).unwrap();
+        let ekfac = e.ekfac(fisher, &theta, rows.clone()).unwrap();
+        let (t_e, _) = run("ekfac-diag", &extra);
+        for (tensors, suffix, want) in [
+            (&t, "kfac_a", &f.a),
+            (&t, "kfac_b", &f.b),
+            (&t_e, "ekfac_diag", &ekfac.scalings),
+        ] {
+            assert_eq!(
+                tensors.len(),
+                want.len() * if suffix == "ekfac_diag" { 1 } else { 2 }
+            );
+            for (l, m) in want.iter().enumerate() {
+                let x = tensors
+                    .iter()
+                    .find(|x| x.name == format!("layers.{l}.{suffix}"))
+                    .unwrap();
+                assert_eq!((&x.shape, &x.data), (&m.shape().to_vec(), &flat(m.clone())));
+            }
+        }
+        let (t, _) = run(
+            "kfac-vp",
+            &[&extra[..], &["--vectors", "v.safetensors"]].concat(),
+        );
+        let want = e
+            .kfac_products(fisher, &theta, rows.clone(), vm.view())
+            .unwrap();
+        assert_eq!((t[0].name.as_str(), &t[0].data), ("kfac_vp", &flat(want)));
+    }
+    let ef = Fisher::Empirical;
+    // (quantity, its arguments, the tensor's shape, the library's result)
+    type Single = (&'static str, Vec<&'static str>, Vec<usize>, Vec<f64>);
+    let single: Vec<Single> = vec![
+        (
+            "per-sample-grad",
+            vec![],
+            vec![ds.len(), w],
+            flat(e.per_sample_gradients(&theta, rows.clone()).unwrap()),
+        ),
+        (
+            "empirical-fisher",
+            vec![],
+            vec![w, w],
+            flat(e.fisher_matrix(ef, &theta, rows.clone()).unwrap()),
+        ),
+        (
+            "diag-empirical-fisher",
+            vec![],
+            vec![w],
+            e.fisher_diagonal(ef, &theta, rows.clone()).unwrap(),
+        ),
+        (
+            "efvp",
+            vec!["--vectors", "v.safetensors"],
+            vec![w],
+            flat(
+                e.fisher_products(ef, &theta, rows.clone(), vm.view())
+                    .unwrap(),
+            ),
+        ),
+        (
+            "diag-mc-fisher",
+            mc_args.to_vec(),
+            vec![w],
+            e.fisher_diagonal(mc, &theta, rows.clone()).unwrap(),
+        ),
+        (
+            "grad-variance",
+            vec![],
+            vec![w],
+            e.gradient_variance(&theta, rows.clone()).unwrap(),
+        ),
+    ];
+    for (q, extra, shape, want) in single {
+        let (t, _) = run(q, &extra);
+        assert_eq!(
+            (t[0].name.clone(), &t[0].shape),
+            (q.replace('-', "_"), &shape)
+        );
+        assert_eq!(t[0].data, want, "{q}");
+    }
+    // Bad flavour arguments: one line each, nothing written.
+    for (q, extra, needles) in [
+        (
+            "diag-mc-fisher",
+            &["--samples", "0"][..],
+            &["--samples", "at least 1"][..],
+        ),
+        (
+            "kfac",
+            &["--fisher", "mc", "--samples", "0"],
+            &["--samples"],
+        ),
+        (
+            "per-sample-grad",
+            &["--fisher", "mc"],
+            &["--fisher", "kfac"],
+        ),
+        ("kfac", &["--samples", "3"], &["--samples", "--fisher mc"]),
+        ("efvp", &[], &["--vectors"]),
+    ] {
+        assert_one_line_error(&curvature(&args(q, "bad.safetensors", extra), d), needles);
+        assert!(!d.join("bad.safetensors").exists());
+    }
+}
+
 #[test]
 fn bad_inputs_get_one_line_errors_and_overwrite_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -558,6 +712,10 @@ fn parity_command_passes_on_this_adapter() {
         "diag Hessian",
         "Hessian",
         "outer product",
+        "K-FAC factors exact",
+        "K-FAC factors mc",
+        "K-FAC factors empirical",
+        "per-sample gradients",
     ] {
         assert!(
             out.lines()

@@ -315,3 +315,240 @@ fn block_products_reuse_passes_only_when_they_match() {
         run::<f32>(&mlp, &data.x, &data.t, max_chunk, &steps, &v);
     }
 }
+
+/// Every K-FAC and Fisher quantity of the fast engine in precision T against the
+/// reference, with the shared tolerance table (`compare_with_table`), in one chunk and
+/// in chunks of 5 (`small`: also EKFAC and the W×W matrix, else chunks of 333);
+/// records the worst error as a fraction of its tolerance per quantity.
+#[allow(clippy::too_many_arguments)]
+fn kfac_fisher_ops<T: Real>(
+    label: &str,
+    small: bool,
+    mlp: &Mlp,
+    theta: &[f64],
+    x32: &Array2<f32>,
+    t32: &Array2<f32>,
+    worst: &mut std::collections::BTreeMap<String, f64>,
+) where
+    FastCpuEngine<T>: Curvature,
+{
+    use curvature::cpu::Fisher;
+    use curvature::engine::compare::{compare_with_table, Checked};
+    let n = x32.nrows();
+    let rows = 1..n;
+    let (x, t) = (x32.mapv(f64::from), t32.mapv(f64::from));
+    let (xr, tr) = (x.slice(s![1..n, ..]), t.slice(s![1..n, ..]));
+    let precision = T::PRECISION;
+    let lambda = mlp.l2();
+    let w = mlp.num_params();
+    let v = random_block(2, w, 23);
+    let mut record = |what: &str, got: &[f64], want: &[f64], checked: Checked| {
+        let c = compare_with_table(got, want, precision, checked);
+        assert!(c.passed(), "{label} {} {what}: {c}", T::NAME);
+        let ratio = got
+            .iter()
+            .zip(want)
+            .map(|(g, w)| (g - w).abs() / (c.tolerance.abs + c.tolerance.rel * w.abs()))
+            .fold(0.0f64, f64::max);
+        let key = format!("{} {what}", T::NAME);
+        let e = worst.entry(key).or_insert(0.0);
+        *e = e.max(ratio);
+    };
+    let factors_flat = |f: &cpu::KroneckerFactors| -> Vec<f64> {
+        f.a.iter()
+            .chain(&f.b)
+            .flat_map(|m| m.iter().copied())
+            .collect()
+    };
+    let mc = Fisher::Mc {
+        samples: 3,
+        seed: 9,
+    };
+    let chunked = if small { 5 } else { 333 };
+    for max_chunk in [usize::MAX, chunked] {
+        let mut eng = FastCpuEngine::<T>::new(mlp, x32.view(), t32.view())
+            .unwrap()
+            .with_max_chunk(max_chunk);
+        for fisher in [Fisher::Exact, mc, Fisher::Empirical] {
+            let name = fisher.name();
+            let f = eng.kfac_factors(fisher, theta, rows.clone()).unwrap();
+            let f_ref = cpu::kfac_factors(mlp, theta, xr, tr, fisher).unwrap();
+            let what = format!("K-FAC factors {name}");
+            record(
+                &what,
+                &factors_flat(&f),
+                &factors_flat(&f_ref),
+                Checked::Curvature,
+            );
+            let g = eng.fisher_vectors(fisher, theta, rows.clone()).unwrap();
+            let g_ref = cpu::fisher_vectors(mlp, theta, xr, tr, fisher).unwrap();
+            let checked = if fisher == Fisher::Empirical {
+                Checked::Gradient
+            } else {
+                Checked::Curvature
+            };
+            record(
+                &format!("vectors {name}"),
+                &flat(&g),
+                &flat(&g_ref),
+                checked,
+            );
+            // (K + λI_w) V from the engine's factors against the reference's.
+            let kv = eng
+                .kfac_products(fisher, theta, rows.clone(), v.view())
+                .unwrap();
+            let kv_ref: Vec<f64> = v
+                .rows()
+                .into_iter()
+                .flat_map(|v_i| {
+                    let mut p = f_ref.product(&v_i.to_vec());
+                    for l in mlp.layout() {
+                        for q in l.weights {
+                            p[q] += lambda * v_i[q];
+                        }
+                    }
+                    p
+                })
+                .collect();
+            record(
+                &format!("K-FAC products {name}"),
+                &flat(&kv),
+                &kv_ref,
+                Checked::Curvature,
+            );
+            if !small {
+                continue;
+            }
+            let e = eng.ekfac(fisher, theta, rows.clone()).unwrap();
+            // The definition in the engine's own eigenbasis (f32 bases may rotate within
+            // close eigenvalues): (1/N) Σ (Q_Bᵀ G Q_A)² over the reference's vectors.
+            let mut want = Vec::new();
+            for (layer, basis) in e.layers.iter().zip(&e.basis) {
+                let mut s_l = Array2::<f64>::zeros((layer.fan_out, layer.fan_in + 1));
+                for g_r in g_ref.rows() {
+                    let gm = cpu::gather(layer, g_r.as_slice().unwrap());
+                    s_l += &basis.rotate(&gm).mapv(|v| v * v);
+                }
+                want.extend((s_l / (n - 1) as f64).iter().copied());
+            }
+            let got: Vec<f64> = e.scalings.iter().flat_map(|m| m.iter().copied()).collect();
+            record(&format!("EKFAC {name}"), &got, &want, Checked::Curvature);
+            if T::NAME == "f64" {
+                let e_ref = cpu::ekfac(mlp, theta, xr, tr, fisher).unwrap();
+                let want: Vec<f64> = e_ref
+                    .scalings
+                    .iter()
+                    .flat_map(|m| m.iter().copied())
+                    .collect();
+                record(
+                    &format!("EKFAC {name} (reference basis)"),
+                    &got,
+                    &want,
+                    Checked::Curvature,
+                );
+            }
+        }
+        // What the face derives from the vectors, + λ where the quantity is of E.
+        let ef = Fisher::Empirical;
+        let fv = eng
+            .fisher_products(ef, theta, rows.clone(), v.view())
+            .unwrap();
+        let mut want = cpu::fisher_products(mlp, theta, xr, tr, ef, v.view()).unwrap();
+        for (mut row, v_i) in want.rows_mut().into_iter().zip(v.rows()) {
+            for l in mlp.layout() {
+                for q in l.weights {
+                    row[q] += lambda * v_i[q];
+                }
+            }
+        }
+        record("efvp", &flat(&fv), &flat(&want), Checked::Curvature);
+        let weight_lambda = |mut d: Vec<f64>| {
+            for l in mlp.layout() {
+                for q in l.weights {
+                    d[q] += lambda;
+                }
+            }
+            d
+        };
+        for fisher in [ef, mc] {
+            let d = eng.fisher_diagonal(fisher, theta, rows.clone()).unwrap();
+            let d_ref = weight_lambda(cpu::diag_fisher(mlp, theta, xr, tr, fisher).unwrap());
+            record(
+                &format!("diag Fisher {}", fisher.name()),
+                &d,
+                &d_ref,
+                Checked::Curvature,
+            );
+        }
+        if small {
+            let m = eng.fisher_matrix(ef, theta, rows.clone()).unwrap();
+            let mut m_ref = cpu::fisher_matrix(mlp, theta, xr, tr, ef).unwrap();
+            for l in mlp.layout() {
+                for q in l.weights {
+                    m_ref[[q, q]] += lambda;
+                }
+            }
+            record(
+                "empirical Fisher",
+                &flat(&m),
+                &flat(&m_ref),
+                Checked::Curvature,
+            );
+        }
+        let var = eng.gradient_variance(theta, rows.clone()).unwrap();
+        let var_ref = cpu::gradient_variance(mlp, theta, xr, tr);
+        record("gradient variance", &var, &var_ref, Checked::Curvature);
+        let psg = eng.per_sample_gradients(theta, rows.clone()).unwrap();
+        let psg_ref = cpu::per_sample_gradients(mlp, theta, xr, tr);
+        record(
+            "per-sample gradients",
+            &flat(&psg),
+            &flat(&psg_ref),
+            Checked::Gradient,
+        );
+    }
+}
+
+/// K-FAC factors (exact, mc, empirical), the Fisher vectors and every quantity the face
+/// derives from them, fast f64 and f32 against the reference: every hidden activation
+/// with every loss on odd widths (1, 7, 33), a curved output for the Gaussian samples,
+/// deep nets, and the digits network (1797 rows: several parallel parts). Prints the
+/// worst error as a fraction of its tolerance per quantity.
+#[test]
+fn kfac_and_fisher_quantities() {
+    let mut worst = std::collections::BTreeMap::new();
+    let mut seed = 300;
+    let mut cases: Vec<(Vec<usize>, Vec<Activation>, Loss)> = Vec::new();
+    for loss in Loss::ALL {
+        for hidden in Activation::ELEMENTWISE {
+            let out = common::output_activation(loss, Identity);
+            cases.push((vec![7, 33, 3], vec![hidden, out], loss));
+        }
+    }
+    cases.extend([
+        (vec![1, 7, 1], vec![Tanh, Identity], Loss::Sse),
+        (vec![33, 1, 2], vec![Sigmoid, Sigmoid], Loss::Mse),
+        (vec![5, 7, 4, 3], vec![Elu, Softplus, Tanh], Loss::Sse),
+        (
+            vec![4, 6, 5, 7, 3],
+            vec![Tanh, Relu, LeakyRelu, Softmax],
+            Loss::Ce,
+        ),
+    ]);
+    for (sizes, acts, loss) in cases {
+        let (mlp, theta, x, t) = random_problem(&sizes, &acts, loss, 1e-2, 23, seed);
+        seed += 1;
+        let (x32, t32) = (x.mapv(|v| v as f32), t.mapv(|v| v as f32));
+        let label = mlp.describe();
+        kfac_fisher_ops::<f64>(&label, true, &mlp, &theta, &x32, &t32, &mut worst);
+        kfac_fisher_ops::<f32>(&label, true, &mlp, &theta, &x32, &t32, &mut worst);
+    }
+    let data = load_named("digits").unwrap();
+    let mlp = Mlp::with_hidden(&[64, 50, 10], Sigmoid, Loss::Ce, 1e-3).unwrap();
+    let theta = mlp.init_params(7);
+    kfac_fisher_ops::<f64>("digits", false, &mlp, &theta, &data.x, &data.t, &mut worst);
+    kfac_fisher_ops::<f32>("digits", false, &mlp, &theta, &data.x, &data.t, &mut worst);
+    for (what, ratio) in &worst {
+        eprintln!("{what}: worst {ratio:.2e} of the tolerance");
+    }
+}

@@ -168,3 +168,213 @@ fn chunked_diagonals_and_outer_product() {
     let case = Case::new(&[7, 8, 3], Activation::Softplus, Loss::Ce, 0.01, 31, 21);
     check_diagonals("chunks of 4, rows 1..30", &case, 1..30, true, Some(4));
 }
+
+/// The K-FAC factors (exact, mc, empirical), the Fisher vectors of each flavour (the
+/// empirical ones are the per-sample gradients) and what the face derives from them
+/// (K-FAC and empirical-Fisher products, the mc diagonal, the gradient variance), GPU
+/// (f32) against the reference with the shared tolerance table; records the worst
+/// error as a fraction of its tolerance per quantity. `all`: the exact and mc vectors
+/// and the derived quantities too (else the factors and the per-sample gradients).
+fn check_kfac(
+    label: &str,
+    all: bool,
+    case: &Case,
+    rows: std::ops::Range<usize>,
+    max_chunk: Option<usize>,
+    worst: &mut std::collections::BTreeMap<String, f64>,
+) {
+    use curvature::cpu::Fisher;
+    use curvature::engine::compare::{compare_with_table, Checked};
+    use curvature::engine::Precision;
+    let Some(ctx) = gpu() else { return };
+    let mut eng = case.engine(&ctx);
+    if let Some(rows) = max_chunk {
+        eng = eng.with_max_chunk_rows(rows).unwrap();
+    }
+    let (mlp, theta) = (&case.mlp, &case.theta);
+    let x = case.x.slice(s![rows.clone(), ..]);
+    let t = case.t.slice(s![rows.clone(), ..]);
+    let mut record = |what: &str, got: &[f64], want: &[f64], checked: Checked| {
+        let c = compare_with_table(got, want, Precision::F32, checked);
+        assert!(c.passed(), "{label} {what}: {c}");
+        let ratio = got
+            .iter()
+            .zip(want)
+            .map(|(g, w)| (g - w).abs() / (c.tolerance.abs + c.tolerance.rel * w.abs()))
+            .fold(0.0f64, f64::max);
+        let e = worst.entry(what.to_string()).or_insert(0.0);
+        *e = e.max(ratio);
+    };
+    let flat_factors = |f: &cpu::KroneckerFactors| -> Vec<f64> {
+        f.a.iter()
+            .chain(&f.b)
+            .flat_map(|m| m.iter().copied())
+            .collect()
+    };
+    // 17 draws: two groups of VECTOR_GROUP columns.
+    let mc = Fisher::Mc {
+        samples: 17,
+        seed: 5,
+    };
+    let v = case.vectors(2, 77);
+    for fisher in [Fisher::Exact, mc, Fisher::Empirical] {
+        let name = fisher.name();
+        let f = eng.kfac_factors(fisher, theta, rows.clone()).unwrap();
+        let f_ref = cpu::kfac_factors(mlp, theta, x, t, fisher).unwrap();
+        let what = format!("K-FAC factors {name}");
+        record(
+            &what,
+            &flat_factors(&f),
+            &flat_factors(&f_ref),
+            Checked::Curvature,
+        );
+        if !all && fisher != Fisher::Empirical {
+            continue;
+        }
+        let g = eng.fisher_vectors(fisher, theta, rows.clone()).unwrap();
+        let g_ref = cpu::fisher_vectors(mlp, theta, x, t, fisher).unwrap();
+        let checked = if fisher == Fisher::Empirical {
+            Checked::Gradient
+        } else {
+            Checked::Curvature
+        };
+        record(
+            &format!("vectors {name}"),
+            &flat(&g),
+            &flat(&g_ref),
+            checked,
+        );
+        let kv = eng
+            .kfac_products(fisher, theta, rows.clone(), v.view())
+            .unwrap();
+        let mut kv_ref = curvature::engine::fisher::kfac_products(&f_ref, v.view());
+        let l2 = curvature::engine::penalty::L2::of(mlp);
+        l2.add_to_products(v.view(), &mut kv_ref);
+        record(
+            &format!("K-FAC products {name}"),
+            &flat(&kv),
+            &flat(&kv_ref),
+            Checked::Curvature,
+        );
+    }
+    if !all {
+        return;
+    }
+    let l2 = curvature::engine::penalty::L2::of(mlp);
+    let ef = Fisher::Empirical;
+    let fv = eng
+        .fisher_products(ef, theta, rows.clone(), v.view())
+        .unwrap();
+    let mut fv_ref = cpu::fisher_products(mlp, theta, x, t, ef, v.view()).unwrap();
+    l2.add_to_products(v.view(), &mut fv_ref);
+    record("efvp", &flat(&fv), &flat(&fv_ref), Checked::Curvature);
+    for fisher in [mc, ef] {
+        let d = eng.fisher_diagonal(fisher, theta, rows.clone()).unwrap();
+        let mut d_ref = cpu::diag_fisher(mlp, theta, x, t, fisher).unwrap();
+        l2.add_to_diagonal(&mut d_ref);
+        record(
+            &format!("diag Fisher {}", fisher.name()),
+            &d,
+            &d_ref,
+            Checked::Curvature,
+        );
+    }
+    let m = eng.fisher_matrix(ef, theta, rows.clone()).unwrap();
+    let mut m_ref = cpu::fisher_matrix(mlp, theta, x, t, ef).unwrap();
+    l2.add_to_matrix(&mut m_ref);
+    record(
+        "empirical Fisher",
+        &flat(&m),
+        &flat(&m_ref),
+        Checked::Curvature,
+    );
+    // EKFAC's diagonal against its definition in the engine's own eigenbasis (an f32
+    // basis may rotate within close eigenvalues): (1/N) Σ (Q_Bᵀ G Q_A)² over the
+    // reference's vectors.
+    for fisher in [Fisher::Exact, mc, ef] {
+        let e = eng.ekfac(fisher, theta, rows.clone()).unwrap();
+        let g_ref = cpu::fisher_vectors(mlp, theta, x, t, fisher).unwrap();
+        let mut want = Vec::new();
+        for (layer, basis) in e.layers.iter().zip(&e.basis) {
+            let mut s_l = ndarray::Array2::<f64>::zeros((layer.fan_out, layer.fan_in + 1));
+            for g_r in g_ref.rows() {
+                let gm = cpu::gather(layer, &g_r.to_vec());
+                s_l += &basis.rotate(&gm).mapv(|v| v * v);
+            }
+            want.extend((s_l / rows.len() as f64).iter().copied());
+        }
+        let got: Vec<f64> = e.scalings.iter().flat_map(|m| m.iter().copied()).collect();
+        record(
+            &format!("EKFAC {}", fisher.name()),
+            &got,
+            &want,
+            Checked::Curvature,
+        );
+    }
+    let var = eng.gradient_variance(theta, rows.clone()).unwrap();
+    let var_ref = cpu::gradient_variance(mlp, theta, x, t);
+    record("gradient variance", &var, &var_ref, Checked::Curvature);
+}
+
+#[test]
+fn kfac_factors_and_fisher_vectors() {
+    let mut worst = std::collections::BTreeMap::new();
+    let mut seed = 500;
+    for loss in Loss::ALL {
+        for hidden in Activation::ELEMENTWISE {
+            let case = Case::new(&[7, 33, 3], hidden, loss, 0.01, 29, seed);
+            check_kfac(
+                &format!("{loss}/{hidden} 7-33-3"),
+                true,
+                &case,
+                0..29,
+                None,
+                &mut worst,
+            );
+            seed += 1;
+        }
+        // Width 1 in and out, a deep net in chunks of 4 rows (rows 1..22), K = 17 outputs
+        // (two groups of factor columns).
+        let case = Case::new(&[1, 7, 1], Activation::Tanh, loss, 0.0, 13, seed);
+        check_kfac(
+            &format!("{loss} 1-7-1"),
+            true,
+            &case,
+            0..13,
+            None,
+            &mut worst,
+        );
+        let case = Case::new(
+            &[5, 7, 4, 3],
+            Activation::Softplus,
+            loss,
+            0.01,
+            23,
+            seed + 1,
+        );
+        check_kfac(
+            &format!("{loss} 5-7-4-3 chunks of 4"),
+            true,
+            &case,
+            1..22,
+            Some(4),
+            &mut worst,
+        );
+        let case = Case::new(&[3, 6, 17], Activation::Sigmoid, loss, 0.0, 9, seed + 2);
+        check_kfac(
+            &format!("{loss} 3-6-17"),
+            true,
+            &case,
+            0..9,
+            None,
+            &mut worst,
+        );
+        seed += 3;
+    }
+    // The digits-sized network on 1797 rows.
+    let case = Case::new(&[64, 50, 10], Activation::Sigmoid, Loss::Ce, 1e-3, 1797, 42);
+    check_kfac("64-50-10 N=1797", false, &case, 0..1797, None, &mut worst);
+    for (what, ratio) in &worst {
+        println!("GPU {what}: worst {ratio:.2e} of the tolerance");
+    }
+}

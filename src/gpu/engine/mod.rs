@@ -108,6 +108,10 @@ struct Buffers {
     outputs: Option<GpuBuffer>,
     /// Outer product: (G rows, W) factor rows and the (W, W) result.
     outer: Option<(GpuBuffer, GpuBuffer)>,
+    /// K-FAC (`kfac.rs`): the factors' sums, mc's draws, the Fisher vectors.
+    kfac: Option<GpuBuffer>,
+    draws: Option<GpuBuffer>,
+    fisher_rows: Option<GpuBuffer>,
 }
 
 /// The curvature engine on a GPU (f32 on the device, f64 at the interface).
@@ -351,6 +355,9 @@ impl GpuEngine {
             hv: None,
             outputs: None,
             outer: None,
+            kfac: None,
+            draws: None,
+            fisher_rows: None,
         };
         Ok((chunks, bufs))
     }
@@ -543,5 +550,6 @@ fn write_rows(ctx: &GpuContext, buffer: &GpuBuffer, rows: ArrayView2<f32>) {
 }
 
 mod diagonals;
+mod kfac;
 mod ops;
 mod passes;

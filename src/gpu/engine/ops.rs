@@ -3,6 +3,7 @@
 //! one submit and reads back only its result.
 
 use super::{GpuEngine, OutputHessian, HESSIAN_BLOCK_COLUMNS, VECTOR_GROUP};
+use crate::cpu::{Fisher, KroneckerFactors};
 use crate::engine::{Backend, Diagonal, Kind, Limits, Precision};
 use crate::error::{Error, Result};
 use crate::gpu::context::{GpuBuffer, Op};
@@ -198,6 +199,25 @@ impl Backend for GpuEngine {
 
     fn data_outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
         self.outer_product(theta, rows)
+    }
+
+    fn data_fisher_vectors(
+        &mut self,
+        fisher: Fisher,
+        theta: &[f64],
+        rows: Range<usize>,
+        skip: usize,
+    ) -> Result<Array2<f64>> {
+        self.fisher_vectors(fisher, theta, rows, skip)
+    }
+
+    fn data_kfac_factors(
+        &mut self,
+        fisher: Fisher,
+        theta: &[f64],
+        rows: Range<usize>,
+    ) -> Result<KroneckerFactors> {
+        self.kfac_factors(fisher, theta, rows)
     }
 
     fn bind_data(&mut self, x: ArrayView2<f32>, t: ArrayView2<f32>) -> Result<()> {
