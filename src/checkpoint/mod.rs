@@ -7,7 +7,7 @@
 //! - `optimizer.<key>`: the optimizer's state tensors ([`OptimizerState`]).
 //!
 //! Header metadata, all strings:
-//! - `format` = `curvature-checkpoint`, `version` = `2`;
+//! - `format` = `curvature-checkpoint`, `version` = `3`;
 //! - `sizes`, `activations`, `loss`, `l2`: the network, as in a model file;
 //! - `optimizer` (its name), `optimizer_spec` (its spec in the stored form of
 //!   [`OptimizerSpec::to_stored`], `optimizer=NAME,key=value,…`, parsed back and
@@ -23,8 +23,9 @@
 //! and reads each part (the writer beside the reader), `reader.rs` reads
 //! typed fields naming the file and key on any error.
 //!
-//! Version 1 stored the optimizer spec as its `Debug` text; this build reads
-//! version 2 only, and says so in one line for any other.
+//! Version 1 stored the optimizer spec as its `Debug` text, version 2 had no λ
+//! in the scheduler's state (`--l2 evidence` changes it); this build reads
+//! version 3 only, and says so in one line for any other.
 
 mod parts;
 mod reader;
@@ -41,8 +42,9 @@ use std::path::Path;
 /// The value of the `format` metadata key.
 pub const CHECKPOINT_FORMAT: &str = "curvature-checkpoint";
 /// The version this build writes and the only one it reads (2: the optimizer
-/// spec in its `key=value` stored form).
-pub const CHECKPOINT_VERSION: u32 = 2;
+/// spec in its `key=value` stored form; 3: λ and β/β₀ in the scheduler's state
+/// and λ per epoch record, for `--l2 evidence`).
+pub const CHECKPOINT_VERSION: u32 = 3;
 
 /// An interrupted run.
 #[derive(Clone, Debug, PartialEq)]
@@ -155,7 +157,7 @@ fn check_format(r: &Reader) -> Result<(), FileError> {
     if version < CHECKPOINT_VERSION {
         return Err(r.bad(format!(
             "checkpoint version {version} was written by an older curvature, which stored the \
-             optimizer differently; this build reads version {CHECKPOINT_VERSION} only: start the run again"
+             run differently; this build reads version {CHECKPOINT_VERSION} only: start the run again"
         )));
     }
     Ok(())

@@ -218,6 +218,7 @@ pub(super) fn config_json(cfg: &TrainConfig) -> Value {
         "min_delta": num(cfg.min_delta),
         "restore_best": cfg.restore_best,
         "max_failures": cfg.max_failures,
+        "evidence_every": cfg.evidence_every,
     })
 }
 
@@ -232,6 +233,7 @@ pub(super) fn read_config(r: &Reader) -> Result<TrainConfig, FileError> {
         min_delta: r.float(&cfg, "min_delta", c)?,
         restore_best: r.boolean(&cfg, "restore_best", c)?,
         max_failures: r.usize(&cfg, "max_failures", c)?,
+        evidence_every: r.opt_usize(&cfg, "evidence_every", c)?,
     })
 }
 
@@ -251,6 +253,8 @@ pub(super) fn scheduler_json(s: &TrainState) -> Value {
         "batch_size": s.batch_size,
         "elapsed_seconds": num(s.elapsed_seconds),
         "failures_in_a_row": s.failures_in_a_row,
+        "l2": num(s.l2),
+        "beta_ratio": num(s.beta_ratio),
     })
 }
 
@@ -271,6 +275,8 @@ pub(super) fn read_state(r: &Reader, best_theta: Vec<f64>) -> Result<TrainState,
         batch_size: r.usize(&s, "batch_size", sc)?,
         elapsed_seconds: r.float(&s, "elapsed_seconds", sc)?,
         failures_in_a_row: r.usize(&s, "failures_in_a_row", sc)?,
+        l2: r.float(&s, "l2", sc)?,
+        beta_ratio: r.float(&s, "beta_ratio", sc)?,
     })
 }
 
@@ -290,6 +296,7 @@ pub(super) fn history_json(h: &History) -> Value {
                 "seconds": num(r.seconds),
                 "updates": r.updates,
                 "rejected": r.rejected,
+                "l2": num(r.l2),
             })
         })
         .collect();
@@ -331,6 +338,7 @@ fn read_record(r: &Reader, v: &Value) -> Result<EpochRecord, FileError> {
         seconds: r.float(v, "seconds", w)?,
         updates: r.usize(v, "updates", w)?,
         rejected: r.usize(v, "rejected", w)?,
+        l2: r.float(v, "l2", w)?,
     })
 }
 

@@ -23,6 +23,10 @@ pub struct TrainConfig {
     pub min_delta: f64,
     /// On early stopping, put back the θ of the best epoch (default true).
     pub restore_best: bool,
+    /// λ by the evidence: re-estimate it by MacKay's fixed point
+    /// (`analysis::evidence`) after every this many epochs, from the model's λ
+    /// at the start; `None` (default): λ stays the model's.
+    pub evidence_every: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -35,6 +39,7 @@ impl Default for TrainConfig {
             patience: None,
             min_delta: 0.0,
             restore_best: true,
+            evidence_every: None,
         }
     }
 }

@@ -17,6 +17,8 @@ pub struct EpochRecord {
     pub updates: usize,
     /// Rejected updates in this epoch.
     pub rejected: usize,
+    /// λ in force when the epoch was evaluated (its losses include (λ/2)‖W‖²).
+    pub l2: f64,
 }
 
 impl EpochRecord {
@@ -111,7 +113,7 @@ fn json_optional(v: Option<f64>) -> String {
 
 fn record_json(r: &EpochRecord) -> String {
     format!(
-        "{{\"epoch\":{},\"train_loss\":{},\"train_accuracy\":{},\"val_loss\":{},\"val_accuracy\":{},\"seconds\":{},\"updates\":{},\"rejected\":{}}}",
+        "{{\"epoch\":{},\"train_loss\":{},\"train_accuracy\":{},\"val_loss\":{},\"val_accuracy\":{},\"seconds\":{},\"updates\":{},\"rejected\":{},\"l2\":{}}}",
         r.epoch,
         json_number(r.train_loss),
         json_optional(r.train_accuracy),
@@ -119,6 +121,7 @@ fn record_json(r: &EpochRecord) -> String {
         json_optional(r.val_accuracy),
         json_number(r.seconds),
         r.updates,
-        r.rejected
+        r.rejected,
+        json_number(r.l2)
     )
 }

@@ -48,6 +48,11 @@ pub struct TrainState {
     /// Failed (NaN/∞) updates in a row at the interruption: the guard's
     /// bound counts on from them.
     pub failures_in_a_row: usize,
+    /// λ in force (the model's, or the last re-estimate of `--l2 evidence`).
+    pub l2: f64,
+    /// β/β₀, the noise precision the evidence re-estimated relative to the
+    /// loss's own (regression; 1 otherwise and at the start).
+    pub beta_ratio: f64,
 }
 
 impl TrainState {

@@ -12,6 +12,8 @@ use super::evaluate::evaluate;
 use super::history::{EpochRecord, History, StopReason};
 use super::resume::{TrainOutcome, TrainState};
 use super::shuffle::{epoch_permutation, permuted};
+use crate::analysis::evidence::{reestimate, DENSE_LIMIT};
+use crate::engine::{Curvature, WithL2};
 use crate::optim::{GuardConfig, Guarded, Optimizer, Result};
 use ndarray::{Array2, ArrayView2};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -98,6 +100,11 @@ pub(super) struct Scheduler<'a, 'c, 'o> {
     pub(super) callbacks: &'a mut [&'c mut dyn Callback],
 }
 
+/// `engine` seen with λ = `l2` (the model's, or `--l2 evidence`'s latest).
+fn with_l2(engine: &mut dyn Curvature, l2: f64) -> Result<WithL2<&mut dyn Curvature>> {
+    Ok(WithL2::new(engine, l2)?)
+}
+
 impl Scheduler<'_, '_, '_> {
     /// Runs epochs from `from` (None: records the starting point first) until
     /// the last epoch, a stop, or the interrupt flag.
@@ -136,7 +143,8 @@ impl Scheduler<'_, '_, '_> {
     /// A fresh run: epoch 0's record (θ as given) is the best so far.
     fn starting_state(&mut self) -> Result<TrainState> {
         let mut history = History::new(self.optimizer.name());
-        let start = self.record(self.train.t, 0, 0, 0)?;
+        let l2 = self.engines.training.mlp().l2();
+        let start = self.record(self.train.t, 0, 0, 0, l2)?;
         let best_value = start.monitored();
         history.records.push(start);
         Ok(TrainState {
@@ -153,6 +161,8 @@ impl Scheduler<'_, '_, '_> {
             batch_size: self.batch,
             elapsed_seconds: 0.0,
             failures_in_a_row: 0,
+            l2,
+            beta_ratio: 1.0,
         })
     }
 
@@ -211,9 +221,8 @@ impl Scheduler<'_, '_, '_> {
         while state.next_row < n {
             let rows = state.next_row..(state.next_row + self.batch).min(n);
             state.next_row = rows.end;
-            let report = self
-                .optimizer
-                .step(self.engines.training.as_mut(), self.theta, rows)?;
+            let mut engine = with_l2(self.engines.training.as_mut(), state.l2)?;
+            let report = self.optimizer.step(&mut engine, self.theta, rows)?;
             if report.accepted {
                 state.epoch_updates += 1;
             } else {
@@ -245,6 +254,7 @@ impl Scheduler<'_, '_, '_> {
             state.epoch,
             state.epoch_updates,
             state.epoch_rejected,
+            state.l2,
         )?;
         // The first-order methods do not evaluate E after their step: when the
         // epoch's last update overflowed E, the guard undoes and recovers it as
@@ -261,6 +271,7 @@ impl Scheduler<'_, '_, '_> {
                 state.epoch,
                 state.epoch_updates,
                 state.epoch_rejected,
+                state.l2,
             )?;
         }
         state.history.updates += state.epoch_updates;
@@ -292,7 +303,28 @@ impl Scheduler<'_, '_, '_> {
         if any_stop(self.callbacks, |cb| cb.on_epoch_end(&state.history)) {
             return Ok(EpochEnd::Stopped(StopReason::Callback));
         }
+        self.evidence(state)?;
         Ok(EpochEnd::Next)
+    }
+
+    /// `--l2 evidence`: after every `evidence_every` epochs, λ (and β for
+    /// regression) re-estimated at θ on the whole training set by MacKay's fixed
+    /// point; the next epochs train with it. The optimizer forgets what it cached
+    /// of the old objective.
+    fn evidence(&mut self, state: &mut TrainState) -> Result<()> {
+        let Some(every) = self.config.evidence_every.filter(|&k| k > 0) else {
+            return Ok(());
+        };
+        if !state.epoch.is_multiple_of(every) {
+            return Ok(());
+        }
+        let rows = 0..self.rows();
+        let mut engine = with_l2(self.engines.training.as_mut(), state.l2)?;
+        let step = reestimate(&mut engine, self.theta, rows, state.beta_ratio, DENSE_LIMIT)?;
+        state.l2 = step.lambda;
+        state.beta_ratio = step.beta.unwrap_or(1.0);
+        self.optimizer.forget_cached();
+        Ok(())
     }
 
     /// Evaluates θ on the training engine (`train_targets` in its row order)
@@ -303,12 +335,14 @@ impl Scheduler<'_, '_, '_> {
         epoch: usize,
         updates: usize,
         rejected: usize,
+        l2: f64,
     ) -> Result<EpochRecord> {
-        let (train_loss, train_accuracy) =
-            evaluate(self.engines.training.as_mut(), self.theta, train_targets)?;
+        let mut training = with_l2(self.engines.training.as_mut(), l2)?;
+        let (train_loss, train_accuracy) = evaluate(&mut training, self.theta, train_targets)?;
         let (val_loss, val_accuracy) = match (&mut self.engines.validation, self.validation) {
             (Some(engine), Some(v)) => {
-                let (loss, accuracy) = evaluate(engine.as_mut(), self.theta, v.t)?;
+                let mut engine = with_l2(engine.as_mut(), l2)?;
+                let (loss, accuracy) = evaluate(&mut engine, self.theta, v.t)?;
                 (Some(loss), accuracy)
             }
             _ => (None, None),
@@ -322,6 +356,7 @@ impl Scheduler<'_, '_, '_> {
             seconds: self.clock.elapsed(),
             updates,
             rejected,
+            l2,
         })
     }
 }

@@ -511,3 +511,54 @@ fn accuracy_reads_classes_from_one_hot_or_binary_targets() {
         "real-valued targets have no accuracy"
     );
 }
+
+/// `evidence_every`: after epoch 1 the scheduler re-estimates λ at θ₁ exactly as
+/// `analysis::evidence::reestimate` does, and epoch 2 trains and is evaluated with
+/// it; the history records the λ of each epoch.
+#[test]
+fn the_evidence_reestimates_lambda_between_epochs() {
+    use curvature::analysis::evidence::{reestimate, DENSE_LIMIT};
+    let (x, t) = data(3);
+    let mlp = Mlp::new(&[3, 1], &[Activation::Sigmoid], Loss::Bce, 1e-2).unwrap();
+    let spec = || "gd".parse::<OptimizerSpec>().unwrap();
+    let run = |epochs: usize, every: Option<usize>| {
+        let config = TrainConfig {
+            epochs,
+            evidence_every: every,
+            ..TrainConfig::default()
+        };
+        let mut theta = vec![0.1, -0.2, 0.3, 0.0];
+        let h = train(
+            &config,
+            spec().build().as_mut(),
+            &mut factory(&mlp),
+            &mut theta,
+            DataView {
+                x: x.view(),
+                t: t.view(),
+            },
+            None,
+            &mut [],
+        )
+        .unwrap();
+        (h, theta)
+    };
+    let (one, theta1) = run(1, None);
+    let mut engine = (CPU.make)(&mlp, x.view(), t.view());
+    let step = reestimate(engine.as_mut(), &theta1, 0..N, 1.0, DENSE_LIMIT).unwrap();
+    let (two, _) = run(2, Some(1));
+    let lambdas: Vec<f64> = two.records.iter().map(|r| r.l2).collect();
+    assert_eq!(
+        lambdas[..2],
+        [1e-2, 1e-2],
+        "epochs 0 and 1 train with the model's λ"
+    );
+    assert_eq!(
+        lambdas[2], step.lambda,
+        "epoch 2 trains with the re-estimate at θ₁"
+    );
+    assert_ne!(step.lambda, 1e-2);
+    // Epoch 1 is the same run either way.
+    assert_eq!(one.records[1].train_loss, two.records[1].train_loss);
+    assert!(two.to_json().contains("\"l2\":"));
+}

@@ -5,6 +5,7 @@
 use super::super::common::DeviceArgs;
 use clap::Args;
 use curvature::data;
+use curvature::engine::Precision;
 use curvature::files::Overwrite;
 use std::path::{Path, PathBuf};
 
@@ -15,7 +16,7 @@ const DEFAULT_OPTIMIZER: &str = "hessian-free";
 
 /// The arguments that define a run: `--resume` takes them from the checkpoint
 /// and refuses them on its command line (clap ids: the field names).
-const RUN_DEFINING_ARGS: [&str; 20] = [
+const RUN_DEFINING_ARGS: [&str; 22] = [
     "data",
     "hidden",
     "activation",
@@ -25,6 +26,8 @@ const RUN_DEFINING_ARGS: [&str; 20] = [
     "params",
     "batch_size",
     "l2",
+    "evidence_every",
+    "precision",
     "seed",
     "test_fraction",
     "validation_fraction",
@@ -81,9 +84,17 @@ pub struct TrainArgs {
     /// 32 for first-order ones).
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// λ of the L2 penalty (λ/2)‖W‖² on weights.
-    #[arg(long, default_value_t = 1e-3)]
-    pub l2: f64,
+    /// λ of the L2 penalty (λ/2)‖W‖² on weights, or `evidence`: re-estimated by
+    /// MacKay's fixed point every --evidence-every epochs from `evidence:START`
+    /// (default start 1e-4; PRML 5.7.1–5.7.3: α ← γ/‖w‖², with β for regression).
+    #[arg(long, default_value = "1e-3", value_name = "λ|evidence[:START]")]
+    pub l2: L2Arg,
+    /// With `--l2 evidence`: epochs between re-estimations of λ.
+    #[arg(long, value_name = "K", default_value_t = 5)]
+    pub evidence_every: usize,
+    /// The CPU engine's precision (a GPU computes in f32 whatever is asked).
+    #[arg(long, value_name = "f32|f64", default_value = "f64")]
+    pub precision: Precision,
     /// Seed of the initial weights, the split and the mini-batch shuffle.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -160,6 +171,8 @@ pub(super) fn to_argv(a: &TrainArgs) -> Vec<String> {
         format!("--set={}", a.params),
         // Display of f64 is the shortest text that parses back to the same bits.
         format!("--l2={}", a.l2),
+        format!("--evidence-every={}", a.evidence_every),
+        format!("--precision={}", a.precision.name()),
         format!("--seed={}", a.seed),
         format!("--test-fraction={}", a.test_fraction),
         format!("--validation-fraction={}", a.validation_fraction),
@@ -199,4 +212,58 @@ pub(super) fn reparse(argv: &[String]) -> std::result::Result<TrainArgs, clap::E
     }
     let words = std::iter::once("curvature-train".to_string()).chain(argv.iter().cloned());
     Ok(<Reparse as clap::Parser>::try_parse_from(words)?.args)
+}
+
+/// `--l2`: a fixed λ, or λ by the evidence from a starting value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum L2Arg {
+    Fixed(f64),
+    Evidence { start: f64 },
+}
+
+/// The starting λ of `--l2 evidence` without `:START`.
+pub const EVIDENCE_START: f64 = 1e-4;
+
+impl L2Arg {
+    /// λ at the start of the run.
+    pub fn initial(self) -> f64 {
+        match self {
+            L2Arg::Fixed(l) | L2Arg::Evidence { start: l } => l,
+        }
+    }
+}
+
+impl std::str::FromStr for L2Arg {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<L2Arg, String> {
+        let s = s.trim();
+        let number = |v: &str| -> std::result::Result<f64, String> {
+            match v.parse::<f64>() {
+                Ok(l) if l.is_finite() && l >= 0.0 => Ok(l),
+                _ => Err(format!(
+                    "`{v}` is not a λ: give a finite number ≥ 0, or `evidence` (optionally `evidence:START`)"
+                )),
+            }
+        };
+        match s.split_once(':') {
+            Some(("evidence", start)) => Ok(L2Arg::Evidence {
+                start: number(start)?,
+            }),
+            None if s == "evidence" => Ok(L2Arg::Evidence {
+                start: EVIDENCE_START,
+            }),
+            _ => number(s).map(L2Arg::Fixed),
+        }
+    }
+}
+
+impl std::fmt::Display for L2Arg {
+    /// The text that parses back to the same value (Display of f64 is the
+    /// shortest round-trip form).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            L2Arg::Fixed(l) => write!(f, "{l}"),
+            L2Arg::Evidence { start } => write!(f, "evidence:{start}"),
+        }
+    }
 }

@@ -33,7 +33,7 @@ pub(super) fn execute(
     outputs: Outputs,
     resumed: Option<(PathBuf, Checkpoint)>,
 ) -> Result<Option<u8>> {
-    let device = args.device.open()?;
+    let device = args.device.open()?.with_precision(args.precision);
     announce(args, &prepared, &device);
     let verify = Rc::new(VerifyState::default());
     let mut optimizer = prepared.spec.build();

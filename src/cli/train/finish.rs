@@ -11,7 +11,7 @@ use curvature::engine::{Curvature, Device};
 use curvature::files::{save_model, write_atomic, FileError};
 use curvature::plot::{self, Panel, PlotError, Series};
 use curvature::train::{accuracy, EpochRecord, History};
-use curvature::{Error, Result};
+use curvature::{Error, Mlp, Result};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -39,8 +39,13 @@ pub(super) fn finish(
 ) -> Result<Option<u8>> {
     report_verification(verify, device);
     refuse_diverged(&trained)?;
-    let test = test_figures(device, prepared, &trained.theta)?;
-    write_outputs(args, prepared, outputs, &trained)?;
+    // The model as trained: with `--l2 evidence`, the λ of the last epoch.
+    let mlp = match trained.history.last() {
+        Some(last) => prepared.mlp.with_l2(last.l2)?,
+        None => prepared.mlp.clone(),
+    };
+    let test = test_figures(device, &mlp, prepared, &trained.theta)?;
+    write_outputs(args, &mlp, prepared, outputs, &trained)?;
     print_summary(&trained, test, outputs);
     // The run finished and its outputs are written: its checkpoint is superseded.
     if outputs.checkpoint.exists() {
@@ -86,13 +91,14 @@ fn refuse_diverged(trained: &Trained) -> Result<()> {
 /// The final test figures, on the device (None without test rows).
 fn test_figures(
     device: &Device,
+    mlp: &Mlp,
     prepared: &Prepared,
     theta: &[f64],
 ) -> Result<Option<TestFigures>> {
     let Some(test) = &prepared.test_set else {
         return Ok(None);
     };
-    let mut engine = device.engine(&prepared.mlp, test.x.view(), test.t.view())?;
+    let mut engine = device.engine(mlp, test.x.view(), test.t.view())?;
     let rows = 0..test.len();
     let loss = engine.loss(theta, rows.clone())?;
     let y = engine.outputs(theta, rows)?;
@@ -103,6 +109,7 @@ fn test_figures(
 /// history and the picture.
 fn write_outputs(
     args: &TrainArgs,
+    mlp: &Mlp,
     prepared: &Prepared,
     outputs: &Outputs,
     trained: &Trained,
@@ -122,13 +129,7 @@ fn write_outputs(
     if let Some(names) = &full.class_names {
         meta.insert("class_names".to_string(), names.join(","));
     }
-    save_model(
-        &outputs.model,
-        &prepared.mlp,
-        &trained.theta,
-        &meta,
-        overwrite,
-    )?;
+    save_model(&outputs.model, mlp, &trained.theta, &meta, overwrite)?;
     write_atomic(&outputs.history, history.to_json().as_bytes(), overwrite)?;
     plot::draw(&outputs.plot, &curves(history), overwrite).map_err(|e| match e {
         // A file that cannot be written stays a file error.

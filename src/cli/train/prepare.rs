@@ -2,7 +2,7 @@
 //! its splits, the network, the optimizer spec and the training config (its
 //! defaults from the spec, [`OptimizerSpec::training_defaults`]).
 
-use super::args::TrainArgs;
+use super::args::{L2Arg, TrainArgs};
 use curvature::data::{self, Dataset, Task};
 use curvature::optim::{OptimizerSpec, ScheduleKind};
 use curvature::train::TrainConfig;
@@ -51,6 +51,10 @@ pub(super) fn prepare(args: &TrainArgs) -> Result<Prepared> {
         batch_size: args.batch_size.or(defaults.batch_size),
         shuffle_seed: args.seed,
         patience: args.patience,
+        evidence_every: match args.l2 {
+            L2Arg::Evidence { .. } => Some(args.evidence_every),
+            L2Arg::Fixed(_) => None,
+        },
         ..TrainConfig::default()
     };
     Ok(Prepared {
@@ -139,7 +143,7 @@ fn build_mlp(args: &TrainArgs, ds: &Dataset, loss: Loss) -> Result<Mlp> {
     let output = loss.output_activation();
     let mut all_acts = hidden_acts;
     all_acts.push(output);
-    Ok(Mlp::new(&sizes, &all_acts, loss, args.l2)?)
+    Ok(Mlp::new(&sizes, &all_acts, loss, args.l2.initial())?)
 }
 
 /// `--hidden`: comma-separated widths, or `none` (or nothing) for no hidden layer.
