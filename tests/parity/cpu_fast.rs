@@ -164,40 +164,7 @@ fn all_ops<T: Real>(
     }
 }
 
-/// Odd shapes: every loss, most activations, 1–4 layers of weights.
-#[test]
-fn odd_shapes_every_operation() {
-    let cases: Vec<(Vec<usize>, Vec<Activation>, Loss)> = vec![
-        (vec![7, 5, 3], vec![Tanh, Softmax], Loss::Ce),
-        (vec![6, 3], vec![Softmax], Loss::Ce),
-        (vec![5, 6, 4, 3], vec![Softplus, Sigmoid, Tanh], Loss::Sse),
-        (
-            vec![4, 5, 6, 3, 2],
-            vec![Elu, Sigmoid, Tanh, Sigmoid],
-            Loss::Bce,
-        ),
-        (vec![3, 4, 2], vec![LeakyRelu, Sigmoid], Loss::Mse),
-        (vec![9, 7, 1], vec![Relu, Identity], Loss::Sse),
-        // A wide input before few units: the full matrices' Gram path
-        // (`cpu_fast::full`), several entries of M per group.
-        (vec![40, 4, 3], vec![Sigmoid, Softmax], Loss::Ce),
-        (
-            vec![5, 8, 7, 6, 4],
-            vec![Tanh, Softplus, Sigmoid, Softmax],
-            Loss::Ce,
-        ),
-    ];
-    for (seed, (sizes, acts, loss)) in cases.into_iter().enumerate() {
-        let (mlp, theta, x, t) = random_problem(&sizes, &acts, loss, 1e-3, 23, seed as u64);
-        let (x32, t32) = (x.mapv(|v| v as f32), t.mapv(|v| v as f32));
-        let label = mlp.describe();
-        for chunk in [usize::MAX, 5] {
-            all_ops::<f64>(&label, &mlp, &theta, &x32, &t32, chunk, true);
-            all_ops::<f32>(&label, &mlp, &theta, &x32, &t32, chunk, true);
-        }
-    }
-}
-
+// `odd_shapes_every_operation`: its cases run in `conformance.rs` (every operation, f64 and f32, one chunk and chunks of 5).
 /// The digits network (64-50-10 sigmoid/softmax ce, λ = 1e-3) on the bundled
 /// 1797 rows, every matrix-free operation (the full matrices are checked on the
 /// small shapes above: the reference would take minutes at W = 3760).

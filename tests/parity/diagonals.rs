@@ -45,32 +45,7 @@ fn check_diagonals(
     }
 }
 
-#[test]
-fn every_activation_and_loss() {
-    let mut seed = 1;
-    for loss in Loss::ALL {
-        for hidden in Activation::ELEMENTWISE {
-            let case = Case::new(&[7, 3, 3], hidden, loss, 0.01, 31, seed);
-            check_diagonals(
-                &format!("{loss}/{hidden} 7-3-3 N=31"),
-                &case,
-                0..31,
-                true,
-                None,
-            );
-            let case = Case::new(&[3, 7, 1, 3], hidden, loss, 0.0, 2, seed + 1000);
-            check_diagonals(
-                &format!("{loss}/{hidden} 3-7-1-3 N=2"),
-                &case,
-                0..2,
-                true,
-                None,
-            );
-            seed += 1;
-        }
-    }
-}
-
+// `every_activation_and_loss`: its cases run in `conformance.rs` (the three diagonals and the outer product, with every other quantity).
 #[test]
 fn more_outputs_than_a_vector_group() {
     // K = 17 > VECTOR_GROUP: the factor columns come in two groups.

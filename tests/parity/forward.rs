@@ -41,41 +41,8 @@ fn check_case(label: &str, case: &Case, rows: std::ops::Range<usize>) {
     );
 }
 
-#[test]
-fn every_activation_and_loss_small_shapes() {
-    let mut seed = 1;
-    for loss in Loss::ALL {
-        for hidden in Activation::ELEMENTWISE {
-            for (sizes, n) in [
-                (&[7usize, 3, 3][..], 31usize),
-                (&[3, 7, 1][..], 2),
-                (&[1, 33, 7, 3][..], 31),
-            ] {
-                if loss == Loss::Ce && sizes[sizes.len() - 1] == 1 {
-                    continue; // softmax over one output is constant
-                }
-                let case = Case::new(sizes, hidden, loss, 0.01, n, seed);
-                check_case(&format!("{loss}/{hidden} {sizes:?} N={n}"), &case, 0..n);
-                seed += 1;
-            }
-        }
-    }
-}
-
-#[test]
-fn sse_and_mse_with_every_output_activation() {
-    use curvature::Mlp;
-    let mut seed = 100;
-    for loss in [Loss::Sse, Loss::Mse] {
-        for out in Activation::ELEMENTWISE {
-            let mlp = Mlp::new(&[7, 33, 3], &[Activation::Tanh, out], loss, 0.0).unwrap();
-            let case = Case::with_mlp(mlp, 31, seed);
-            check_case(&format!("{loss} output {out}"), &case, 0..31);
-            seed += 1;
-        }
-    }
-}
-
+// `every_activation_and_loss_small_shapes`: its cases run in `conformance.rs` (outputs, loss and gradient, with every other quantity).
+// `sse_and_mse_with_every_output_activation`: its cases run in `conformance.rs` (outputs, loss and gradient, with every other quantity).
 #[test]
 fn wide_layers_and_single_sample() {
     let case = Case::new(&[65, 257, 7], Activation::Sigmoid, Loss::Ce, 1e-3, 1, 7);

@@ -8,6 +8,7 @@ mod common;
 #[path = "../gpu_support/mod.rs"]
 mod gpu_support;
 
+mod conformance;
 mod cpu_fast;
 mod diagonals;
 mod digits;

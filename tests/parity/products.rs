@@ -53,26 +53,7 @@ fn check_products(
     );
 }
 
-#[test]
-fn hv_and_gv_every_activation_and_loss() {
-    let mut seed = 1;
-    for loss in Loss::ALL {
-        for hidden in Activation::ELEMENTWISE {
-            for (sizes, n) in [(&[7usize, 3, 3][..], 31usize), (&[3, 7, 1, 3][..], 2)] {
-                let case = Case::new(sizes, hidden, loss, 0.01, n, seed);
-                check_products(
-                    &format!("{loss}/{hidden} {sizes:?} N={n}"),
-                    &case,
-                    0..n,
-                    3,
-                    None,
-                );
-                seed += 1;
-            }
-        }
-    }
-}
-
+// `hv_and_gv_every_activation_and_loss`: its cases run in `conformance.rs` (H·V and G·V of 3 vectors, with every other quantity).
 #[test]
 fn sse_with_curved_outputs_keeps_the_residual_term() {
     use curvature::Mlp;
