@@ -7,7 +7,10 @@
 //! GPU's forward, product and diagonal sweeps (widths 1, 3, 7, 33; N = 2 and
 //! 31), squared errors after every output activation, and the fast engine's
 //! odd shapes of 1–4 layers; each case also in chunks of 5 rows, so that the
-//! accumulation across chunks is checked on every engine.
+//! accumulation across chunks is checked on every engine. On the GPU, whose W×W
+//! matrices take W/32 submits each, the full matrices and the chunked runs are
+//! checked on the odd shapes (its sweeps' own are in `products.rs`,
+//! `diagonals.rs` and `forward.rs`), the outer product on every case.
 //!
 //! What is specific to one engine stays in its own module: kernels and split-K
 //! (`kernels.rs`), both matmul variants, factor groups and residual columns
@@ -36,6 +39,9 @@ struct Case {
     t: Array2<f32>,
     /// Whether the W×W matrices are checked too (small W only).
     full: bool,
+    /// One of the fast engine's odd shapes (the GPU checks its full matrices and
+    /// its chunked runs on these; on the sweeps, its own modules check those).
+    odd: bool,
 }
 
 fn case(sizes: &[usize], acts: &[Activation], loss: Loss, l2: f64, n: usize, seed: u64) -> Case {
@@ -68,6 +74,7 @@ fn case(sizes: &[usize], acts: &[Activation], loss: Loss, l2: f64, n: usize, see
         x,
         t,
         full,
+        odd: false,
     }
 }
 
@@ -124,7 +131,9 @@ fn cases() -> Vec<Case> {
             Loss::Ce,
         ),
     ] {
-        out.push(case(&sizes, &acts, loss, 1e-3, 23, seed));
+        let mut c = case(&sizes, &acts, loss, 1e-3, 23, seed);
+        c.odd = true;
+        out.push(c);
         seed += 1;
     }
     out
@@ -132,7 +141,7 @@ fn cases() -> Vec<Case> {
 
 /// Every quantity of `engine` (computing in `precision`) against the reference,
 /// on rows 1..N (0..N for N ≤ 2), with the table's tolerance for each.
-fn conform(what: &str, engine: &mut dyn Curvature, precision: Precision, c: &Case) {
+fn conform(what: &str, engine: &mut dyn Curvature, precision: Precision, c: &Case, full: bool) {
     let n = c.x.nrows();
     let rows = if n > 2 { 1..n } else { 0..n };
     let x = c.x.mapv(f64::from);
@@ -213,7 +222,7 @@ fn conform(what: &str, engine: &mut dyn Curvature, precision: Precision, c: &Cas
     let d_ref = cpu::diag_becker_lecun(mlp, theta, xr, tr);
     check("Becker-LeCun", &d, &d_ref, Checked::Curvature);
 
-    if c.full {
+    if full {
         let h = engine.hessian(theta, rows.clone()).unwrap();
         check(
             "H",
@@ -252,6 +261,7 @@ fn the_fast_cpu_engine_conforms_in_f64_and_f32() {
                 &mut e64,
                 Precision::F64,
                 &c,
+                c.full,
             );
             let mut e32 = FastCpuEngine::<f32>::new(&c.mlp, x, t)
                 .unwrap()
@@ -261,6 +271,7 @@ fn the_fast_cpu_engine_conforms_in_f64_and_f32() {
                 &mut e32,
                 Precision::F32,
                 &c,
+                c.full,
             );
         }
     }
@@ -273,13 +284,26 @@ fn the_gpu_engine_conforms() {
     };
     for c in cases() {
         let (x, t) = (c.x.view(), c.t.view());
-        let one = GpuEngine::new(ctx.clone(), &c.mlp, x, t).unwrap();
-        let mut chunked = GpuEngine::new(ctx.clone(), &c.mlp, x, t)
-            .unwrap()
-            .with_max_chunk_rows(5)
-            .unwrap();
-        let mut one = one;
-        conform("gpu one chunk", &mut one, Precision::F32, &c);
-        conform("gpu chunks of 5", &mut chunked, Precision::F32, &c);
+        let mut one = GpuEngine::new(ctx.clone(), &c.mlp, x, t).unwrap();
+        // The full matrices take W/32 submits each: on the odd shapes (the sweeps'
+        // shapes have theirs in products.rs), and the outer product's factor
+        // rows on every diagonal-sweep shape through the face's default below.
+        conform("gpu one chunk", &mut one, Precision::F32, &c, c.odd);
+        if c.odd {
+            let mut chunked = GpuEngine::new(ctx.clone(), &c.mlp, x, t)
+                .unwrap()
+                .with_max_chunk_rows(5)
+                .unwrap();
+            conform("gpu chunks of 5", &mut chunked, Precision::F32, &c, true);
+        } else {
+            let o = one.outer_product(&c.theta, 0..c.x.nrows()).unwrap();
+            let xs = c.x.mapv(f64::from);
+            let ts = c.t.mapv(f64::from);
+            let o_ref = cpu::outer_product(&c.mlp, &c.theta, xs.view(), ts.view());
+            let flat = |a: &Array2<f64>| a.iter().copied().collect::<Vec<_>>();
+            let r =
+                compare_with_table(&flat(&o), &flat(&o_ref), Precision::F32, Checked::Curvature);
+            assert!(r.passed(), "gpu {} outer product: {r}", c.label);
+        }
     }
 }
