@@ -6,15 +6,13 @@
 //! saying so: a software adapter (llvmpipe) is slower than the CPU path on the
 //! same cores. `gpu` takes any adapter, software ones included.
 
-use super::{Backend, Diagonal, Kind, Limits};
-use crate::cpu::{Fisher, KroneckerFactors};
+use super::{forward_backend, Backend};
 use crate::cpu_fast::FastCpuEngine;
 use crate::error::{Error, Result};
 use crate::gpu::{AdapterChoice, AdapterOptions, GpuContext, GpuEngine, GpuError, TestFaults};
 use crate::model::Mlp;
-use ndarray::{Array2, ArrayView2};
+use ndarray::ArrayView2;
 use std::fmt;
-use std::ops::Range;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -209,74 +207,19 @@ macro_rules! dispatch {
     };
 }
 
+impl Engine {
+    /// The backend it opened.
+    fn backend(&self) -> &dyn Backend {
+        dispatch!(self, e => e as &dyn Backend)
+    }
+    fn backend_mut(&mut self) -> &mut dyn Backend {
+        dispatch!(self, e => e as &mut dyn Backend)
+    }
+}
+
 impl Backend for Engine {
     fn architecture(&self) -> &Mlp {
-        dispatch!(self, e => e.architecture())
+        self.backend().architecture()
     }
-    fn data_rows(&self) -> usize {
-        dispatch!(self, e => e.data_rows())
-    }
-    fn data_loss(&mut self, theta: &[f64], rows: Range<usize>) -> Result<f64> {
-        dispatch!(self, e => e.data_loss(theta, rows))
-    }
-    fn data_loss_grad(&mut self, theta: &[f64], rows: Range<usize>) -> Result<(f64, Vec<f64>)> {
-        dispatch!(self, e => e.data_loss_grad(theta, rows))
-    }
-    fn network_outputs(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
-        dispatch!(self, e => e.network_outputs(theta, rows))
-    }
-    fn data_products(
-        &mut self,
-        kind: Kind,
-        theta: &[f64],
-        rows: Range<usize>,
-        v: ArrayView2<f64>,
-    ) -> Result<Array2<f64>> {
-        dispatch!(self, e => e.data_products(kind, theta, rows, v))
-    }
-    fn data_diagonal(
-        &mut self,
-        which: Diagonal,
-        theta: &[f64],
-        rows: Range<usize>,
-    ) -> Result<Vec<f64>> {
-        dispatch!(self, e => e.data_diagonal(which, theta, rows))
-    }
-    fn data_matrix(
-        &mut self,
-        kind: Kind,
-        theta: &[f64],
-        rows: Range<usize>,
-    ) -> Result<Array2<f64>> {
-        dispatch!(self, e => e.data_matrix(kind, theta, rows))
-    }
-    fn data_outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
-        dispatch!(self, e => e.data_outer_product(theta, rows))
-    }
-    fn data_fisher_vectors(
-        &mut self,
-        fisher: Fisher,
-        theta: &[f64],
-        rows: Range<usize>,
-        skip: usize,
-    ) -> Result<Array2<f64>> {
-        dispatch!(self, e => e.data_fisher_vectors(fisher, theta, rows, skip))
-    }
-    fn data_kfac_factors(
-        &mut self,
-        fisher: Fisher,
-        theta: &[f64],
-        rows: Range<usize>,
-    ) -> Result<KroneckerFactors> {
-        dispatch!(self, e => e.data_kfac_factors(fisher, theta, rows))
-    }
-    fn bind_data(&mut self, x: ArrayView2<f32>, t: ArrayView2<f32>) -> Result<()> {
-        dispatch!(self, e => e.bind_data(x, t))
-    }
-    fn limits(&self) -> Limits {
-        dispatch!(self, e => e.limits())
-    }
-    fn precision(&self) -> Precision {
-        dispatch!(self, e => e.precision())
-    }
+    forward_backend!(self => ref self.backend(), mut self.backend_mut());
 }

@@ -11,7 +11,7 @@
 use super::checks::{check_args, check_data_shape};
 use super::fisher::{self, check_fisher};
 use super::penalty::L2;
-use super::{Backend, Diagonal, Kind, Limits, Precision};
+use super::{forward_backend, Backend, Diagonal, Kind};
 use crate::cpu::{Ekfac, Fisher, KroneckerFactors};
 use crate::error::{Error, Result};
 use crate::model::Mlp;
@@ -359,125 +359,12 @@ impl<B: Backend + ?Sized> Backend for &mut B {
     fn architecture(&self) -> &Mlp {
         (**self).architecture()
     }
-    fn data_rows(&self) -> usize {
-        (**self).data_rows()
-    }
-    fn data_loss(&mut self, theta: &[f64], rows: Range<usize>) -> Result<f64> {
-        (**self).data_loss(theta, rows)
-    }
-    fn data_loss_grad(&mut self, theta: &[f64], rows: Range<usize>) -> Result<(f64, Vec<f64>)> {
-        (**self).data_loss_grad(theta, rows)
-    }
-    fn network_outputs(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
-        (**self).network_outputs(theta, rows)
-    }
-    fn data_products(
-        &mut self,
-        kind: Kind,
-        theta: &[f64],
-        rows: Range<usize>,
-        v: ArrayView2<f64>,
-    ) -> Result<Array2<f64>> {
-        (**self).data_products(kind, theta, rows, v)
-    }
-    fn data_diagonal(
-        &mut self,
-        which: Diagonal,
-        theta: &[f64],
-        rows: Range<usize>,
-    ) -> Result<Vec<f64>> {
-        (**self).data_diagonal(which, theta, rows)
-    }
-    fn data_matrix(
-        &mut self,
-        kind: Kind,
-        theta: &[f64],
-        rows: Range<usize>,
-    ) -> Result<Array2<f64>> {
-        (**self).data_matrix(kind, theta, rows)
-    }
-    fn data_outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
-        (**self).data_outer_product(theta, rows)
-    }
-    fn bind_data(&mut self, x: ArrayView2<f32>, t: ArrayView2<f32>) -> Result<()> {
-        (**self).bind_data(x, t)
-    }
-    fn limits(&self) -> Limits {
-        (**self).limits()
-    }
-    fn precision(&self) -> Precision {
-        (**self).precision()
-    }
+    forward_backend!(self => ref (**self), mut (**self));
 }
 
 impl<B: Backend> Backend for WithL2<B> {
     fn architecture(&self) -> &Mlp {
         &self.mlp
     }
-    fn data_rows(&self) -> usize {
-        self.inner.data_rows()
-    }
-    fn data_loss(&mut self, theta: &[f64], rows: Range<usize>) -> Result<f64> {
-        self.inner.data_loss(theta, rows)
-    }
-    fn data_loss_grad(&mut self, theta: &[f64], rows: Range<usize>) -> Result<(f64, Vec<f64>)> {
-        self.inner.data_loss_grad(theta, rows)
-    }
-    fn network_outputs(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
-        self.inner.network_outputs(theta, rows)
-    }
-    fn data_products(
-        &mut self,
-        kind: Kind,
-        theta: &[f64],
-        rows: Range<usize>,
-        v: ArrayView2<f64>,
-    ) -> Result<Array2<f64>> {
-        self.inner.data_products(kind, theta, rows, v)
-    }
-    fn data_diagonal(
-        &mut self,
-        which: Diagonal,
-        theta: &[f64],
-        rows: Range<usize>,
-    ) -> Result<Vec<f64>> {
-        self.inner.data_diagonal(which, theta, rows)
-    }
-    fn data_matrix(
-        &mut self,
-        kind: Kind,
-        theta: &[f64],
-        rows: Range<usize>,
-    ) -> Result<Array2<f64>> {
-        self.inner.data_matrix(kind, theta, rows)
-    }
-    fn data_outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
-        self.inner.data_outer_product(theta, rows)
-    }
-    fn data_fisher_vectors(
-        &mut self,
-        fisher: Fisher,
-        theta: &[f64],
-        rows: Range<usize>,
-        skip: usize,
-    ) -> Result<Array2<f64>> {
-        self.inner.data_fisher_vectors(fisher, theta, rows, skip)
-    }
-    fn data_kfac_factors(
-        &mut self,
-        fisher: Fisher,
-        theta: &[f64],
-        rows: Range<usize>,
-    ) -> Result<KroneckerFactors> {
-        self.inner.data_kfac_factors(fisher, theta, rows)
-    }
-    fn bind_data(&mut self, x: ArrayView2<f32>, t: ArrayView2<f32>) -> Result<()> {
-        self.inner.bind_data(x, t)
-    }
-    fn limits(&self) -> Limits {
-        self.inner.limits()
-    }
-    fn precision(&self) -> Precision {
-        self.inner.precision()
-    }
+    forward_backend!(self => ref self.inner, mut self.inner);
 }

@@ -273,78 +273,105 @@ pub trait Backend {
     }
 }
 
+/// The `Backend` methods after `architecture` that a wrapper hands on unchanged to
+/// the backend it wraps: `$r` reaches it from `&self`, `$m` from `&mut self`.
+/// Written once, so that a new primitive of the contract is one entry here for
+/// every wrapper that uses it (`Box`, `&mut`, `WithL2`, `Engine`).
+macro_rules! forward_backend {
+    ($s:ident => ref $r:expr, mut $m:expr) => {
+        fn data_rows(&$s) -> usize {
+            $r.data_rows()
+        }
+        fn data_loss(&mut $s, theta: &[f64], rows: std::ops::Range<usize>) -> $crate::error::Result<f64> {
+            $m.data_loss(theta, rows)
+        }
+        fn data_loss_grad(
+            &mut $s,
+            theta: &[f64],
+            rows: std::ops::Range<usize>,
+        ) -> $crate::error::Result<(f64, Vec<f64>)> {
+            $m.data_loss_grad(theta, rows)
+        }
+        fn network_outputs(
+            &mut $s,
+            theta: &[f64],
+            rows: std::ops::Range<usize>,
+        ) -> $crate::error::Result<ndarray::Array2<f64>> {
+            $m.network_outputs(theta, rows)
+        }
+        fn data_products(
+            &mut $s,
+            kind: $crate::engine::Kind,
+            theta: &[f64],
+            rows: std::ops::Range<usize>,
+            v: ndarray::ArrayView2<f64>,
+        ) -> $crate::error::Result<ndarray::Array2<f64>> {
+            $m.data_products(kind, theta, rows, v)
+        }
+        fn data_diagonal(
+            &mut $s,
+            which: $crate::engine::Diagonal,
+            theta: &[f64],
+            rows: std::ops::Range<usize>,
+        ) -> $crate::error::Result<Vec<f64>> {
+            $m.data_diagonal(which, theta, rows)
+        }
+        fn data_matrix(
+            &mut $s,
+            kind: $crate::engine::Kind,
+            theta: &[f64],
+            rows: std::ops::Range<usize>,
+        ) -> $crate::error::Result<ndarray::Array2<f64>> {
+            $m.data_matrix(kind, theta, rows)
+        }
+        fn data_outer_product(
+            &mut $s,
+            theta: &[f64],
+            rows: std::ops::Range<usize>,
+        ) -> $crate::error::Result<ndarray::Array2<f64>> {
+            $m.data_outer_product(theta, rows)
+        }
+        fn data_fisher_vectors(
+            &mut $s,
+            fisher: $crate::cpu::Fisher,
+            theta: &[f64],
+            rows: std::ops::Range<usize>,
+            skip: usize,
+        ) -> $crate::error::Result<ndarray::Array2<f64>> {
+            $m.data_fisher_vectors(fisher, theta, rows, skip)
+        }
+        fn data_kfac_factors(
+            &mut $s,
+            fisher: $crate::cpu::Fisher,
+            theta: &[f64],
+            rows: std::ops::Range<usize>,
+        ) -> $crate::error::Result<$crate::cpu::KroneckerFactors> {
+            $m.data_kfac_factors(fisher, theta, rows)
+        }
+        fn bind_data(
+            &mut $s,
+            x: ndarray::ArrayView2<f32>,
+            t: ndarray::ArrayView2<f32>,
+        ) -> $crate::error::Result<()> {
+            $m.bind_data(x, t)
+        }
+        fn limits(&$s) -> $crate::engine::Limits {
+            $r.limits()
+        }
+        fn precision(&$s) -> $crate::engine::Precision {
+            $r.precision()
+        }
+    };
+}
+pub(crate) use forward_backend;
+
 /// A boxed backend is a backend (so `Box<dyn Curvature>` and `Box<dyn Backend>`
 /// get the face too).
 impl<B: Backend + ?Sized> Backend for Box<B> {
     fn architecture(&self) -> &Mlp {
         (**self).architecture()
     }
-    fn data_rows(&self) -> usize {
-        (**self).data_rows()
-    }
-    fn data_loss(&mut self, theta: &[f64], rows: Range<usize>) -> Result<f64> {
-        (**self).data_loss(theta, rows)
-    }
-    fn data_loss_grad(&mut self, theta: &[f64], rows: Range<usize>) -> Result<(f64, Vec<f64>)> {
-        (**self).data_loss_grad(theta, rows)
-    }
-    fn network_outputs(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
-        (**self).network_outputs(theta, rows)
-    }
-    fn data_products(
-        &mut self,
-        kind: Kind,
-        theta: &[f64],
-        rows: Range<usize>,
-        v: ArrayView2<f64>,
-    ) -> Result<Array2<f64>> {
-        (**self).data_products(kind, theta, rows, v)
-    }
-    fn data_diagonal(
-        &mut self,
-        which: Diagonal,
-        theta: &[f64],
-        rows: Range<usize>,
-    ) -> Result<Vec<f64>> {
-        (**self).data_diagonal(which, theta, rows)
-    }
-    fn data_matrix(
-        &mut self,
-        kind: Kind,
-        theta: &[f64],
-        rows: Range<usize>,
-    ) -> Result<Array2<f64>> {
-        (**self).data_matrix(kind, theta, rows)
-    }
-    fn data_outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
-        (**self).data_outer_product(theta, rows)
-    }
-    fn data_fisher_vectors(
-        &mut self,
-        fisher: Fisher,
-        theta: &[f64],
-        rows: Range<usize>,
-        skip: usize,
-    ) -> Result<Array2<f64>> {
-        (**self).data_fisher_vectors(fisher, theta, rows, skip)
-    }
-    fn data_kfac_factors(
-        &mut self,
-        fisher: Fisher,
-        theta: &[f64],
-        rows: Range<usize>,
-    ) -> Result<KroneckerFactors> {
-        (**self).data_kfac_factors(fisher, theta, rows)
-    }
-    fn bind_data(&mut self, x: ArrayView2<f32>, t: ArrayView2<f32>) -> Result<()> {
-        (**self).bind_data(x, t)
-    }
-    fn limits(&self) -> Limits {
-        (**self).limits()
-    }
-    fn precision(&self) -> Precision {
-        (**self).precision()
-    }
+    forward_backend!(self => ref (**self), mut (**self));
 }
 
 /// The error of a primitive an engine has no kernel for (and no default can build).
