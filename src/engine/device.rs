@@ -6,7 +6,7 @@
 //! saying so: a software adapter (llvmpipe) is slower than the CPU path on the
 //! same cores. `gpu` takes any adapter, software ones included.
 
-use super::{Backend, Diagonal, Kind, Limits};
+use super::{Backend, DeviceTraining, Diagonal, Kind, Limits};
 use crate::cpu_fast::FastCpuEngine;
 use crate::error::{Error, Result};
 use crate::gpu::{AdapterChoice, AdapterOptions, GpuContext, GpuEngine, GpuError, TestFaults};
@@ -260,5 +260,8 @@ impl Backend for Engine {
     }
     fn precision(&self) -> Precision {
         dispatch!(self, e => e.precision())
+    }
+    fn device_training(&mut self) -> Option<&mut dyn DeviceTraining> {
+        dispatch!(self, e => e.device_training())
     }
 }

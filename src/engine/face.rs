@@ -10,7 +10,7 @@
 
 use super::checks::{check_args, check_data_shape};
 use super::penalty::L2;
-use super::{Backend, Diagonal, Kind, Limits, Precision};
+use super::{Backend, DeviceTraining, Diagonal, Kind, Limits, Precision};
 use crate::error::{Error, Result};
 use crate::model::Mlp;
 use ndarray::{s, Array2, ArrayView2};
@@ -298,6 +298,9 @@ impl<B: Backend + ?Sized> Backend for &mut B {
     fn precision(&self) -> Precision {
         (**self).precision()
     }
+    fn device_training(&mut self) -> Option<&mut dyn DeviceTraining> {
+        (**self).device_training()
+    }
 }
 
 impl<B: Backend> Backend for WithL2<B> {
@@ -352,5 +355,9 @@ impl<B: Backend> Backend for WithL2<B> {
     }
     fn precision(&self) -> Precision {
         self.inner.precision()
+    }
+    /// The inner engine's: the scheduler passes this view's λ to the device updates.
+    fn device_training(&mut self) -> Option<&mut dyn DeviceTraining> {
+        self.inner.device_training()
     }
 }

@@ -30,12 +30,14 @@ pub mod device;
 pub mod face;
 pub mod penalty;
 pub mod reference;
+pub mod training;
 pub mod verify;
 
 pub use checks::{check_args, check_data_shape};
 pub use device::{Device, DeviceChoice, Engine, Precision};
 pub use face::{Curvature, DataTerm, WithL2};
 pub use reference::ReferenceEngine;
+pub use training::{DeviceRule, DeviceTraining, DeviceUpdates, StateSlot, UpdateRule};
 
 use crate::error::Result;
 use crate::model::Mlp;
@@ -218,6 +220,12 @@ pub trait Backend {
     fn precision(&self) -> Precision {
         Precision::F64
     }
+    /// First-order training with θ and the optimizer's state kept on the device
+    /// ([`DeviceTraining`], `training.rs`), for engines that can (the GPU); `None` by
+    /// default, and the training scheduler then steps the optimizer on the host.
+    fn device_training(&mut self) -> Option<&mut dyn DeviceTraining> {
+        None
+    }
 }
 
 /// A boxed backend is a backend (so `Box<dyn Curvature>` and `Box<dyn Backend>`
@@ -274,6 +282,9 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     fn precision(&self) -> Precision {
         (**self).precision()
+    }
+    fn device_training(&mut self) -> Option<&mut dyn DeviceTraining> {
+        (**self).device_training()
     }
 }
 

@@ -6,7 +6,7 @@
 
 use super::compare::{compare_with_table, Checked, Comparison};
 use super::device::Precision;
-use super::{Backend, Diagonal, Kind, Limits, ReferenceEngine};
+use super::{Backend, DeviceTraining, Diagonal, Kind, Limits, ReferenceEngine};
 use crate::error::{Error, Result};
 use crate::model::Mlp;
 use ndarray::{Array2, ArrayView2};
@@ -212,5 +212,16 @@ impl Backend for Verifying {
     }
     fn precision(&self) -> Precision {
         self.inner.precision()
+    }
+    /// The device's updates skip the reference (their gradients never come back to
+    /// the host), so they are offered only once no update can be due for a check:
+    /// with `every` = 0 after update 0 has been checked on the host path; with
+    /// `every` > 0 never (every update runs on the host path, as before).
+    fn device_training(&mut self) -> Option<&mut dyn DeviceTraining> {
+        if self.every == 0 && self.state.updates.get() > 0 {
+            self.inner.device_training()
+        } else {
+            None
+        }
     }
 }

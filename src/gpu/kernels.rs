@@ -162,10 +162,16 @@ pub enum Kernel {
     Square,
     FillIdentity,
     UnitProduct,
+    Lookahead,
+    SgdStep,
+    NesterovStep,
+    AdamStep,
+    RmspropStep,
+    AdagradStep,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 20] = [
+    pub const ALL: [Kernel; 26] = [
         Kernel::MatmulTiled,
         Kernel::MatmulReg,
         Kernel::MatmulSumSplits,
@@ -186,6 +192,12 @@ impl Kernel {
         Kernel::Square,
         Kernel::FillIdentity,
         Kernel::UnitProduct,
+        Kernel::Lookahead,
+        Kernel::SgdStep,
+        Kernel::NesterovStep,
+        Kernel::AdamStep,
+        Kernel::RmspropStep,
+        Kernel::AdagradStep,
     ];
 
     /// Position in [`Kernel::ALL`] (the context's pipeline table is in that order).
@@ -217,6 +229,12 @@ impl Kernel {
             Kernel::Square => (F::Update, "square", &[R0, W2]),
             Kernel::FillIdentity => (F::Update, "fill_identity", &[W2]),
             Kernel::UnitProduct => (F::Update, "unit_product", &[R0, W2]),
+            Kernel::Lookahead => (F::Update, "lookahead", &[W2, W3, W6]),
+            Kernel::SgdStep => (F::Update, "sgd_step", &[R0, R1, W2, W3]),
+            Kernel::NesterovStep => (F::Update, "nesterov_step", &[R0, R1, W2, W3, W6]),
+            Kernel::AdamStep => (F::Update, "adam_step", &[R0, R1, W2, W3, W4, W5]),
+            Kernel::RmspropStep => (F::Update, "rmsprop_step", &[R0, R1, W2, W3, W4, W5]),
+            Kernel::AdagradStep => (F::Update, "adagrad_step", &[R0, R1, W2, W3]),
         }
     }
 }

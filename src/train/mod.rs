@@ -8,6 +8,7 @@
 //! | `config.rs` | [`TrainConfig`], [`DataView`] |
 //! | `engines.rs` | [`Engines`]: the training and validation engines, built once, rebound |
 //! | `scheduler.rs` | the loop: epochs, batches, evaluation, early stopping, pauses |
+//! | `device.rs` | the loop's device path: first-order updates with θ and state on the device |
 //! | `shuffle.rs` | the per-epoch permutation |
 //! | `evaluate.rs` | E and [`accuracy`] on a whole data set |
 //! | `history.rs` | [`EpochRecord`], [`StopReason`], [`History`] and its JSON |
@@ -62,6 +63,7 @@
 mod callback;
 mod checks;
 mod config;
+mod device;
 mod engines;
 mod evaluate;
 mod history;

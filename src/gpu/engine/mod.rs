@@ -129,6 +129,10 @@ pub struct GpuEngine {
     bufs: Buffers,
     /// Set by a product over one slice, cleared by anything that uploads θ.
     passes: Option<PassesKey>,
+    /// The device path of first-order training (`training.rs`): its buffers, made on
+    /// first use and kept, and the run of updates in progress.
+    training: Option<training::TrainingBuffers>,
+    updates: Option<training::Updates>,
 }
 
 impl std::fmt::Debug for GpuEngine {
@@ -190,6 +194,8 @@ impl GpuEngine {
             host_t,
             bufs,
             passes: None,
+            training: None,
+            updates: None,
         })
     }
 
@@ -545,3 +551,4 @@ fn write_rows(ctx: &GpuContext, buffer: &GpuBuffer, rows: ArrayView2<f32>) {
 mod diagonals;
 mod ops;
 mod passes;
+mod training;
