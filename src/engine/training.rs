@@ -8,8 +8,8 @@
 //! [`DeviceTraining::device_update`] records the forward pass, the backward pass (the
 //! gradient into its device buffer), the L2 term and the update kernel into one
 //! command buffer and submits it — nothing is read back — and
-//! [`DeviceTraining::finish_updates`] reads back θ, the state and the sum of the
-//! batch losses in one readback. The training scheduler (`train/scheduler.rs`) drives
+//! [`DeviceTraining::finish_updates`] reads back θ, the state, the sum of the batch
+//! losses and E on the last batch at the final θ in one readback. The training scheduler (`train/scheduler.rs`) drives
 //! it and puts the state back into the optimizer through its `export_state` /
 //! `import_state`, so that checkpoints hold the same entries as on the host path.
 //!
@@ -90,6 +90,9 @@ pub struct DeviceUpdates {
     /// point its gradient was taken (θ; Nesterov: θ + μv). The losses are ≥ 0, so
     /// the sum is finite exactly when every one of them is.
     pub loss_sum: f64,
+    /// The data term of E on the last update's batch at the θ it reached (the host
+    /// path's E at the trial point of its last update); NaN without updates.
+    pub final_loss: f64,
 }
 
 /// Runs first-order updates on the device (see the module doc). A sequence is
@@ -109,8 +112,8 @@ pub trait DeviceTraining {
     /// One update on `rows` of the bound data: forward, backward, L2 term and update
     /// kernel in one submit; nothing is read back.
     fn device_update(&mut self, rows: Range<usize>) -> Result<()>;
-    /// θ, the state and the batch losses of the updates since `begin_updates`, in
-    /// one readback.
+    /// θ, the state and the batch losses of the updates since `begin_updates`, and E
+    /// on the last batch at the final θ, in one submit and one readback.
     fn finish_updates(&mut self) -> Result<DeviceUpdates>;
     /// Submits to the device so far (each update is one), for tests and reports.
     fn submits(&self) -> u64;

@@ -188,22 +188,23 @@ impl<'a> Guarded<'a> {
     /// the streak (the host counts one per failed update: the device detects per
     /// run), stops with [`OptimError::Diverged`] after `max_failures` in a row, and
     /// otherwise applies the optimizer's [`recover`](Optimizer::recover) as the host
-    /// path does after a failed update.
+    /// path does after a failed update. The updates are not counted on: the caller
+    /// runs the same batches again.
     pub fn device_updates_failed(
         &mut self,
         failure: NonFinite,
         theta: &[f64],
         updates: usize,
     ) -> Result<()> {
-        self.update += updates;
         self.consecutive += 1;
         self.failures += 1;
         if self.consecutive >= self.config.max_failures {
-            return Err(OptimError::Diverged(Box::new(self.divergence(
-                failure,
-                theta,
-                self.consecutive,
-            ))));
+            // Named by the run's last update; the run's batches are not counted on
+            // (they are run again after a recovery).
+            self.update += updates;
+            let divergence = self.divergence(failure, theta, self.consecutive);
+            self.update -= updates;
+            return Err(OptimError::Diverged(Box::new(divergence)));
         }
         self.inner.recover(&failure);
         self.inner.forget_cached();

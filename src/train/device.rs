@@ -22,8 +22,9 @@
 //! The host path checks every update (its E, ∇E, step and E at the trial point) and
 //! undoes the one that failed; the rest of the epoch goes on. On the device nothing
 //! is read back between updates, so detection is **per run, at its end**: a
-//! non-finite batch loss (the losses are ≥ 0, so their sum is finite exactly when all
-//! are), θ or state vector undoes the **whole run** — θ and the optimizer's state are
+//! non-finite batch loss (each update's at the θ it starts from, summed — the losses
+//! are ≥ 0, so the sum is finite exactly when all are — and the last batch's at the
+//! final θ), θ or state vector undoes the **whole run** — θ and the optimizer's state are
 //! those of the run's start, which the host still holds — counts **one** failure in
 //! the guard's streak ([`Guarded::device_updates_failed`]: after `max_failures` runs
 //! in a row it stops with `Diverged`), applies the optimizer's own `recover` (η
@@ -166,7 +167,8 @@ fn updated_state(
     saved
 }
 
-/// The first NaN or ∞ of a device run: in θ, in the batch losses, in the state.
+/// The first NaN or ∞ of a device run: in θ, in the batch losses (each at the point
+/// its update started from, and the last batch's at the final θ), in the state.
 fn first_problem(out: &DeviceUpdates) -> Option<NonFinite> {
     let at = |quantity, (index, value)| NonFinite {
         quantity,
@@ -177,12 +179,15 @@ fn first_problem(out: &DeviceUpdates) -> Option<NonFinite> {
     if let Some(bad) = first_non_finite(&out.theta) {
         return Some(at(Quantity::Parameters, bad));
     }
-    if !out.loss_sum.is_finite() {
+    if let Some(value) = [out.loss_sum, out.final_loss]
+        .into_iter()
+        .find(|v| !v.is_finite())
+    {
         return Some(NonFinite {
             quantity: Quantity::Loss,
             point: Point::Trial,
             index: None,
-            value: out.loss_sum,
+            value,
         });
     }
     out.state

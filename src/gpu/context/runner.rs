@@ -121,6 +121,13 @@ impl Executor {
         while let Some(cmd) = cmds.next() {
             match cmd {
                 Cmd::Clear(buf) => encoder.clear_buffer(&buf.raw, 0, None),
+                Cmd::Copy(src, dst) => encoder.copy_buffer_to_buffer(
+                    &src.raw,
+                    0,
+                    &dst.raw,
+                    0,
+                    (src.len() as u64 * 4).min(dst.raw.size()),
+                ),
                 Cmd::Dispatch { .. } => {
                     // Consecutive dispatches share one compute pass.
                     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {

@@ -9,8 +9,8 @@
 //!   <rule>_step            g = ∇E_data + λ·mask⊙θ, then the rule's update of θ and state
 //! ```
 //!
-//! with nothing read back; `finish_updates` reads θ, the state and the loss sum back in
-//! one readback. Each update's constants (η, Adam's bias corrections, Adagrad's decayed
+//! with nothing read back; `finish_updates` evaluates E on the last batch at the θ
+//! reached and reads θ, the state and the losses back, in one submit and one readback. Each update's constants (η, Adam's bias corrections, Adagrad's decayed
 //! rate) are computed here in f64 from (η, t) and uploaded as its f32 uniforms, so a
 //! run split in two (a checkpoint and a resume) makes the same updates bit for bit as
 //! one run. For Nesterov θ lives in `base` and the passes' θ buffer holds the look-ahead.
@@ -32,7 +32,7 @@ pub(super) struct TrainingBuffers {
     slots: [GpuBuffer; 3],
     /// θ (W) of Nesterov's updates (the passes run at the look-ahead).
     base: GpuBuffer,
-    /// The sum of the run's batch losses (1).
+    /// [Σ of the run's batch losses, the last batch's loss at the final θ] (2).
     loss: GpuBuffer,
 }
 
@@ -44,6 +44,8 @@ pub(super) struct Updates {
     step: usize,
     /// Updates made in this run.
     made: usize,
+    /// The rows of the last update.
+    last_rows: Option<Range<usize>>,
 }
 
 impl Updates {
@@ -143,7 +145,7 @@ impl GpuEngine {
                     self.ctx.buffer("optimizer state 3", w)?,
                 ],
                 base: self.ctx.buffer("θ (look-ahead base)", w)?,
-                loss: self.ctx.buffer("batch loss sum", 1)?,
+                loss: self.ctx.buffer("batch losses", 2)?,
             };
             let mask: Vec<f32> = self.mlp.weight_mask().iter().map(|&m| m as f32).collect();
             self.ctx.write(&buffers.mask, 0, &mask);
@@ -187,6 +189,7 @@ impl DeviceTraining for GpuEngine {
             l2,
             step,
             made: 0,
+            last_rows: None,
         };
         let nesterov = run.nesterov();
         self.training_buffers()?;
@@ -205,7 +208,7 @@ impl DeviceTraining for GpuEngine {
                 self.ctx.write(buffer, 0, &to_f32(vector));
             }
         }
-        self.ctx.write(&bufs.loss, 0, &[0.0]);
+        self.ctx.write(&bufs.loss, 0, &[0.0, 0.0]);
         // The passes' θ buffer now changes with every update.
         self.passes = None;
         self.updates = Some(run);
@@ -266,6 +269,7 @@ impl DeviceTraining for GpuEngine {
         if let Some(run) = &mut self.updates {
             run.step += 1;
             run.made += 1;
+            run.last_rows = Some(rows);
         }
         Ok(())
     }
@@ -277,29 +281,55 @@ impl DeviceTraining for GpuEngine {
                 "finishing device updates without begin_updates".into(),
             ));
         };
-        let theta_buffer = if run.nesterov() {
+        let nesterov = run.nesterov();
+        let theta_buffer = if nesterov {
             &bufs.base
         } else {
             &self.bufs.theta
         };
-        let mut ranges: Vec<Readback> = vec![(theta_buffer, 0, w), (&bufs.loss, 0, 1)];
+        // E on the last batch at the θ reached (the host path's E at the trial
+        // point of its last update), recorded into the readback's own submit.
+        let mut op = Op::new("device updates: read back");
+        if let Some(rows) = &run.last_rows {
+            if nesterov {
+                op.copy(&bufs.base, &self.bufs.theta);
+            }
+            let slices = self.record_loss_sums(&mut op, rows, false);
+            op.dispatch(
+                Kernel::Colsum,
+                &[&self.bufs.grad, &bufs.loss],
+                ReduceParams {
+                    rows: u(slices),
+                    cols: 1,
+                    src_off: u(w),
+                    src_rs: 1,
+                    dst_off: 1,
+                    scale: 1.0 / rows.len() as f32,
+                    ..ReduceParams::default()
+                },
+                [1, 1, 1],
+            );
+        }
+        let mut ranges: Vec<Readback> = vec![(theta_buffer, 0, w), (&bufs.loss, 0, 2)];
         for (slot, buffer) in run.rule.slots.iter().zip(&bufs.slots) {
             ranges.push((buffer, 0, if slot.is_some() { w } else { 0 }));
         }
         let mut back = self
             .runner
-            .run_gather(Op::new("device updates: read back"), &ranges)?
+            .run_gather(op, &ranges)?
             .into_iter()
             .map(|v| v.into_iter().map(f64::from).collect::<Vec<f64>>());
         let mut next = || back.next().unwrap_or_default();
         let theta = next();
-        let loss_sum = next().first().copied().unwrap_or(f64::NAN);
+        let losses = next();
         let state = [next(), next(), next()];
+        let loss = |i: usize| losses.get(i).copied().unwrap_or(f64::NAN);
         Ok(DeviceUpdates {
             theta,
             state,
             updates: run.made,
-            loss_sum,
+            loss_sum: loss(0),
+            final_loss: if run.made > 0 { loss(1) } else { f64::NAN },
         })
     }
 
