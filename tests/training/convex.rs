@@ -776,8 +776,9 @@ fn device_updates_equal_the_host_optimizers_on_gpu() {
 }
 
 /// One submit per update: through `DeviceTraining` directly (ten updates are ten
-/// submits, the readback one more, and the batch losses summed on the device are
-/// the host's), then through `train`, where an epoch of U updates is U + 1 submits
+/// submits, the readback one more, and the batch losses summed on the device and
+/// the last batch's E at the final θ are the host's, also with batches that span
+/// two data chunks), then through `train`, where an epoch of U updates is U + 1 submits
 /// plus the evaluation's 2 (E and the outputs) against 2U + 2 (3U + 2 for
 /// Nesterov) on the host path. On a context of its own, so that no other test's
 /// submits are counted.
@@ -796,39 +797,55 @@ fn one_submit_per_update_on_gpu() {
     let (mlp, x, t) = device_problem(0.0);
     let w = mlp.num_params();
     let theta = mlp.init_params(7);
-    let mut engine = GpuEngine::new(ctx.clone(), &mlp, x.view(), t.view()).unwrap();
     let spec = parsed("momentum", "lr=0.1,momentum=0.9");
     let rule = spec.build().device_rule().unwrap();
-    let device = engine.device_training().unwrap();
-    device
-        .begin_updates(&rule, &theta, &[vec![0.0; w], vec![], vec![]], 0, 0.0)
-        .unwrap();
-    let start = device.submits();
-    for u in 0..DEVICE_UPDATES {
-        device.device_update(4 * u..4 * u + 4).unwrap();
-        assert_eq!(device.submits() - start, u as u64 + 1, "update {u}");
-    }
-    let out = device.finish_updates().unwrap();
-    assert_eq!(device.submits() - start, DEVICE_UPDATES as u64 + 1);
-    assert_eq!(out.updates, DEVICE_UPDATES);
-    // The same updates on the host: the batch losses before each (λ = 0: E is the
-    // data term the device sums).
-    let mut host_theta = theta.clone();
-    let mut opt = spec.build();
-    let mut sum = 0.0;
-    for u in 0..DEVICE_UPDATES {
-        let report = opt
-            .step(&mut engine, &mut host_theta, 4 * u..4 * u + 4)
+    // Data chunks of all rows, and of 3 rows (every batch of 4 then spans two
+    // chunks: two slices, whose loss sums the device adds).
+    for chunk_rows in [DEVICE_ROWS, 3] {
+        let mut engine = GpuEngine::new(ctx.clone(), &mlp, x.view(), t.view())
+            .unwrap()
+            .with_max_chunk_rows(chunk_rows)
             .unwrap();
-        sum += report.loss_before;
+        let device = engine.device_training().unwrap();
+        device
+            .begin_updates(&rule, &theta, &[vec![0.0; w], vec![], vec![]], 0, 0.0)
+            .unwrap();
+        let start = device.submits();
+        for u in 0..DEVICE_UPDATES {
+            device.device_update(4 * u..4 * u + 4).unwrap();
+            assert_eq!(device.submits() - start, u as u64 + 1, "update {u}");
+        }
+        let out = device.finish_updates().unwrap();
+        assert_eq!(device.submits() - start, DEVICE_UPDATES as u64 + 1);
+        assert_eq!(out.updates, DEVICE_UPDATES);
+        // The same updates on the host: the batch losses before each, and E on the
+        // last batch after it (λ = 0: E is the data term the device evaluates).
+        let mut host_theta = theta.clone();
+        let mut opt = spec.build();
+        let (mut sum, mut last) = (0.0, 0.0);
+        for u in 0..DEVICE_UPDATES {
+            let report = opt
+                .step(&mut engine, &mut host_theta, 4 * u..4 * u + 4)
+                .unwrap();
+            sum += report.loss_before;
+            last = report.loss_after;
+        }
+        let label = format!("chunks of {chunk_rows} rows");
+        let sum_err = (out.loss_sum - sum).abs() / sum;
+        assert!(
+            sum_err < 1e-5,
+            "{label}: Σ batch losses {} vs {sum}",
+            out.loss_sum
+        );
+        let last_err = (out.final_loss - last).abs() / last;
+        assert!(
+            last_err < 1e-5,
+            "{label}: last E {} vs {last}",
+            out.final_loss
+        );
+        let err = max_abs_diff(&out.theta, &host_theta);
+        assert!(err <= DEVICE_TOLERANCE * 2.0, "{label}: max|Δθ| = {err:e}");
     }
-    let loss_err = (out.loss_sum - sum).abs() / sum;
-    assert!(
-        loss_err < 1e-5,
-        "Σ batch losses {} vs host {sum}",
-        out.loss_sum
-    );
-    assert!(max_abs_diff(&out.theta, &host_theta) <= DEVICE_TOLERANCE * 2.0);
 
     let (epochs, per_epoch) = (2, DEVICE_UPDATES as u64);
     for (name, host_per_update) in [("momentum", 2), ("nesterov", 3), ("adam", 2)] {
