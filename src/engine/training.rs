@@ -115,6 +115,4 @@ pub trait DeviceTraining {
     /// θ, the state and the batch losses of the updates since `begin_updates`, and E
     /// on the last batch at the final θ, in one submit and one readback.
     fn finish_updates(&mut self) -> Result<DeviceUpdates>;
-    /// Submits to the device so far (each update is one), for tests and reports.
-    fn submits(&self) -> u64;
 }

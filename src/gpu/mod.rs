@@ -13,6 +13,7 @@
 //! | diag_hessian | + diag_hessian `hess_residual`, `expand_residual`, `bl_backward`, update `square` |
 //! | diag_becker_lecun | loss `loss_diag`, diag_hessian `bl_backward` |
 //! | outer_product | loss `loss_factor`, outer_product `outer_rows`, matmul Bᵀ·B, update `add_diag` |
+//! | device updates (`DeviceTraining`: `train`'s first-order path, one submit each) | the loss_grad passes, reduce `colsum` (the batch loss), update `lookahead` (nesterov) and one of `sgd_step`, `nesterov_step`, `adam_step`, `rmsprop_step`, `adagrad_step` |
 //!
 //! Parity tests: `tests/parity_*.rs` (kernels, forward, products, diagonals, digits).
 //!

@@ -5,8 +5,8 @@
 //! ([`Optimizer::device_rule`](crate::optim::Optimizer::device_rule): the first-order
 //! methods) and the training engine offers the capability
 //! ([`Backend::device_training`](crate::engine::Backend::device_training): the GPU
-//! engine, not while `--verify-every` checks are due); otherwise every update is an
-//! optimizer step on the host, as before.
+//! engine; behind `--verify-every K > 0` not, whose checks fall inside runs);
+//! otherwise every update is an optimizer step on the host, as before.
 //!
 //! A device run covers the epoch's batches from `next_row` to its end: the
 //! optimizer's state is exported ([`Optimizer::export_state`]) and uploaded with θ,
@@ -192,6 +192,6 @@ fn first_problem(out: &DeviceUpdates) -> Option<NonFinite> {
     }
     out.state
         .iter()
-        .find_map(|v| first_non_finite(v))
+        .find_map(first_non_finite)
         .map(|bad| at(Quantity::Step, bad))
 }

@@ -811,13 +811,13 @@ fn one_submit_per_update_on_gpu() {
         device
             .begin_updates(&rule, &theta, &[vec![0.0; w], vec![], vec![]], 0, 0.0)
             .unwrap();
-        let start = device.submits();
+        let start = ctx.submits();
         for u in 0..DEVICE_UPDATES {
             device.device_update(4 * u..4 * u + 4).unwrap();
-            assert_eq!(device.submits() - start, u as u64 + 1, "update {u}");
+            assert_eq!(ctx.submits() - start, u as u64 + 1, "update {u}");
         }
         let out = device.finish_updates().unwrap();
-        assert_eq!(device.submits() - start, DEVICE_UPDATES as u64 + 1);
+        assert_eq!(ctx.submits() - start, DEVICE_UPDATES as u64 + 1);
         assert_eq!(out.updates, DEVICE_UPDATES);
         // The same updates on the host: the batch losses before each, and E on the
         // last batch after it (λ = 0: E is the data term the device evaluates).

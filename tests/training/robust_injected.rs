@@ -374,9 +374,6 @@ impl curvature::engine::DeviceTraining for PoisonedRun {
     fn finish_updates(&mut self) -> curvature::Result<curvature::engine::DeviceUpdates> {
         self.device()?.finish_updates()
     }
-    fn submits(&self) -> u64 {
-        0
-    }
 }
 
 impl PoisonedRun {

@@ -3,7 +3,8 @@
 //! (n, out_l) and z_{l+1} = h_l(a_l); z_0 = X; the output is a_{L−1}.
 //!
 //! Every operation is one [`Op`] (one encoder, one submit; the full H and G: one per
-//! block of columns) that walks the requested rows in slices: a
+//! block of columns; a device update of `train`'s first-order path, `training.rs`:
+//! one, with nothing read back) that walks the requested rows in slices: a
 //! slice lies inside one data chunk (the data are uploaded once, in chunks sized from
 //! the adapter's binding limits) and holds at most `chunk_rows` rows. Results
 //! accumulate over the slices on the device; only the result is read back.

@@ -332,8 +332,4 @@ impl DeviceTraining for GpuEngine {
             final_loss: if run.made > 0 { loss(1) } else { f64::NAN },
         })
     }
-
-    fn submits(&self) -> u64 {
-        self.ctx.submits()
-    }
 }
