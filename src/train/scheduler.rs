@@ -205,10 +205,9 @@ impl Scheduler<'_, '_, '_> {
     }
 
     /// The updates on the batches next_row..next_row+B, … of the epoch,
-    /// counting accepted and rejected ones into the state: on the device once
-    /// the optimizer and the engine both can (`device.rs`; from the first update
-    /// on, or after the host's verified first update), else optimizer steps on
-    /// the host.
+    /// counting accepted and rejected ones into the state: on the device when
+    /// the optimizer and the engine both can (`device.rs`), else optimizer steps
+    /// on the host.
     fn run_batches(&mut self, state: &mut TrainState) -> Result<Batches> {
         let n = self.rows();
         while state.next_row < n {
