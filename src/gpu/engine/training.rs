@@ -4,8 +4,8 @@
 //!
 //! ```text
 //!   [lookahead]            nesterov: θ_ahead = θ + μv into the passes' θ buffer
-//!   clear ∇E; per slice: forward, E_n summed, backward (∇E_data into its buffer)
-//!   colsum                 the batch loss (1/|rows|) Σ E_n added to the run's loss sum
+//!   clear ∇E; per slice: forward, colsum (the slice's (1/|rows|) Σ E_n added to the
+//!                          run's loss sum), backward (∇E_data into its buffer)
 //!   <rule>_step            g = ∇E_data + λ·mask⊙θ, then the rule's update of θ and state
 //! ```
 //!
@@ -156,6 +156,40 @@ impl GpuEngine {
             .ok_or_else(|| Error::Internal("device training buffers".into()))
     }
 
+    /// Records the forward pass over `rows` (and with `grad` the backward pass, ∇E_data
+    /// accumulated into the gradient's buffer) with the batch loss (1/|rows|) Σ E_n
+    /// added to `loss` at its index: each slice's column sum of E_n goes there scaled,
+    /// in slice order (no separate sum of the slices' sums).
+    fn record_batch_loss(
+        &self,
+        op: &mut Op,
+        rows: &Range<usize>,
+        (loss, at): (&GpuBuffer, usize),
+        grad: bool,
+    ) {
+        let scale = 1.0 / rows.len() as f32;
+        for s in self.slices(rows, self.chunk_rows) {
+            self.record_forward(op, &s, scale, None);
+            op.dispatch(
+                Kernel::Colsum,
+                &[&self.bufs.row_loss, loss],
+                ReduceParams {
+                    rows: u(s.n),
+                    cols: 1,
+                    src_rs: 1,
+                    dst_off: u(at),
+                    accumulate: 1,
+                    scale,
+                    ..ReduceParams::default()
+                },
+                [1, 1, 1],
+            );
+            if grad {
+                self.record_backward(op, &s, Some(&self.bufs.grad));
+            }
+        }
+    }
+
     fn shape_error(&self, what: &str, len: usize) -> Error {
         Error::Shape(format!(
             "device updates: {what} has {len} entries, expected W = {}",
@@ -240,21 +274,7 @@ impl DeviceTraining for GpuEngine {
             );
         }
         op.clear(&self.bufs.grad);
-        let slices = self.record_loss_sums(&mut op, &rows, true);
-        op.dispatch(
-            Kernel::Colsum,
-            &[&self.bufs.grad, &bufs.loss],
-            ReduceParams {
-                rows: u(slices),
-                cols: 1,
-                src_off: u(w),
-                src_rs: 1,
-                accumulate: 1,
-                scale: 1.0 / rows.len() as f32,
-                ..ReduceParams::default()
-            },
-            [1, 1, 1],
-        );
+        self.record_batch_loss(&mut op, &rows, (&bufs.loss, 0), true);
         let [s1, s2, s3] = &bufs.slots;
         let (grad, mask) = (&self.bufs.grad, &bufs.mask);
         let buffers: Vec<&GpuBuffer> = match kernel {
@@ -294,21 +314,7 @@ impl DeviceTraining for GpuEngine {
             if nesterov {
                 op.copy(&bufs.base, &self.bufs.theta);
             }
-            let slices = self.record_loss_sums(&mut op, rows, false);
-            op.dispatch(
-                Kernel::Colsum,
-                &[&self.bufs.grad, &bufs.loss],
-                ReduceParams {
-                    rows: u(slices),
-                    cols: 1,
-                    src_off: u(w),
-                    src_rs: 1,
-                    dst_off: 1,
-                    scale: 1.0 / rows.len() as f32,
-                    ..ReduceParams::default()
-                },
-                [1, 1, 1],
-            );
+            self.record_batch_loss(&mut op, rows, (&bufs.loss, 1), false);
         }
         let mut ranges: Vec<Readback> = vec![(theta_buffer, 0, w), (&bufs.loss, 0, 2)];
         for (slot, buffer) in run.rule.slots.iter().zip(&bufs.slots) {
