@@ -39,12 +39,14 @@ pub mod fisher;
 pub mod penalty;
 pub mod reference;
 pub mod sampling;
+pub mod training;
 pub mod verify;
 
 pub use checks::{check_args, check_data_shape};
 pub use device::{Device, DeviceChoice, Engine, Precision};
 pub use face::{Curvature, DataTerm, WithL2};
 pub use reference::ReferenceEngine;
+pub use training::{DeviceRule, DeviceTraining, DeviceUpdates, StateSlot, UpdateRule};
 
 use crate::cpu::{Fisher, KroneckerFactors};
 use crate::error::{Error, Result};
@@ -271,6 +273,12 @@ pub trait Backend {
     fn precision(&self) -> Precision {
         Precision::F64
     }
+    /// First-order training with θ and the optimizer's state kept on the device
+    /// ([`DeviceTraining`], `training.rs`), for engines that can (the GPU); `None` by
+    /// default, and the training scheduler then steps the optimizer on the host.
+    fn device_training(&mut self) -> Option<&mut dyn DeviceTraining> {
+        None
+    }
 }
 
 /// The `Backend` methods after `architecture` that a wrapper hands on unchanged to
@@ -360,6 +368,9 @@ macro_rules! forward_backend {
         }
         fn precision(&$s) -> $crate::engine::Precision {
             $r.precision()
+        }
+        fn device_training(&mut $s) -> Option<&mut dyn $crate::engine::DeviceTraining> {
+            $m.device_training()
         }
     };
 }

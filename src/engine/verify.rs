@@ -6,7 +6,9 @@
 
 use super::compare::{compare_with_table, Checked, Comparison};
 use super::device::Precision;
-use super::{Backend, Diagonal, Kind, Limits, ReferenceEngine};
+use super::{
+    Backend, DeviceRule, DeviceTraining, DeviceUpdates, Diagonal, Kind, Limits, ReferenceEngine,
+};
 use crate::cpu::{Fisher, KroneckerFactors};
 use crate::error::{Error, Result};
 use crate::model::Mlp;
@@ -55,6 +57,19 @@ pub struct Verifying {
     reference: ReferenceEngine,
     every: usize,
     state: Rc<VerifyState>,
+    /// A run of device updates begun and not yet handed to the inner engine:
+    /// its first update is checked at the θ it starts from (see
+    /// [`Backend::device_training`] below).
+    pending: Option<PendingRun>,
+}
+
+/// What `begin_updates` was given, kept until the run's first update.
+struct PendingRun {
+    rule: DeviceRule,
+    theta: Vec<f64>,
+    state: [Vec<f64>; 3],
+    step: usize,
+    l2: f64,
 }
 
 impl Verifying {
@@ -73,6 +88,7 @@ impl Verifying {
             inner,
             every,
             state,
+            pending: None,
         })
     }
 
@@ -106,6 +122,30 @@ impl Verifying {
                  Run `curvature parity` to check this adapter, or train with `--device cpu`"
             )))
         }
+    }
+
+    /// Checks the device's loss and gradient at (θ, rows) of a due update.
+    fn check_gradient(
+        &mut self,
+        theta: &[f64],
+        rows: Range<usize>,
+        loss: f64,
+        grad: &[f64],
+    ) -> Result<()> {
+        if let Some(u) = self.due(&self.state.grad_checked) {
+            self.state.grad_checked.set(Some(u));
+            let (want_loss, want_grad) = self.reference.data_loss_grad(theta, rows)?;
+            self.record(u, "loss", &[loss], &[want_loss], Checked::Values)?;
+            self.record(u, "gradient", grad, &want_grad, Checked::Gradient)?;
+        }
+        Ok(())
+    }
+
+    /// The inner engine's device updates (offered only when it has them).
+    fn inner_device(&mut self) -> Result<&mut dyn DeviceTraining> {
+        self.inner
+            .device_training()
+            .ok_or_else(|| Error::Internal("the verified engine has no device updates".into()))
     }
 
     /// Checks the first curvature product of a due update.
@@ -143,12 +183,7 @@ impl Backend for Verifying {
     }
     fn data_loss_grad(&mut self, theta: &[f64], rows: Range<usize>) -> Result<(f64, Vec<f64>)> {
         let (loss, grad) = self.inner.data_loss_grad(theta, rows.clone())?;
-        if let Some(u) = self.due(&self.state.grad_checked) {
-            self.state.grad_checked.set(Some(u));
-            let (want_loss, want_grad) = self.reference.data_loss_grad(theta, rows)?;
-            self.record(u, "loss", &[loss], &[want_loss], Checked::Values)?;
-            self.record(u, "gradient", &grad, &want_grad, Checked::Gradient)?;
-        }
+        self.check_gradient(theta, rows, loss, &grad)?;
         Ok((loss, grad))
     }
     fn network_outputs(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
@@ -242,5 +277,61 @@ impl Backend for Verifying {
     }
     fn precision(&self) -> Precision {
         self.inner.precision()
+    }
+    /// The inner engine's device updates, with the check of update 0: a device
+    /// update's gradient never comes back to the host, so the first update of a
+    /// run — whose θ is the one `begin_updates` was given — is checked before it
+    /// runs, by the device's gradient at that (θ, rows) against the reference;
+    /// that is update 0 of the process (also of a resumed one). With `every` > 0
+    /// updates inside a run are due too: then none is offered, and every update
+    /// runs on the host path.
+    fn device_training(&mut self) -> Option<&mut dyn DeviceTraining> {
+        if self.every > 0 {
+            return None;
+        }
+        self.inner.device_training()?;
+        Some(self)
+    }
+}
+
+/// The inner engine's runs, begun at their first update (after its check), so that
+/// the check's own gradient never runs inside one.
+impl DeviceTraining for Verifying {
+    fn begin_updates(
+        &mut self,
+        rule: &DeviceRule,
+        theta: &[f64],
+        state: &[Vec<f64>; 3],
+        step: usize,
+        l2: f64,
+    ) -> Result<()> {
+        self.pending = Some(PendingRun {
+            rule: rule.clone(),
+            theta: theta.to_vec(),
+            state: state.clone(),
+            step,
+            l2,
+        });
+        Ok(())
+    }
+
+    fn device_update(&mut self, rows: Range<usize>) -> Result<()> {
+        if let Some(run) = self.pending.take() {
+            if self.due(&self.state.grad_checked).is_some() {
+                let (loss, grad) = self.inner.data_loss_grad(&run.theta, rows.clone())?;
+                self.check_gradient(&run.theta, rows.clone(), loss, &grad)?;
+            }
+            self.inner_device()?
+                .begin_updates(&run.rule, &run.theta, &run.state, run.step, run.l2)?;
+        }
+        self.inner_device()?.device_update(rows)
+    }
+
+    fn finish_updates(&mut self) -> Result<DeviceUpdates> {
+        if let Some(run) = self.pending.take() {
+            self.inner_device()?
+                .begin_updates(&run.rule, &run.theta, &run.state, run.step, run.l2)?;
+        }
+        self.inner_device()?.finish_updates()
     }
 }

@@ -168,10 +168,16 @@ pub enum Kernel {
     UnitProduct,
     McColumns,
     GradientRows,
+    Lookahead,
+    SgdStep,
+    NesterovStep,
+    AdamStep,
+    RmspropStep,
+    AdagradStep,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 22] = [
+    pub const ALL: [Kernel; 28] = [
         Kernel::MatmulTiled,
         Kernel::MatmulReg,
         Kernel::MatmulSumSplits,
@@ -194,6 +200,12 @@ impl Kernel {
         Kernel::UnitProduct,
         Kernel::McColumns,
         Kernel::GradientRows,
+        Kernel::Lookahead,
+        Kernel::SgdStep,
+        Kernel::NesterovStep,
+        Kernel::AdamStep,
+        Kernel::RmspropStep,
+        Kernel::AdagradStep,
     ];
 
     /// Position in [`Kernel::ALL`] (the context's pipeline table is in that order).
@@ -227,6 +239,12 @@ impl Kernel {
             Kernel::UnitProduct => (F::Update, "unit_product", &[R0, W2]),
             Kernel::McColumns => (F::Kfac, "mc_columns", &[R0, R1, R2, W5]),
             Kernel::GradientRows => (F::Kfac, "gradient_rows", &[R3, R4, W5]),
+            Kernel::Lookahead => (F::Update, "lookahead", &[W2, W3, W6]),
+            Kernel::SgdStep => (F::Update, "sgd_step", &[R0, R1, W2, W3]),
+            Kernel::NesterovStep => (F::Update, "nesterov_step", &[R0, R1, W2, W3, W6]),
+            Kernel::AdamStep => (F::Update, "adam_step", &[R0, R1, W2, W3, W4, W5]),
+            Kernel::RmspropStep => (F::Update, "rmsprop_step", &[R0, R1, W2, W3, W4, W5]),
+            Kernel::AdagradStep => (F::Update, "adagrad_step", &[R0, R1, W2, W3]),
         }
     }
 }

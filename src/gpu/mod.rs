@@ -15,6 +15,7 @@
 //! | outer_product | loss `loss_factor`, outer_product `outer_rows`, matmul Bᵀ·B, update `add_diag` |
 //! | kfac_factors | matmul Z̃ᵀZ̃ and SᵀS, reduce `colsum`; columns: loss `loss_factor` (exact), kfac `mc_columns` (mc, host-drawn), the backward δ (empirical) |
 //! | fisher_vectors, per_sample_gradients | the same columns, kfac `gradient_rows` |
+//! | device updates (`DeviceTraining`: `train`'s first-order path, one submit each) | the loss_grad passes, reduce `colsum` (the batch loss), update `lookahead` (nesterov) and one of `sgd_step`, `nesterov_step`, `adam_step`, `rmsprop_step`, `adagrad_step` |
 //!
 //! Parity tests: `tests/parity_*.rs` (kernels, forward, products, diagonals, digits).
 //!

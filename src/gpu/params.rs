@@ -139,11 +139,16 @@ kernel_params! {
 
 kernel_params! {
     /// `UpdateParams` of update.wgsl: θ-shaped (W = `w`) rows, or a layer's unit
-    /// products (`nw`, `w_off`, `fan_in`, `fan_out`, `mode`).
+    /// products (`nw`, `w_off`, `fan_in`, `fan_out`, `mode`), or an optimizer's step
+    /// (`rate` … `flags`: its constants for one update, update.wgsl's header names them
+    /// per kernel).
     UpdateParams for Family::Update, {
         count: u32, w: u32, d_off: u32, s_off: u32,
         s_bs: u32, col0: u32, alpha: f32, nw: u32,
         w_off: u32, fan_in: u32, fan_out: u32, mode: u32,
+        rate: f32, k1: f32, k1c: f32, k2: f32,
+        k2c: f32, bias2: f32, shrink: f32, eps: f32,
+        l2: f32, flags: u32,
     }
 }
 

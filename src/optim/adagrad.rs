@@ -25,6 +25,7 @@ use super::schedule::{LearningRate, Schedule};
 use super::vector::fast_norm;
 use super::{Optimizer, OptimizerState, Result, StateError, StepReport};
 use crate::engine::Curvature;
+use crate::engine::{DeviceRule, StateSlot, UpdateRule};
 use std::ops::Range;
 
 /// Parameters of [`Adagrad`] (the module doc gives the update).
@@ -147,5 +148,27 @@ impl Optimizer for Adagrad {
         self.step = step;
         self.sum = sum;
         Ok(())
+    }
+
+    /// The update above in f32 on the device; the state is the exported sum
+    /// (τ before the first step) and t (`step`).
+    fn device_rule(&self) -> Option<DeviceRule> {
+        let c = &self.config;
+        Some(DeviceRule {
+            update: UpdateRule::Adagrad {
+                lr_decay: c.lr_decay,
+                eps: c.eps,
+            },
+            learning_rate: self.lr.now(),
+            slots: [
+                Some(StateSlot {
+                    key: "sum",
+                    initial: c.initial_accumulator_value,
+                }),
+                None,
+                None,
+            ],
+            step_key: Some("step"),
+        })
     }
 }

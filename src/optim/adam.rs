@@ -39,6 +39,7 @@ use super::schedule::{LearningRate, Schedule};
 use super::vector::fast_norm;
 use super::{Optimizer, OptimizerState, Result, StateError, StepReport};
 use crate::engine::Curvature;
+use crate::engine::{DeviceRule, StateSlot, UpdateRule};
 use std::ops::Range;
 
 /// Parameters of [`Adam`] (the module doc gives the update).
@@ -230,6 +231,33 @@ impl Optimizer for Adam {
         self.exp_avg_sq = v;
         self.max_exp_avg_sq = v_max;
         Ok(())
+    }
+
+    /// The update above in f32 on the device; the state is the exported moments
+    /// and t (`step`).
+    fn device_rule(&self) -> Option<DeviceRule> {
+        let c = &self.config;
+        let slot = |key| Some(StateSlot { key, initial: 0.0 });
+        Some(DeviceRule {
+            update: UpdateRule::Adam {
+                beta1: c.beta1,
+                beta2: c.beta2,
+                eps: c.eps,
+                amsgrad: c.amsgrad,
+                weight_decay: c.weight_decay,
+            },
+            learning_rate: self.lr.now(),
+            slots: [
+                slot("exp_avg"),
+                slot("exp_avg_sq"),
+                if c.amsgrad {
+                    slot("max_exp_avg_sq")
+                } else {
+                    None
+                },
+            ],
+            step_key: Some("step"),
+        })
     }
 }
 

@@ -27,6 +27,7 @@ use super::schedule::{LearningRate, Schedule};
 use super::vector::{added, fast_norm, sum_of_squares};
 use super::{Optimizer, OptimizerState, Result, StateError, StepReport};
 use crate::engine::Curvature;
+use crate::engine::{DeviceRule, StateSlot, UpdateRule};
 use std::ops::Range;
 
 /// Which momentum, if any.
@@ -198,5 +199,29 @@ impl Optimizer for GradientDescent {
         self.lr.set_base(learning_rate);
         self.velocity = velocity.unwrap_or_default();
         Ok(())
+    }
+
+    /// v ← μv − η∇E (μ = 0 for `gd`, whose v is then −η∇E, as here), at the
+    /// look-ahead θ + μv for Nesterov; the state is the exported velocity.
+    fn device_rule(&self) -> Option<DeviceRule> {
+        Some(DeviceRule {
+            update: UpdateRule::GradientDescent {
+                momentum: match self.config.kind {
+                    Momentum::None => 0.0,
+                    Momentum::Classical | Momentum::Nesterov => self.config.momentum,
+                },
+                nesterov: self.config.kind == Momentum::Nesterov,
+            },
+            learning_rate: self.lr.now(),
+            slots: [
+                Some(StateSlot {
+                    key: "velocity",
+                    initial: 0.0,
+                }),
+                None,
+                None,
+            ],
+            step_key: None,
+        })
     }
 }

@@ -20,7 +20,7 @@
 
 use super::finite::{first_non_finite, NonFinite, Point, Quantity};
 use super::{OptimError, Optimizer, OptimizerState, Result, StateError, StepReport};
-use crate::engine::Curvature;
+use crate::engine::{Curvature, DeviceRule};
 use std::fmt;
 use std::ops::Range;
 
@@ -169,6 +169,50 @@ impl<'a> Guarded<'a> {
     /// Failed (and recovered) steps so far.
     pub fn failures(&self) -> usize {
         self.failures
+    }
+
+    /// A run of `updates` updates made on the device (`train`'s device path) whose
+    /// batch losses, θ and state came back finite: they count as accepted updates
+    /// (the streak of failures ends), and the θ before them is forgotten (a NaN
+    /// met later at the point they reached is undone by the next device run's
+    /// restart, not by the host's undo of one update). `mean_loss` is the mean
+    /// batch loss of the run, the last finite loss seen.
+    pub fn device_updates_succeeded(&mut self, updates: usize, mean_loss: f64) {
+        self.update += updates;
+        self.started = true;
+        self.previous = None;
+        self.consecutive = 0;
+        self.consecutive_before_accept = 0;
+        self.last_loss = Some(mean_loss);
+    }
+
+    /// A run of `updates` updates made on the device that met `failure` (a NaN or
+    /// ∞ in a batch loss, θ or the state, seen once at the run's end): the caller has
+    /// put θ and the state back to the run's start. Counts ONE failed update in
+    /// the streak (the host counts one per failed update: the device detects per
+    /// run), stops with [`OptimError::Diverged`] after `max_failures` in a row, and
+    /// otherwise applies the optimizer's [`recover`](Optimizer::recover) as the host
+    /// path does after a failed update. The updates are not counted on: the caller
+    /// runs the same batches again.
+    pub fn device_updates_failed(
+        &mut self,
+        failure: NonFinite,
+        theta: &[f64],
+        updates: usize,
+    ) -> Result<()> {
+        self.consecutive += 1;
+        self.failures += 1;
+        if self.consecutive >= self.config.max_failures {
+            // Named by the run's last update; the run's batches are not counted on
+            // (they are run again after a recovery).
+            self.update += updates;
+            let divergence = self.divergence(failure, theta, self.consecutive);
+            self.update -= updates;
+            return Err(OptimError::Diverged(Box::new(divergence)));
+        }
+        self.inner.recover(&failure);
+        self.inner.forget_cached();
+        Ok(())
     }
 
     fn epoch(&self) -> Option<usize> {
@@ -365,6 +409,10 @@ impl Optimizer for Guarded<'_> {
         num_params: usize,
     ) -> Result<(), StateError> {
         self.inner.import_state(state, num_params)
+    }
+
+    fn device_rule(&self) -> Option<DeviceRule> {
+        self.inner.device_rule()
     }
 }
 

@@ -65,7 +65,7 @@ pub use schedule::{Schedule, ScheduleKind, SCHEDULE_KEYS};
 pub use spec::{OptimizerSpec, TrainingDefaults, OPTIMIZER_NAMES};
 pub use state::{OptimizerState, StateError};
 
-use crate::engine::Curvature;
+use crate::engine::{Curvature, DeviceRule};
 use std::ops::Range;
 
 /// What can go wrong while optimizing, with the context to fix it.
@@ -181,6 +181,24 @@ impl StepReport {
         }
     }
 
+    /// A report for an update run on the device (`train`'s device path, one submit
+    /// per update, nothing read back): E, ‖∇E‖ and ‖Δθ‖ are not known on the host,
+    /// so they are NaN ("unknown", as in a rejected report before any success).
+    /// `accepted` is true when the update was made; the batch losses come back once
+    /// per epoch and a non-finite one undoes the epoch's updates (`train`'s
+    /// scheduler counts them as rejected then).
+    pub fn on_device() -> StepReport {
+        StepReport {
+            loss_before: f64::NAN,
+            loss_after: None,
+            grad_norm: f64::NAN,
+            step_norm: f64::NAN,
+            damping: None,
+            inner_iterations: 0,
+            accepted: true,
+        }
+    }
+
     /// A report for a step that was tried and not taken: θ is unchanged, so
     /// E after equals E before.
     pub(crate) fn rejected(
@@ -245,6 +263,14 @@ pub trait Optimizer {
     /// with entries this one does not know is an error and changes nothing.
     fn import_state(&mut self, state: &OptimizerState, num_params: usize)
         -> Result<(), StateError>;
+    /// The update rule for the device path of `train` (θ and the state kept on the
+    /// device, one submit per update; `engine::training`), with the learning rate of
+    /// the coming updates: given by the first-order methods (gd, momentum,
+    /// nesterov, adam, adamw, rmsprop, adagrad), `None` (the default) for the
+    /// others, which the scheduler steps on the host.
+    fn device_rule(&self) -> Option<DeviceRule> {
+        None
+    }
 }
 
 /// (E, ∇E) at one (θ, rows), kept so a step can reuse what the previous

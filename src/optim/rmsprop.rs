@@ -32,6 +32,7 @@ use super::schedule::{LearningRate, Schedule};
 use super::vector::fast_norm;
 use super::{Optimizer, OptimizerState, Result, StateError, StepReport};
 use crate::engine::Curvature;
+use crate::engine::{DeviceRule, StateSlot, UpdateRule};
 use std::ops::Range;
 
 /// Parameters of [`RmsProp`] (the module doc gives the update).
@@ -198,5 +199,27 @@ impl Optimizer for RmsProp {
         self.grad_avg = grad_avg;
         self.momentum_buffer = momentum_buffer;
         Ok(())
+    }
+
+    /// The update above in f32 on the device; the state is the exported v, ḡ
+    /// (centered) and b (momentum > 0).
+    fn device_rule(&self) -> Option<DeviceRule> {
+        let c = &self.config;
+        let slot = |key, used: bool| used.then_some(StateSlot { key, initial: 0.0 });
+        Some(DeviceRule {
+            update: UpdateRule::RmsProp {
+                alpha: c.alpha,
+                eps: c.eps,
+                momentum: c.momentum,
+                centered: c.centered,
+            },
+            learning_rate: self.lr.now(),
+            slots: [
+                slot("square_avg", true),
+                slot("grad_avg", c.centered),
+                slot("momentum_buffer", self.uses_buffer()),
+            ],
+            step_key: None,
+        })
     }
 }

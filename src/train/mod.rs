@@ -8,6 +8,7 @@
 //! | `config.rs` | [`TrainConfig`], [`DataView`] |
 //! | `engines.rs` | [`Engines`]: the training and validation engines, built once, rebound |
 //! | `scheduler.rs` | the loop: epochs, batches, evaluation, early stopping, pauses |
+//! | `device.rs` | the loop's device path: first-order updates with θ and state on the device |
 //! | `shuffle.rs` | the per-epoch permutation |
 //! | `evaluate.rs` | E and [`accuracy`] on a whole data set |
 //! | `history.rs` | [`EpochRecord`], [`StopReason`], [`History`] and its JSON |
@@ -40,6 +41,20 @@
 //! from their [`schedule`](crate::optim::schedule), the others ignore it. The
 //! rate is a function of (epoch, epochs) alone, so it needs no saving.
 //!
+//! ## The device path
+//! With a first-order optimizer ([`Optimizer::device_rule`] is `Some`) on an
+//! engine that offers device updates
+//! ([`Backend::device_training`](crate::engine::Backend::device_training): the
+//! GPU engine), the epoch's updates run on the device: θ and the optimizer's
+//! state are uploaded once, each update is one submit (forward, backward, the
+//! L2 term, the update kernel) with nothing read back, and θ, the state and the
+//! batch losses come back once at the epoch's end (`device.rs`, which also says
+//! how its NaN/∞ guard differs from the host's: per run instead of per update).
+//! Otherwise — CPU engines, second-order methods, `--verify-every K > 0` — every
+//! update is an optimizer step on the host. The state goes back into the
+//! optimizer through its `import_state`, so checkpoints are the same, and a run
+//! resumed on the same device continues bit for bit.
+//!
 //! ## Evaluation
 //! Epoch 0 records the starting point. After every epoch, E(θ) on the whole
 //! training set and on the validation set (its own engine, bound once), and
@@ -62,6 +77,7 @@
 mod callback;
 mod checks;
 mod config;
+mod device;
 mod engines;
 mod evaluate;
 mod history;

@@ -75,7 +75,7 @@ enum EpochEnd {
 }
 
 /// How an epoch's batches ended.
-enum Batches {
+pub(super) enum Batches {
     /// All of them ran.
     Done,
     /// A callback asked to stop after an update.
@@ -215,10 +215,15 @@ impl Scheduler<'_, '_, '_> {
     }
 
     /// The updates on the batches next_row..next_row+B, … of the epoch,
-    /// counting accepted and rejected ones into the state.
+    /// counting accepted and rejected ones into the state: on the device when
+    /// the optimizer and the engine both can (`device.rs`), else optimizer steps
+    /// on the host.
     fn run_batches(&mut self, state: &mut TrainState) -> Result<Batches> {
         let n = self.rows();
         while state.next_row < n {
+            if self.device_rule().is_some() {
+                return self.run_device_batches(state);
+            }
             let rows = state.next_row..(state.next_row + self.batch).min(n);
             state.next_row = rows.end;
             let mut engine = with_l2(self.engines.training.as_mut(), state.l2)?;

@@ -352,3 +352,74 @@ fn a_run_that_fails_keeps_its_last_checkpoint_and_names_it() {
     );
     assert!(!run_dir.join("model.safetensors").exists());
 }
+
+/// The device path through the binary (momentum on the GPU: θ and the velocity on
+/// the device, update 0 verified against the CPU reference): interrupted by the
+/// test hook inside epoch 2, then inside epoch 3 of the resumed run, and resumed
+/// again, it ends with the model (bit for bit) and history of the run left alone;
+/// each process checks its own first update and says so.
+#[test]
+fn the_device_path_resumes_to_the_same_model_on_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = [
+        "train",
+        "--device",
+        "gpu",
+        "--optimizer",
+        "momentum",
+        "--epochs",
+        "4",
+        "--quiet",
+    ];
+    let run = |name: &str, hook: Option<&str>| {
+        let run_dir = dir.path().join(name).display().to_string();
+        let mut cmd = Command::new(BIN);
+        cmd.args(base)
+            .args(["--run-dir", &run_dir])
+            .current_dir(dir.path());
+        if let Some(k) = hook {
+            cmd.env("CURVATURE_TEST_INTERRUPT_AFTER", k);
+        }
+        cmd.output().unwrap()
+    };
+    let reference = run("reference", None);
+    if crate::gpu_support::child_found_no_gpu(&reference) {
+        return;
+    }
+    assert!(reference.status.success(), "{}", text(&reference.stderr));
+    let verified = |out: &Output| text(&out.stdout).contains("verified against the CPU reference");
+    assert!(verified(&reference), "{}", text(&reference.stdout));
+    // 1294 training rows in batches of 32: 41 updates per epoch.
+    let out = run("hooked", Some("50"));
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("at epoch 2, update 9"),
+        "{}",
+        text(&out.stderr)
+    );
+    let ck = dir.path().join("hooked/checkpoint.safetensors");
+    let ck = ck.display().to_string();
+    let out = Command::new(BIN)
+        .args(["train", "--resume", &ck, "--quiet"])
+        .env("CURVATURE_TEST_INTERRUPT_AFTER", "40")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("at epoch 3, update 8"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = curvature(&["train", "--resume", &ck, "--quiet"], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(verified(&out), "{}", text(&out.stdout));
+    assert_eq!(
+        model_bits(&dir.path().join("hooked/model.safetensors")),
+        model_bits(&dir.path().join("reference/model.safetensors"))
+    );
+    assert_eq!(
+        history_without_seconds(&dir.path().join("hooked/history.json")),
+        history_without_seconds(&dir.path().join("reference/history.json"))
+    );
+}

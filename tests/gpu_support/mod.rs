@@ -188,3 +188,81 @@ pub fn losses() -> [Loss; 4] {
 pub fn flat(a: &Array2<f64>) -> Vec<f64> {
     a.iter().copied().collect()
 }
+
+/// An engine seen without its device updates (`Backend::device_training` is None):
+/// `train` then steps the optimizer on the host through it — the path every update
+/// took before the device path, which the device path is compared with.
+pub struct HostPath(pub Box<dyn curvature::Curvature>);
+
+impl curvature::Backend for HostPath {
+    fn architecture(&self) -> &Mlp {
+        self.0.architecture()
+    }
+    fn data_rows(&self) -> usize {
+        self.0.data_rows()
+    }
+    fn data_loss(&mut self, theta: &[f64], rows: std::ops::Range<usize>) -> curvature::Result<f64> {
+        self.0.data_loss(theta, rows)
+    }
+    fn data_loss_grad(
+        &mut self,
+        theta: &[f64],
+        rows: std::ops::Range<usize>,
+    ) -> curvature::Result<(f64, Vec<f64>)> {
+        self.0.data_loss_grad(theta, rows)
+    }
+    fn network_outputs(
+        &mut self,
+        theta: &[f64],
+        rows: std::ops::Range<usize>,
+    ) -> curvature::Result<Array2<f64>> {
+        self.0.network_outputs(theta, rows)
+    }
+    fn data_products(
+        &mut self,
+        kind: curvature::Kind,
+        theta: &[f64],
+        rows: std::ops::Range<usize>,
+        v: ndarray::ArrayView2<f64>,
+    ) -> curvature::Result<Array2<f64>> {
+        self.0.data_products(kind, theta, rows, v)
+    }
+    fn data_diagonal(
+        &mut self,
+        which: curvature::Diagonal,
+        theta: &[f64],
+        rows: std::ops::Range<usize>,
+    ) -> curvature::Result<Vec<f64>> {
+        self.0.data_diagonal(which, theta, rows)
+    }
+    fn bind_data(
+        &mut self,
+        x: ndarray::ArrayView2<f32>,
+        t: ndarray::ArrayView2<f32>,
+    ) -> curvature::Result<()> {
+        self.0.bind_data(x, t)
+    }
+    fn limits(&self) -> curvature::engine::Limits {
+        self.0.limits()
+    }
+    fn precision(&self) -> curvature::engine::Precision {
+        self.0.precision()
+    }
+}
+
+/// A GPU engine on `ctx` bound to (x, t) for `train`: with its device updates, or
+/// (`host`) behind [`HostPath`].
+pub fn training_engine(
+    ctx: &Arc<GpuContext>,
+    mlp: &Mlp,
+    x: ndarray::ArrayView2<f32>,
+    t: ndarray::ArrayView2<f32>,
+    host: bool,
+) -> curvature::Result<Box<dyn curvature::Curvature>> {
+    let engine: Box<dyn curvature::Curvature> = Box::new(GpuEngine::new(ctx.clone(), mlp, x, t)?);
+    Ok(if host {
+        Box::new(HostPath(engine))
+    } else {
+        engine
+    })
+}

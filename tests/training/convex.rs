@@ -632,3 +632,242 @@ fn train_applies_the_schedule_per_epoch() {
         );
     }
 }
+
+// ---- The device path of `train`: θ and the optimizer's state on the GPU ----
+//
+// On a GPU engine `train` runs every first-order update on the device (one submit,
+// nothing read back; src/train/device.rs). Each rule below, stepped N = 10 times
+// that way, is compared with the same run stepped on the host (the optimizer in f64
+// over the same GPU engine behind `HostPath`): same batches, same ∇E kernels.
+
+/// Every first-order rule and option the device runs: (optimizer, `--set` text).
+const DEVICE_RULES: [(&str, &str); 11] = [
+    ("gd", "lr=0.3"),
+    ("momentum", "lr=0.1,momentum=0.9"),
+    ("nesterov", "lr=0.1,momentum=0.9"),
+    ("adam", "lr=0.02"),
+    ("adam", "lr=0.02,beta2=0.9,amsgrad=true"),
+    ("adamw", "lr=0.02,weight-decay=0.5"),
+    ("rmsprop", "lr=0.01"),
+    ("rmsprop", "lr=0.01,centered=true"),
+    ("rmsprop", "lr=0.005,momentum=0.9,centered=true"),
+    ("rmsprop", "lr=0.005,momentum=0.5"),
+    (
+        "adagrad",
+        "lr=0.1,lr-decay=0.1,initial-accumulator-value=0.1",
+    ),
+];
+
+/// Rows of the device problem; batches of 4 give N = 10 updates in one epoch.
+const DEVICE_ROWS: usize = 40;
+const DEVICE_UPDATES: usize = 10;
+
+/// A small non-convex problem: 5-7-3 tanh/softmax ce (W = 66, sizes off every
+/// tile) on uniform inputs, the class of each row the argmax of its first three.
+fn device_problem(l2: f64) -> (Mlp, Array2<f32>, Array2<f32>) {
+    let mlp = Mlp::with_hidden(&[5, 7, 3], Activation::Tanh, Loss::Ce, l2).unwrap();
+    let x = uniform_inputs(DEVICE_ROWS, 5, 21);
+    let t = Array2::from_shape_fn((DEVICE_ROWS, 3), |(n, k)| {
+        let best = (0..3)
+            .max_by(|&a, &b| x[[n, a]].total_cmp(&x[[n, b]]))
+            .unwrap_or(0);
+        f32::from(k == best)
+    });
+    (mlp, x, t)
+}
+
+/// θ after `train` with `spec` on the device problem (seeded start and shuffle),
+/// on the device path or (`host`) the host path, with the submits it made.
+fn train_device_problem(
+    ctx: &std::sync::Arc<curvature::gpu::GpuContext>,
+    spec: &OptimizerSpec,
+    (l2, epochs, batch): (f64, usize, usize),
+    host: bool,
+) -> (Vec<f64>, curvature::train::History, u64) {
+    use curvature::train::{train, DataView, TrainConfig};
+    let (mlp, x, t) = device_problem(l2);
+    let config = TrainConfig {
+        epochs,
+        batch_size: Some(batch),
+        shuffle_seed: 5,
+        ..TrainConfig::default()
+    };
+    let mut theta = mlp.init_params(7);
+    let mut factory = |x: ArrayView2<f32>, t: ArrayView2<f32>| {
+        gpu_support::training_engine(ctx, &mlp, x, t, host)
+    };
+    let view = DataView {
+        x: x.view(),
+        t: t.view(),
+    };
+    let before = ctx.submits();
+    let history = train(
+        &config,
+        spec.build().as_mut(),
+        &mut factory,
+        &mut theta,
+        view,
+        None,
+        &mut [],
+    )
+    .unwrap();
+    (theta, history, ctx.submits() - before)
+}
+
+/// Largest allowed max_i |θ_dev,i − θ_host,i| after the N = 10 updates, per unit of
+/// max(1, max|θ|). Both sides take ∇E_data from the same GPU kernels; per update
+/// they differ by the rounding of θ to f32 (the host rounds its f64 θ when it
+/// uploads it, the device keeps f32: ≤ u each, 2u), the update's arithmetic in f32
+/// (≤ 10 roundings of a step |Δθ| ≤ |θ|: ≤ 10u) and the f32 rounding of ∇E at two
+/// θ that differ by those few ulps (the kernels round the same sums of ≤ 8·7 terms
+/// of θ-sized weights, seen through η ≤ 0.3 or normalised by the adaptive methods:
+/// ≤ 4u), so 16u per update, N·16u = 9.5e-6 for N = 10 (u = 2⁻²⁴ = 6e-8). Measured
+/// on llvmpipe: ≤ 6.1e-7 (rmsprop with momentum and centering), ~1e-7 elsewhere.
+/// A rule that is wrong by any of its terms is far outside: the L2 term alone
+/// moves θ by ≥ 1e-3 here (asserted below), Adam's bias correction by ~η.
+const DEVICE_TOLERANCE: f64 = DEVICE_UPDATES as f64 * 16.0 * 5.96e-8;
+
+/// Device vs host, every rule: N updates in one epoch (λ = 0), then N updates over
+/// two epochs with a step schedule halving η and λ = 0.01.
+#[test]
+fn device_updates_equal_the_host_optimizers_on_gpu() {
+    let Some(ctx) = gpu_support::gpu() else {
+        return;
+    };
+    for (name, params) in DEVICE_RULES {
+        for (label, l2, epochs, batch, extra) in [
+            ("constant, λ = 0", 0.0, 1, 4, ""),
+            (
+                "step schedule, λ = 0.01",
+                0.01,
+                2,
+                8,
+                ",schedule=step,gamma=0.5,step-size=1",
+            ),
+        ] {
+            let spec = parsed(name, &format!("{params}{extra}"));
+            let run = |l2, host| train_device_problem(&ctx, &spec, (l2, epochs, batch), host);
+            let (device, dh, _) = run(l2, false);
+            let (host, hh, _) = run(l2, true);
+            assert_eq!(dh.updates, DEVICE_UPDATES, "{name} {params}: updates");
+            assert_eq!(hh.updates, DEVICE_UPDATES, "{name} {params}: updates");
+            assert_eq!((dh.rejected, hh.rejected), (0, 0), "{name} {params}");
+            let scale = host.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+            let tol = DEVICE_TOLERANCE * scale;
+            let err = max_abs_diff(&device, &host);
+            let moved = max_abs_diff(&host, &device_problem(l2).0.init_params(7));
+            println!(
+                "{name} {params} ({label}): max|θ_dev − θ_host| = {err:.3e} (tolerance {tol:.1e}), θ moved {moved:.3e}"
+            );
+            assert!(
+                err <= tol,
+                "{name} {params} ({label}): max|θ_dev − θ_host| = {err:e} > {tol:e}"
+            );
+            assert!(moved > 0.1, "{name} {params}: θ hardly moved ({moved:e})");
+            if l2 > 0.0 {
+                // The comparison sees the L2 term the device adds: without it the
+                // host lands far outside the tolerance.
+                let (without, _, _) = run(0.0, true);
+                let apart = max_abs_diff(&device, &without);
+                assert!(apart > 1e-3, "{name} {params}: λ moved θ by only {apart:e}");
+            }
+        }
+    }
+}
+
+/// One submit per update: through `DeviceTraining` directly (ten updates are ten
+/// submits, the readback one more, and the batch losses summed on the device and
+/// the last batch's E at the final θ are the host's, also with batches that span
+/// two data chunks), then through `train`, where an epoch of U updates is U + 1 submits
+/// plus the evaluation's 2 (E and the outputs) against 2U + 2 (3U + 2 for
+/// Nesterov) on the host path. On a context of its own, so that no other test's
+/// submits are counted.
+#[test]
+fn one_submit_per_update_on_gpu() {
+    use curvature::engine::Backend;
+    use curvature::gpu::{AdapterChoice, AdapterOptions, GpuContext, GpuEngine};
+    use curvature::Curvature;
+    if gpu_support::gpu().is_none() {
+        return;
+    }
+    let opts = AdapterOptions {
+        choice: AdapterChoice::Gpu,
+        name: std::env::var("CURVATURE_ADAPTER").ok(),
+    };
+    let ctx = GpuContext::new(&opts).unwrap();
+    let (mlp, x, t) = device_problem(0.0);
+    let w = mlp.num_params();
+    let theta = mlp.init_params(7);
+    let spec = parsed("momentum", "lr=0.1,momentum=0.9");
+    let rule = spec.build().device_rule().unwrap();
+    // Data chunks of all rows, and of 3 rows (every batch of 4 then spans two
+    // chunks: two slices, whose loss sums the device adds).
+    for chunk_rows in [DEVICE_ROWS, 3] {
+        let mut engine = GpuEngine::new(ctx.clone(), &mlp, x.view(), t.view())
+            .unwrap()
+            .with_max_chunk_rows(chunk_rows)
+            .unwrap();
+        let device = engine.device_training().unwrap();
+        device
+            .begin_updates(&rule, &theta, &[vec![0.0; w], vec![], vec![]], 0, 0.0)
+            .unwrap();
+        let start = ctx.submits();
+        for u in 0..DEVICE_UPDATES {
+            device.device_update(4 * u..4 * u + 4).unwrap();
+            assert_eq!(ctx.submits() - start, u as u64 + 1, "update {u}");
+        }
+        let out = device.finish_updates().unwrap();
+        assert_eq!(ctx.submits() - start, DEVICE_UPDATES as u64 + 1);
+        assert_eq!(out.updates, DEVICE_UPDATES);
+        // The same updates on the host: the batch losses before each, and E on the
+        // last batch after it (λ = 0: E is the data term the device evaluates).
+        let mut host_theta = theta.clone();
+        let mut opt = spec.build();
+        let mut sum = 0.0;
+        for u in 0..DEVICE_UPDATES {
+            let report = opt
+                .step(&mut engine, &mut host_theta, 4 * u..4 * u + 4)
+                .unwrap();
+            sum += report.loss_before;
+        }
+        let last_rows = 4 * (DEVICE_UPDATES - 1)..4 * DEVICE_UPDATES;
+        let last = engine.loss(&host_theta, last_rows).unwrap();
+        let label = format!("chunks of {chunk_rows} rows");
+        let sum_err = (out.loss_sum - sum).abs() / sum;
+        assert!(
+            sum_err < 1e-5,
+            "{label}: Σ batch losses {} vs {sum}",
+            out.loss_sum
+        );
+        let last_err = (out.final_loss - last).abs() / last;
+        assert!(
+            last_err < 1e-5,
+            "{label}: last E {} vs {last}",
+            out.final_loss
+        );
+        let err = max_abs_diff(&out.theta, &host_theta);
+        assert!(err <= DEVICE_TOLERANCE * 2.0, "{label}: max|Δθ| = {err:e}");
+    }
+
+    let (epochs, per_epoch) = (2, DEVICE_UPDATES as u64);
+    for (name, host_per_update) in [("momentum", 1), ("nesterov", 2), ("adam", 1)] {
+        let spec = parsed(name, "lr=0.01");
+        let setup = (0.01, epochs, 4);
+        let (_, _, device) = train_device_problem(&ctx, &spec, setup, false);
+        let (_, _, host) = train_device_problem(&ctx, &spec, setup, true);
+        let e = epochs as u64;
+        println!(
+            "{name}: {device} submits on the device path, {host} on the host path, for {} updates",
+            e * per_epoch
+        );
+        assert_eq!(device, 2 + e * (per_epoch + 1 + 2), "{name}: device path");
+        // The host path: ∇E per update (Nesterov: and ∇E at the look-ahead),
+        // each a submit and a readback (first-order steps do not evaluate E at
+        // the trial point).
+        assert_eq!(
+            host,
+            2 + e * (host_per_update * per_epoch + 2),
+            "{name}: host path"
+        );
+    }
+}

@@ -117,10 +117,31 @@ fn through_file(
     (loaded.theta, fresh, loaded.state)
 }
 
+/// Builds the engine of a run bound to (x, t) for a network.
+type MakeEngine<'a> =
+    dyn Fn(&Mlp, ArrayView2<f32>, ArrayView2<f32>) -> curvature::Result<Box<dyn Curvature>> + 'a;
+
 /// Runs `name` uninterrupted and interrupted after `first` and then `second`
 /// more updates; asserts the same θ bits and History. Returns the first
 /// interruption's state (for checks on where it stopped) and the History.
 fn check_resume(
+    name: &str,
+    params: &str,
+    batch: Option<usize>,
+    epochs: usize,
+    first: usize,
+    second: usize,
+) -> (TrainState, History) {
+    let cpu = |mlp: &Mlp, x: ArrayView2<f32>, t: ArrayView2<f32>| {
+        Ok(Box::new(ReferenceEngine::new(mlp, x, t)?) as Box<dyn Curvature>)
+    };
+    check_resume_on(&cpu, name, params, batch, epochs, first, second)
+}
+
+/// [`check_resume`] on the engines `make` builds (every run gets fresh ones, as a
+/// resumed process would).
+fn check_resume_on(
+    make: &MakeEngine,
     name: &str,
     params: &str,
     batch: Option<usize>,
@@ -152,7 +173,7 @@ fn check_resume(
     let history_a = train(
         &config,
         opt_a.as_mut(),
-        &mut factory(&p.mlp),
+        &mut |x: ArrayView2<f32>, t: ArrayView2<f32>| make(&p.mlp, x, t),
         &mut theta_a,
         train_view,
         val_view,
@@ -180,7 +201,7 @@ fn check_resume(
         let outcome = train_resumable(
             &config,
             optimizer.as_mut(),
-            &mut Engines::new(factory(&p.mlp)),
+            &mut Engines::new(|x: ArrayView2<f32>, t: ArrayView2<f32>| make(&p.mlp, x, t)),
             &mut theta,
             train_view,
             val_view,
@@ -789,5 +810,59 @@ fn recovered_parameters_survive_a_checkpoint() {
             state,
             "{name}: the recovered state did not survive"
         );
+    }
+}
+
+/// The device path (a GPU engine: θ and the optimizer's state on the device, one
+/// submit per update): a run interrupted twice — inside epochs, so that each device
+/// run is cut where the interruption falls — saved to a file, loaded into a fresh
+/// optimizer and resumed on fresh engines ends with θ bit for bit and the History
+/// of the uninterrupted device run (the device's updates depend only on θ, the
+/// state and t, which the checkpoint holds exactly: f32 values in f64).
+#[test]
+fn device_path_runs_resume_bit_identically_on_gpu() {
+    let Some(ctx) = crate::gpu_support::gpu() else {
+        return;
+    };
+    let gpu = |mlp: &Mlp, x: ArrayView2<f32>, t: ArrayView2<f32>| {
+        crate::gpu_support::training_engine(&ctx, mlp, x, t, false)
+    };
+    for (name, params, batch, epochs, first, second) in [
+        // 150 rows in batches of 32: 5 updates per epoch; 7 stop inside epoch 2.
+        ("momentum", "lr=0.2", 32, 4, 7, 6),
+        ("nesterov", "lr=0.1", 40, 3, 5, 3),
+        (
+            "adam",
+            "lr=0.01,amsgrad=true,schedule=cosine,warmup=1",
+            32,
+            4,
+            7,
+            6,
+        ),
+        ("adamw", "lr=0.01,weight-decay=0.1", 50, 3, 4, 2),
+        (
+            "rmsprop",
+            "lr=0.005,centered=true,momentum=0.5",
+            32,
+            3,
+            7,
+            4,
+        ),
+        (
+            "adagrad",
+            "lr=0.05,lr-decay=0.01,initial-accumulator-value=0.1",
+            32,
+            3,
+            8,
+            3,
+        ),
+    ] {
+        let (state, history) =
+            check_resume_on(&gpu, name, params, Some(batch), epochs, first, second);
+        assert!(
+            state.next_row > 0,
+            "{name}: the interruption was not mid-epoch"
+        );
+        assert_eq!(history.rejected, 0, "{name}");
     }
 }

@@ -236,3 +236,310 @@ fn a_nan_gradient_after_an_accepted_step_is_undone_by_the_guard() {
     assert!(theta.iter().all(|v| v.is_finite()));
     assert!(end < start);
 }
+
+/// A regression net whose loss overflows f32 as soon as its output weights are
+/// huge: 3-4-1 tanh/identity sse on 40 rows (t = Σ x), with its starting θ.
+fn overflowing_regression() -> (
+    curvature::Mlp,
+    ndarray::Array2<f32>,
+    ndarray::Array2<f32>,
+    Vec<f64>,
+) {
+    use curvature::{Activation, Loss, Mlp};
+    let mlp = Mlp::with_hidden(&[3, 4, 1], Activation::Tanh, Loss::Sse, 0.0).unwrap();
+    let (_, x24, _, _) = small_classifier();
+    let x = ndarray::concatenate![
+        ndarray::Axis(0),
+        x24.view(),
+        x24.slice(ndarray::s![..16, ..])
+    ];
+    let t = x.sum_axis(ndarray::Axis(1)).insert_axis(ndarray::Axis(1));
+    let theta = mlp.init_params(5);
+    (mlp, x, t, theta)
+}
+
+/// A NaN/∞ on the device path of `train` (gd with η = 1e30 on the GPU: the outputs
+/// overflow f32 after the first update) is recovered from as on the host path —
+/// η halved by `recover` at each failure, θ never non-finite —
+/// with the device's granularity: each failure is a whole epoch's run of U updates,
+/// undone to the epoch's start and counted as U rejected updates and one failure of
+/// the guard's streak. So the device ends with η₀·2⁻ᵏ for k = rejected / U, the
+/// host with η₀·2⁻ʳ for r = rejected; and `max_failures` failures in a row stop
+/// both with `Diverged`, θ left at its last finite value (here the start).
+#[test]
+fn a_nan_on_the_device_path_is_recovered_like_on_the_host_on_gpu() {
+    let Some(ctx) = crate::gpu_support::gpu() else {
+        return;
+    };
+    let (mlp, x, t, theta0) = overflowing_regression();
+    let (eta, batch, epochs) = (1e30, 4, 30);
+    let per_epoch = x.nrows() / batch;
+    for host in [false, true] {
+        let path = if host { "host" } else { "device" };
+        let run = |max_failures: usize| {
+            let mut factory = |x: ndarray::ArrayView2<f32>, t: ndarray::ArrayView2<f32>| {
+                crate::gpu_support::training_engine(&ctx, &mlp, x, t, host)
+            };
+            let config = TrainConfig {
+                epochs,
+                batch_size: Some(batch),
+                max_failures,
+                ..TrainConfig::default()
+            };
+            let mut opt = spec("gd", &format!("lr={eta}")).build();
+            let mut theta = theta0.clone();
+            let result = train(
+                &config,
+                opt.as_mut(),
+                &mut factory,
+                &mut theta,
+                view(&x, &t),
+                None,
+                &mut [],
+            );
+            let base = opt.export_state().scalars["learning_rate"];
+            (result, theta, base)
+        };
+        let (result, theta, base) = run(200);
+        let history = result.unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(theta.iter().all(|v| v.is_finite()), "{path}: θ not finite");
+        // (E on all rows may still overflow where each batch's did not — the first
+        // η that gives a finite trial point leaves it just below f32's range — which
+        // ends the host's run with `StopReason::Diverged` at that epoch's record.)
+        let last = history.last().unwrap().train_loss;
+        assert!(history.rejected > 0, "{path}: no update failed");
+        let halvings = if host {
+            history.rejected
+        } else {
+            assert_eq!(
+                history.rejected % per_epoch,
+                0,
+                "{path}: a failure undoes a whole epoch's run"
+            );
+            history.rejected / per_epoch
+        };
+        assert_eq!(
+            base,
+            eta * 0.5f64.powi(halvings as i32),
+            "{path}: η after {halvings} recoveries"
+        );
+        println!(
+            "{path}: {} rejected updates, {halvings} halvings of η (now {base:.3e}), final loss {last:.4e} (start {:.4e})",
+            history.rejected,
+            history.records[0].train_loss
+        );
+        // The guard's bound: 5 failures in a row stop training at the start.
+        let (result, theta, _) = run(5);
+        match result {
+            Err(OptimError::Diverged(d)) => {
+                assert_eq!(d.failures, 5, "{path}: {d}");
+                println!("{path}: {d}");
+            }
+            other => panic!(
+                "{path}: expected Diverged, got {:?}",
+                other.map(|h| h.updates)
+            ),
+        }
+        assert_eq!(theta, theta0, "{path}: θ is not the last finite one");
+    }
+}
+
+/// A GPU engine whose device updates start from a θ with one NaN in the `poisoned`
+/// run of updates (counted from 0): an injected fault on the device path.
+struct PoisonedRun {
+    inner: Box<dyn Curvature>,
+    runs: usize,
+    poisoned: usize,
+}
+
+impl curvature::engine::DeviceTraining for PoisonedRun {
+    fn begin_updates(
+        &mut self,
+        rule: &curvature::engine::DeviceRule,
+        theta: &[f64],
+        state: &[Vec<f64>; 3],
+        step: usize,
+        l2: f64,
+    ) -> curvature::Result<()> {
+        let mut theta = theta.to_vec();
+        if self.runs == self.poisoned {
+            theta[1] = f64::NAN;
+        }
+        self.runs += 1;
+        self.device()?.begin_updates(rule, &theta, state, step, l2)
+    }
+    fn device_update(&mut self, rows: std::ops::Range<usize>) -> curvature::Result<()> {
+        self.device()?.device_update(rows)
+    }
+    fn finish_updates(&mut self) -> curvature::Result<curvature::engine::DeviceUpdates> {
+        self.device()?.finish_updates()
+    }
+}
+
+impl PoisonedRun {
+    fn device(&mut self) -> curvature::Result<&mut dyn curvature::engine::DeviceTraining> {
+        self.inner
+            .device_training()
+            .ok_or_else(|| curvature::Error::Internal("no device updates".into()))
+    }
+}
+
+impl curvature::Backend for PoisonedRun {
+    fn architecture(&self) -> &curvature::Mlp {
+        self.inner.architecture()
+    }
+    fn data_rows(&self) -> usize {
+        self.inner.data_rows()
+    }
+    fn data_loss(&mut self, theta: &[f64], rows: std::ops::Range<usize>) -> curvature::Result<f64> {
+        self.inner.data_loss(theta, rows)
+    }
+    fn data_loss_grad(
+        &mut self,
+        theta: &[f64],
+        rows: std::ops::Range<usize>,
+    ) -> curvature::Result<(f64, Vec<f64>)> {
+        self.inner.data_loss_grad(theta, rows)
+    }
+    fn network_outputs(
+        &mut self,
+        theta: &[f64],
+        rows: std::ops::Range<usize>,
+    ) -> curvature::Result<ndarray::Array2<f64>> {
+        self.inner.network_outputs(theta, rows)
+    }
+    fn data_products(
+        &mut self,
+        kind: curvature::Kind,
+        theta: &[f64],
+        rows: std::ops::Range<usize>,
+        v: ndarray::ArrayView2<f64>,
+    ) -> curvature::Result<ndarray::Array2<f64>> {
+        self.inner.data_products(kind, theta, rows, v)
+    }
+    fn data_diagonal(
+        &mut self,
+        which: curvature::Diagonal,
+        theta: &[f64],
+        rows: std::ops::Range<usize>,
+    ) -> curvature::Result<Vec<f64>> {
+        self.inner.data_diagonal(which, theta, rows)
+    }
+    fn bind_data(
+        &mut self,
+        x: ndarray::ArrayView2<f32>,
+        t: ndarray::ArrayView2<f32>,
+    ) -> curvature::Result<()> {
+        self.inner.bind_data(x, t)
+    }
+    fn device_training(&mut self) -> Option<&mut dyn curvature::engine::DeviceTraining> {
+        Some(self)
+    }
+}
+
+/// One NaN injected into the device's θ at the start of epoch 2's run: the run is
+/// undone (θ and momentum's velocity as at the epoch's start), counted as its U
+/// updates rejected and one failure, η halved and v zeroed by `recover`, and the
+/// epoch rerun — so the end equals a clean device run that starts epoch 2 from the
+/// same θ with η/2 and v = 0 (checked by continuing a clean run from its epoch-1
+/// checkpoint with that recovered state), and E still falls.
+#[test]
+fn a_nan_injected_into_a_device_run_undoes_and_reruns_it_on_gpu() {
+    use curvature::train::{train_resumable, Engines, Resume, TrainOutcome};
+    let Some(ctx) = crate::gpu_support::gpu() else {
+        return;
+    };
+    let (mlp, x, t, theta0) = small_classifier();
+    let (batch, epochs, eta) = (4, 6, 0.2);
+    let per_epoch = x.nrows() / batch;
+    let config = TrainConfig {
+        epochs,
+        batch_size: Some(batch),
+        shuffle_seed: 9,
+        ..TrainConfig::default()
+    };
+    let engine = |x: ndarray::ArrayView2<f32>, t: ndarray::ArrayView2<f32>, poisoned| {
+        let inner = crate::gpu_support::training_engine(&ctx, &mlp, x, t, false)?;
+        Ok(Box::new(PoisonedRun {
+            inner,
+            runs: 0,
+            poisoned,
+        }) as Box<dyn Curvature>)
+    };
+    let spec = spec("momentum", &format!("lr={eta}"));
+    // The run with the NaN in epoch 2's first run (run 1; run 0 is epoch 1).
+    let mut opt = spec.build();
+    let mut theta = theta0.clone();
+    let history = train(
+        &config,
+        opt.as_mut(),
+        &mut |x, t| engine(x, t, 1),
+        &mut theta,
+        view(&x, &t),
+        None,
+        &mut [],
+    )
+    .unwrap();
+    assert_eq!(history.rejected, per_epoch, "one run of U updates undone");
+    assert_eq!(history.updates, epochs * per_epoch);
+    assert_eq!(opt.export_state().scalars["learning_rate"], eta / 2.0);
+    let first = history.records[0].train_loss;
+    let last = history.last().unwrap().train_loss;
+    assert!(last.is_finite() && last < first, "E from {first} to {last}");
+    // The same from a clean run paused after epoch 1, recovered by hand.
+    let flag = std::sync::atomic::AtomicBool::new(false);
+    struct PauseAfterEpoch<'a>(&'a std::sync::atomic::AtomicBool);
+    impl curvature::train::Callback for PauseAfterEpoch<'_> {
+        fn on_epoch_end(&mut self, _: &curvature::train::History) -> curvature::train::Control {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            curvature::train::Control::Continue
+        }
+    }
+    let mut clean = spec.build();
+    let mut theta_ref = theta0.clone();
+    let mut engines = Engines::new(|x, t| engine(x, t, usize::MAX));
+    let paused = train_resumable(
+        &config,
+        clean.as_mut(),
+        &mut engines,
+        &mut theta_ref,
+        view(&x, &t),
+        None,
+        &mut [&mut PauseAfterEpoch(&flag)],
+        Resume {
+            from: None,
+            interrupt: Some(&flag),
+        },
+    )
+    .unwrap();
+    let TrainOutcome::Interrupted(state) = paused else {
+        panic!("not paused after epoch 1");
+    };
+    let nan = curvature::optim::NonFinite {
+        quantity: Quantity::Parameters,
+        point: Point::Trial,
+        index: Some(1),
+        value: f64::NAN,
+    };
+    clean.recover(&nan);
+    flag.store(false, std::sync::atomic::Ordering::SeqCst);
+    let resumed = train_resumable(
+        &config,
+        clean.as_mut(),
+        &mut engines,
+        &mut theta_ref,
+        view(&x, &t),
+        None,
+        &mut [],
+        Resume {
+            from: Some(*state),
+            interrupt: None,
+        },
+    )
+    .unwrap();
+    assert!(matches!(resumed, TrainOutcome::Finished(_)));
+    assert_eq!(
+        theta, theta_ref,
+        "the rerun epoch is a clean run with the recovered state"
+    );
+}

@@ -78,6 +78,9 @@ pub(super) struct GpuDevice {
     lose_after_ops: Option<u64>,
     /// Operations run through `Runner::run` (counted for `lose_after_ops`).
     ops_run: AtomicU64,
+    /// Command buffers submitted to the queue (an operation is one, plus one per
+    /// further piece of a long readback).
+    submits: AtomicU64,
     /// The first error the device reported outside any error scope (validation, OOM).
     device_error: Arc<Mutex<Option<String>>>,
     /// Why the device was lost, once it has been.
@@ -143,6 +146,7 @@ impl GpuDevice {
             limits,
             lose_after_ops: faults.lose_device_after_ops,
             ops_run: AtomicU64::new(0),
+            submits: AtomicU64::new(0),
             device_error,
             lost,
         })
@@ -155,6 +159,16 @@ impl GpuDevice {
         if self.lose_after_ops == Some(done) {
             self.lose_for_testing();
         }
+    }
+
+    /// Counts one submit to the queue.
+    pub fn count_submit(&self) {
+        self.submits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Command buffers submitted so far.
+    pub fn submits(&self) -> u64 {
+        self.submits.load(Ordering::Relaxed)
     }
 
     /// Destroys the device, as a driver reset would lose it.

@@ -13,7 +13,7 @@
 //! | `pipelines.rs` | every kernel compiled once, its bind-group layouts |
 //! | `tuning.rs` | timing the two matmul variants, keeping the faster |
 //! | `op.rs` | [`Op`]: the recorded dispatches and clears of one operation |
-//! | `runner.rs` | [`Runner`]: one encoder, one submit, readback |
+//! | `runner.rs` | [`Runner`]: one encoder, one submit, readback (of one range or several together) |
 //!
 //! Building a context is four plain steps, each on what the one before made: pick the
 //! adapter, open the device, compile the pipelines, tune the matmul (which runs kernels
@@ -107,6 +107,13 @@ impl GpuContext {
     /// Queues a write of `data` at element `offset` of `buf`; it lands before the next submit.
     pub fn write(&self, buf: &GpuBuffer, offset: usize, data: &[f32]) {
         self.device.write(buf, offset, data)
+    }
+
+    /// Command buffers submitted to this context's queue so far (every operation is
+    /// one submit, plus one per further piece of a long readback; the matmul tuning's
+    /// are counted too): tests and measurements count submits per update with it.
+    pub fn submits(&self) -> u64 {
+        self.device.submits()
     }
 
     /// Test hook: destroys the device, as a driver reset would lose it. Every later

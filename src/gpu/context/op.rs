@@ -1,5 +1,5 @@
 //! Recording one operation: an [`Op`] is the ordered list of dispatches (each a kernel,
-//! its buffers, its uniform parameters and its workgroup grid) and clears that a
+//! its buffers, its uniform parameters and its workgroup grid), clears and copies that a
 //! `Runner` then runs as one command encoder and one submit.
 
 use super::device::GpuBuffer;
@@ -17,6 +17,8 @@ pub(super) enum Cmd {
         groups: [u32; 3],
     },
     Clear(GpuBuffer),
+    /// Copies the whole of the first buffer into the start of the second.
+    Copy(GpuBuffer, GpuBuffer),
 }
 
 /// The recorded work of one operation: dispatches and clears, run as one command
@@ -68,6 +70,12 @@ impl Op {
     /// Records zeroing a whole buffer.
     pub fn clear(&mut self, buf: &GpuBuffer) {
         self.cmds.push(Cmd::Clear(buf.clone()));
+    }
+
+    /// Records copying the whole of `src` into the start of `dst` (at least as long).
+    pub fn copy(&mut self, src: &GpuBuffer, dst: &GpuBuffer) {
+        debug_assert!(src.len() <= dst.len());
+        self.cmds.push(Cmd::Copy(src.clone(), dst.clone()));
     }
 
     pub fn is_empty(&self) -> bool {

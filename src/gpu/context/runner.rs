@@ -24,6 +24,14 @@ struct ParamBuffer {
     slots: usize,
 }
 
+/// Copies recorded into the staging buffer and not yet read: the encoder they are in,
+/// (which range, floats) of each piece in staging order, and the floats staged.
+struct Staged {
+    encoder: Option<wgpu::CommandEncoder>,
+    pieces: Vec<(usize, usize)>,
+    filled: usize,
+}
+
 /// A host-visible buffer that results are copied into and mapped from.
 struct Staging {
     buffer: wgpu::Buffer,
@@ -58,6 +66,20 @@ impl Executor {
         op: Op,
         readback: Option<Readback>,
     ) -> Result<Vec<f32>, GpuError> {
+        let ranges: Vec<Readback> = readback.into_iter().collect();
+        let mut results = self.run_gather(device, pipelines, op, &ranges)?;
+        Ok(results.pop().unwrap_or_default())
+    }
+
+    /// Runs `op` (one encoder, one submit) and returns each of the `readbacks` ranges,
+    /// read back together (one map while they fit one staging buffer).
+    pub fn run_gather(
+        &mut self,
+        device: &GpuDevice,
+        pipelines: &Pipelines,
+        op: Op,
+        readbacks: &[Readback],
+    ) -> Result<Vec<Vec<f32>>, GpuError> {
         let running = format!("running `{}`", op.label);
         device.check_lost(&running)?;
         let dispatches = op.dispatches();
@@ -99,6 +121,13 @@ impl Executor {
         while let Some(cmd) = cmds.next() {
             match cmd {
                 Cmd::Clear(buf) => encoder.clear_buffer(&buf.raw, 0, None),
+                Cmd::Copy(src, dst) => encoder.copy_buffer_to_buffer(
+                    &src.raw,
+                    0,
+                    &dst.raw,
+                    0,
+                    (src.len() as u64 * 4).min(dst.raw.size()),
+                ),
                 Cmd::Dispatch { .. } => {
                     // Consecutive dispatches share one compute pass.
                     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -130,44 +159,82 @@ impl Executor {
                 }
             }
         }
-        let Some((buf, offset, len)) = readback.filter(|r| r.2 > 0) else {
+        let total: usize = readbacks.iter().map(|r| r.2).sum();
+        if total == 0 {
             self.submit(device, &running, encoder)?;
             device.check(&running)?;
-            return Ok(Vec::new());
+            return Ok(vec![Vec::new(); readbacks.len()]);
+        }
+        // The ranges are copied one after the other into the staging buffer and read
+        // back when it is full or all are in; the first copies ride in the operation's
+        // own submit, so ranges that fit one staging buffer take one submit and one map.
+        let piece_len = ((device.limits.staging / 4).max(1) as usize).min(total);
+        self.ensure_staging(device, (piece_len * 4) as u64)?;
+        let mut results: Vec<Vec<f32>> =
+            readbacks.iter().map(|r| Vec::with_capacity(r.2)).collect();
+        let mut staged = Staged {
+            encoder: Some(encoder),
+            pieces: Vec::new(),
+            filled: 0,
         };
-        // Read back in pieces of at most one staging buffer; the first piece's copy
-        // rides in the operation's own submit.
-        let piece_len = (device.limits.staging / 4).max(1) as usize;
-        let mut result = Vec::with_capacity(len);
-        let mut encoder = Some(encoder);
-        let mut done = 0;
-        while done < len {
-            let n = piece_len.min(len - done);
-            let bytes = (n * 4) as u64;
-            self.ensure_staging(device, bytes)?;
-            let mut enc = match encoder.take() {
-                Some(e) => e,
-                None => device
-                    .device
-                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                        label: Some(&op.label),
-                    }),
-            };
-            if let Some(staging) = &self.staging {
-                enc.copy_buffer_to_buffer(
-                    &buf.raw,
-                    ((offset + done) * 4) as u64,
-                    &staging.buffer,
-                    0,
-                    bytes,
-                );
+        for (which, &(buf, offset, len)) in readbacks.iter().enumerate() {
+            let mut done = 0;
+            while done < len {
+                let n = (piece_len - staged.filled).min(len - done);
+                let enc = staged.encoder.get_or_insert_with(|| {
+                    device
+                        .device
+                        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                            label: Some(&op.label),
+                        })
+                });
+                if let Some(staging) = &self.staging {
+                    enc.copy_buffer_to_buffer(
+                        &buf.raw,
+                        ((offset + done) * 4) as u64,
+                        &staging.buffer,
+                        (staged.filled * 4) as u64,
+                        (n * 4) as u64,
+                    );
+                }
+                staged.pieces.push((which, n));
+                staged.filled += n;
+                done += n;
+                if staged.filled == piece_len {
+                    self.read_staged(device, &running, &op.label, &mut staged, &mut results)?;
+                }
             }
-            self.submit(device, &running, enc)?;
-            result.extend(self.read_staging(device, &op.label, n)?);
-            done += n;
+        }
+        if staged.filled > 0 {
+            self.read_staged(device, &running, &op.label, &mut staged, &mut results)?;
         }
         device.check(&running)?;
-        Ok(result)
+        Ok(results)
+    }
+
+    /// Submits the copies recorded into the staging buffer and hands each piece read
+    /// back to its range's result.
+    fn read_staged(
+        &self,
+        device: &GpuDevice,
+        running: &str,
+        label: &str,
+        staged: &mut Staged,
+        results: &mut [Vec<f32>],
+    ) -> Result<(), GpuError> {
+        let Some(encoder) = staged.encoder.take() else {
+            return Err(GpuError::Readback(label.to_string()));
+        };
+        self.submit(device, running, encoder)?;
+        let data = self.read_staging(device, label, staged.filled)?;
+        let mut at = 0;
+        for &(which, n) in &staged.pieces {
+            results[which].extend_from_slice(&data[at..at + n]);
+            at += n;
+        }
+        staged.pieces.clear();
+        staged.filled = 0;
+        Ok(())
     }
 
     /// Drops the cached bind groups that use `buf`, which is about to be replaced (so the
@@ -184,6 +251,7 @@ impl Executor {
         running: &str,
         encoder: wgpu::CommandEncoder,
     ) -> Result<(), GpuError> {
+        device.count_submit();
         let ((), err) = device.scoped(|| {
             device.queue.submit([encoder.finish()]);
         });
@@ -383,6 +451,18 @@ impl Runner {
         self.ctx.device.count_operation();
         self.executor
             .run(&self.ctx.device, &self.ctx.pipelines, op, readback)
+    }
+
+    /// Runs `op` (one encoder, one submit) and returns each of the `readbacks` ranges,
+    /// read back together: one map while they fit one staging buffer (64 MiB).
+    pub fn run_gather(
+        &mut self,
+        op: Op,
+        readbacks: &[Readback],
+    ) -> Result<Vec<Vec<f32>>, GpuError> {
+        self.ctx.device.count_operation();
+        self.executor
+            .run_gather(&self.ctx.device, &self.ctx.pipelines, op, readbacks)
     }
 }
 

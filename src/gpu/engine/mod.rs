@@ -3,7 +3,8 @@
 //! (n, out_l) and z_{l+1} = h_l(a_l); z_0 = X; the output is a_{L−1}.
 //!
 //! Every operation is one [`Op`] (one encoder, one submit; the full H and G: one per
-//! block of columns) that walks the requested rows in slices: a
+//! block of columns; a device update of `train`'s first-order path, `training.rs`:
+//! one, with nothing read back) that walks the requested rows in slices: a
 //! slice lies inside one data chunk (the data are uploaded once, in chunks sized from
 //! the adapter's binding limits) and holds at most `chunk_rows` rows. Results
 //! accumulate over the slices on the device; only the result is read back.
@@ -133,6 +134,10 @@ pub struct GpuEngine {
     bufs: Buffers,
     /// Set by a product over one slice, cleared by anything that uploads θ.
     passes: Option<PassesKey>,
+    /// The device path of first-order training (`training.rs`): its buffers, made on
+    /// first use and kept, and the run of updates in progress.
+    training: Option<training::TrainingBuffers>,
+    updates: Option<training::Updates>,
 }
 
 impl std::fmt::Debug for GpuEngine {
@@ -194,6 +199,8 @@ impl GpuEngine {
             host_t,
             bufs,
             passes: None,
+            training: None,
+            updates: None,
         })
     }
 
@@ -553,3 +560,4 @@ mod diagonals;
 mod kfac;
 mod ops;
 mod passes;
+mod training;

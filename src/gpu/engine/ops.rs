@@ -4,7 +4,7 @@
 
 use super::{GpuEngine, OutputHessian, HESSIAN_BLOCK_COLUMNS, VECTOR_GROUP};
 use crate::cpu::{Fisher, KroneckerFactors};
-use crate::engine::{Backend, Diagonal, Kind, Limits, Precision};
+use crate::engine::{Backend, DeviceTraining, Diagonal, Kind, Limits, Precision};
 use crate::error::{Error, Result};
 use crate::gpu::context::{GpuBuffer, Op};
 use crate::gpu::error::GpuError;
@@ -233,6 +233,11 @@ impl Backend for GpuEngine {
             max_vectors: self.vectors_per_block(),
             max_output_rows: (self.max_floats() / self.mlp.num_outputs()).max(1),
         }
+    }
+
+    /// First-order updates with θ and the state on the device (`training.rs`).
+    fn device_training(&mut self) -> Option<&mut dyn DeviceTraining> {
+        Some(self)
     }
 }
 
