@@ -427,7 +427,8 @@ impl Optimizer for Kfac {
             check_matrix(Quantity::GaussNewton, Point::Current, m)?;
         }
         let running = self.averaged(batch, k);
-        let refresh = self.inverse.is_none() || (k - 1) % self.config.inverse_every.max(1) == 0;
+        let refresh =
+            self.inverse.is_none() || (k - 1).is_multiple_of(self.config.inverse_every.max(1));
         let fresh = if refresh {
             Some(Inverse::of(&running)?)
         } else {
@@ -474,7 +475,7 @@ impl Optimizer for Kfac {
             ));
         }
         let predicted = -model.change;
-        if k % self.config.damping_every.max(1) == 0
+        if k.is_multiple_of(self.config.damping_every.max(1))
             && predicted > f64::EPSILON * loss.abs().max(1.0)
         {
             self.damping.accepted((loss - trial_loss) / predicted);
