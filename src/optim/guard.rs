@@ -326,7 +326,7 @@ fn likely_cause(
             "the learning rate is too large".to_string(),
             "a learning rate 10 times smaller (--set lr=...)".to_string(),
         ),
-        "newton" | "levenberg-marquardt" | "hessian-free" => (
+        "newton" | "levenberg-marquardt" | "hessian-free" | "kfac" => (
             "the damped curvature system is singular or ill-conditioned".to_string(),
             "a larger initial damping (--set damping=...) or a larger L2 penalty (--l2)"
                 .to_string(),

@@ -25,6 +25,7 @@
 //! | `bfgs`                      | `bfgs.rs`                  | d = −H⁻¹g (dense inverse) | B ← I, first α ×0.1 |
 //! | `lbfgs`                     | `lbfgs.rs`                 | two-loop recursion, m = 10 | pairs cleared, first α ×0.1 |
 //! | `hessian-free`, `hf`        | `hessian_free.rs`          | CG on (G + λI)d = −g | λ ← 3λ/2, warm start dropped |
+//! | `kfac`                      | `kfac.rs`, `kfac_state.rs` | δ = αΔ + μδ₀, Δ = −(damped Ā ⊗ B̄)⁻¹g, α, μ from the exact quadratic model | λ ← 4λ, previous step dropped |
 //!
 //! ## Divergence
 //! Inside a step every E, ∇E and curvature product is checked where it is
@@ -49,6 +50,8 @@ pub mod gd;
 pub mod guard;
 pub mod hessian_diag;
 pub mod hessian_free;
+pub mod kfac;
+mod kfac_state;
 pub mod lbfgs;
 pub mod levenberg_marquardt;
 pub mod line_search;

@@ -22,6 +22,7 @@
 //! | `bfgs` | `max-dense` 8192 |
 //! | `lbfgs` | `history` 10 |
 //! | `hessian-free`, `hf` | `damping` (λ) 1, `max-cg` 250, `preconditioner` false, `curvature-fraction` 1 |
+//! | `kfac` | `damping` (λ₀) 1, `fisher` mc \| exact \| empirical, `samples` 1, `seed` 0, `decay` 0.95, `inverse-every` 20, `damping-every` 5, `momentum` true, `tikhonov` factored \| plain |
 //!
 //! Every first-order method (the first seven rows) also takes the schedule
 //! keys ([`SCHEDULE_KEYS`]): `schedule` constant \| step \| exponential \|
@@ -36,6 +37,7 @@ use super::damping::Damping;
 use super::gd::{GdConfig, GradientDescent, Momentum};
 use super::hessian_diag::{HessianDiagConfig, HessianDiagonal};
 use super::hessian_free::{HessianFree, HessianFreeConfig};
+use super::kfac::{Kfac, KfacConfig, KfacFisher, Tikhonov};
 use super::lbfgs::{Lbfgs, LbfgsConfig};
 use super::levenberg_marquardt;
 use super::line_search::WolfeConfig;
@@ -48,7 +50,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// Every name [`OptimizerSpec::from_str`] accepts (aliases included).
-pub const OPTIMIZER_NAMES: [&str; 19] = [
+pub const OPTIMIZER_NAMES: [&str; 20] = [
     "gd",
     "momentum",
     "nesterov",
@@ -68,6 +70,7 @@ pub const OPTIMIZER_NAMES: [&str; 19] = [
     "lbfgs",
     "hessian-free",
     "hf",
+    "kfac",
 ];
 
 /// What training uses for an optimizer when the caller does not say.
@@ -100,6 +103,7 @@ pub enum OptimizerSpec {
     Bfgs(BfgsConfig),
     Lbfgs(LbfgsConfig),
     HessianFree(HessianFreeConfig),
+    Kfac(KfacConfig),
 }
 
 impl FromStr for OptimizerSpec {
@@ -128,6 +132,7 @@ impl FromStr for OptimizerSpec {
             "bfgs" => S::Bfgs(BfgsConfig::default()),
             "lbfgs" => S::Lbfgs(LbfgsConfig::default()),
             "hessian-free" | "hf" => S::HessianFree(HessianFreeConfig::default()),
+            "kfac" => S::Kfac(KfacConfig::default()),
             _ => {
                 return Err(OptimError::UnknownOptimizer {
                     name: name.to_string(),
@@ -224,6 +229,7 @@ impl OptimizerSpec {
             OptimizerSpec::Bfgs(_) => "bfgs",
             OptimizerSpec::Lbfgs(_) => "lbfgs",
             OptimizerSpec::HessianFree(_) => "hessian-free",
+            OptimizerSpec::Kfac(_) => "kfac",
         }
     }
 
@@ -281,6 +287,17 @@ impl OptimizerSpec {
             OptimizerSpec::HessianFree(_) => {
                 vec!["damping", "max-cg", "preconditioner", "curvature-fraction"]
             }
+            OptimizerSpec::Kfac(_) => vec![
+                "damping",
+                "fisher",
+                "samples",
+                "seed",
+                "decay",
+                "inverse-every",
+                "damping-every",
+                "momentum",
+                "tikhonov",
+            ],
         }
     }
 
@@ -346,6 +363,15 @@ impl OptimizerSpec {
             (OptimizerSpec::HessianFree(c), "curvature-fraction") => {
                 Some(float(c.curvature_fraction))
             }
+            (OptimizerSpec::Kfac(c), "damping") => Some(float(c.initial_damping)),
+            (OptimizerSpec::Kfac(c), "fisher") => words(c.fisher.name()),
+            (OptimizerSpec::Kfac(c), "samples") => Some(c.samples.to_string()),
+            (OptimizerSpec::Kfac(c), "seed") => Some(c.seed.to_string()),
+            (OptimizerSpec::Kfac(c), "decay") => Some(float(c.decay)),
+            (OptimizerSpec::Kfac(c), "inverse-every") => Some(c.inverse_every.to_string()),
+            (OptimizerSpec::Kfac(c), "damping-every") => Some(c.damping_every.to_string()),
+            (OptimizerSpec::Kfac(c), "momentum") => Some(c.momentum.to_string()),
+            (OptimizerSpec::Kfac(c), "tikhonov") => words(c.tikhonov.name()),
             _ => None,
         }
     }
@@ -455,6 +481,27 @@ impl OptimizerSpec {
                 }
                 c.curvature_fraction = f
             }
+            (OptimizerSpec::Kfac(c), "damping") => {
+                c.initial_damping = parse(name, key, value, true)?
+            }
+            (OptimizerSpec::Kfac(c), "fisher") => {
+                c.fisher = KfacFisher::parse(value)
+                    .ok_or_else(|| bad("expected mc, exact or empirical"))?
+            }
+            (OptimizerSpec::Kfac(c), "samples") => c.samples = parse(name, key, value, true)?,
+            (OptimizerSpec::Kfac(c), "seed") => c.seed = parse(name, key, value, false)?,
+            (OptimizerSpec::Kfac(c), "decay") => c.decay = parse_decay(name, key, value)?,
+            (OptimizerSpec::Kfac(c), "inverse-every") => {
+                c.inverse_every = parse(name, key, value, true)?
+            }
+            (OptimizerSpec::Kfac(c), "damping-every") => {
+                c.damping_every = parse(name, key, value, true)?
+            }
+            (OptimizerSpec::Kfac(c), "momentum") => c.momentum = parse_bool(name, key, value)?,
+            (OptimizerSpec::Kfac(c), "tikhonov") => {
+                c.tikhonov =
+                    Tikhonov::parse(value).ok_or_else(|| bad("expected factored or plain"))?
+            }
             (spec, _) => return Err(unknown(spec)),
         }
         Ok(())
@@ -539,6 +586,14 @@ impl OptimizerSpec {
                 batch_size: None,
                 checkpoint_every: 10,
             },
+            // Mini-batches (the method is built for them, §8); a state of the running
+            // factors and their eigendecompositions, 2·Σ(in_l+1)² + … f64 (10 MB at
+            // 784-128-10): a checkpoint every 10 epochs.
+            S::Kfac(_) => TrainingDefaults {
+                epochs: 20,
+                batch_size: Some(256),
+                checkpoint_every: 10,
+            },
             // First-order steps: many cheap epochs over mini-batches (the
             // adaptive methods' states are 1-3 vectors of W: ms to write).
             S::GradientDescent(_)
@@ -584,6 +639,7 @@ impl OptimizerSpec {
             OptimizerSpec::Bfgs(c) => Box::new(Bfgs::new(c.clone())),
             OptimizerSpec::Lbfgs(c) => Box::new(Lbfgs::new(c.clone())),
             OptimizerSpec::HessianFree(c) => Box::new(HessianFree::new(c.clone())),
+            OptimizerSpec::Kfac(c) => Box::new(Kfac::new(c.clone())),
         }
     }
 }

@@ -194,6 +194,11 @@ fn optimizers(p: &Problem) -> Vec<(String, OptimizerSpec, usize)> {
         spec("lbfgs", "", 200),
         spec("hf", "", 100),
         spec("hf", "preconditioner=true", 100),
+        // K-FAC on the full batch: the default mc factors (one sampled target per
+        // row, a new draw each update) and the exact ones.
+        spec("kfac", "", 200),
+        spec("kfac", "fisher=exact", 200),
+        spec("kfac", "fisher=empirical,tikhonov=plain", 200),
     ]
 }
 
@@ -309,6 +314,65 @@ fn every_optimizer_reaches_the_logistic_regression_optimum_on_gpu() {
         let problem = logistic();
         assert_optimal_loss_bound(&problem);
         check_all(&GPU, &problem);
+    }
+}
+
+/// Where K-FAC is exact — one layer of weights, identity output, `sse`, λ = 0 — its
+/// Kronecker product is the Gauss-Newton matrix itself: B = I_K (the square root of
+/// sse's output Hessian is I), A = X̃ᵀX̃/N, and G = I_K ⊗ A on the layer's [W | b]
+/// (per output k, the (D+1)² block A on w̃_k). The first K-FAC step has no previous
+/// step (1-D), and its α is exactly 1 when the preconditioner is the damped matrix of
+/// the quadratic model: α = −gᵀΔ / Δᵀ(G + λI)Δ = 1 for Δ = −(G + λI)⁻¹g. So with the
+/// exact factors (`fisher=exact`) the first step is
+/// (a) with `tikhonov=plain` and damping λ = 0.3: the damped Gauss-Newton
+///     (Levenberg-Marquardt) step −(G + λI)⁻¹g, per output −(A + λI)⁻¹g̃_k, to
+///     rounding (1e-12 relative);
+/// (b) with the paper's factored damping (A + π√λ I) ⊗ (I + (√λ/π) I) at λ = 1e-8 (the
+///     floor): the Gauss-Newton step −G⁻¹g. The factor (1 + √λ/π) only scales Δ, which
+///     α undoes; what is left is (A + π√λ I)⁻¹ for A⁻¹, a relative difference of at
+///     most about π√λ/λ_min(A) (π = √(tr A/(D+1)), B's mean eigenvalue being 1): twice
+///     that is the tolerance, computed from the data (≈ 5e-4 here).
+/// The references are solved here from the data (the Gram matrix, the gradient in
+/// plain loops), not by the engine: factors of another layout, a transposed
+/// eigenbasis, a bias in the wrong place or a wrong damping show as O(1) differences.
+#[test]
+fn kfac_first_step_is_the_damped_gauss_newton_step_where_kfac_is_exact() {
+    let mut p = least_squares();
+    p.mlp = Mlp::new(&[D, 2], &[Activation::Identity], Loss::Sse, 0.0).unwrap();
+    let k = p.t.ncols();
+    let gram = weighted_gram(&augmented(p.x.view()), &[1.0; N], 0.0); // A (D+1, D+1)
+    let theta0 = reference_start(p.mlp.num_params());
+    let g = least_squares_gradient(&p, &theta0);
+    let pi = (gram.diag().sum() / (D + 1) as f64).sqrt();
+    let factored_tolerance = 2.0 * pi * 1e-8f64.sqrt() / min_eigenvalue(&gram);
+    for (params, lambda, tolerance) in [
+        ("fisher=exact,tikhonov=plain,damping=0.3", 0.3, 1e-12),
+        ("fisher=exact,damping=1e-8", 0.0, factored_tolerance),
+    ] {
+        let mut shifted = gram.clone();
+        for i in 0..=D {
+            shifted[[i, i]] += lambda;
+        }
+        let per_output: Vec<Vec<f64>> = (0..k)
+            .map(|o| {
+                let mut g_k: Vec<f64> = g[o * D..(o + 1) * D].to_vec();
+                g_k.push(g[k * D + o]);
+                spd_solve(&shifted, &g_k).iter().map(|v| -v).collect()
+            })
+            .collect();
+        let want = to_theta(&per_output);
+        let mut engine = (CPU.make)(&p.mlp, p.x.view(), p.t.view());
+        let mut theta = theta0.clone();
+        let report = parsed("kfac", params)
+            .build()
+            .step(engine.as_mut(), &mut theta, 0..N)
+            .unwrap();
+        assert!(report.accepted, "{params}: the first step was rejected");
+        let got: Vec<f64> = theta.iter().zip(&theta0).map(|(t, t0)| t - t0).collect();
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let err = max_abs_diff(&got, &want) / scale;
+        println!("kfac {params}: first step vs the damped Gauss-Newton step: relative {err:.2e} (tolerance {tolerance:.1e}, step scale {scale:.2})");
+        assert!(err <= tolerance, "{params}: relative difference {err:e}");
     }
 }
 

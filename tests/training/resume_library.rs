@@ -399,6 +399,36 @@ fn first_rejected_step(name: &str, params: &str, epochs: usize) -> usize {
     index.expect("no rejected step: the case would test nothing more") + 1
 }
 
+/// K-FAC: the running factors, the eigendecompositions in use (refreshed every
+/// `inverse-every` updates, so the interruptions fall between refreshes), λ, the
+/// update count and the previous step go through the file; the default mc factors
+/// draw each update's targets from a stream seeded by (seed, k), the same after a
+/// resume. Mini-batches interrupted mid-epoch, the full batch, and a tiny initial
+/// damping whose first steps are rejected (λ ×4 each time).
+#[test]
+fn kfac_resumes_with_its_factors_inverses_damping_and_previous_step() {
+    // 150 rows in batches of 32: 5 updates per epoch; 7 stop inside epoch 2.
+    let (state, history) = check_resume(
+        "kfac",
+        "inverse-every=3,damping-every=2,damping=0.1",
+        Some(32),
+        4,
+        7,
+        6,
+    );
+    assert_eq!((state.epoch, state.next_row), (2, 64));
+    let (start, end) = (&history.records[0], history.last().unwrap());
+    assert!(
+        end.train_loss < start.train_loss,
+        "kfac: train loss {} → {}",
+        start.train_loss,
+        end.train_loss
+    );
+    check_resume("kfac", "fisher=exact,momentum=false", None, 6, 2, 2);
+    let (_, history) = check_resume("kfac", "damping=1e-8,inverse-every=2", Some(50), 4, 4, 3);
+    assert!(history.rejected > 0, "kfac damping=1e-8: no rejected step");
+}
+
 #[test]
 fn lbfgs_resumes_with_its_pairs() {
     check_resume("lbfgs", "history=3", None, 10, 4, 3);
@@ -535,6 +565,30 @@ fn state_of_another_optimizer_or_size_is_refused() {
     assert!(matches!(err, StateError::Unknown { .. }), "{err}");
     other.import_state(&state, w).unwrap();
     assert_eq!(other.export_state(), state);
+
+    // K-FAC's factors give the layers: another W, a missing factor or a factor
+    // that is not square is refused, and a state that fits round-trips.
+    let mut kfac = spec("kfac", "").build();
+    for _ in 0..3 {
+        kfac.step(&mut engine, &mut theta, 0..TRAIN_ROWS).unwrap();
+    }
+    let state = kfac.export_state();
+    assert!(state.tensors.contains_key("a.1") && state.tensors.contains_key("b-vectors.1"));
+    let mut fresh = spec("kfac", "").build();
+    let err = fresh.import_state(&state, w + 1).unwrap_err();
+    assert!(matches!(err, StateError::WrongShape { .. }), "{err}");
+    let mut missing = state.clone();
+    missing.tensors.remove("b.1");
+    let err = fresh.import_state(&missing, w).unwrap_err();
+    assert!(matches!(err, StateError::Missing { .. }), "{err}");
+    let mut skewed = state.clone();
+    if let Some(t) = skewed.tensors.get_mut("a.0") {
+        t.shape = vec![t.shape[0] / 5, t.shape[1] * 5];
+    }
+    let err = fresh.import_state(&skewed, w).unwrap_err();
+    assert!(matches!(err, StateError::WrongShape { .. }), "{err}");
+    fresh.import_state(&state, w).unwrap();
+    assert_eq!(fresh.export_state(), state);
 }
 
 #[test]
@@ -794,6 +848,7 @@ fn recovered_parameters_survive_a_checkpoint() {
         ("cg-pr", ""),
         ("bfgs", ""),
         ("lbfgs", ""),
+        ("kfac", ""),
     ] {
         let mut recovered = spec(name, params).build();
         recovered.recover(&nan);

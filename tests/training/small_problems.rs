@@ -54,6 +54,8 @@ fn xor_optimizers() -> Vec<(&'static str, &'static str, usize)> {
         ("bfgs", "", 500),
         ("lbfgs", "", 500),
         ("hf", "", 200),
+        ("kfac", "", 500),
+        ("kfac", "fisher=exact", 500),
     ]
 }
 

@@ -53,6 +53,32 @@ fn parameters_are_checked() {
     hf.set_all("preconditioner=true, curvature-fraction=0.25, max-cg=50")
         .unwrap();
     assert!(hf.set("curvature-fraction", "1.5").is_err());
+    let mut kfac: OptimizerSpec = "kfac".parse().unwrap();
+    kfac.set_all("fisher=exact, tikhonov=plain, inverse-every=3, seed=18446744073709551615")
+        .unwrap();
+    for (key, value) in [
+        ("fisher", "gauss-newton"),
+        ("tikhonov", "exact"),
+        ("decay", "1"),
+        ("decay", "-0.1"),
+        ("inverse-every", "0"),
+        ("damping-every", "0"),
+        ("samples", "0"),
+        ("damping", "0"),
+        ("seed", "-1"),
+        ("momentum", "0.9"),
+    ] {
+        let err = kfac.set(key, value).unwrap_err();
+        assert!(
+            matches!(err, OptimError::BadParameter { .. }),
+            "kfac {key}={value}: {err}"
+        );
+    }
+    let err = kfac.set("lr", "0.1").unwrap_err().to_string();
+    assert!(
+        err.contains("inverse-every") && err.contains("tikhonov"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -123,6 +149,12 @@ fn the_stored_form_parses_back_to_the_same_spec() {
             "hf",
             "damping=0.1,max-cg=9,preconditioner=true,curvature-fraction=0.125",
         ),
+        (
+            "kfac",
+            "damping=150,fisher=empirical,samples=3,seed=42,decay=0.99,inverse-every=7,\
+             damping-every=2,momentum=false,tikhonov=plain",
+        ),
+        ("kfac", "fisher=exact,decay=0"),
     ];
     let defaults = OPTIMIZER_NAMES.iter().map(|&name| (name, ""));
     for (name, params) in defaults.chain(changed) {
@@ -147,6 +179,12 @@ fn the_stored_form_parses_back_to_the_same_spec() {
     assert_eq!(
         hf.to_stored().unwrap(),
         "optimizer=hessian-free,damping=1.0,max-cg=250,preconditioner=false,curvature-fraction=1.0"
+    );
+    let kfac: OptimizerSpec = "kfac".parse().unwrap();
+    assert_eq!(
+        kfac.to_stored().unwrap(),
+        "optimizer=kfac,damping=1.0,fisher=mc,samples=1,seed=0,decay=0.95,inverse-every=20,\
+         damping-every=5,momentum=true,tikhonov=factored"
     );
     // CG's restart is unset by default (every W iterations): not stored.
     let cg: OptimizerSpec = "cg-pr".parse().unwrap();
@@ -190,6 +228,7 @@ fn every_optimizer_owns_its_training_defaults() {
             "gd" | "momentum" | "nesterov" | "adam" | "adamw" | "rmsprop" | "adagrad"
             | "hessian-diag" => (100, Some(32), 10),
             "bfgs" => (200, None, 100),
+            "kfac" => (20, Some(256), 10),
             _ => (200, None, 10),
         };
         assert_eq!((d.epochs, d.batch_size, d.checkpoint_every), want, "{name}");
@@ -231,7 +270,7 @@ fn first_order_methods_have_pytorchs_defaults_and_the_schedule_keys() {
         assert!(spec.schedule().is_some(), "{name}");
     }
     // Second-order methods have no schedule, and their keys say so.
-    for name in ["newton", "hessian-diag", "cg-pr", "lbfgs", "hf"] {
+    for name in ["newton", "hessian-diag", "cg-pr", "lbfgs", "hf", "kfac"] {
         let mut spec: OptimizerSpec = name.parse().unwrap();
         assert!(spec.schedule().is_none(), "{name}");
         let err = spec.set("schedule", "cosine").unwrap_err();
