@@ -1,6 +1,7 @@
 //! Pictures: line charts drawn with plotters into SVG or PNG, with the bundled
 //! DejaVu Sans font (`assets/`), so that no system font library is needed.
-//! Used for training curves and spectra. Files are written atomically.
+//! Used for training curves, spectra and the approximations' cosines against the
+//! damping (a log x axis, [`PlotLayout`]). Files are written atomically.
 
 use crate::files::{write_atomic, FileError, Overwrite};
 use plotters::prelude::*;
@@ -25,6 +26,23 @@ pub struct Panel {
     pub log_y: bool,
 }
 
+/// Where a chart's legend sits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Legend {
+    #[default]
+    UpperRight,
+    LowerRight,
+    LowerLeft,
+}
+
+/// How every panel of a picture lays out its axes and legend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PlotLayout {
+    /// Draw x on a log scale (a damping grid over decades); needs positive values.
+    pub log_x: bool,
+    pub legend: Legend,
+}
+
 /// A picture that could not be drawn or written.
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
@@ -43,13 +61,18 @@ const PANEL_W: u32 = 560;
 /// The ratio max/min of y above which a panel that asks for a log axis gets one.
 const LOG_AXIS_MIN_SPAN: f64 = 20.0;
 const PANEL_H: u32 = 400;
-const COLORS: [RGBColor; 6] = [
+/// matplotlib's tab10, in its order.
+const COLORS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
     RGBColor(214, 39, 40),
     RGBColor(148, 103, 189),
     RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
 ];
 
 fn register_font() {
@@ -66,6 +89,16 @@ fn register_font() {
 
 /// Draws `panels` side by side into `path` (.svg or .png), atomically.
 pub fn draw(path: &Path, panels: &[Panel], overwrite: Overwrite) -> Result<(), PlotError> {
+    draw_with(path, panels, PlotLayout::default(), overwrite)
+}
+
+/// [`draw`] with a layout for every panel.
+pub fn draw_with(
+    path: &Path,
+    panels: &[Panel],
+    layout: PlotLayout,
+    overwrite: Overwrite,
+) -> Result<(), PlotError> {
     register_font();
     let ext = path
         .extension()
@@ -81,7 +114,7 @@ pub fn draw(path: &Path, panels: &[Panel], overwrite: Overwrite) -> Result<(), P
             let mut svg = String::new();
             {
                 let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
-                render(&root, panels).map_err(draw_err)?;
+                render(&root, panels, layout).map_err(draw_err)?;
             }
             svg.into_bytes()
         }
@@ -89,7 +122,7 @@ pub fn draw(path: &Path, panels: &[Panel], overwrite: Overwrite) -> Result<(), P
             let mut rgb = vec![0u8; (size.0 * size.1 * 3) as usize];
             {
                 let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
-                render(&root, panels).map_err(draw_err)?;
+                render(&root, panels, layout).map_err(draw_err)?;
             }
             encode_png(&rgb, size).map_err(draw_err)?
         }
@@ -113,11 +146,12 @@ fn encode_png(rgb: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>, String> {
 fn render<DB: DrawingBackend>(
     root: &DrawingArea<DB, plotters::coord::Shift>,
     panels: &[Panel],
+    layout: PlotLayout,
 ) -> Result<(), String> {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let areas = root.split_evenly((1, panels.len().max(1)));
     for (area, panel) in areas.iter().zip(panels) {
-        render_panel(area, panel)?;
+        render_panel(area, panel, layout)?;
     }
     root.present().map_err(|e| e.to_string())
 }
@@ -162,7 +196,9 @@ fn tick(v: f64) -> String {
 fn render_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     panel: &Panel,
+    layout: PlotLayout,
 ) -> Result<(), String> {
+    let log_x = layout.log_x;
     let xs = panel
         .series
         .iter()
@@ -171,7 +207,7 @@ fn render_panel<DB: DrawingBackend>(
         .series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.1));
-    let (x0, x1) = padded_range(xs, false);
+    let (x0, x1) = padded_range(xs, log_x);
     // A log axis only helps across decades; over less than one, plotters labels
     // too few ticks, so a linear axis reads better.
     let log_y = panel.log_y && {
@@ -204,7 +240,12 @@ fn render_panel<DB: DrawingBackend>(
                     .points
                     .iter()
                     .copied()
-                    .filter(|p| p.0.is_finite() && p.1.is_finite() && (!log_y || p.1 > 0.0))
+                    .filter(|p| {
+                        p.0.is_finite()
+                            && p.1.is_finite()
+                            && (!log_y || p.1 > 0.0)
+                            && (!log_x || p.0 > 0.0)
+                    })
                     .collect();
                 chart
                     .draw_series(LineSeries::new(pts, color.stroke_width(2)))
@@ -214,8 +255,14 @@ fn render_panel<DB: DrawingBackend>(
                         PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
                     });
             }
+            let position = match layout.legend {
+                Legend::UpperRight => SeriesLabelPosition::UpperRight,
+                Legend::LowerRight => SeriesLabelPosition::LowerRight,
+                Legend::LowerLeft => SeriesLabelPosition::LowerLeft,
+            };
             chart
                 .configure_series_labels()
+                .position(position)
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK)
                 .label_font(("sans-serif", 13))
@@ -223,14 +270,19 @@ fn render_panel<DB: DrawingBackend>(
                 .map_err(|e| e.to_string())?;
         }};
     }
-    if log_y {
-        finish!(builder
+    match (log_x, log_y) {
+        (false, true) => finish!(builder
             .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
-            .map_err(|e| e.to_string())?);
-    } else {
-        finish!(builder
+            .map_err(|e| e.to_string())?),
+        (false, false) => finish!(builder
             .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(|e| e.to_string())?);
+            .map_err(|e| e.to_string())?),
+        (true, true) => finish!(builder
+            .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+            .map_err(|e| e.to_string())?),
+        (true, false) => finish!(builder
+            .build_cartesian_2d((x0..x1).log_scale(), y0..y1)
+            .map_err(|e| e.to_string())?),
     }
     Ok(())
 }
@@ -276,6 +328,15 @@ mod tests {
         draw(&svg_path, &panels(), Overwrite::Refuse).unwrap();
         let svg = std::fs::read_to_string(&svg_path).unwrap();
         assert!(svg.contains("<svg") && svg.contains("validation"));
+        let log_x = PlotLayout {
+            log_x: true,
+            legend: Legend::LowerRight,
+        };
+        let path = dir.path().join("x.svg");
+        draw_with(&path, &panels(), log_x, Overwrite::Refuse).unwrap();
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("validation"));
         let err = draw(&dir.path().join("c.gif"), &panels(), Overwrite::Refuse).unwrap_err();
         assert!(matches!(err, PlotError::Format { .. }));
     }
