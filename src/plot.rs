@@ -33,6 +33,24 @@ pub enum Legend {
     UpperRight,
     LowerRight,
     LowerLeft,
+    /// One legend for the whole picture, in a strip below the panels, from the first
+    /// panel's series (for panels that share their series, colour for colour).
+    Below,
+}
+
+/// Entries per row of a [`Legend::Below`] strip, per panel's width.
+const BELOW_PER_PANEL: usize = 3;
+/// Height of one row of a [`Legend::Below`] strip.
+const BELOW_ROW_H: u32 = 20;
+
+/// The strip below the panels (0 unless [`Legend::Below`]): its rows of entries.
+fn below_rows(panels: &[Panel], layout: PlotLayout) -> u32 {
+    if layout.legend != Legend::Below {
+        return 0;
+    }
+    let entries = panels.first().map_or(0, |p| p.series.len());
+    let per_row = BELOW_PER_PANEL * panels.len().max(1);
+    entries.div_ceil(per_row) as u32
 }
 
 /// How every panel of a picture lays out its axes and legend.
@@ -104,7 +122,11 @@ pub fn draw_with(
         .extension()
         .and_then(|e| e.to_str())
         .map(|e| e.to_ascii_lowercase());
-    let size = (PANEL_W * panels.len().max(1) as u32, PANEL_H);
+    let strip = below_rows(panels, layout) * BELOW_ROW_H;
+    let size = (
+        PANEL_W * panels.len().max(1) as u32,
+        PANEL_H + strip + if strip > 0 { 10 } else { 0 },
+    );
     let draw_err = |e: String| PlotError::Draw {
         path: path.into(),
         reason: e,
@@ -149,11 +171,44 @@ fn render<DB: DrawingBackend>(
     layout: PlotLayout,
 ) -> Result<(), String> {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let areas = root.split_evenly((1, panels.len().max(1)));
+    let (charts, strip) = root.split_vertically(PANEL_H);
+    let areas = charts.split_evenly((1, panels.len().max(1)));
     for (area, panel) in areas.iter().zip(panels) {
         render_panel(area, panel, layout)?;
     }
+    if layout.legend == Legend::Below {
+        if let Some(first) = panels.first() {
+            legend_strip(&strip, &first.series, BELOW_PER_PANEL * panels.len().max(1))?;
+        }
+    }
     root.present().map_err(|e| e.to_string())
+}
+
+/// The entries of `series` in rows of `per_row`, colour for colour as the panels draw them.
+fn legend_strip<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    series: &[Series],
+    per_row: usize,
+) -> Result<(), String> {
+    let (width, _) = area.dim_in_pixel();
+    let column = (width as usize / per_row.max(1)) as i32;
+    for (i, s) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let x = 24 + (i % per_row) as i32 * column;
+        let y = 10 + (i / per_row) as i32 * BELOW_ROW_H as i32;
+        area.draw(&PathElement::new(
+            vec![(x, y), (x + 18, y)],
+            color.stroke_width(2),
+        ))
+        .map_err(|e| e.to_string())?;
+        area.draw(&Text::new(
+            s.label.clone(),
+            (x + 24, y - 7),
+            ("sans-serif", 13).into_font(),
+        ))
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// The [min, max] of the finite values, padded by 5% so lines do not touch the frame.
@@ -256,18 +311,21 @@ fn render_panel<DB: DrawingBackend>(
                     });
             }
             let position = match layout.legend {
-                Legend::UpperRight => SeriesLabelPosition::UpperRight,
-                Legend::LowerRight => SeriesLabelPosition::LowerRight,
-                Legend::LowerLeft => SeriesLabelPosition::LowerLeft,
+                Legend::UpperRight => Some(SeriesLabelPosition::UpperRight),
+                Legend::LowerRight => Some(SeriesLabelPosition::LowerRight),
+                Legend::LowerLeft => Some(SeriesLabelPosition::LowerLeft),
+                Legend::Below => None,
             };
-            chart
-                .configure_series_labels()
-                .position(position)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 13))
-                .draw()
-                .map_err(|e| e.to_string())?;
+            if let Some(position) = position {
+                chart
+                    .configure_series_labels()
+                    .position(position)
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK)
+                    .label_font(("sans-serif", 13))
+                    .draw()
+                    .map_err(|e| e.to_string())?;
+            }
         }};
     }
     match (log_x, log_y) {
@@ -330,7 +388,7 @@ mod tests {
         assert!(svg.contains("<svg") && svg.contains("validation"));
         let log_x = PlotLayout {
             log_x: true,
-            legend: Legend::LowerRight,
+            legend: Legend::Below,
         };
         let path = dir.path().join("x.svg");
         draw_with(&path, &panels(), log_x, Overwrite::Refuse).unwrap();

@@ -423,42 +423,39 @@ fn compare(
         println!("json      written to {}", path.display());
     }
     if let Some(path) = &args.plot {
-        let panel =
-            |title: &str, skip: Approximation, pick: fn(&approximations::Row) -> &[f64]| Panel {
-                title: title.into(),
-                x_label: "γ / mean diag(G)".into(),
-                y_label: "cosine".into(),
-                series: c
-                    .rows
-                    .iter()
-                    .filter(|r| r.approximation != skip)
-                    .map(|r| Series {
-                        label: r.approximation.label(),
-                        points: c
-                            .gamma_factors
-                            .iter()
-                            .copied()
-                            .zip(pick(r).iter().copied())
-                            .collect(),
-                    })
-                    .collect(),
-                log_y: false,
-            };
+        // Every row in both panels, so that a colour is one approximation in both.
+        let panel = |title: &str, pick: fn(&approximations::Row) -> &[f64]| Panel {
+            title: title.into(),
+            x_label: "γ / mean diag(G)".into(),
+            y_label: "cosine".into(),
+            series: c
+                .rows
+                .iter()
+                .map(|r| Series {
+                    label: r.approximation.label(),
+                    points: c
+                        .gamma_factors
+                        .iter()
+                        .copied()
+                        .zip(pick(r).iter().copied())
+                        .collect(),
+                })
+                .collect(),
+            log_y: false,
+        };
         let panels = [
             panel(
                 "cos∠ with G's damped Newton step",
-                Approximation::Ggn,
-                |r| &r.cosine_vs_ggn,
+                |r: &approximations::Row| &r.cosine_vs_ggn,
             ),
             panel(
                 "cos∠ with H's damped Newton step",
-                Approximation::Hessian,
-                |r| &r.cosine_vs_hessian,
+                |r: &approximations::Row| &r.cosine_vs_hessian,
             ),
         ];
         let layout = PlotLayout {
             log_x: true,
-            legend: Legend::LowerRight,
+            legend: Legend::Below,
         };
         plot::draw_with(path, &panels, layout, overwrite(args))
             .map_err(|e| Error::Input(e.to_string()))?;

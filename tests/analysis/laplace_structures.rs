@@ -357,5 +357,9 @@ fn the_last_layer_posterior_is_the_full_one_restricted_to_the_last_layer() {
         let det_one =
             one.log_det_precision(&[alpha]).unwrap() - one.log_det_precision(&[1.0]).unwrap();
         assert!(close(det_all, det_one, 1e-10), "{det_all} vs {det_one}");
+        // So the layerwise optimum's last α is the last-layer posterior's α*.
+        let (alphas, _) = all.optimise_layerwise(&[1.0, 1.0]).unwrap();
+        let (alpha_one, _) = one.optimise_alpha(1.0).unwrap();
+        assert!(close(alphas[1], alpha_one, 1e-9), "{alphas:?} vs {alpha_one}");
     }
 }
