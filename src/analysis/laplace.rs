@@ -587,7 +587,7 @@ impl LaplaceFit {
             (Some(nu), PosteriorCurvature::Kron { layers }) => (Basis::Kron(layers), nu),
             (None, _) => {
                 let (nu, u) = dense::eigen(&self.dense_precision(alphas)?)?;
-                if let Some(bad) = nu.iter().find(|v| !(**v > 0.0)) {
+                if let Some(bad) = nu.iter().find(|v| v.is_nan() || **v <= 0.0) {
                     return Err(Error::Input(format!(
                         "the posterior precision is not positive definite (eigenvalue {bad:e})"
                     )));
