@@ -1,6 +1,7 @@
 //! Pictures: line charts drawn with plotters into SVG or PNG, with the bundled
 //! DejaVu Sans font (`assets/`), so that no system font library is needed.
-//! Used for training curves and spectra. Files are written atomically.
+//! Used for training curves, spectra and the approximations' cosines against the
+//! damping (a log x axis, [`PlotLayout`]). Files are written atomically.
 
 use crate::files::{write_atomic, FileError, Overwrite};
 use plotters::prelude::*;
@@ -25,6 +26,41 @@ pub struct Panel {
     pub log_y: bool,
 }
 
+/// Where a chart's legend sits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Legend {
+    #[default]
+    UpperRight,
+    LowerRight,
+    LowerLeft,
+    /// One legend for the whole picture, in a strip below the panels, from the first
+    /// panel's series (for panels that share their series, colour for colour).
+    Below,
+}
+
+/// Entries per row of a [`Legend::Below`] strip, per panel's width.
+const BELOW_PER_PANEL: usize = 3;
+/// Height of one row of a [`Legend::Below`] strip.
+const BELOW_ROW_H: u32 = 20;
+
+/// The strip below the panels (0 unless [`Legend::Below`]): its rows of entries.
+fn below_rows(panels: &[Panel], layout: PlotLayout) -> u32 {
+    if layout.legend != Legend::Below {
+        return 0;
+    }
+    let entries = panels.first().map_or(0, |p| p.series.len());
+    let per_row = BELOW_PER_PANEL * panels.len().max(1);
+    entries.div_ceil(per_row) as u32
+}
+
+/// How every panel of a picture lays out its axes and legend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PlotLayout {
+    /// Draw x on a log scale (a damping grid over decades); needs positive values.
+    pub log_x: bool,
+    pub legend: Legend,
+}
+
 /// A picture that could not be drawn or written.
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
@@ -43,13 +79,18 @@ const PANEL_W: u32 = 560;
 /// The ratio max/min of y above which a panel that asks for a log axis gets one.
 const LOG_AXIS_MIN_SPAN: f64 = 20.0;
 const PANEL_H: u32 = 400;
-const COLORS: [RGBColor; 6] = [
+/// matplotlib's tab10, in its order.
+const COLORS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
     RGBColor(214, 39, 40),
     RGBColor(148, 103, 189),
     RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
 ];
 
 fn register_font() {
@@ -66,12 +107,26 @@ fn register_font() {
 
 /// Draws `panels` side by side into `path` (.svg or .png), atomically.
 pub fn draw(path: &Path, panels: &[Panel], overwrite: Overwrite) -> Result<(), PlotError> {
+    draw_with(path, panels, PlotLayout::default(), overwrite)
+}
+
+/// [`draw`] with a layout for every panel.
+pub fn draw_with(
+    path: &Path,
+    panels: &[Panel],
+    layout: PlotLayout,
+    overwrite: Overwrite,
+) -> Result<(), PlotError> {
     register_font();
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .map(|e| e.to_ascii_lowercase());
-    let size = (PANEL_W * panels.len().max(1) as u32, PANEL_H);
+    let strip = below_rows(panels, layout) * BELOW_ROW_H;
+    let size = (
+        PANEL_W * panels.len().max(1) as u32,
+        PANEL_H + strip + if strip > 0 { 10 } else { 0 },
+    );
     let draw_err = |e: String| PlotError::Draw {
         path: path.into(),
         reason: e,
@@ -81,7 +136,7 @@ pub fn draw(path: &Path, panels: &[Panel], overwrite: Overwrite) -> Result<(), P
             let mut svg = String::new();
             {
                 let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
-                render(&root, panels).map_err(draw_err)?;
+                render(&root, panels, layout).map_err(draw_err)?;
             }
             svg.into_bytes()
         }
@@ -89,7 +144,7 @@ pub fn draw(path: &Path, panels: &[Panel], overwrite: Overwrite) -> Result<(), P
             let mut rgb = vec![0u8; (size.0 * size.1 * 3) as usize];
             {
                 let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
-                render(&root, panels).map_err(draw_err)?;
+                render(&root, panels, layout).map_err(draw_err)?;
             }
             encode_png(&rgb, size).map_err(draw_err)?
         }
@@ -113,13 +168,47 @@ fn encode_png(rgb: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>, String> {
 fn render<DB: DrawingBackend>(
     root: &DrawingArea<DB, plotters::coord::Shift>,
     panels: &[Panel],
+    layout: PlotLayout,
 ) -> Result<(), String> {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let areas = root.split_evenly((1, panels.len().max(1)));
+    let (charts, strip) = root.split_vertically(PANEL_H);
+    let areas = charts.split_evenly((1, panels.len().max(1)));
     for (area, panel) in areas.iter().zip(panels) {
-        render_panel(area, panel)?;
+        render_panel(area, panel, layout)?;
+    }
+    if layout.legend == Legend::Below {
+        if let Some(first) = panels.first() {
+            legend_strip(&strip, &first.series, BELOW_PER_PANEL * panels.len().max(1))?;
+        }
     }
     root.present().map_err(|e| e.to_string())
+}
+
+/// The entries of `series` in rows of `per_row`, colour for colour as the panels draw them.
+fn legend_strip<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    series: &[Series],
+    per_row: usize,
+) -> Result<(), String> {
+    let (width, _) = area.dim_in_pixel();
+    let column = (width as usize / per_row.max(1)) as i32;
+    for (i, s) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let x = 24 + (i % per_row) as i32 * column;
+        let y = 10 + (i / per_row) as i32 * BELOW_ROW_H as i32;
+        area.draw(&PathElement::new(
+            vec![(x, y), (x + 18, y)],
+            color.stroke_width(2),
+        ))
+        .map_err(|e| e.to_string())?;
+        area.draw(&Text::new(
+            s.label.clone(),
+            (x + 24, y - 7),
+            ("sans-serif", 13).into_font(),
+        ))
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// The [min, max] of the finite values, padded by 5% so lines do not touch the frame.
@@ -162,7 +251,9 @@ fn tick(v: f64) -> String {
 fn render_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     panel: &Panel,
+    layout: PlotLayout,
 ) -> Result<(), String> {
+    let log_x = layout.log_x;
     let xs = panel
         .series
         .iter()
@@ -171,7 +262,7 @@ fn render_panel<DB: DrawingBackend>(
         .series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.1));
-    let (x0, x1) = padded_range(xs, false);
+    let (x0, x1) = padded_range(xs, log_x);
     // A log axis only helps across decades; over less than one, plotters labels
     // too few ticks, so a linear axis reads better.
     let log_y = panel.log_y && {
@@ -204,7 +295,12 @@ fn render_panel<DB: DrawingBackend>(
                     .points
                     .iter()
                     .copied()
-                    .filter(|p| p.0.is_finite() && p.1.is_finite() && (!log_y || p.1 > 0.0))
+                    .filter(|p| {
+                        p.0.is_finite()
+                            && p.1.is_finite()
+                            && (!log_y || p.1 > 0.0)
+                            && (!log_x || p.0 > 0.0)
+                    })
                     .collect();
                 chart
                     .draw_series(LineSeries::new(pts, color.stroke_width(2)))
@@ -214,23 +310,37 @@ fn render_panel<DB: DrawingBackend>(
                         PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
                     });
             }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 13))
-                .draw()
-                .map_err(|e| e.to_string())?;
+            let position = match layout.legend {
+                Legend::UpperRight => Some(SeriesLabelPosition::UpperRight),
+                Legend::LowerRight => Some(SeriesLabelPosition::LowerRight),
+                Legend::LowerLeft => Some(SeriesLabelPosition::LowerLeft),
+                Legend::Below => None,
+            };
+            if let Some(position) = position {
+                chart
+                    .configure_series_labels()
+                    .position(position)
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK)
+                    .label_font(("sans-serif", 13))
+                    .draw()
+                    .map_err(|e| e.to_string())?;
+            }
         }};
     }
-    if log_y {
-        finish!(builder
+    match (log_x, log_y) {
+        (false, true) => finish!(builder
             .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
-            .map_err(|e| e.to_string())?);
-    } else {
-        finish!(builder
+            .map_err(|e| e.to_string())?),
+        (false, false) => finish!(builder
             .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(|e| e.to_string())?);
+            .map_err(|e| e.to_string())?),
+        (true, true) => finish!(builder
+            .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+            .map_err(|e| e.to_string())?),
+        (true, false) => finish!(builder
+            .build_cartesian_2d((x0..x1).log_scale(), y0..y1)
+            .map_err(|e| e.to_string())?),
     }
     Ok(())
 }
@@ -276,6 +386,15 @@ mod tests {
         draw(&svg_path, &panels(), Overwrite::Refuse).unwrap();
         let svg = std::fs::read_to_string(&svg_path).unwrap();
         assert!(svg.contains("<svg") && svg.contains("validation"));
+        let log_x = PlotLayout {
+            log_x: true,
+            legend: Legend::Below,
+        };
+        let path = dir.path().join("x.svg");
+        draw_with(&path, &panels(), log_x, Overwrite::Refuse).unwrap();
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("validation"));
         let err = draw(&dir.path().join("c.gif"), &panels(), Overwrite::Refuse).unwrap_err();
         assert!(matches!(err, PlotError::Format { .. }));
     }

@@ -14,11 +14,13 @@
 //! | `trace.rs`    | Hutchinson and Hutch++ trace estimates with a standard error |
 //! | `density.rs`  | spectral density by stochastic Lanczos quadrature |
 //! | `inverse.rs`  | (G + αI)⁻¹ by Sherman-Morrison (PRML 5.89) and by Cholesky |
-//! | `laplace.rs`  | Laplace posterior, predictive, evidence, α by MacKay's update |
+//! | `laplace.rs`  | Laplace posterior (full, diag, kron; all or last-layer), predictive, evidence, α (scalar or per layer) by MacKay's update |
+//! | `approximations.rs` | diag, block, K-FAC, EKFAC, Fisher against the exact G and H: errors, step cosines, spectra |
 //! | `pruning.rs`  | OBD, OBS, magnitude pruning |
 //! | `retrain.rs`  | Newton / LM steps from trained weights on changed data |
 //! | `metrics.rs`  | accuracy, NLL, expected calibration error |
 
+pub mod approximations;
 pub mod dense;
 pub mod density;
 pub mod evidence;

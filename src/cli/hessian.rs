@@ -2,19 +2,24 @@
 //! extreme eigenvalues by Lanczos (with residuals) beside a dense
 //! eigendecomposition when W is small enough, the trace by Hutchinson and
 //! Hutch++, the condition number, the spectral density picture (stochastic
-//! Lanczos quadrature), and the same per layer block.
+//! Lanczos quadrature), and the same per layer block. With
+//! `--compare-approximations`, instead: how far diag(G), block-diagonal G, K-FAC,
+//! EKFAC and the empirical / MC Fisher are from the exact G and H
+//! (`analysis::approximations`), as a table, JSON and a picture.
 
 use super::common::{load_model_and_part, DeviceArgs, KindArg, SplitPart};
 use clap::Args;
+use curvature::analysis::approximations::{self, Approximation, CompareOptions, Comparison};
 use curvature::analysis::dense::{self, DEFAULT_MAX_DENSE_EIGEN};
 use curvature::analysis::density::stochastic_lanczos_quadrature;
 use curvature::analysis::inverse::{cholesky_inverse, sherman_morrison_inverse};
 use curvature::analysis::lanczos::{extreme_eigenpairs, Eigenpair};
 use curvature::analysis::trace::{hutch_plus_plus, hutchinson};
 use curvature::analysis::Operator;
+use curvature::cpu::Fisher;
 use curvature::engine::Curvature;
-use curvature::files::Overwrite;
-use curvature::plot::{self, Panel, Series};
+use curvature::files::{write_atomic, Overwrite};
+use curvature::plot::{self, Legend, Panel, PlotLayout, Series};
 use curvature::Kind;
 use curvature::{data, Error, Result};
 use std::ops::Range;
@@ -72,9 +77,21 @@ pub struct HessianArgs {
     /// α of the inverse check.
     #[arg(long, default_value_t = 1e-2)]
     pub alpha: f64,
-    /// Seed of the random starts and probes.
+    /// Seed of the random starts and probes (and of the mc samples).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Instead of the spectrum: compare diag(G), block-diagonal G, K-FAC (exact, mc,
+    /// empirical), EKFAC and the empirical and MC Fisher with the exact G and H (W ≤
+    /// --dense-max): relative Frobenius errors, cosines of the damped Newton steps over
+    /// a γ grid (--plot draws them), the top --top eigenvalues.
+    #[arg(long)]
+    pub compare_approximations: bool,
+    /// With --compare-approximations: write the comparison as JSON to this file.
+    #[arg(long, value_name = "FILE", requires = "compare_approximations")]
+    pub json: Option<PathBuf>,
+    /// With --compare-approximations: labels sampled per row for the mc rows.
+    #[arg(long, default_value_t = 1, requires = "compare_approximations")]
+    pub mc_samples: usize,
     #[command(flatten)]
     pub device: DeviceArgs,
 }
@@ -109,6 +126,10 @@ pub fn run(args: &HessianArgs) -> Result<()> {
     let theta = &model.theta;
     let rows = 0..ds.len();
     let w = theta.len();
+    if args.compare_approximations {
+        // Refused before the engine builds anything W×W.
+        approximations::check_dense(w, args.dense_max)?;
+    }
     println!(
         "model     {} ({}, W = {w})",
         args.model.display(),
@@ -121,6 +142,9 @@ pub fn run(args: &HessianArgs) -> Result<()> {
         ds.len(),
         device.describe()
     );
+    if args.compare_approximations {
+        return compare(args, &mut engine, theta, rows, &ds.name);
+    }
     let full_dense = if w <= args.dense_max {
         let mut op = Operator::new(&mut engine, theta, rows.clone(), kind);
         Some(op.dense()?)
@@ -159,12 +183,7 @@ pub fn run(args: &HessianArgs) -> Result<()> {
             }],
             log_y: true,
         };
-        let overwrite = if args.force {
-            Overwrite::Allow
-        } else {
-            Overwrite::Refuse
-        };
-        plot::draw(path, &[panel], overwrite).map_err(|e| Error::Input(e.to_string()))?;
+        plot::draw(path, &[panel], overwrite(args)).map_err(|e| Error::Input(e.to_string()))?;
         println!("density   drawn to {}", path.display());
     }
     if let Some(r) = args.inverse_check {
@@ -348,4 +367,147 @@ fn analyse_block(
         density: curve,
         sigma,
     })
+}
+
+fn overwrite(args: &HessianArgs) -> Overwrite {
+    if args.force {
+        Overwrite::Allow
+    } else {
+        Overwrite::Refuse
+    }
+}
+
+/// `--compare-approximations`: the comparison, printed, and as JSON and a picture.
+fn compare(
+    args: &HessianArgs,
+    engine: &mut dyn Curvature,
+    theta: &[f64],
+    rows: Range<usize>,
+    data_name: &str,
+) -> Result<()> {
+    if args.mc_samples == 0 {
+        return Err(Error::Input(
+            "--mc-samples must be at least 1 (labels sampled per row)".into(),
+        ));
+    }
+    let mc = Fisher::Mc {
+        samples: args.mc_samples,
+        seed: args.seed,
+    };
+    let options = CompareOptions {
+        top: args.top,
+        mc,
+        dense_max: args.dense_max,
+        approximations: Approximation::all(mc),
+        ..CompareOptions::default()
+    };
+    let start = std::time::Instant::now();
+    let c = approximations::compare(engine, theta, rows, &options)?;
+    println!(
+        "matrices  of E = (1/N) Σ E_n + (λ/2)‖W‖², λ = {:e}: every C is its data term + λ·I_w (weights only), G and H exact ({:.1} s)",
+        c.l2,
+        start.elapsed().as_secs_f64()
+    );
+    println!(
+        "steps     −(C + γI)⁻¹∇E against −(G + γI)⁻¹∇E and −(H + γI)⁻¹∇E, γ = f·ḡ, ḡ = tr(G)/W = {:.4e}, ‖∇E‖ = {:.3e}",
+        c.mean_diag_ggn, c.gradient_norm
+    );
+    print_comparison(&c);
+    if let Some(path) = &args.json {
+        let mut json = c.to_json();
+        json["model"] = args.model.display().to_string().into();
+        json["data"] = data_name.into();
+        let text = serde_json::to_string_pretty(&json)
+            .map_err(|e| Error::Internal(format!("JSON of the comparison: {e}")))?;
+        write_atomic(path, text.as_bytes(), overwrite(args))?;
+        println!("json      written to {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        // Every row in both panels, so that a colour is one approximation in both.
+        let panel = |title: &str, pick: fn(&approximations::Row) -> &[f64]| Panel {
+            title: title.into(),
+            x_label: "γ / mean diag(G)".into(),
+            y_label: "cosine".into(),
+            series: c
+                .rows
+                .iter()
+                .map(|r| Series {
+                    label: r.approximation.label(),
+                    points: c
+                        .gamma_factors
+                        .iter()
+                        .copied()
+                        .zip(pick(r).iter().copied())
+                        .collect(),
+                })
+                .collect(),
+            log_y: false,
+        };
+        let panels = [
+            panel(
+                "cos∠ with G's damped Newton step",
+                |r: &approximations::Row| &r.cosine_vs_ggn,
+            ),
+            panel(
+                "cos∠ with H's damped Newton step",
+                |r: &approximations::Row| &r.cosine_vs_hessian,
+            ),
+        ];
+        let layout = PlotLayout {
+            log_x: true,
+            legend: Legend::Below,
+        };
+        plot::draw_with(path, &panels, layout, overwrite(args))
+            .map_err(|e| Error::Input(e.to_string()))?;
+        println!("cosines   drawn to {}", path.display());
+    }
+    Ok(())
+}
+
+fn print_comparison(c: &Comparison) {
+    let top = c.rows.first().map_or(0, |r| r.top.len());
+    println!();
+    print!(
+        "{:<22} {:>11} {:>11}",
+        "approximation C", "‖C−G‖/‖G‖", "‖C−H‖/‖H‖"
+    );
+    for i in 0..top {
+        print!(" {:>10}", format!("λ{}", i + 1));
+    }
+    println!(" {:>7}", "s");
+    for r in &c.rows {
+        print!(
+            "{:<22} {:>11.3e} {:>11.3e}",
+            r.approximation.label(),
+            r.error_vs_ggn,
+            r.error_vs_hessian
+        );
+        for v in &r.top {
+            print!(" {v:>10.4e}");
+        }
+        println!(" {:>7.1}", r.seconds);
+    }
+    for (title, pick) in [
+        (
+            "cos∠(C step, G step)",
+            (|r: &approximations::Row| &r.cosine_vs_ggn) as fn(&approximations::Row) -> &Vec<f64>,
+        ),
+        ("cos∠(C step, H step)", |r: &approximations::Row| {
+            &r.cosine_vs_hessian
+        }),
+    ] {
+        println!();
+        print!("{title:<22}");
+        for f in &c.gamma_factors {
+            print!(" {:>6}", format!("{f:.0e}"));
+        }
+        println!("   (γ/ḡ)");
+        for r in &c.rows {
+            print!("{:<22}", r.approximation.label());
+            for v in pick(r) {
+                print!(" {v:>6.3}");
+            }
+            println!();
+        }
+    }
 }

@@ -6,7 +6,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod approximations;
 mod evidence;
 mod inverse_prune;
 mod laplace;
+mod laplace_structures;
 mod spectrum;
