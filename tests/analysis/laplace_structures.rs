@@ -360,6 +360,9 @@ fn the_last_layer_posterior_is_the_full_one_restricted_to_the_last_layer() {
         // So the layerwise optimum's last α is the last-layer posterior's α*.
         let (alphas, _) = all.optimise_layerwise(&[1.0, 1.0]).unwrap();
         let (alpha_one, _) = one.optimise_alpha(1.0).unwrap();
-        assert!(close(alphas[1], alpha_one, 1e-9), "{alphas:?} vs {alpha_one}");
+        assert!(
+            close(alphas[1], alpha_one, 1e-9),
+            "{alphas:?} vs {alpha_one}"
+        );
     }
 }
