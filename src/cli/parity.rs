@@ -78,7 +78,7 @@ pub fn run(args: &ParityArgs) -> Result<bool> {
             rows.push(($name, r.len(), compare_with_table(&g, &c, precision, $tol), (t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64()));
         }};
     }
-    check!("loss", all.clone(), Checked::Values, |e| vec![
+    check!("loss", all.clone(), Checked::Loss, |e| vec![
         e.loss(&theta, all.clone())?
     ]);
     check!("gradient", all.clone(), Checked::Gradient, |e| e

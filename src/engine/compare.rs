@@ -13,12 +13,35 @@
 //! |-----------|------------------------------|------------------|-------|-----|
 //! | f64       | anything                     | 1e-10            | 1e-10 | the same f64 arithmetic in another summation order: a few ulps, four orders of margin |
 //! | f32       | a matrix product (257 terms) | 2e-5             | 2e-5  | K·u·Σ\|a\|\|b\| = 257·6e-8 ≈ 1.5e-5 worst case |
-//! | f32       | loss, outputs                | 1e-5             | 1e-4  | forward products of ≤ 257 terms (≤ 1.5e-5 each) through exp/log (relative error kept), summed over ≤ 1797 rows by a tree (≈ 20·u more) |
-//! | f32       | gradient, per-sample gradients | 2e-5           | 2e-4  | one more pass (δ·W, δᵀz over ≤ 1797 samples: ≈ √1797·u ≈ 2.5e-6 of the summed magnitudes); worst seen on llvmpipe 0.2 of it |
+//! | f32       | loss, outputs                | 1e-5             | 1e-4  | forward products of ≤ 257 terms (≤ 1.5e-5 each) through exp/log (relative error kept), summed over ≤ 1797 rows by a tree (≈ 20·u more); the loss's max\|c\| counts as at least [`LOSS_SCALE_FLOOR`] |
+//! | f32       | gradient, per-sample gradients | 2e-5           | 2e-4  | one more pass (δ·W, δᵀz over ≤ 1797 samples: ≈ √1797·u ≈ 2.5e-6 of the summed magnitudes); worst seen on llvmpipe 0.2 of it; max\|c\| counts as at least [`GRADIENT_SCALE_FLOOR`] |
 //! | f32       | Hv, Gv, diagonals, matrices, K-FAC factors and Fisher quantities | 2e-5 | 2e-4 | forward, backward, R-forward, R-backward each ≈ 2.5e-6 as above, ×2 margin; h″ terms carry the first pass's error into the second (K-FAC's Z̃ᵀZ̃, SᵀS: one pass and one sum, well inside it) |
 
 use super::device::Precision;
 use std::fmt;
+
+/// The least scale of the loss's `abs` ([`Checked::Loss`]): 0.1, so its absolute
+/// tolerance in f32 never drops below 1e-6. The loss is a mean of per-row terms
+/// such as lse(z) − z_t, whose f32 cancellation error is about u·|z_t|
+/// (6e-8 · 16 ≈ 1e-6 for logits up to 16) however small the mean becomes: near a
+/// perfect fit (E ≈ 6e-4 on digits after 20 K-FAC epochs) llvmpipe's loss was off
+/// by 7.4e-8, 1.2e-4 of E, which a tolerance relative to E alone refused.
+pub const LOSS_SCALE_FLOOR: f64 = 0.1;
+/// The least scale of the gradient's `abs`: 0.01, an absolute floor of 2e-7 in
+/// f32. Near a perfect fit the gradient is a mean of residuals p − t that are
+/// differences of probabilities of size 1, each off by about u = 6e-8 however
+/// small the residual, times activations of size 1: the same run's gradient
+/// (max |g| 3.1e-4) was off by 1.95e-8 at worst, ten times inside the floor.
+pub const GRADIENT_SCALE_FLOOR: f64 = 0.01;
+
+/// The least scale of `abs` for a result (0: none).
+fn scale_floor(what: Checked) -> f64 {
+    match what {
+        Checked::Loss => LOSS_SCALE_FLOOR,
+        Checked::Gradient => GRADIENT_SCALE_FLOOR,
+        Checked::MatrixProduct | Checked::Values | Checked::Curvature => 0.0,
+    }
+}
 
 /// A tolerance: |g − c| ≤ abs + rel·|c|. Every use names its reason.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -46,9 +69,11 @@ impl Tolerance {
 pub enum Checked {
     /// One matrix product of a kernel (dot products of up to 257 terms).
     MatrixProduct,
-    /// The loss or the network outputs.
+    /// The network outputs.
     Values,
-    /// The gradient.
+    /// The loss: as `Values`, its scale at least [`LOSS_SCALE_FLOOR`].
+    Loss,
+    /// The gradient (its scale at least [`GRADIENT_SCALE_FLOOR`]).
     Gradient,
     /// Any second-order result: products, diagonals, full matrices, outer product.
     Curvature,
@@ -86,7 +111,7 @@ pub fn tolerance(precision: Precision, checked: Checked) -> Tolerance {
     match (precision, checked) {
         (Precision::F64, _) => F64,
         (Precision::F32, Checked::MatrixProduct) => F32_MATRIX_PRODUCT,
-        (Precision::F32, Checked::Values) => F32_VALUES,
+        (Precision::F32, Checked::Values | Checked::Loss) => F32_VALUES,
         (Precision::F32, Checked::Gradient) => F32_GRADIENT,
         (Precision::F32, Checked::Curvature) => F32_CURVATURE,
     }
@@ -100,11 +125,10 @@ pub fn compare_with_table(
     precision: Precision,
     what: Checked,
 ) -> Comparison {
-    compare(
-        checked,
-        reference,
-        tolerance(precision, what).scaled_to(reference),
-    )
+    let unscaled = tolerance(precision, what);
+    let mut tol = unscaled.scaled_to(reference);
+    tol.abs = tol.abs.max(unscaled.abs * scale_floor(what));
+    compare(checked, reference, tol)
 }
 
 /// The outcome of comparing two equally long slices.
@@ -218,5 +242,32 @@ mod tests {
     fn nan_and_length_mismatch_fail() {
         assert!(!compare(&[f64::NAN], &[1.0], TOL).passed());
         assert!(!compare(&[1.0], &[1.0, 2.0], TOL).passed());
+    }
+
+    /// The llvmpipe case that `LOSS_SCALE_FLOOR` is for: a loss near a perfect fit
+    /// off by 7.4e-8 passes as a loss and fails as an output; an error of 2e-6
+    /// (above the 1e-6 floor) still fails.
+    #[test]
+    fn a_small_loss_keeps_an_absolute_floor() {
+        let (c, g) = (6.110071223e-4, 6.109327078e-4);
+        let f32_check = |what, got: f64| compare_with_table(&[got], &[c], Precision::F32, what);
+        assert!(f32_check(Checked::Loss, g).passed());
+        assert!(!f32_check(Checked::Values, g).passed());
+        assert!(!f32_check(Checked::Loss, c + 2e-6).passed());
+        // The same run's gradient: its worst entry passes, twenty times that fails.
+        let (gc, gg) = (1.214932009e-5, 1.216882902e-5);
+        let grad = |got: f64| {
+            compare_with_table(
+                &[got, 3.1e-4],
+                &[gc, 3.1e-4],
+                Precision::F32,
+                Checked::Gradient,
+            )
+        };
+        assert!(grad(gg).passed());
+        assert!(!grad(gc + 20.0 * (gg - gc)).passed());
+        // A loss above the floor's scale is checked exactly as before.
+        let big = compare_with_table(&[2.0 + 1e-4], &[2.0], Precision::F32, Checked::Loss);
+        assert!(big.passed() && big.tolerance.abs == 2e-5);
     }
 }

@@ -135,7 +135,7 @@ impl Verifying {
         if let Some(u) = self.due(&self.state.grad_checked) {
             self.state.grad_checked.set(Some(u));
             let (want_loss, want_grad) = self.reference.data_loss_grad(theta, rows)?;
-            self.record(u, "loss", &[loss], &[want_loss], Checked::Values)?;
+            self.record(u, "loss", &[loss], &[want_loss], Checked::Loss)?;
             self.record(u, "gradient", grad, &want_grad, Checked::Gradient)?;
         }
         Ok(())

@@ -665,8 +665,9 @@ fn printed_test_accuracy(out: &str) -> f64 {
         .expect("a number")
 }
 
-/// The main job (`curvature train` with its defaults: digits, 64-50-10 sigmoid/softmax,
-/// Hessian-free, seed 0) reaches the 97% test accuracy on the CPU device.
+/// The main job (`curvature train` with its defaults: digits, 64-100-10 relu/softmax,
+/// K-FAC on batches of 128, f32, seed 0) reaches the 97% test accuracy on the CPU
+/// device.
 #[test]
 fn main_job_reaches_97_percent_on_digits_cpu() {
     let dir = tempfile::tempdir().unwrap();

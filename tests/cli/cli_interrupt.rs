@@ -189,9 +189,18 @@ fn sigint_and_sigterm_checkpoint_and_resume_to_the_same_model() {
 
 #[test]
 fn the_test_hook_interrupts_at_a_fixed_update() {
-    // Interrupt after 5 updates of the main job (full batch: after epoch 5), resume twice.
+    // Interrupt after 5 updates of a full-batch run (Hessian-free: after epoch 5), resume twice.
     let dir = tempfile::tempdir().unwrap();
-    let base = ["train", "--device", "cpu", "--epochs", "12", "--quiet"];
+    let base = [
+        "train",
+        "--optimizer",
+        "hessian-free",
+        "--device",
+        "cpu",
+        "--epochs",
+        "12",
+        "--quiet",
+    ];
     let run = |name: &str, extra: &[&str], hook: Option<&str>| {
         let run_dir = dir.path().join(name).display().to_string();
         let mut cmd = Command::new(BIN);

@@ -166,11 +166,11 @@ fn conform(what: &str, engine: &mut dyn Curvature, precision: Precision, c: &Cas
         "loss",
         &[e],
         &[cpu::loss(mlp, theta, xr, tr)],
-        Checked::Values,
+        Checked::Loss,
     );
     let (e, g) = engine.loss_grad(theta, rows.clone()).unwrap();
     let (e_ref, g_ref) = cpu::gradient(mlp, theta, xr, tr);
-    check("loss of loss_grad", &[e], &[e_ref], Checked::Values);
+    check("loss of loss_grad", &[e], &[e_ref], Checked::Loss);
     check("gradient", &g, &g_ref, Checked::Gradient);
 
     let w = mlp.num_params();

@@ -33,7 +33,9 @@ pub(super) fn execute(
     outputs: Outputs,
     resumed: Option<(PathBuf, Checkpoint)>,
 ) -> Result<Option<u8>> {
-    let device = args.device.open()?.with_precision(args.precision);
+    // `precision` is resolved by `prepare` (the data's default when not given).
+    let precision = args.precision.unwrap_or(curvature::engine::Precision::F32);
+    let device = args.device.open()?.with_precision(precision);
     announce(args, &prepared, &device);
     let verify = Rc::new(VerifyState::default());
     let mut optimizer = prepared.spec.build();

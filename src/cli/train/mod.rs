@@ -5,6 +5,7 @@
 //! | file | step |
 //! |------|------|
 //! | `args.rs` | the arguments, and their stored form in a checkpoint |
+//! | `defaults.rs` | the defaults that depend on the data (chosen on validation) |
 //! | `prepare.rs` | data, splits, network, optimizer spec, config |
 //! | `outputs.rs` | where the files go, refused up front if they exist |
 //! | `resume.rs` | `--resume`: the stored run rebuilt and checked |
@@ -14,6 +15,7 @@
 //! | `finish.rs` | test figures, files written, the summary |
 
 mod args;
+mod defaults;
 mod execute;
 mod finish;
 mod outputs;
@@ -32,8 +34,9 @@ pub fn run(args: &TrainArgs) -> Result<Option<u8>> {
     match &args.resume {
         None => {
             let prepared = prepare::prepare(args)?;
-            let outputs = outputs::plan_outputs(args, args.overwrite())?;
-            execute::execute(args, prepared, outputs, None)
+            let args = prepared.args.clone();
+            let outputs = outputs::plan_outputs(&args, args.overwrite())?;
+            execute::execute(&args, prepared, outputs, None)
         }
         Some(file) => resume::resume(args, file),
     }

@@ -1,8 +1,10 @@
 //! Everything a run is built from, before any output is planned: the data and
-//! its splits, the network, the optimizer spec and the training config (its
-//! defaults from the spec, [`OptimizerSpec::training_defaults`]).
+//! its splits, the arguments with the data's defaults filled in
+//! ([`defaults::resolve`]), the network, the optimizer spec and the training
+//! config (its defaults from the spec, [`OptimizerSpec::training_defaults`]).
 
-use super::args::{L2Arg, TrainArgs};
+use super::args::TrainArgs;
+use super::defaults;
 use curvature::data::{self, Dataset, Task};
 use curvature::optim::{OptimizerSpec, ScheduleKind};
 use curvature::train::TrainConfig;
@@ -10,6 +12,9 @@ use curvature::{Activation, Error, Loss, Mlp, Result};
 
 /// The parts of a run.
 pub(super) struct Prepared {
+    /// The arguments as given with every data-dependent default filled in: what
+    /// the run uses and its checkpoint stores.
+    pub args: TrainArgs,
     pub spec: OptimizerSpec,
     /// The whole data set (its name, scaling and class names go into the model file).
     pub full: Dataset,
@@ -21,17 +26,23 @@ pub(super) struct Prepared {
 }
 
 /// Loads the data, splits it, builds the network, the optimizer spec and the config.
-pub(super) fn prepare(args: &TrainArgs) -> Result<Prepared> {
-    let spec = optimizer_spec(args)?;
-    if args.batch_size == Some(0) {
+pub(super) fn prepare(given: &TrainArgs) -> Result<Prepared> {
+    // Cheap checks of what was given before the data is read.
+    if given.optimizer.is_some() {
+        optimizer_spec(given)?;
+    }
+    if let Some(hidden) = &given.hidden {
+        hidden_widths(hidden)?;
+    }
+    if given.batch_size == Some(0) {
         return Err(Error::Input(
             "--batch-size 0: give a positive batch size, or leave it out for the default".into(),
         ));
     }
 
     // Data: test split, then a validation part of the training rows.
-    let full = data::load_path(&args.data)?;
-    let loss = choose_loss(args.loss.as_deref(), &full)?;
+    let full = data::load_path(&given.data)?;
+    let loss = choose_loss(given.loss.as_deref(), &full)?;
     let full = if loss == Loss::Ce && full.num_outputs() == 1 {
         full.with_one_hot_targets()
     } else {
@@ -39,11 +50,14 @@ pub(super) fn prepare(args: &TrainArgs) -> Result<Prepared> {
     };
     let parts = data::run_parts(
         &full,
-        args.test_fraction,
-        args.validation_fraction,
-        args.seed,
+        given.test_fraction,
+        given.validation_fraction,
+        given.seed,
     )?;
     let (train_set, val_set, test_set) = (parts.train, parts.validation, parts.test);
+    let args = defaults::resolve(given, train_set.len());
+    let args = &args;
+    let spec = optimizer_spec(args)?;
     let mlp = build_mlp(args, &full, loss)?;
     let defaults = spec.training_defaults();
     let config = TrainConfig {
@@ -51,13 +65,14 @@ pub(super) fn prepare(args: &TrainArgs) -> Result<Prepared> {
         batch_size: args.batch_size.or(defaults.batch_size),
         shuffle_seed: args.seed,
         patience: args.patience,
-        evidence_every: match args.l2 {
-            L2Arg::Evidence { .. } => Some(args.evidence_every),
-            L2Arg::Fixed(_) => None,
-        },
+        evidence_every: args
+            .l2
+            .filter(|l| l.is_evidence())
+            .map(|_| args.evidence_every),
         ..TrainConfig::default()
     };
     Ok(Prepared {
+        args: args.clone(),
         spec,
         full,
         train_set,
@@ -72,7 +87,8 @@ pub(super) fn prepare(args: &TrainArgs) -> Result<Prepared> {
 /// method without one, or `--schedule` and `--set schedule=` that disagree,
 /// are errors.
 fn optimizer_spec(args: &TrainArgs) -> Result<OptimizerSpec> {
-    let mut spec: OptimizerSpec = args.optimizer.parse()?;
+    let name = args.optimizer.as_deref().unwrap_or_default();
+    let mut spec: OptimizerSpec = name.parse()?;
     if let Some(schedule) = &args.schedule {
         if spec.schedule().is_none() {
             return Err(Error::Input(format!(
@@ -118,9 +134,11 @@ fn choose_loss(name: Option<&str>, ds: &Dataset) -> Result<Loss> {
 /// The network: the data's widths around `--hidden`, `--activation` in the
 /// hidden layers and the output activation that goes with the loss.
 fn build_mlp(args: &TrainArgs, ds: &Dataset, loss: Loss) -> Result<Mlp> {
-    let hidden = hidden_widths(&args.hidden)?;
+    let hidden = hidden_widths(args.hidden.as_deref().unwrap_or_default())?;
     let acts: Vec<Activation> = args
         .activation
+        .as_deref()
+        .unwrap_or_default()
         .split(',')
         .map(|s| {
             s.parse::<Activation>()
@@ -143,7 +161,8 @@ fn build_mlp(args: &TrainArgs, ds: &Dataset, loss: Loss) -> Result<Mlp> {
     let output = loss.output_activation();
     let mut all_acts = hidden_acts;
     all_acts.push(output);
-    Ok(Mlp::new(&sizes, &all_acts, loss, args.l2.initial())?)
+    let l2 = args.l2.map_or(0.0, |l| l.initial());
+    Ok(Mlp::new(&sizes, &all_acts, loss, l2)?)
 }
 
 /// `--hidden`: comma-separated widths, or `none` (or nothing) for no hidden layer.

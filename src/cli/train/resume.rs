@@ -37,6 +37,7 @@ pub(super) fn resume(args: &TrainArgs, file: &Path) -> Result<Option<u8>> {
             }
         }
     }
+    let original = prepared.args.clone();
     execute(
         &original,
         prepared,
