@@ -154,8 +154,8 @@ def main():
     if fits:
         print("\nWhole fits with defaults (s, test accuracy %; median over seeds; ratio = sklearn fit "
               "time / curvature train wall time, per seed, then median)")
-        print("  curvature: `curvature train` defaults (hessian-free, 30 epochs, λ 1e-3), wall time it prints")
-        print("  sklearn: MLPClassifier defaults (alpha 1e-4, max_iter 200), logistic hidden, fit() time")
+        print("  curvature: `curvature train` defaults (by the data: K-FAC, relu, f32), wall time it prints")
+        print("  sklearn: MLPClassifier defaults (alpha 1e-4, max_iter 200, relu; (100,) digits, (128,) mnist10k), fit() time")
         hdr = (f"{'data':9} {'thr':>3} {'n':>2} | {'cv s':>7} {'cv %':>6} | {'adam s':>7} {'adam %':>6} "
                f"{'it':>4} | {'lbfgs s':>7} {'lbfgs %':>7} {'it':>4} | {'adam/cv':>7} {'lbfgs/cv':>8}")
         print(hdr)
@@ -179,6 +179,24 @@ def main():
                   f"{fmt(row['lbfgs_fit_s'], '.2f'):>7} {pct(row['lbfgs_test_acc']):>7} "
                   f"{fmt(row['lbfgs_n_iter'], '.0f'):>4} | {fmt(row['ratio_adam_vs_curvature'], '.2f'):>7} "
                   f"{fmt(row['ratio_lbfgs_vs_curvature'], '.2f'):>8}")
+    opt_dir = out / "optimizers"
+    if opt_dir.is_dir():
+        import re
+        print("\nEvery optimizer on mnist10k (784-256-10 relu, λ 1e-4, f32, seed 0; its own epochs and batch)")
+        print(f"{'optimizer':14} {'epochs':>6} {'test %':>7} {'wall s':>7}")
+        summary["optimizers"] = []
+        for log in sorted(opt_dir.glob("*.log")):
+            text = log.read_text()
+            acc = re.search(r"test accuracy ([0-9.]+)", text)
+            wall = re.search(r"(\d+) epochs, .* wall time ([0-9.]+) s", text)
+            row = {"optimizer": log.stem,
+                   "test_acc": float(acc.group(1)) if acc else None,
+                   "epochs": int(wall.group(1)) if wall else None,
+                   "wall_s": float(wall.group(2)) if wall else None,
+                   "error": None if acc else text.strip().splitlines()[-1:] }
+            summary["optimizers"].append(row)
+            print(f"{row['optimizer']:14} {fmt(row['epochs'], '.0f'):>6} {pct(row['test_acc']):>7} "
+                  f"{fmt(row['wall_s'], '.2f'):>7}")
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"\nsummary: {out / 'summary.json'}")
 
