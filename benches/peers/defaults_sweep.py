@@ -45,6 +45,10 @@ RECIPES = {
         "kfac-relu100-l2e-4-e50": "--precision f32 --optimizer kfac --hidden 100 --activation relu --l2 1e-4 --epochs 50 --batch-size 128",
         "kfac-relu200-l2e-4": "--precision f32 --optimizer kfac --hidden 200 --activation relu --l2 1e-4 --epochs 30 --batch-size 128",
         "kfac-relu100-l2e-4-f64": "--precision f64 --optimizer kfac --hidden 100 --activation relu --l2 1e-4 --epochs 30 --batch-size 128",
+        # The λ grid and the evidence around the winner (README: λ by the evidence).
+        "kfac-relu100-l2e-6": "--precision f32 --optimizer kfac --hidden 100 --activation relu --l2 1e-6 --epochs 30 --batch-size 128",
+        "kfac-relu100-l2e-2": "--precision f32 --optimizer kfac --hidden 100 --activation relu --l2 1e-2 --epochs 30 --batch-size 128",
+        "kfac-relu100-evidence": "--precision f32 --optimizer kfac --hidden 100 --activation relu --l2 evidence --epochs 30 --batch-size 128",
         "adam-relu100-l2e-4": "--precision f32 --optimizer adam --hidden 100 --activation relu --l2 1e-4 --epochs 60 --batch-size 32",
         "hf-relu100-evidence": "--precision f32 --optimizer hessian-free --hidden 100 --activation relu --l2 evidence",
     },
@@ -63,6 +67,10 @@ RECIPES = {
         "kfac-relu512-l2e-4-b512-5": "--precision f32 --optimizer kfac --hidden 512 --activation relu --l2 1e-4 --batch-size 512 --epochs 5",
         "kfac-relu384-l2e-4-b512-6": "--precision f32 --optimizer kfac --hidden 384 --activation relu --l2 1e-4 --batch-size 512 --epochs 6",
         "kfac-relu256-l2e-4-b256-5-inv50": "--precision f32 --optimizer kfac --set inverse-every=50 --hidden 256 --activation relu --l2 1e-4 --batch-size 256 --epochs 5",
+        # The λ grid and the evidence around the winner (README: λ by the evidence).
+        "kfac-relu256-l2e-5-b256-5-inv50": "--precision f32 --optimizer kfac --set inverse-every=50 --hidden 256 --activation relu --l2 1e-5 --batch-size 256 --epochs 5",
+        "kfac-relu256-l2e-3-b256-5-inv50": "--precision f32 --optimizer kfac --set inverse-every=50 --hidden 256 --activation relu --l2 1e-3 --batch-size 256 --epochs 5",
+        "kfac-relu256-evidence-b256-5-inv50": "--precision f32 --optimizer kfac --set inverse-every=50 --hidden 256 --activation relu --l2 evidence --evidence-every 1 --batch-size 256 --epochs 5",
         "adam-relu256-l2e-4-b64-15": "--precision f32 --optimizer adam --hidden 256 --activation relu --l2 1e-4 --batch-size 64 --epochs 15",
         "adam-relu512-l2e-4-b64-12": "--precision f32 --optimizer adam --hidden 512 --activation relu --l2 1e-4 --batch-size 64 --epochs 12",
     },
