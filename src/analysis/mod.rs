@@ -29,6 +29,7 @@ pub mod lanczos;
 pub mod laplace;
 pub mod metrics;
 pub mod operator;
+pub mod posterior;
 pub mod pruning;
 pub mod retrain;
 pub mod trace;

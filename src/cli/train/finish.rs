@@ -46,6 +46,9 @@ pub(super) fn finish(
     };
     let test = test_figures(device, &mlp, prepared, &trained.theta)?;
     write_outputs(args, &mlp, prepared, outputs, &trained)?;
+    if prepared.config.evidence_every.is_some() {
+        report_evidence(&trained.history);
+    }
     print_summary(&trained, test, outputs);
     // The run finished and its outputs are written: its checkpoint is superseded.
     if outputs.checkpoint.exists() {
@@ -67,6 +70,23 @@ fn report_verification(verify: &VerifyState, device: &Device) {
         None if device.is_gpu() => println!("verification: no update was made, nothing to compare"),
         None => {}
     }
+}
+
+/// `--l2 evidence`: where λ started, where it settled, and how often it moved
+/// (every epoch's λ is in `history.json`).
+fn report_evidence(history: &History) {
+    let (Some(first), Some(last)) = (history.records.first(), history.records.last()) else {
+        return;
+    };
+    let moves = history
+        .records
+        .windows(2)
+        .filter(|w| w[1].l2 != w[0].l2)
+        .count();
+    println!(
+        "λ by the evidence: {:.3e} in epoch {} → {:.3e} in epoch {} ({moves} changes; every epoch's λ is in the history)",
+        first.l2, first.epoch, last.l2, last.epoch
+    );
 }
 
 /// A θ that is not finite is no model: an error naming the last checkpoint.
