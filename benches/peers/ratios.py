@@ -182,7 +182,7 @@ def main():
     opt_dir = out / "optimizers"
     if opt_dir.is_dir():
         import re
-        print("\nEvery optimizer on mnist10k (784-256-10 relu, λ 1e-4, f32, seed 0; its own epochs and batch)")
+        print("\nEvery optimizer on mnist10k (784-256-10 relu, λ 1e-5, f32, seed 0; its own epochs and batch)")
         print(f"{'optimizer':14} {'epochs':>6} {'test %':>7} {'wall s':>7}")
         summary["optimizers"] = []
         for log in sorted(opt_dir.glob("*.log")):

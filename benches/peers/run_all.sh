@@ -148,13 +148,13 @@ for t in $THREADS; do
 done
 
 # Block 3: every optimizer on mnist10k with the default network (the defaults' 784-256-10
-# relu, λ 1e-4, f32; each optimizer's own epochs and batch size), seed 0. newton, lm and bfgs
+# relu, λ 1e-5, f32; each optimizer's own epochs and batch size), seed 0. newton, lm and bfgs
 # need the dense W×W matrix (W = 203,530: 331 GB) and are refused, so they are not run.
 mkdir -p "$OUT/optimizers"
 for o in $MNIST_OPTIMIZERS; do
     echo "== mnist10k with $o"
     RAYON_NUM_THREADS=2 "$BIN/curvature" train --data mnist10k --hidden 256 --activation relu \
-        --l2 1e-4 --precision f32 --optimizer "$o" --seed 0 --device cpu --quiet --force \
+        --l2 1e-5 --precision f32 --optimizer "$o" --seed 0 --device cpu --quiet --force \
         --checkpoint-every 0 --out "$OUT/optimizers/$o/model.safetensors" >"$OUT/optimizers/$o.log" 2>&1 || true
 done
 

@@ -9,7 +9,7 @@ use super::progress::resume_hint;
 use curvature::engine::verify::VerifyState;
 use curvature::engine::{Curvature, Device};
 use curvature::files::{save_model, write_atomic, FileError};
-use curvature::plot::{self, Panel, PlotError, Series};
+use curvature::plot::{self, Legend, Panel, PlotError, PlotLayout, Series};
 use curvature::train::{accuracy, EpochRecord, History};
 use curvature::{Error, Mlp, Result};
 use std::collections::HashMap;
@@ -151,7 +151,13 @@ fn write_outputs(
     }
     save_model(&outputs.model, mlp, &trained.theta, &meta, overwrite)?;
     write_atomic(&outputs.history, history.to_json().as_bytes(), overwrite)?;
-    plot::draw(&outputs.plot, &curves(history), overwrite).map_err(|e| match e {
+    // The panels share their series (train, validation) colour for colour: one
+    // legend below them, where it covers no curve (accuracy sits in the corner).
+    let layout = PlotLayout {
+        legend: Legend::Below,
+        ..PlotLayout::default()
+    };
+    plot::draw_with(&outputs.plot, &curves(history), layout, overwrite).map_err(|e| match e {
         // A file that cannot be written stays a file error.
         PlotError::File(file) => Error::File(file),
         other => Error::Input(other.to_string()),
