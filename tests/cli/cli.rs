@@ -678,6 +678,40 @@ fn main_job_reaches_97_percent_on_digits_cpu() {
     assert!(acc >= 0.97, "test accuracy {acc}: {out}");
 }
 
+/// The main job in f32 (its default) and in f64 reach the same test accuracy within
+/// half a point (issue 18): on 359 test digits, at most one digit apart.
+#[test]
+fn main_job_f32_matches_f64_accuracy_on_digits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut accuracy = Vec::new();
+    for precision in ["f32", "f64"] {
+        let o = curvature(
+            &[
+                "train",
+                "--device",
+                "cpu",
+                "--quiet",
+                "--precision",
+                precision,
+                "--run-dir",
+                precision,
+            ],
+            dir.path(),
+        );
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{out}\n{err}");
+        assert!(out.contains(&format!("({precision}")), "{out}");
+        accuracy.push(printed_test_accuracy(&out));
+    }
+    let gap = (accuracy[0] - accuracy[1]).abs();
+    assert!(
+        gap <= 0.005,
+        "f32 {} against f64 {}",
+        accuracy[0],
+        accuracy[1]
+    );
+}
+
 /// The same on the GPU (llvmpipe in CI), with every 5th update verified against the CPU.
 #[test]
 fn main_job_reaches_97_percent_on_digits_gpu() {
