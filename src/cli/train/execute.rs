@@ -4,7 +4,7 @@
 
 use super::args::{to_argv, TrainArgs};
 use super::finish::{finish, Trained};
-use super::outputs::{stored_path, Outputs};
+use super::outputs::{stored_name, Outputs};
 use super::prepare::Prepared;
 use super::progress::{position, resume_hint, Progress};
 use super::signals::{Pauser, Signals};
@@ -149,14 +149,15 @@ impl Start {
 }
 
 /// What the checkpoint stores besides the network, θ, config and states: the
-/// arguments (for `--resume`) and the output paths.
+/// arguments (for `--resume`) and the output file names (relative to the
+/// checkpoint's directory, where a resume writes them).
 fn stored_run(args: &TrainArgs, outputs: &Outputs) -> BTreeMap<String, String> {
     [
         ("args", serde_json::Value::from(to_argv(args)).to_string()),
-        ("model", stored_path(&outputs.model)),
-        ("history", stored_path(&outputs.history)),
-        ("plot", stored_path(&outputs.plot)),
-        ("checkpoint", stored_path(&outputs.checkpoint)),
+        ("model", stored_name(&outputs.model)),
+        ("history", stored_name(&outputs.history)),
+        ("plot", stored_name(&outputs.plot)),
+        ("checkpoint", stored_name(&outputs.checkpoint)),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

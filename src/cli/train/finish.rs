@@ -47,8 +47,14 @@ pub(super) fn finish(
     let test = test_figures(device, &mlp, prepared, &trained.theta)?;
     write_outputs(args, &mlp, prepared, outputs, &trained)?;
     print_summary(&trained, test, outputs);
-    // The run finished and its outputs are written: its checkpoint is superseded.
-    if outputs.checkpoint.exists() {
+    // The run finished and its outputs are written: its checkpoint is
+    // superseded. Only the file this run wrote or resumed from is removed,
+    // never whatever else is at that path.
+    let ours = trained
+        .last_checkpoint
+        .as_ref()
+        .is_some_and(|(path, _)| *path == outputs.checkpoint);
+    if ours && outputs.checkpoint.exists() {
         std::fs::remove_file(&outputs.checkpoint).map_err(|source| FileError::Write {
             path: outputs.checkpoint.clone(),
             source,

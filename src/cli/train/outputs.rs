@@ -85,12 +85,15 @@ pub(super) fn plan_outputs(args: &TrainArgs, overwrite: Overwrite) -> Result<Out
     })
 }
 
-/// A path as stored in a checkpoint: absolute, so a resume from elsewhere writes the same files.
-pub(super) fn stored_path(p: &Path) -> String {
-    std::path::absolute(p)
-        .unwrap_or_else(|_| p.to_path_buf())
-        .display()
-        .to_string()
+/// An output as a checkpoint stores it: its file name only, which a resume
+/// resolves in the checkpoint's own directory (`resume.rs`: a checkpoint
+/// writes only beside itself). The model, history and checkpoint always share
+/// a folder; a `--plot` elsewhere is drawn beside the checkpoint on resume.
+pub(super) fn stored_name(p: &Path) -> String {
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// runs/<UTC date-time>/, with a suffix if that exists already.

@@ -41,7 +41,7 @@ pub(super) fn prepare(given: &TrainArgs) -> Result<Prepared> {
     }
 
     // Data: test split, then a validation part of the training rows.
-    let full = data::load_path(&given.data)?;
+    let full = data::load_path(given.data_spec())?;
     let loss = choose_loss(given.loss.as_deref(), &full)?;
     let full = if loss == Loss::Ce && full.num_outputs() == 1 {
         full.with_one_hot_targets()
