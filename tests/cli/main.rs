@@ -11,4 +11,5 @@ mod bench_cli;
 mod cli;
 mod cli_interrupt;
 mod robust_cli;
+mod robust_reads;
 mod robust_resume;
