@@ -7,6 +7,7 @@
 //! Every result is of E (λ included) except where its help says "data term".
 
 use super::common::{load_model_and_part, DeviceArgs, SplitPart};
+use crate::cli::out::outln;
 use clap::{Args, ValueEnum};
 use curvature::cpu::Fisher;
 use curvature::engine::Curvature;
@@ -305,7 +306,7 @@ pub fn run(args: &ComputeArgs) -> Result<()> {
         many => format!("{} tensors", many.len()),
     };
     write_tensors(&args.out, &result, meta, false, overwrite)?;
-    println!(
+    outln!(
         "{name} {shown} of {} on {} rows of {} ({}) in {:.3} s -> {}",
         model.mlp.describe(),
         ds.len(),

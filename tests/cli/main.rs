@@ -11,5 +11,6 @@ mod bench_cli;
 mod cli;
 mod cli_interrupt;
 mod robust_cli;
+mod robust_pipe;
 mod robust_reads;
 mod robust_resume;

@@ -8,6 +8,7 @@ use super::outputs::{stored_name, Outputs};
 use super::prepare::Prepared;
 use super::progress::{position, resume_hint, Progress};
 use super::signals::{Pauser, Signals};
+use crate::cli::out::outln;
 use curvature::checkpoint::{save_checkpoint, Checkpoint};
 use curvature::data::Dataset;
 use curvature::engine::verify::{VerifyState, Verifying};
@@ -70,7 +71,7 @@ pub(super) fn execute(
 /// The two lines that say what is about to run.
 fn announce(args: &TrainArgs, prepared: &Prepared, device: &Device) {
     let mlp = &prepared.mlp;
-    println!(
+    outln!(
         "training {} (W = {}) on {}: {} train / {} validation / {} test rows",
         mlp.describe(),
         mlp.num_params(),
@@ -91,7 +92,7 @@ fn announce(args: &TrainArgs, prepared: &Prepared, device: &Device) {
         }
         _ => String::new(),
     };
-    println!(
+    outln!(
         "optimizer {} ({}){schedule}, {} epochs, {}, device {}",
         prepared.spec.name(),
         if args.params.is_empty() {
@@ -139,7 +140,7 @@ impl Start {
                 reason: e.to_string(),
             })?;
         let at = position(&checkpoint.state);
-        println!("resuming from {} {at}", file.display());
+        outln!("resuming from {} {at}", file.display());
         Ok(Start {
             theta: checkpoint.theta,
             from: Some(checkpoint.state),

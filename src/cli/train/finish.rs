@@ -6,6 +6,7 @@ use super::args::TrainArgs;
 use super::outputs::Outputs;
 use super::prepare::Prepared;
 use super::progress::resume_hint;
+use crate::cli::out::outln;
 use curvature::engine::verify::VerifyState;
 use curvature::engine::{Curvature, Device};
 use curvature::files::{save_model, write_atomic, FileError};
@@ -66,11 +67,11 @@ pub(super) fn finish(
 /// On a GPU: how the device compared with the CPU reference.
 fn report_verification(verify: &VerifyState, device: &Device) {
     match verify.worst() {
-        Some((rel, quantity, update)) => println!(
+        Some((rel, quantity, update)) => outln!(
             "verified against the CPU reference: {} checks, worst relative error {rel:.2e} ({quantity}, update {update})",
             verify.checks.borrow().len()
         ),
-        None if device.is_gpu() => println!("verification: no update was made, nothing to compare"),
+        None if device.is_gpu() => outln!("verification: no update was made, nothing to compare"),
         None => {}
     }
 }
@@ -149,7 +150,7 @@ fn write_outputs(
 fn print_summary(trained: &Trained, test: Option<TestFigures>, outputs: &Outputs) {
     let history = &trained.history;
     if let Some(last) = history.last() {
-        println!(
+        outln!(
             "final train loss {:.5}{}",
             last.train_loss,
             last.train_accuracy
@@ -158,12 +159,12 @@ fn print_summary(trained: &Trained, test: Option<TestFigures>, outputs: &Outputs
     }
     match test {
         Some((loss, Some(acc), n)) => {
-            println!("test loss {loss:.5}, test accuracy {acc:.4} ({n} rows)")
+            outln!("test loss {loss:.5}, test accuracy {acc:.4} ({n} rows)")
         }
-        Some((loss, None, n)) => println!("test loss {loss:.5} ({n} rows)"),
-        None => println!("no test rows (test fraction 0)"),
+        Some((loss, None, n)) => outln!("test loss {loss:.5} ({n} rows)"),
+        None => outln!("no test rows (test fraction 0)"),
     }
-    println!(
+    outln!(
         "{} epochs, {} updates ({} rejected), stopped: {:?}, wall time {:.2} s",
         history.last_epoch(),
         history.updates,
@@ -171,9 +172,9 @@ fn print_summary(trained: &Trained, test: Option<TestFigures>, outputs: &Outputs
         history.stop,
         trained.wall_seconds
     );
-    println!("model   {}", outputs.model.display());
-    println!("history {}", outputs.history.display());
-    println!("curves  {}", outputs.plot.display());
+    outln!("model   {}", outputs.model.display());
+    outln!("history {}", outputs.history.display());
+    outln!("curves  {}", outputs.plot.display());
 }
 
 /// The loss and accuracy panels of the picture.
