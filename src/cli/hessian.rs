@@ -121,6 +121,7 @@ fn condition_number(values: &[f64]) -> Option<f64> {
 
 pub fn run(args: &HessianArgs) -> Result<()> {
     let (model, ds) = load_model_and_part(&args.model, &args.data, args.split)?;
+    check_dense_paths(args, model.theta.len())?;
     let device = args.device.open()?;
     let mut engine = device.engine(&model.mlp, ds.x.view(), ds.t.view())?;
     let kind = Kind::from(args.matrix);
@@ -222,6 +223,40 @@ pub fn run(args: &HessianArgs) -> Result<()> {
 }
 
 /// (G + αI)⁻¹ on the first `r` rows by Sherman-Morrison and by Cholesky.
+/// Refuses, before the device opens and any eigenvalue is computed, the dense
+/// W×W work this command was asked for that would not fit in memory: the dense
+/// cross-check (W ≤ --dense-max: the matrix and the engine's copy) and
+/// --inverse-check (the Sherman-Morrison inverse, G and its Cholesky inverse).
+fn check_dense_paths(args: &HessianArgs, w: usize) -> Result<()> {
+    use curvature::engine::memory::check_dense_memory;
+    if w <= args.dense_max && !args.compare_approximations {
+        check_dense_memory(
+            "the dense cross-check (--dense-max)",
+            w,
+            2,
+            "a smaller --dense-max, which keeps the matrix-free Lanczos estimates",
+        )?;
+    }
+    if w <= args.dense_max && args.compare_approximations {
+        // G, H and one matrix per approximation held together, with the engine's copy.
+        check_dense_memory(
+            "comparing the approximations",
+            w,
+            6,
+            "a smaller network (the comparison needs the exact G and H)",
+        )?;
+    }
+    if args.inverse_check.is_some() {
+        check_dense_memory(
+            "--inverse-check",
+            w,
+            3,
+            "the spectrum without --inverse-check, or a smaller network",
+        )?;
+    }
+    Ok(())
+}
+
 fn inverse_check(
     engine: &mut dyn Curvature,
     mlp: &curvature::Mlp,

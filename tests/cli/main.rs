@@ -11,6 +11,7 @@ mod bench_cli;
 mod cli;
 mod cli_interrupt;
 mod robust_cli;
+mod robust_dense;
 mod robust_pipe;
 mod robust_reads;
 mod robust_resume;
