@@ -160,7 +160,7 @@ pub struct ComputeArgs {
     #[arg(long, value_enum)]
     pub fisher: Option<FisherArg>,
     /// Targets sampled per row for the Monte-Carlo Fisher (--fisher mc, diag-mc-fisher) [default: 1].
-    #[arg(long)]
+    #[arg(long, value_parser = super::common::at_least_one)]
     pub samples: Option<usize>,
     /// Seed of the Monte-Carlo Fisher's samples (the reference's ChaCha8 stream) [default: 0].
     #[arg(long)]

@@ -47,16 +47,16 @@ pub struct HessianArgs {
     #[arg(long, default_value_t = 5)]
     pub bottom: usize,
     /// Lanczos steps for the extreme eigenvalues (at most W).
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 120, value_parser = super::common::at_least_one)]
     pub steps: usize,
     /// Rademacher samples for Hutchinson (and products for Hutch++).
-    #[arg(long, default_value_t = 99)]
+    #[arg(long, default_value_t = 99, value_parser = super::common::at_least_one)]
     pub trace_samples: usize,
     /// Probes of stochastic Lanczos quadrature.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = super::common::at_least_one)]
     pub probes: usize,
     /// Lanczos steps per probe of stochastic Lanczos quadrature.
-    #[arg(long, default_value_t = 80)]
+    #[arg(long, default_value_t = 80, value_parser = super::common::at_least_one)]
     pub density_steps: usize,
     /// The largest W for the dense eigendecomposition cross-check.
     #[arg(long, default_value_t = DEFAULT_MAX_DENSE_EIGEN)]
@@ -73,7 +73,7 @@ pub struct HessianArgs {
     /// Also invert G + αI on the first ROWS rows both ways — sequential
     /// Sherman-Morrison on the outer product (PRML 5.89, CPU) and Cholesky of
     /// the engine's G — and print how far apart they are.
-    #[arg(long, value_name = "ROWS")]
+    #[arg(long, value_name = "ROWS", value_parser = super::common::at_least_one)]
     pub inverse_check: Option<usize>,
     /// α of the inverse check.
     #[arg(long, default_value_t = 1e-2)]

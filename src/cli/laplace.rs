@@ -47,7 +47,7 @@ pub struct LaplaceArgs {
     #[arg(long, default_value_t = DEFAULT_MAX_DENSE_EIGEN)]
     pub dense_max: usize,
     /// Monte Carlo draws of θ for the sampled predictive.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = super::common::at_least_one)]
     pub samples: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

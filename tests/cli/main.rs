@@ -13,5 +13,6 @@ mod cli_interrupt;
 mod robust_cli;
 mod robust_dense;
 mod robust_pipe;
+mod robust_ranges;
 mod robust_reads;
 mod robust_resume;

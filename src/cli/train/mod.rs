@@ -33,6 +33,15 @@ use curvature::Result;
 pub fn run(args: &TrainArgs) -> Result<Option<u8>> {
     match &args.resume {
         None => {
+            // A run of no epochs would save an untrained model as if trained.
+            // (On --resume, 0 is for the scheduler's check, which names the epoch.)
+            if args.epochs == Some(0) {
+                return Err(curvature::Error::Input(
+                    "--epochs 0 would save an untrained model: give at least 1 epoch (to look at \
+                     a model without training it, use `curvature eval`)"
+                        .into(),
+                ));
+            }
             let prepared = prepare::prepare(args)?;
             let args = prepared.args.clone();
             let outputs = outputs::plan_outputs(&args, args.overwrite())?;

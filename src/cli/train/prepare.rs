@@ -30,9 +30,43 @@ pub(super) fn prepare(given: &TrainArgs) -> Result<Prepared> {
     // Cheap checks of what was given before the data is read.
     if given.optimizer.is_some() {
         optimizer_spec(given)?;
+    } else {
+        // The default optimizer is the same for every data set (kfac; only its
+        // settings depend on the rows): `--set` is checked against it now.
+        let mut defaults = given.clone();
+        defaults.optimizer = Some(defaults::DEFAULT_OPTIMIZER.to_string());
+        optimizer_spec(&defaults)?;
     }
     if let Some(hidden) = &given.hidden {
+        if hidden.trim().is_empty() {
+            return Err(Error::Input(
+                "--hidden is empty: give widths such as `50` or `128,64`, or `none` for a \
+                 network without hidden layers"
+                    .into(),
+            ));
+        }
         hidden_widths(hidden)?;
+    }
+    for (name, value) in [
+        ("--test-fraction", given.test_fraction),
+        ("--validation-fraction", given.validation_fraction),
+    ] {
+        if !(value.is_finite() && (0.0..1.0).contains(&value)) {
+            return Err(Error::Input(format!(
+                "{name} {value}: give a fraction in [0, 1) (0: no such part)"
+            )));
+        }
+    }
+    if given.evidence_every == 0 {
+        return Err(Error::Input(
+            "--evidence-every 0: give the epochs between re-estimations of λ, at least 1".into(),
+        ));
+    }
+    if given.patience == Some(0) {
+        return Err(Error::Input(
+            "--patience 0: give at least 1 epoch without improvement, or leave it out for no early stopping"
+                .into(),
+        ));
     }
     if given.batch_size == Some(0) {
         return Err(Error::Input(
