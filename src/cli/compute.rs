@@ -182,12 +182,7 @@ pub fn run(args: &ComputeArgs) -> Result<()> {
         Overwrite::Refuse
     };
     // Refuse before the work, not after it.
-    if overwrite == Overwrite::Refuse && args.out.exists() {
-        return Err(curvature::files::FileError::Exists {
-            path: args.out.clone(),
-        }
-        .into());
-    }
+    curvature::files::check_writable(&args.out, overwrite)?;
     let fisher = fisher_of(args)?;
     let (model, ds) = load_model_and_part(&args.model, &args.data, args.split)?;
     let w = model.mlp.num_params();

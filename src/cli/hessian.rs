@@ -120,6 +120,10 @@ fn condition_number(values: &[f64]) -> Option<f64> {
 }
 
 pub fn run(args: &HessianArgs) -> Result<()> {
+    // The picture and the JSON are checked before the spectrum is computed, not after it.
+    for path in [&args.plot, &args.json].into_iter().flatten() {
+        curvature::files::check_writable(path, overwrite(args))?;
+    }
     let (model, ds) = load_model_and_part(&args.model, &args.data, args.split)?;
     check_dense_paths(args, model.theta.len())?;
     let device = args.device.open()?;

@@ -105,6 +105,15 @@ fn prune_with(
 }
 
 pub fn run(args: &PruneArgs) -> Result<()> {
+    // Refuse before the work, not after it (OBS takes minutes).
+    if let Some(out) = &args.out {
+        let overwrite = if args.force {
+            Overwrite::Allow
+        } else {
+            Overwrite::Refuse
+        };
+        curvature::files::check_writable(out, overwrite)?;
+    }
     let (model, train, test) = load_model_train_test(&args.model, &args.data)?;
     let device = args.device.open()?;
     let mut train_engine = device.engine(&model.mlp, train.x.view(), train.t.view())?;

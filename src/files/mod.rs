@@ -7,7 +7,7 @@ mod error;
 mod model_file;
 mod tensors;
 
-pub use atomic::{write_atomic, Overwrite};
+pub use atomic::{check_writable, write_atomic, Overwrite};
 pub use bounded::{
     count_bounded, human_bytes, max_input_bytes, read_all_bounded, read_bounded, too_large_reason,
     BoundedError, DEFAULT_MAX_INPUT_BYTES,

@@ -12,6 +12,7 @@ mod cli;
 mod cli_interrupt;
 mod robust_cli;
 mod robust_dense;
+mod robust_outputs;
 mod robust_pipe;
 mod robust_ranges;
 mod robust_reads;

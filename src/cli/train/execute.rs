@@ -42,6 +42,7 @@ pub(super) fn execute(
     let mut optimizer = prepared.spec.build();
     let start = Start::of(resumed, optimizer.as_mut(), &prepared.mlp, args.seed)?;
     outputs.create_folders()?;
+    outputs.check_writable()?;
     let mut session = Session {
         args,
         prepared: &prepared,

@@ -19,13 +19,23 @@ impl Outputs {
     /// Creates the folders of the checkpoint and the model: the checkpoint may
     /// be written before the model, so its folder must exist from the start.
     pub fn create_folders(&self) -> Result<()> {
-        for path in [&self.checkpoint, &self.model] {
+        for path in [&self.checkpoint, &self.model, &self.plot] {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).map_err(|source| FileError::Write {
                     path: parent.into(),
                     source,
                 })?;
             }
+        }
+        Ok(())
+    }
+
+    /// Checks that every output can be written (its folder takes a new file),
+    /// before the first epoch: a read-only run directory fails now, not after
+    /// training. Existing files were refused when the outputs were planned.
+    pub fn check_writable(&self) -> Result<()> {
+        for path in [&self.checkpoint, &self.model, &self.history, &self.plot] {
+            curvature::files::check_writable(path, Overwrite::Allow)?;
         }
         Ok(())
     }
