@@ -3,6 +3,7 @@
 //! counts of `curvature::bench`, and the fraction of the device's peak
 //! measured in the same run — then the ratios the targets name.
 
+use crate::cli::out::outln;
 use clap::Args;
 use curvature::bench::{
     cpu_peak, gpu_peak, gpu_peak_size, hv_targets, ratios, run_workload, Bench, Options, Row,
@@ -63,13 +64,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         eprintln!("note: the GPU computes in f32; --precision f64 applies to the CPU only");
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("device: {} ({cores} cores visible)", device.describe());
+    outln!("device: {} ({cores} cores visible)", device.describe());
     let peak_n = match &device {
         Device::Gpu(ctx) => gpu_peak_size(ctx)?,
         _ => PEAK_SIZE_CPU,
     };
     if let Device::Gpu(ctx) = &device {
-        println!("matmul kernel: {}", ctx.matmul_variant());
+        outln!("matmul kernel: {}", ctx.matmul_variant());
     }
     let opts = Options {
         runs: args.runs.max(1),
@@ -83,7 +84,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let mut all: Vec<Row> = Vec::new();
     for w in workloads {
         let mlp = w.mlp()?;
-        println!(
+        outln!(
             "\nworkload {}: {} (W = {}); median of {} runs after warm-up ({} for full H/GGN)",
             w.name(),
             mlp.describe(),
@@ -99,15 +100,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             Device::FastCpuF32 => cpu_peak::<f32>(PEAK_SIZE_CPU, PEAK_RUNS)?,
             Device::FastCpuF64 => cpu_peak::<f64>(PEAK_SIZE_CPU, PEAK_RUNS)?,
         };
-        println!(
+        outln!(
             "  peak: {peak:.1} GFLOP/s ({peak_n}×{peak_n} matrix product, median of {PEAK_RUNS}, just before this workload)"
         );
-        println!(
+        outln!(
             "  {:<16} {:>12} {:>10} {:>10} {:>8}",
-            "op", "time", "ops/s", "GFLOP/s", "of peak"
+            "op",
+            "time",
+            "ops/s",
+            "GFLOP/s",
+            "of peak"
         );
         let rows = run_workload(w, &device, peak, &opts, |r| {
-            println!(
+            outln!(
                 "  {:<16} {:>12} {:>10.2} {:>10.2} {:>7.1}%",
                 r.op,
                 format_seconds(r.seconds),
@@ -116,7 +121,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 100.0 * r.fraction_of_peak
             );
         })?;
-        println!("  ratios (target; FLOP ratio = the value at equal GFLOP/s):");
+        outln!("  ratios (target; FLOP ratio = the value at equal GFLOP/s):");
         for r in ratios(&rows, on) {
             let (target, mark) = match r.bound {
                 Some(b) => (
@@ -125,9 +130,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 ),
                 None => ("(no target here)".to_string(), ""),
             };
-            println!(
+            outln!(
                 "    {:<19} {:>9.2}  {:<16} {:<6}  FLOP ratio {:.2}",
-                r.name, r.value, target, mark, r.flop_ratio
+                r.name,
+                r.value,
+                target,
+                mark,
+                r.flop_ratio
             );
         }
         for t in hv_targets(&rows, on) {
@@ -137,7 +146,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 None => "not judged: a target for a real GPU, this adapter is software",
             };
             let target = format!("({})", t.target);
-            println!("    {:<19} {:>9}  {target:<16} {mark}", t.what, t.measured);
+            outln!("    {:<19} {:>9}  {target:<16} {mark}", t.what, t.measured);
         }
         all.extend(rows);
     }
@@ -146,7 +155,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let text = serde_json::to_string_pretty(&json)
             .map_err(|e| Error::Shape(format!("cannot format the rows as JSON: {e}")))?;
         write_atomic(path, text.as_bytes(), Overwrite::Allow)?;
-        println!("\nwrote {} rows to {}", all.len(), path.display());
+        outln!("\nwrote {} rows to {}", all.len(), path.display());
     }
     Ok(())
 }

@@ -153,3 +153,13 @@ impl From<KindArg> for Kind {
         }
     }
 }
+
+/// A count that must be at least 1 (`--steps`, `--probes`, `--samples`, …),
+/// refused by clap at parse time: 0 steps or samples gives no estimate at all.
+pub fn at_least_one(text: &str) -> std::result::Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("must be at least 1".into()),
+        Err(_) => Err(format!("`{text}` is not a whole number ≥ 1")),
+    }
+}

@@ -7,10 +7,12 @@
 //! Every result is of E (λ included) except where its help says "data term".
 
 use super::common::{load_model_and_part, DeviceArgs, SplitPart};
+use crate::cli::out::outln;
 use clap::{Args, ValueEnum};
 use curvature::cpu::Fisher;
+use curvature::engine::memory::{check_dense_memory, dense_bytes};
 use curvature::engine::Curvature;
-use curvature::files::{read_tensors, write_tensors, NamedTensor, Overwrite};
+use curvature::files::{human_bytes, read_tensors, write_tensors, NamedTensor, Overwrite};
 use curvature::{cpu, Error, Result};
 use ndarray::Array2;
 use std::collections::HashMap;
@@ -158,7 +160,7 @@ pub struct ComputeArgs {
     #[arg(long, value_enum)]
     pub fisher: Option<FisherArg>,
     /// Targets sampled per row for the Monte-Carlo Fisher (--fisher mc, diag-mc-fisher) [default: 1].
-    #[arg(long)]
+    #[arg(long, value_parser = super::common::at_least_one)]
     pub samples: Option<usize>,
     /// Seed of the Monte-Carlo Fisher's samples (the reference's ChaCha8 stream) [default: 0].
     #[arg(long)]
@@ -180,12 +182,7 @@ pub fn run(args: &ComputeArgs) -> Result<()> {
         Overwrite::Refuse
     };
     // Refuse before the work, not after it.
-    if overwrite == Overwrite::Refuse && args.out.exists() {
-        return Err(curvature::files::FileError::Exists {
-            path: args.out.clone(),
-        }
-        .into());
-    }
+    curvature::files::check_writable(&args.out, overwrite)?;
     let fisher = fisher_of(args)?;
     let (model, ds) = load_model_and_part(&args.model, &args.data, args.split)?;
     let w = model.mlp.num_params();
@@ -305,7 +302,7 @@ pub fn run(args: &ComputeArgs) -> Result<()> {
         many => format!("{} tensors", many.len()),
     };
     write_tensors(&args.out, &result, meta, false, overwrite)?;
-    println!(
+    outln!(
         "{name} {shown} of {} on {} rows of {} ({}) in {:.3} s -> {}",
         model.mlp.describe(),
         ds.len(),
@@ -443,13 +440,29 @@ fn check_size(q: Quantity, w: usize, n: usize) -> Result<()> {
     let name = q.tensor_name().replace('_', "-");
     if q.is_dense() && w > max {
         return Err(Error::Input(format!(
-            "{name} is a dense W×W matrix, but W = {w} is above the dense limit {max}              ({} MiB of f64): use a diagonal or a product (diag-*, hvp, gvp, efvp, kfac-vp)              for this network",
-            max * max * 8 / (1 << 20)
+            "{name} is a dense W×W matrix, but W = {w} is above the dense limit {max} ({} MiB of \
+             f64; this one would be {} bytes, {}): use a diagonal or a product (diag-*, hvp, gvp, \
+             efvp, kfac-vp) for this network",
+            max * max * 8 / (1 << 20),
+            dense_bytes(w, 1),
+            human_bytes(dense_bytes(w, 1))
         )));
+    }
+    // Under the limit it may still not fit this machine: the matrix, the
+    // engine's working copy and the file's bytes.
+    if q.is_dense() {
+        check_dense_memory(
+            &name,
+            w,
+            3,
+            "a diagonal or a product (diag-*, hvp, gvp, efvp, kfac-vp)",
+        )?;
     }
     if q == Quantity::PerSampleGrad && n.saturating_mul(w) > MAX_PER_SAMPLE_ENTRIES {
         return Err(Error::Input(format!(
-            "per-sample-grad would be N×W = {n}×{w} entries, above {MAX_PER_SAMPLE_ENTRIES}              (2 GiB of f64): use fewer rows (--split, a smaller data file) or              diag-empirical-fisher / grad-variance, which need no N×W result"
+            "per-sample-grad would be N×W = {n}×{w} entries, above {MAX_PER_SAMPLE_ENTRIES} \
+             (2 GiB of f64): use fewer rows (--split, a smaller data file) or \
+             diag-empirical-fisher / grad-variance, which need no N×W result"
         )));
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! `curvature devices`: every adapter wgpu finds, the limits that matter, and
 //! which device `--device auto` picks.
 
+use crate::cli::out::outln;
 use curvature::engine::device::{Device, DeviceChoice};
 use curvature::gpu::list_adapters;
 use curvature::Result;
@@ -8,17 +9,17 @@ use curvature::Result;
 pub fn run() -> Result<()> {
     let adapters = list_adapters();
     if adapters.is_empty() {
-        println!("no GPU adapter found (install a GPU driver, or Mesa's software one: `apt-get install mesa-vulkan-drivers`)");
+        outln!("no GPU adapter found (install a GPU driver, or Mesa's software one: `apt-get install mesa-vulkan-drivers`)");
     }
     for (i, a) in adapters.iter().enumerate() {
-        println!("[{i}] {}", a.name);
-        println!(
+        outln!("[{i}] {}", a.name);
+        outln!(
             "    backend {}, type {}{}",
             a.backend,
             a.device_type,
             if a.is_software { " (software)" } else { "" }
         );
-        println!(
+        outln!(
             "    max storage binding {} MiB, max buffer {} MiB, workgroup ≤ {} invocations (x ≤ {}), {} KiB shared",
             a.max_storage_buffer_binding_size >> 20,
             a.max_buffer_size >> 20,
@@ -26,7 +27,7 @@ pub fn run() -> Result<()> {
             a.max_compute_workgroup_size_x,
             a.max_compute_workgroup_storage_size >> 10
         );
-        println!(
+        outln!(
             "    shader f64: {}, subgroups: {}",
             yes(a.shader_f64),
             yes(a.subgroups)
@@ -34,12 +35,12 @@ pub fn run() -> Result<()> {
     }
     match Device::open(DeviceChoice::Auto, None) {
         Ok((device, note)) => {
-            println!("--device auto picks: {}", device.describe());
+            outln!("--device auto picks: {}", device.describe());
             if let Some(note) = note {
-                println!("    ({note})");
+                outln!("    ({note})");
             }
         }
-        Err(e) => println!("--device auto fails: {e}"),
+        Err(e) => outln!("--device auto fails: {e}"),
     }
     Ok(())
 }

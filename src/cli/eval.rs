@@ -1,6 +1,7 @@
 //! `curvature eval`: loss, accuracy and confusion matrix of a saved model on a data set.
 
 use super::common::{load_model_and_part, DeviceArgs, SplitPart};
+use crate::cli::out::{out, outln};
 use clap::Args;
 use curvature::engine::Curvature;
 use curvature::{data, Result};
@@ -29,19 +30,19 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let mut engine = device.engine(&model.mlp, ds.x.view(), ds.t.view())?;
     let rows = 0..ds.len();
     let loss = engine.loss(&model.theta, rows.clone())?;
-    println!(
+    outln!(
         "model     {} ({})",
         args.model.display(),
         model.mlp.describe()
     );
-    println!(
+    outln!(
         "data      {} ({:?} part, {} rows) on {}",
         ds.name,
         args.split,
         ds.len(),
         device.describe()
     );
-    println!("loss      {loss:.6}");
+    outln!("loss      {loss:.6}");
     if let Some(labels) = &ds.labels {
         let y = engine.outputs(&model.theta, rows)?;
         let predicted = predicted_classes(y.view());
@@ -50,7 +51,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             data::Task::Regression => 1,
         };
         let correct = predicted.iter().zip(labels).filter(|(p, l)| p == l).count();
-        println!(
+        outln!(
             "accuracy  {:.4} ({correct} of {})",
             correct as f64 / labels.len() as f64,
             labels.len()
@@ -108,17 +109,17 @@ fn print_confusion(m: &[Vec<usize>], names: Option<&[String]>) {
         .max()
         .unwrap_or(1)
         .max(3);
-    println!("confusion matrix (rows: true class, columns: predicted)");
-    print!("{:>width$} ", "");
+    outln!("confusion matrix (rows: true class, columns: predicted)");
+    out!("{:>width$} ", "");
     for c in 0..m.len() {
-        print!(" {:>width$}", name(c));
+        out!(" {:>width$}", name(c));
     }
-    println!();
+    outln!();
     for (c, row) in m.iter().enumerate() {
-        print!("{:>width$} ", name(c));
+        out!("{:>width$} ", name(c));
         for v in row {
-            print!(" {v:>width$}");
+            out!(" {v:>width$}");
         }
-        println!();
+        outln!();
     }
 }

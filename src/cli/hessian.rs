@@ -8,6 +8,7 @@
 //! (`analysis::approximations`), as a table, JSON and a picture.
 
 use super::common::{load_model_and_part, DeviceArgs, KindArg, SplitPart};
+use crate::cli::out::{out, outln};
 use clap::Args;
 use curvature::analysis::approximations::{self, Approximation, CompareOptions, Comparison};
 use curvature::analysis::dense::{self, DEFAULT_MAX_DENSE_EIGEN};
@@ -46,16 +47,16 @@ pub struct HessianArgs {
     #[arg(long, default_value_t = 5)]
     pub bottom: usize,
     /// Lanczos steps for the extreme eigenvalues (at most W).
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 120, value_parser = super::common::at_least_one)]
     pub steps: usize,
     /// Rademacher samples for Hutchinson (and products for Hutch++).
-    #[arg(long, default_value_t = 99)]
+    #[arg(long, default_value_t = 99, value_parser = super::common::at_least_one)]
     pub trace_samples: usize,
     /// Probes of stochastic Lanczos quadrature.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = super::common::at_least_one)]
     pub probes: usize,
     /// Lanczos steps per probe of stochastic Lanczos quadrature.
-    #[arg(long, default_value_t = 80)]
+    #[arg(long, default_value_t = 80, value_parser = super::common::at_least_one)]
     pub density_steps: usize,
     /// The largest W for the dense eigendecomposition cross-check.
     #[arg(long, default_value_t = DEFAULT_MAX_DENSE_EIGEN)]
@@ -72,7 +73,7 @@ pub struct HessianArgs {
     /// Also invert G + αI on the first ROWS rows both ways — sequential
     /// Sherman-Morrison on the outer product (PRML 5.89, CPU) and Cholesky of
     /// the engine's G — and print how far apart they are.
-    #[arg(long, value_name = "ROWS")]
+    #[arg(long, value_name = "ROWS", value_parser = super::common::at_least_one)]
     pub inverse_check: Option<usize>,
     /// α of the inverse check.
     #[arg(long, default_value_t = 1e-2)]
@@ -119,7 +120,12 @@ fn condition_number(values: &[f64]) -> Option<f64> {
 }
 
 pub fn run(args: &HessianArgs) -> Result<()> {
+    // The picture and the JSON are checked before the spectrum is computed, not after it.
+    for path in [&args.plot, &args.json].into_iter().flatten() {
+        curvature::files::check_writable(path, overwrite(args))?;
+    }
     let (model, ds) = load_model_and_part(&args.model, &args.data, args.split)?;
+    check_dense_paths(args, model.theta.len())?;
     let device = args.device.open()?;
     let mut engine = device.engine(&model.mlp, ds.x.view(), ds.t.view())?;
     let kind = Kind::from(args.matrix);
@@ -130,12 +136,12 @@ pub fn run(args: &HessianArgs) -> Result<()> {
         // Refused before the engine builds anything W×W.
         approximations::check_dense(w, args.dense_max)?;
     }
-    println!(
+    outln!(
         "model     {} ({}, W = {w})",
         args.model.display(),
         model.mlp.describe()
     );
-    println!(
+    outln!(
         "data      {} ({:?} part, {} rows) on {}",
         ds.name,
         args.split,
@@ -149,14 +155,14 @@ pub fn run(args: &HessianArgs) -> Result<()> {
         let mut op = Operator::new(&mut engine, theta, rows.clone(), kind);
         Some(op.dense()?)
     } else {
-        println!(
+        outln!(
             "dense     skipped: W = {w} > --dense-max {} (only matrix-free estimates below)",
             args.dense_max
         );
         None
     };
-    println!();
-    println!("== {} (all parameters) ==", kind.symbol());
+    outln!();
+    outln!("== {} (all parameters) ==", kind.symbol());
     let report = analyse_block(
         args,
         &mut engine,
@@ -184,7 +190,7 @@ pub fn run(args: &HessianArgs) -> Result<()> {
             log_y: true,
         };
         plot::draw(path, &[panel], overwrite(args)).map_err(|e| Error::Input(e.to_string()))?;
-        println!("density   drawn to {}", path.display());
+        outln!("density   drawn to {}", path.display());
     }
     if let Some(r) = args.inverse_check {
         inverse_check(&mut engine, &model.mlp, theta, &ds, r, args.alpha)?;
@@ -192,8 +198,8 @@ pub fn run(args: &HessianArgs) -> Result<()> {
     if !args.no_layers {
         for (l, layer) in model.mlp.layout().iter().enumerate() {
             let block = layer.weights.start..layer.bias.end;
-            println!();
-            println!(
+            outln!();
+            outln!(
                 "== {} block of layer {l} (W_{l} {}×{} and b_{l}: θ[{}..{}], {} parameters) ==",
                 kind.symbol(),
                 layer.fan_out,
@@ -221,6 +227,40 @@ pub fn run(args: &HessianArgs) -> Result<()> {
 }
 
 /// (G + αI)⁻¹ on the first `r` rows by Sherman-Morrison and by Cholesky.
+/// Refuses, before the device opens and any eigenvalue is computed, the dense
+/// W×W work this command was asked for that would not fit in memory: the dense
+/// cross-check (W ≤ --dense-max: the matrix and the engine's copy) and
+/// --inverse-check (the Sherman-Morrison inverse, G and its Cholesky inverse).
+fn check_dense_paths(args: &HessianArgs, w: usize) -> Result<()> {
+    use curvature::engine::memory::check_dense_memory;
+    if w <= args.dense_max && !args.compare_approximations {
+        check_dense_memory(
+            "the dense cross-check (--dense-max)",
+            w,
+            2,
+            "a smaller --dense-max, which keeps the matrix-free Lanczos estimates",
+        )?;
+    }
+    if w <= args.dense_max && args.compare_approximations {
+        // G, H and one matrix per approximation held together, with the engine's copy.
+        check_dense_memory(
+            "comparing the approximations",
+            w,
+            6,
+            "a smaller network (the comparison needs the exact G and H)",
+        )?;
+    }
+    if args.inverse_check.is_some() {
+        check_dense_memory(
+            "--inverse-check",
+            w,
+            3,
+            "the spectrum without --inverse-check, or a smaller network",
+        )?;
+    }
+    Ok(())
+}
+
 fn inverse_check(
     engine: &mut dyn Curvature,
     mlp: &curvature::Mlp,
@@ -243,8 +283,8 @@ fn inverse_check(
         .iter()
         .zip(ch.iter())
         .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-    println!();
-    println!(
+    outln!();
+    outln!(
         "inverse   (G + {alpha:e}·I)⁻¹ on the first {r} rows: Sherman-Morrison ({} rank-one updates, {sm_s:.1} s) vs Cholesky ({ch_s:.1} s): max|Δ| / max|entry| = {:.2e}",
         r * mlp.num_outputs(),
         worst / scale
@@ -259,10 +299,14 @@ struct BlockReport {
 }
 
 fn print_pairs(title: &str, pairs: &[Eigenpair], dense: Option<&[f64]>) {
-    println!("{title}");
-    println!(
+    outln!("{title}");
+    outln!(
         "  {:>3} {:>14} {:>14} {:>11} {:>11}",
-        "i", "Lanczos λ", "nearest dense", "|Δ|", "‖Av−λv‖"
+        "i",
+        "Lanczos λ",
+        "nearest dense",
+        "|Δ|",
+        "‖Av−λv‖"
     );
     for (i, p) in pairs.iter().enumerate() {
         // The nearest dense eigenvalue: Lanczos sees a repeated eigenvalue
@@ -273,7 +317,7 @@ fn print_pairs(title: &str, pairs: &[Eigenpair], dense: Option<&[f64]>) {
                 .min_by(|a, b| (a - p.value).abs().total_cmp(&(b - p.value).abs()))
         });
         match d {
-            Some(d) => println!(
+            Some(d) => outln!(
                 "  {:>3} {:>14.6e} {:>14.6e} {:>11.2e} {:>11.2e}",
                 i + 1,
                 p.value,
@@ -281,7 +325,7 @@ fn print_pairs(title: &str, pairs: &[Eigenpair], dense: Option<&[f64]>) {
                 (p.value - d).abs(),
                 p.residual
             ),
-            None => println!(
+            None => outln!(
                 "  {:>3} {:>14.6e} {:>14} {:>11} {:>11.2e}",
                 i + 1,
                 p.value,
@@ -307,7 +351,7 @@ fn analyse_block(
     let dense_values = dense_matrix.map(dense::eigenvalues).transpose()?;
     let (tops, bottoms) =
         extreme_eigenpairs(&mut op, args.top, args.bottom, args.steps, args.seed)?;
-    println!(
+    outln!(
         "Lanczos   {} steps, full reorthogonalisation (dim {dim}){}",
         args.steps.min(dim),
         if dense_values.is_some() {
@@ -321,19 +365,24 @@ fn analyse_block(
     let hutch = hutchinson(&mut op, args.trace_samples, args.seed ^ 0x7472)?;
     let hpp = hutch_plus_plus(&mut op, args.trace_samples.max(6), args.seed ^ 0x2b2b)?;
     if let Some(a) = dense_matrix {
-        println!("trace     exact {:.6e}", a.diag().sum());
+        outln!("trace     exact {:.6e}", a.diag().sum());
     }
-    println!(
+    outln!(
         "trace     Hutchinson {:.6e} ± {:.2e} ({} samples); Hutch++ {:.6e} ± {:.2e} ({} products)",
-        hutch.value, hutch.std_error, hutch.products, hpp.value, hpp.std_error, hpp.products
+        hutch.value,
+        hutch.std_error,
+        hutch.products,
+        hpp.value,
+        hpp.std_error,
+        hpp.products
     );
     // Condition number: max|λ| over min nonzero |λ| (zero: |λ| ≤ dim·ε·max|λ|).
     if let Some(values) = &dense_values {
         match condition_number(values) {
-            Some(k) => println!(
+            Some(k) => outln!(
                 "condition |λ|max/|λ|min(nonzero) = {k:.4e} (dense; zero means |λ| ≤ dim·ε·|λ|max)"
             ),
-            None => println!("condition undefined: every eigenvalue is zero"),
+            None => outln!("condition undefined: every eigenvalue is zero"),
         }
     } else {
         let ritz: Vec<&Eigenpair> = tops.iter().chain(&bottoms).collect();
@@ -344,10 +393,10 @@ fn analyse_block(
             .map(|p| p.value)
             .collect();
         match condition_number(&converged).filter(|_| converged.len() >= 2) {
-            Some(k) => println!(
+            Some(k) => outln!(
                 "condition ≥ {k:.4e} (from converged Ritz values only: a lower bound, the smallest |λ| lies inside the spectrum)"
             ),
-            None => println!("condition unknown: fewer than two converged Ritz values"),
+            None => outln!("condition unknown: fewer than two converged Ritz values"),
         }
     }
     let density =
@@ -358,7 +407,7 @@ fn analyse_block(
     let peak = curve.iter().fold(0.0f64, |m, p| m.max(p.1));
     let floor = peak * 1e-8;
     let curve = curve.into_iter().map(|(t, p)| (t, p.max(floor))).collect();
-    println!(
+    outln!(
         "products  {} {}v products for this block",
         op.products,
         kind.symbol()
@@ -403,12 +452,12 @@ fn compare(
     };
     let start = std::time::Instant::now();
     let c = approximations::compare(engine, theta, rows, &options)?;
-    println!(
+    outln!(
         "matrices  of E = (1/N) Σ E_n + (λ/2)‖W‖², λ = {:e}: every C is its data term + λ·I_w (weights only), G and H exact ({:.1} s)",
         c.l2,
         start.elapsed().as_secs_f64()
     );
-    println!(
+    outln!(
         "steps     −(C + γI)⁻¹∇E against −(G + γI)⁻¹∇E and −(H + γI)⁻¹∇E, γ = f·ḡ, ḡ = tr(G)/W = {:.4e}, ‖∇E‖ = {:.3e}",
         c.mean_diag_ggn, c.gradient_norm
     );
@@ -420,7 +469,7 @@ fn compare(
         let text = serde_json::to_string_pretty(&json)
             .map_err(|e| Error::Internal(format!("JSON of the comparison: {e}")))?;
         write_atomic(path, text.as_bytes(), overwrite(args))?;
-        println!("json      written to {}", path.display());
+        outln!("json      written to {}", path.display());
     }
     if let Some(path) = &args.plot {
         // Every row in both panels, so that a colour is one approximation in both.
@@ -459,33 +508,35 @@ fn compare(
         };
         plot::draw_with(path, &panels, layout, overwrite(args))
             .map_err(|e| Error::Input(e.to_string()))?;
-        println!("cosines   drawn to {}", path.display());
+        outln!("cosines   drawn to {}", path.display());
     }
     Ok(())
 }
 
 fn print_comparison(c: &Comparison) {
     let top = c.rows.first().map_or(0, |r| r.top.len());
-    println!();
-    print!(
+    outln!();
+    out!(
         "{:<22} {:>11} {:>11}",
-        "approximation C", "‖C−G‖/‖G‖", "‖C−H‖/‖H‖"
+        "approximation C",
+        "‖C−G‖/‖G‖",
+        "‖C−H‖/‖H‖"
     );
     for i in 0..top {
-        print!(" {:>10}", format!("λ{}", i + 1));
+        out!(" {:>10}", format!("λ{}", i + 1));
     }
-    println!(" {:>7}", "s");
+    outln!(" {:>7}", "s");
     for r in &c.rows {
-        print!(
+        out!(
             "{:<22} {:>11.3e} {:>11.3e}",
             r.approximation.label(),
             r.error_vs_ggn,
             r.error_vs_hessian
         );
         for v in &r.top {
-            print!(" {v:>10.4e}");
+            out!(" {v:>10.4e}");
         }
-        println!(" {:>7.1}", r.seconds);
+        outln!(" {:>7.1}", r.seconds);
     }
     for (title, pick) in [
         (
@@ -496,18 +547,18 @@ fn print_comparison(c: &Comparison) {
             &r.cosine_vs_hessian
         }),
     ] {
-        println!();
-        print!("{title:<22}");
+        outln!();
+        out!("{title:<22}");
         for f in &c.gamma_factors {
-            print!(" {:>6}", format!("{f:.0e}"));
+            out!(" {:>6}", format!("{f:.0e}"));
         }
-        println!("   (γ/ḡ)");
+        outln!("   (γ/ḡ)");
         for r in &c.rows {
-            print!("{:<22}", r.approximation.label());
+            out!("{:<22}", r.approximation.label());
             for v in pick(r) {
-                print!(" {v:>6.3}");
+                out!(" {v:>6.3}");
             }
-            println!();
+            outln!();
         }
     }
 }

@@ -8,6 +8,7 @@
 
 use super::common::{load_model_train_test, DeviceArgs};
 use super::compute::FisherArg;
+use crate::cli::out::outln;
 use clap::{Args, ValueEnum};
 use curvature::analysis::dense::DEFAULT_MAX_DENSE_EIGEN;
 use curvature::analysis::laplace::{LaplaceFit, Structure, Subset};
@@ -46,7 +47,7 @@ pub struct LaplaceArgs {
     #[arg(long, default_value_t = DEFAULT_MAX_DENSE_EIGEN)]
     pub dense_max: usize,
     /// Monte Carlo draws of θ for the sampled predictive.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = super::common::at_least_one)]
     pub samples: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -88,9 +89,12 @@ fn alphas_text(alphas: &[f64]) -> String {
 
 fn row(name: &str, alpha: Option<f64>, c: &Calibration) {
     let a = alpha.map_or("—".to_string(), |a| format!("{a:.4e}"));
-    println!(
+    outln!(
         "{name:<44} {a:>11} {:>9.4} {:>10.4} {:>9.4} {:>9.4}",
-        c.accuracy, c.confidence, c.nll, c.ece
+        c.accuracy,
+        c.confidence,
+        c.nll,
+        c.ece
     );
 }
 
@@ -140,12 +144,12 @@ pub fn run(args: &LaplaceArgs) -> Result<()> {
         (None, false) if size <= args.dense_max => Structure::Full,
         (None, false) => Structure::Diagonal,
     };
-    println!(
+    outln!(
         "model     {} ({}, W = {w})",
         args.model.display(),
         model.mlp.describe()
     );
-    println!(
+    outln!(
         "data      {}: posterior from the train part ({} rows), evaluated on the test part ({} rows), on {}",
         train.name,
         train.len(),
@@ -168,7 +172,7 @@ pub fn run(args: &LaplaceArgs) -> Result<()> {
             f.name()
         ),
     };
-    println!(
+    outln!(
         "posterior A = N·G_data + prior, {what}, over {} ({} of {w} parameters) ({:.1} s)",
         match subset {
             Subset::All => "all parameters",
@@ -179,11 +183,11 @@ pub fn run(args: &LaplaceArgs) -> Result<()> {
     );
     let alpha0 = fit.training_alpha().max(f64::MIN_POSITIVE);
     let (alpha, iterations) = fit.optimise_alpha(alpha0.max(1e-6))?;
-    println!(
+    outln!(
         "evidence  α from training (λ·N) = {alpha0:.4e}: ln p(D|α) = {:.4}",
         fit.log_evidence(alpha0)
     );
-    println!(
+    outln!(
         "evidence  α* by MacKay's update = {alpha:.4e} ({iterations} iterations): ln p(D|α*) = {:.4}, γ = {:.1} of {}, d ln p/dα = {:.2e}",
         fit.log_evidence(alpha),
         fit.effective_parameters(alpha),
@@ -194,7 +198,7 @@ pub fn run(args: &LaplaceArgs) -> Result<()> {
     let (layerwise, iterations) = fit.optimise_layerwise(&fit.uniform(alpha))?;
     let gammas = fit.group_effective_parameters(&layerwise)?;
     let gradient = fit.gradient_log_evidence(&layerwise)?;
-    println!(
+    outln!(
         "evidence  α_l* per layer by MacKay's update = [{}] ({iterations} iterations from α*, {:.1} s): ln p(D|α_l*) = {:.4}, γ_l = [{}], max |∂ ln p/∂α_l| = {:.2e}",
         alphas_text(&layerwise),
         start.elapsed().as_secs_f64(),
@@ -213,14 +217,19 @@ pub fn run(args: &LaplaceArgs) -> Result<()> {
     let x_test = test.x.mapv(f64::from);
     let proj = fit.project(x_test.view());
     let map = test_engine.outputs(&model.theta, 0..test.len())?;
-    println!();
-    println!(
+    outln!();
+    outln!(
         "test part, {} rows; ECE with {ECE_BINS} equal-width bins",
         test.len()
     );
-    println!(
+    outln!(
         "{:<44} {:>11} {:>9} {:>10} {:>9} {:>9}",
-        "predictive", "α", "accuracy", "confidence", "NLL", "ECE"
+        "predictive",
+        "α",
+        "accuracy",
+        "confidence",
+        "NLL",
+        "ECE"
     );
     row("MAP (θ*, before)", None, &calibration(map.view(), &labels));
     let probit = if model.mlp.num_outputs() == 1 {

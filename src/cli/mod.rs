@@ -7,6 +7,7 @@ pub mod devices;
 pub mod eval;
 pub mod hessian;
 pub mod laplace;
+pub mod out;
 pub mod parity;
 pub mod predict;
 pub mod prune;

@@ -3,6 +3,7 @@
 //! with any GPU can check their driver with it.
 
 use super::common::DeviceArgs;
+use crate::cli::out::outln;
 use clap::Args;
 use curvature::cpu::{Fisher, KroneckerFactors};
 use curvature::engine::compare::{compare_with_table, Checked, Comparison};
@@ -51,11 +52,11 @@ pub fn run(args: &ParityArgs) -> Result<bool> {
     let block = Array2::from_shape_fn((8, w), |_| rng.random_range(-1.0..1.0));
     let mut gpu = device.engine(&mlp, ds.x.view(), ds.t.view())?;
     let mut cpu = ReferenceEngine::new(&mlp, ds.x.view(), ds.t.view())?;
-    println!(
+    outln!(
         "parity: {} against the CPU reference (f64)",
         device.describe()
     );
-    println!(
+    outln!(
         "network {} on digits (N = {}), W = {w}",
         mlp.describe(),
         ds.len()
@@ -142,14 +143,20 @@ pub fn run(args: &ParityArgs) -> Result<bool> {
         |e| flat(e.per_sample_gradients(&theta, all.clone())?)
     );
 
-    println!(
+    outln!(
         "{:<23} {:>5} {:>11} {:>11} {:>20}  {:>9} {:>9}  result",
-        "operation", "rows", "worst abs", "worst rel", "tolerance abs+rel", "GPU s", "CPU s"
+        "operation",
+        "rows",
+        "worst abs",
+        "worst rel",
+        "tolerance abs+rel",
+        "GPU s",
+        "CPU s"
     );
     let mut all_passed = true;
     for (name, n, c, gpu_s, cpu_s) in &rows {
         all_passed &= c.passed();
-        println!(
+        outln!(
             "{:<23} {:>5} {:>11.3e} {:>11.3e} {:>9.0e} + {:<8.0e}  {:>9.4} {:>9.4}  {}",
             name,
             n,
@@ -163,9 +170,9 @@ pub fn run(args: &ParityArgs) -> Result<bool> {
         );
     }
     for (name, _, c, _, _) in rows.iter().filter(|r| !r.2.passed()) {
-        println!("{name}: {c}");
+        outln!("{name}: {c}");
     }
-    println!(
+    outln!(
         "{}",
         if all_passed {
             "all operations agree"

@@ -1,6 +1,7 @@
 //! `curvature predict`: one prediction and its class probabilities per input row.
 
 use super::eval::predicted_classes;
+use crate::cli::out::outln;
 use clap::Args;
 use curvature::data::{load_inputs_csv, Scaling};
 use curvature::{cpu, Error, Result};
@@ -64,21 +65,21 @@ pub fn run(args: &PredictArgs) -> Result<()> {
                 })
                 .collect()
         };
-        println!("row,prediction,{}", header.join(","));
+        outln!("row,prediction,{}", header.join(","));
         for (n, (row, p)) in y.rows().into_iter().zip(&predicted).enumerate() {
             let label = classes
                 .as_ref()
                 .and_then(|c| c.get(*p).cloned())
                 .unwrap_or(p.to_string());
             let probs: Vec<String> = row.iter().map(|v| format!("{v:.6}")).collect();
-            println!("{n},{label},{}", probs.join(","));
+            outln!("{n},{label},{}", probs.join(","));
         }
     } else {
         let header: Vec<String> = (0..k).map(|c| format!("y{c}")).collect();
-        println!("row,{}", header.join(","));
+        outln!("row,{}", header.join(","));
         for (n, row) in y.rows().into_iter().enumerate() {
             let vals: Vec<String> = row.iter().map(|v| format!("{v:.6}")).collect();
-            println!("{n},{}", vals.join(","));
+            outln!("{n},{}", vals.join(","));
         }
     }
     Ok(())

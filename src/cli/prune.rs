@@ -5,6 +5,7 @@
 
 use super::common::{load_model_train_test, DeviceArgs, KindArg};
 use super::eval::predicted_classes;
+use crate::cli::out::outln;
 use clap::{Args, ValueEnum};
 use curvature::analysis::dense;
 use curvature::analysis::pruning::{self, count_for, weight_indices, PruneMethod, Pruned};
@@ -104,6 +105,15 @@ fn prune_with(
 }
 
 pub fn run(args: &PruneArgs) -> Result<()> {
+    // Refuse before the work, not after it (OBS takes minutes).
+    if let Some(out) = &args.out {
+        let overwrite = if args.force {
+            Overwrite::Allow
+        } else {
+            Overwrite::Refuse
+        };
+        curvature::files::check_writable(out, overwrite)?;
+    }
     let (model, train, test) = load_model_train_test(&args.model, &args.data)?;
     let device = args.device.open()?;
     let mut train_engine = device.engine(&model.mlp, train.x.view(), train.t.view())?;
@@ -113,14 +123,14 @@ pub fn run(args: &PruneArgs) -> Result<()> {
         MethodArg::Obs => PruneMethod::Obs,
         MethodArg::Magnitude => PruneMethod::Magnitude,
     };
-    println!(
+    outln!(
         "model     {} ({}, W = {}, {} weights)",
         args.model.display(),
         model.mlp.describe(),
         model.theta.len(),
         weight_indices(&model.mlp).len()
     );
-    println!(
+    outln!(
         "data      {}: curvature on the train part ({} rows), evaluation on train and test ({} rows), on {}",
         train.name,
         train.len(),
@@ -129,7 +139,7 @@ pub fn run(args: &PruneArgs) -> Result<()> {
     );
     if method == PruneMethod::Obs {
         let kind = Kind::from(args.obs_matrix);
-        println!(
+        outln!(
             "OBS       H⁻¹ = ({} + {:e}·I)⁻¹ by Cholesky; removal in batches ({}), inverse downdated after each",
             kind.symbol(),
             args.alpha,
@@ -140,8 +150,8 @@ pub fn run(args: &PruneArgs) -> Result<()> {
     let (train_loss0, train_acc0) = evaluate(&mut train_engine, &model.theta, &train)?;
     let (test_loss0, test_acc0) = evaluate(&mut test_engine, &model.theta, &test)?;
     let fmt_acc = |a: Option<f64>| a.map_or("—".to_string(), |a| format!("{a:.4}"));
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{:<10} {:>8} {:>11} {:>10} {:>11} {:>10} {:>12} {:>12} {:>8}",
         "method",
         "removed",
@@ -153,7 +163,7 @@ pub fn run(args: &PruneArgs) -> Result<()> {
         "actual ΔE",
         "time s"
     );
-    println!(
+    outln!(
         "{:<10} {:>8} {:>11.5} {:>10} {:>11.5} {:>10} {:>12} {:>12} {:>8}",
         "none",
         0,
@@ -176,7 +186,7 @@ pub fn run(args: &PruneArgs) -> Result<()> {
         let seconds = start.elapsed().as_secs_f64();
         let (train_loss, train_acc) = evaluate(&mut train_engine, &pruned.theta, &train)?;
         let (test_loss, test_acc) = evaluate(&mut test_engine, &pruned.theta, &test)?;
-        println!(
+        outln!(
             "{:<10} {:>8} {:>11.5} {:>10} {:>11.5} {:>10} {:>12.4e} {:>12.4e} {:>8.2}",
             m.name(),
             pruned.removed.len(),
@@ -207,7 +217,7 @@ pub fn run(args: &PruneArgs) -> Result<()> {
             format!("{} {}", method.name(), args.fraction),
         );
         save_model(out, &model.mlp, &pruned.theta, &meta, overwrite)?;
-        println!("pruned model written to {}", out.display());
+        outln!("pruned model written to {}", out.display());
     }
     Ok(())
 }

@@ -39,6 +39,9 @@ pub enum DataErrorKind {
     NotFound,
     #[error("cannot read the file ({0}) — check its permissions")]
     Io(String),
+    /// Over the read cap (`files::max_input_bytes`), as stored or once inflated.
+    #[error("{}", crate::files::too_large_reason(*limit))]
+    TooLarge { limit: u64 },
     #[error("the gzip stream ends early (truncated copy?) — copy or download the file again")]
     TruncatedGzip,
     #[error("the gzip stream is corrupt ({0}) — copy or download the file again")]

@@ -5,8 +5,10 @@
 use super::dataset::Dataset;
 use super::error::{DataError, DataErrorKind, Position};
 use super::scaling::Scaling;
-use super::source::{decode, read_raw};
+use super::source::{decode_limited, decode_prefix, read_raw};
+use crate::files::max_input_bytes;
 use ndarray::Array2;
+use std::borrow::Cow;
 use std::path::Path;
 
 const IMAGES_MAGIC: u32 = 0x0000_0803;
@@ -38,9 +40,9 @@ pub fn load_idx_from_bytes(
     label_raw: &[u8],
     labels: &Path,
 ) -> Result<Dataset, DataError> {
-    let image_bytes = decode(image_raw, images)?;
+    let image_bytes = decode_idx(image_raw, images, IMAGES_MAGIC)?;
     let image_dims = parse_header(&image_bytes, images, IMAGES_MAGIC)?;
-    let label_bytes = decode(label_raw, labels)?;
+    let label_bytes = decode_idx(label_raw, labels, LABELS_MAGIC)?;
     let label_dims = parse_header(&label_bytes, labels, LABELS_MAGIC)?;
     let (count, width) = (image_dims[0], image_dims[1] * image_dims[2]);
     if label_dims[0] != count {
@@ -89,9 +91,71 @@ fn header_len(dims: usize) -> usize {
     4 + 4 * dims
 }
 
+/// The file's contents decoded no further than its header allows: the header is inflated
+/// first, and the rest only up to one byte past the length it declares (that byte lets
+/// [`parse_header`] say the data is longer than claimed). A header that claims more than
+/// [`max_input_bytes`] is refused before the data is inflated, and so is a stream that
+/// inflates past its claim (a decompression bomb behind a small header).
+fn decode_idx<'a>(raw: &'a [u8], path: &Path, magic: u32) -> Result<Cow<'a, [u8]>, DataError> {
+    let dims = (magic & 0xff) as usize;
+    let prefix = decode_prefix(raw, path, header_len(dims))?;
+    let sizes = read_sizes(&prefix, path, magic)?;
+    // 64-bit arithmetic: the product of three u32 sizes can overflow even u64.
+    let claimed = sizes
+        .iter()
+        .try_fold(1u64, |acc, &s| acc.checked_mul(s as u64))
+        .and_then(|data| data.checked_add(header_len(dims) as u64));
+    let cap = max_input_bytes();
+    let idx_error = |msg: String| DataError::new(DataErrorKind::IdxSize(msg), path, None);
+    let total = match claimed {
+        Some(total) if total <= cap => total,
+        Some(total) => {
+            return Err(idx_error(format!(
+                "the header sizes {sizes:?} claim {total} bytes, more than the cap of {cap} bytes on                  what curvature reads — the header is damaged (copy the file again), or set                  CURVATURE_MAX_INPUT_BYTES for so large a file"
+            )))
+        }
+        None => {
+            return Err(idx_error(format!(
+                "the header sizes {sizes:?} claim more data bytes than fit in 64 bits — the header                  is damaged; copy the file again"
+            )))
+        }
+    };
+    decode_limited(raw, path, total + 1).map_err(|e| match e.kind {
+        DataErrorKind::TooLarge { .. } => idx_error(format!(
+            "the header sizes {sizes:?} claim {total} bytes but the file inflates to more — the              file is damaged or not what its header says; copy it again"
+        )),
+        _ => e,
+    })
+}
+
 /// Checks the magic and that the header's sizes multiply to exactly the data length;
 /// returns the sizes.
 fn parse_header(bytes: &[u8], path: &Path, magic: u32) -> Result<Vec<usize>, DataError> {
+    let dims = (magic & 0xff) as usize;
+    let sizes = read_sizes(bytes, path, magic)?;
+    // 64-bit arithmetic: the product of three u32 sizes can overflow even u64.
+    let claimed = sizes
+        .iter()
+        .try_fold(1u64, |acc, &s| acc.checked_mul(s as u64));
+    let actual = (bytes.len() - header_len(dims)) as u64;
+    if claimed != Some(actual) {
+        let claim = match claimed {
+            Some(c) => format!("{c} data bytes"),
+            None => "more data bytes than fit in 64 bits".to_string(),
+        };
+        return Err(DataError::new(
+            DataErrorKind::IdxSize(format!(
+                "the header sizes {sizes:?} claim {claim} but the file holds {actual} — the file is truncated or its header is damaged; copy it again"
+            )),
+            path,
+            Some(Position::Byte(bytes.len() as u64)),
+        ));
+    }
+    Ok(sizes)
+}
+
+/// Checks the magic and reads the header's sizes (the data after them is not looked at).
+fn read_sizes(bytes: &[u8], path: &Path, magic: u32) -> Result<Vec<usize>, DataError> {
     let dims = (magic & 0xff) as usize;
     let what = if magic == IMAGES_MAGIC {
         "images"
@@ -139,20 +203,6 @@ fn parse_header(bytes: &[u8], path: &Path, magic: u32) -> Result<Vec<usize>, Dat
             ))
         })?;
         sizes.push(size as usize);
-    }
-    // 64-bit arithmetic: the product of three u32 sizes can overflow even u64.
-    let claimed = sizes
-        .iter()
-        .try_fold(1u64, |acc, &s| acc.checked_mul(s as u64));
-    let actual = (bytes.len() - header_len(dims)) as u64;
-    if claimed != Some(actual) {
-        let claim = match claimed {
-            Some(c) => format!("{c} data bytes"),
-            None => "more data bytes than fit in 64 bits".to_string(),
-        };
-        return Err(size_error(format!(
-            "the header sizes {sizes:?} claim {claim} but the file holds {actual} — the file is truncated or its header is damaged; copy it again"
-        )));
     }
     Ok(sizes)
 }

@@ -10,6 +10,7 @@
 
 use super::checks::{check_args, check_data_shape};
 use super::fisher::{self, check_fisher};
+use super::memory::{check_dense_memory, DENSE_ALTERNATIVES};
 use super::penalty::L2;
 use super::{forward_backend, Backend, Diagonal, Kind};
 use crate::cpu::{Ekfac, Fisher, KroneckerFactors};
@@ -148,6 +149,13 @@ pub trait Curvature: Backend {
     /// (`cpu_fast::full`).
     fn matrix(&mut self, kind: Kind, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
         check_args(self.mlp(), self.num_rows(), theta, &rows, None)?;
+        // The matrix and the engine's working copy of it (its f32 readback on a
+        // GPU, its accumulator on the fast CPU engine).
+        let name = match kind {
+            Kind::Hessian => "the Hessian H",
+            Kind::GaussNewton => "the Gauss-Newton matrix G",
+        };
+        check_dense_memory(name, theta.len(), 2, DENSE_ALTERNATIVES)?;
         let mut m = self.data_matrix(kind, theta, rows)?;
         L2::of(self.mlp()).add_to_matrix(&mut m);
         Ok(m)
@@ -190,6 +198,12 @@ pub trait Curvature: Backend {
     /// (PRML 5.84/5.85). Mathematically equal to G.
     fn outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
         check_args(self.mlp(), self.num_rows(), theta, &rows, None)?;
+        check_dense_memory(
+            "the outer-product matrix",
+            theta.len(),
+            2,
+            DENSE_ALTERNATIVES,
+        )?;
         let mut m = self.data_outer_product(theta, rows)?;
         L2::of(self.mlp()).add_to_matrix(&mut m);
         Ok(m)

@@ -36,6 +36,7 @@ pub mod compare;
 pub mod device;
 pub mod face;
 pub mod fisher;
+pub mod memory;
 pub mod penalty;
 pub mod reference;
 pub mod sampling;

@@ -47,6 +47,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8], overwrite: Overwrite) -> Result<(
     Ok(())
 }
 
+/// Checks, before any work, that `path` can be written later: with
+/// `Overwrite::Refuse` it must not exist, and its folder (which must exist)
+/// must take a new file — probed by creating and removing a temporary one, the
+/// same kind [`write_atomic`] writes, so a read-only folder or file system is
+/// found before training or computing, not after.
+pub fn check_writable(path: &Path, overwrite: Overwrite) -> Result<(), FileError> {
+    if overwrite == Overwrite::Refuse && path.symlink_metadata().is_ok() {
+        return Err(FileError::Exists { path: path.into() });
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    tempfile::NamedTempFile::new_in(dir)
+        .map(drop)
+        .map_err(|source| FileError::Write {
+            path: path.into(),
+            source,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

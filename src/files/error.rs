@@ -19,4 +19,7 @@ pub enum FileError {
     NotSafetensors { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
+    /// An input over the read cap ([`max_input_bytes`](super::max_input_bytes)).
+    #[error("{path}: {}", super::bounded::too_large_reason(*limit))]
+    TooLarge { path: PathBuf, limit: u64 },
 }

@@ -77,11 +77,7 @@ pub fn save_model(
 
 /// Reads a model, checking its metadata against its tensors.
 pub fn load_model(path: &Path) -> Result<SavedModel, FileError> {
-    let bytes = std::fs::read(path).map_err(|source| FileError::Read {
-        path: path.into(),
-        source,
-    })?;
-    load_model_from_bytes(&bytes, path)
+    load_model_from_bytes(&super::read_input_file(path)?, path)
 }
 
 /// [`load_model`] on file contents already in memory; `path` only names the source in

@@ -18,11 +18,23 @@ pub struct NamedTensor {
 /// Every tensor in `path` (f32 or f64; other dtypes are refused) and the
 /// header metadata.
 pub fn read_tensors(path: &Path) -> Result<(Vec<NamedTensor>, HashMap<String, String>), FileError> {
-    let bytes = std::fs::read(path).map_err(|source| FileError::Read {
-        path: path.into(),
-        source,
-    })?;
-    read_tensors_from_bytes(&bytes, path)
+    read_tensors_from_bytes(&read_input_file(path)?, path)
+}
+
+/// All of an input file (a model, vectors, a checkpoint), at most
+/// [`max_input_bytes`](super::max_input_bytes): `/dev/zero` or a huge file is
+/// refused, not read until memory runs out.
+pub fn read_input_file(path: &Path) -> Result<Vec<u8>, FileError> {
+    super::read_bounded(path, super::max_input_bytes()).map_err(|e| match e {
+        super::BoundedError::Io(source) => FileError::Read {
+            path: path.into(),
+            source,
+        },
+        super::BoundedError::TooLarge { limit } => FileError::TooLarge {
+            path: path.into(),
+            limit,
+        },
+    })
 }
 
 /// [`read_tensors`] on file contents already in memory; `path` only names the source in

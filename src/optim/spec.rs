@@ -162,6 +162,10 @@ where
         reason: reason.to_string(),
     };
     let v: T = value.trim().parse().map_err(|_| bad("not a number"))?;
+    // `inf` and `NaN` parse as f64 but are no setting (an infinite step, a NaN damping).
+    if value.trim().parse::<f64>().is_ok_and(|f| !f.is_finite()) {
+        return Err(bad("must be a finite number"));
+    }
     if positive && v.partial_cmp(&T::default()) != Some(std::cmp::Ordering::Greater) {
         return Err(bad("must be positive"));
     }
@@ -407,8 +411,9 @@ impl OptimizerSpec {
             (OptimizerSpec::GradientDescent(c), "lr") => {
                 c.learning_rate = parse(name, key, value, true)?
             }
+            // μ ≥ 1 makes the velocity grow without bound (E ≈ 1e307 at μ = 2).
             (OptimizerSpec::GradientDescent(c), "momentum") => {
-                c.momentum = parse(name, key, value, false)?
+                c.momentum = parse_decay(name, key, value)?
             }
             (OptimizerSpec::Adam(c), "lr") => c.learning_rate = parse(name, key, value, true)?,
             (OptimizerSpec::Adam(c), "beta1") => c.beta1 = parse_decay(name, key, value)?,
@@ -421,9 +426,7 @@ impl OptimizerSpec {
             (OptimizerSpec::RmsProp(c), "lr") => c.learning_rate = parse(name, key, value, true)?,
             (OptimizerSpec::RmsProp(c), "alpha") => c.alpha = parse_decay(name, key, value)?,
             (OptimizerSpec::RmsProp(c), "eps") => c.eps = parse(name, key, value, true)?,
-            (OptimizerSpec::RmsProp(c), "momentum") => {
-                c.momentum = parse_non_negative(name, key, value)?
-            }
+            (OptimizerSpec::RmsProp(c), "momentum") => c.momentum = parse_decay(name, key, value)?,
             (OptimizerSpec::RmsProp(c), "centered") => c.centered = parse_bool(name, key, value)?,
             (OptimizerSpec::Adagrad(c), "lr") => c.learning_rate = parse(name, key, value, true)?,
             (OptimizerSpec::Adagrad(c), "lr-decay") => {
@@ -511,7 +514,19 @@ impl OptimizerSpec {
 
     /// `set` for each `key=value` of a comma-separated list (empty: nothing).
     pub fn set_all(&mut self, assignments: &str) -> Result<()> {
+        let mut seen: Vec<&str> = Vec::new();
         for part in assignments.split(',').filter(|p| !p.trim().is_empty()) {
+            // A key given twice is a typo or a conflict, not "the last one wins".
+            let key = part.split_once('=').map_or(part, |(k, _)| k).trim();
+            if seen.contains(&key) {
+                return Err(OptimError::BadParameter {
+                    optimizer: self.name().to_string(),
+                    key: key.to_string(),
+                    value: part.trim().to_string(),
+                    reason: "given twice: give each key once".to_string(),
+                });
+            }
+            seen.push(key);
             let (key, value) = part
                 .split_once('=')
                 .ok_or_else(|| OptimError::BadParameter {

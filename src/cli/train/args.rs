@@ -7,12 +7,11 @@ use clap::Args;
 use curvature::data;
 use curvature::engine::Precision;
 use curvature::files::Overwrite;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The arguments that define a run: `--resume` takes them from the checkpoint
 /// and refuses them on its command line (clap ids: the field names).
-const RUN_DEFINING_ARGS: [&str; 22] = [
-    "data",
+const RUN_DEFINING_ARGS: [&str; 21] = [
     "hidden",
     "activation",
     "loss",
@@ -39,9 +38,11 @@ const RUN_DEFINING_ARGS: [&str; 22] = [
 #[derive(Args, Clone, Debug)]
 pub struct TrainArgs {
     /// The data: digits, mnist10k, xor, gaussians, study-hours, a CSV file (target last,
-    /// classification), `IMAGES,LABELS` IDX files, or a `*-images-idx3-*` file.
-    #[arg(long, default_value = "digits")]
-    pub data: String,
+    /// classification), `IMAGES,LABELS` IDX files, or a `*-images-idx3-*` file. Default: digits.
+    /// With --resume: the data file the run was trained on, to confirm it (a checkpoint never
+    /// names a file to read by itself).
+    #[arg(long)]
+    pub data: Option<String>,
     /// Hidden layer widths, comma-separated (`none` for a network without hidden layers).
     /// Default: by the training rows, as the README's "How the defaults were chosen" measured
     /// (100 below 4000 rows, 256 from 4000).
@@ -75,7 +76,8 @@ pub struct TrainArgs {
     #[arg(long = "set", value_name = "KEY=VALUE,...", default_value = "")]
     pub params: String,
     /// Passes over the training data (default: 20 for newton and lm, 30 for hessian-free,
-    /// 200 for CG and quasi-Newton, 100 for first-order methods).
+    /// 200 for CG and quasi-Newton, 100 for first-order methods). 0 evaluates only: the
+    /// model written holds the initial weights.
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Rows per update (default: the full batch for second-order and line-search methods,
@@ -134,8 +136,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N")]
     pub checkpoint_every: Option<usize>,
     /// Continue the run saved in this checkpoint: same data, split, network, optimizer, device
-    /// and output files. Only --epochs (to extend the run), --quiet and --checkpoint-every may
-    /// be given beside it.
+    /// and output file names (beside the checkpoint). Only --data (to confirm a data file),
+    /// --epochs (to extend the run), --quiet and --checkpoint-every may be given beside it.
     #[arg(long, value_name = "FILE", conflicts_with_all = RUN_DEFINING_ARGS)]
     pub resume: Option<PathBuf>,
     #[command(flatten)]
@@ -143,6 +145,11 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
+    /// The data as given, or the default (`digits`).
+    pub(super) fn data_spec(&self) -> &str {
+        self.data.as_deref().unwrap_or(DEFAULT_DATA)
+    }
+
     /// Whether files that exist may be replaced (`--force`).
     pub(super) fn overwrite(&self) -> Overwrite {
         if self.force {
@@ -153,16 +160,55 @@ impl TrainArgs {
     }
 }
 
+/// The data set when `--data` is not given.
+const DEFAULT_DATA: &str = "digits";
+
+/// The only keys a checkpoint's stored arguments may hold: the training
+/// hyperparameters, and the data (a bundled name, or a path the user must
+/// confirm with `--data` on resume). Never `--force`, `--out`, `--run-dir`,
+/// `--plot` or `--resume`: a checkpoint from elsewhere must not choose what is
+/// written or replaced.
+pub(super) const STORED_KEYS: [&str; 19] = [
+    "data",
+    "set",
+    "evidence-every",
+    "seed",
+    "test-fraction",
+    "validation-fraction",
+    "verify-every",
+    "device",
+    "hidden",
+    "activation",
+    "optimizer",
+    "l2",
+    "precision",
+    "loss",
+    "schedule",
+    "epochs",
+    "batch-size",
+    "patience",
+    "adapter",
+];
+
+/// The data as a checkpoint records it: a bundled name as it is, a path (or
+/// each of `IMAGES,LABELS`) made absolute, so that a resume from another
+/// directory can compare it with the `--data` it is given.
+pub(super) fn recorded_data(spec: &str) -> String {
+    if data::DATASET_NAMES.contains(&spec) {
+        return spec.to_string();
+    }
+    spec.split(',')
+        .map(|part| std::path::absolute(part).map_or(part.to_string(), |p| p.display().to_string()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The arguments that define a run, as `--key=value` strings for [`reparse`]:
-/// all but the output paths (stored resolved beside them), --quiet,
-/// --checkpoint-every and --resume. A data file's path is made absolute so a
-/// resume from another directory still finds it.
+/// the keys of [`STORED_KEYS`] only (not the output paths, which are stored
+/// relative to the checkpoint, nor --force, --quiet, --checkpoint-every and
+/// --resume). The data is [`recorded_data`].
 pub(super) fn to_argv(a: &TrainArgs) -> Vec<String> {
-    let data = if a.data.contains(['/', '.', '\\']) && Path::new(&a.data).exists() {
-        std::path::absolute(&a.data).map_or(a.data.clone(), |p| p.display().to_string())
-    } else {
-        a.data.clone()
-    };
+    let data = recorded_data(a.data_spec());
     let mut v = vec![
         format!("--data={data}"),
         format!("--set={}", a.params),
@@ -196,9 +242,6 @@ pub(super) fn to_argv(a: &TrainArgs) -> Vec<String> {
         if let Some(value) = value {
             v.push(format!("--{key}={value}"));
         }
-    }
-    if a.force {
-        v.push("--force".into());
     }
     v
 }

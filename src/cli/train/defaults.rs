@@ -22,6 +22,10 @@ use curvature::engine::Precision;
 /// Training sets with at least this many rows get the mini-batch recipe.
 pub const LARGE_ROWS: usize = 4000;
 
+/// The optimizer of every recipe (only its settings depend on the rows), so
+/// `--set` can be checked against it before the data is read.
+pub const DEFAULT_OPTIMIZER: &str = "kfac";
+
 /// A full set of defaults.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recipe {
@@ -53,7 +57,7 @@ pub fn recipe_for(rows: usize) -> Recipe {
 const SMALL: Recipe = Recipe {
     hidden: "100",
     activation: "relu",
-    optimizer: "kfac",
+    optimizer: DEFAULT_OPTIMIZER,
     params: "",
     schedule: None,
     l2: 1e-5,
@@ -69,7 +73,7 @@ const SMALL: Recipe = Recipe {
 const LARGE: Recipe = Recipe {
     hidden: "256",
     activation: "relu",
-    optimizer: "kfac",
+    optimizer: DEFAULT_OPTIMIZER,
     params: "inverse-every=50",
     schedule: None,
     l2: 1e-5,
@@ -92,11 +96,24 @@ pub fn resolve(args: &TrainArgs, train_rows: usize) -> TrainArgs {
     if out.optimizer.is_none() {
         out.optimizer = Some(r.optimizer.to_string());
         if !r.params.is_empty() {
-            out.params = if args.params.trim().is_empty() {
-                r.params.to_string()
-            } else {
-                format!("{},{}", r.params, args.params)
-            };
+            // The recipe's words for the keys the user did not give (a key
+            // given twice is refused, so the user's replace the recipe's).
+            let given: Vec<&str> = args
+                .params
+                .split(',')
+                .filter_map(|w| w.split_once('=').map(|(k, _)| k.trim()))
+                .collect();
+            let kept: Vec<&str> = r
+                .params
+                .split(',')
+                .filter(|w| {
+                    !w.split_once('=')
+                        .is_some_and(|(k, _)| given.contains(&k.trim()))
+                })
+                .chain(args.params.split(','))
+                .filter(|w| !w.trim().is_empty())
+                .collect();
+            out.params = kept.join(",");
         }
         if out.schedule.is_none() {
             out.schedule = r.schedule.map(str::to_string);

@@ -4,10 +4,11 @@
 
 use super::args::{to_argv, TrainArgs};
 use super::finish::{finish, Trained};
-use super::outputs::{stored_path, Outputs};
+use super::outputs::{stored_name, Outputs};
 use super::prepare::Prepared;
 use super::progress::{position, resume_hint, Progress};
 use super::signals::{Pauser, Signals};
+use crate::cli::out::outln;
 use curvature::analysis::evidence::DENSE_LIMIT;
 use curvature::checkpoint::{save_checkpoint, Checkpoint};
 use curvature::data::Dataset;
@@ -42,6 +43,7 @@ pub(super) fn execute(
     let mut optimizer = prepared.spec.build();
     let start = Start::of(resumed, optimizer.as_mut(), &prepared.mlp, args.seed)?;
     outputs.create_folders()?;
+    outputs.check_writable()?;
     let mut session = Session {
         args,
         prepared: &prepared,
@@ -71,7 +73,7 @@ pub(super) fn execute(
 /// The two lines that say what is about to run.
 fn announce(args: &TrainArgs, prepared: &Prepared, device: &Device) {
     let mlp = &prepared.mlp;
-    println!(
+    outln!(
         "training {} (W = {}) on {}: {} train / {} validation / {} test rows",
         mlp.describe(),
         mlp.num_params(),
@@ -92,7 +94,7 @@ fn announce(args: &TrainArgs, prepared: &Prepared, device: &Device) {
         }
         _ => String::new(),
     };
-    println!(
+    outln!(
         "optimizer {} ({}){schedule}, {} epochs, {}, device {}",
         prepared.spec.name(),
         if args.params.is_empty() {
@@ -127,12 +129,12 @@ fn announce_evidence(every: usize, epochs: usize, mlp: &Mlp) {
              {DENSE_LIMIT}); it tends to over-regularise"
         )
     };
-    println!(
+    outln!(
         "λ by the evidence (MacKay): re-estimated every {every} epochs from λ = {:.3e} by {method}",
         mlp.l2()
     );
     if every > epochs {
-        println!(
+        outln!(
             "note: --evidence-every {every} is more than the {epochs} epochs: λ stays {:.3e}; give a smaller \
              --evidence-every to re-estimate it",
             mlp.l2()
@@ -171,7 +173,7 @@ impl Start {
                 reason: e.to_string(),
             })?;
         let at = position(&checkpoint.state);
-        println!("resuming from {} {at}", file.display());
+        outln!("resuming from {} {at}", file.display());
         Ok(Start {
             theta: checkpoint.theta,
             from: Some(checkpoint.state),
@@ -181,14 +183,15 @@ impl Start {
 }
 
 /// What the checkpoint stores besides the network, θ, config and states: the
-/// arguments (for `--resume`) and the output paths.
+/// arguments (for `--resume`) and the output file names (relative to the
+/// checkpoint's directory, where a resume writes them).
 fn stored_run(args: &TrainArgs, outputs: &Outputs) -> BTreeMap<String, String> {
     [
         ("args", serde_json::Value::from(to_argv(args)).to_string()),
-        ("model", stored_path(&outputs.model)),
-        ("history", stored_path(&outputs.history)),
-        ("plot", stored_path(&outputs.plot)),
-        ("checkpoint", stored_path(&outputs.checkpoint)),
+        ("model", stored_name(&outputs.model)),
+        ("history", stored_name(&outputs.history)),
+        ("plot", stored_name(&outputs.plot)),
+        ("checkpoint", stored_name(&outputs.checkpoint)),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

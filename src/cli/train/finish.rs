@@ -6,6 +6,7 @@ use super::args::TrainArgs;
 use super::outputs::Outputs;
 use super::prepare::Prepared;
 use super::progress::resume_hint;
+use crate::cli::out::outln;
 use curvature::engine::verify::VerifyState;
 use curvature::engine::{Curvature, Device};
 use curvature::files::{save_model, write_atomic, FileError};
@@ -50,8 +51,14 @@ pub(super) fn finish(
         report_evidence(&trained.history);
     }
     print_summary(&trained, test, outputs);
-    // The run finished and its outputs are written: its checkpoint is superseded.
-    if outputs.checkpoint.exists() {
+    // The run finished and its outputs are written: its checkpoint is
+    // superseded. Only the file this run wrote or resumed from is removed,
+    // never whatever else is at that path.
+    let ours = trained
+        .last_checkpoint
+        .as_ref()
+        .is_some_and(|(path, _)| *path == outputs.checkpoint);
+    if ours && outputs.checkpoint.exists() {
         std::fs::remove_file(&outputs.checkpoint).map_err(|source| FileError::Write {
             path: outputs.checkpoint.clone(),
             source,
@@ -63,11 +70,11 @@ pub(super) fn finish(
 /// On a GPU: how the device compared with the CPU reference.
 fn report_verification(verify: &VerifyState, device: &Device) {
     match verify.worst() {
-        Some((rel, quantity, update)) => println!(
+        Some((rel, quantity, update)) => outln!(
             "verified against the CPU reference: {} checks, worst relative error {rel:.2e} ({quantity}, update {update})",
             verify.checks.borrow().len()
         ),
-        None if device.is_gpu() => println!("verification: no update was made, nothing to compare"),
+        None if device.is_gpu() => outln!("verification: no update was made, nothing to compare"),
         None => {}
     }
 }
@@ -83,7 +90,7 @@ fn report_evidence(history: &History) {
         .windows(2)
         .filter(|w| w[1].l2 != w[0].l2)
         .count();
-    println!(
+    outln!(
         "λ by the evidence: {:.3e} in epoch {} → {:.3e} in epoch {} ({moves} changes; every epoch's λ is in the history)",
         first.l2, first.epoch, last.l2, last.epoch
     );
@@ -169,7 +176,7 @@ fn write_outputs(
 fn print_summary(trained: &Trained, test: Option<TestFigures>, outputs: &Outputs) {
     let history = &trained.history;
     if let Some(last) = history.last() {
-        println!(
+        outln!(
             "final train loss {:.5}{}",
             last.train_loss,
             last.train_accuracy
@@ -178,12 +185,12 @@ fn print_summary(trained: &Trained, test: Option<TestFigures>, outputs: &Outputs
     }
     match test {
         Some((loss, Some(acc), n)) => {
-            println!("test loss {loss:.5}, test accuracy {acc:.4} ({n} rows)")
+            outln!("test loss {loss:.5}, test accuracy {acc:.4} ({n} rows)")
         }
-        Some((loss, None, n)) => println!("test loss {loss:.5} ({n} rows)"),
-        None => println!("no test rows (test fraction 0)"),
+        Some((loss, None, n)) => outln!("test loss {loss:.5} ({n} rows)"),
+        None => outln!("no test rows (test fraction 0)"),
     }
-    println!(
+    outln!(
         "{} epochs, {} updates ({} rejected), stopped: {:?}, wall time {:.2} s",
         history.last_epoch(),
         history.updates,
@@ -191,9 +198,9 @@ fn print_summary(trained: &Trained, test: Option<TestFigures>, outputs: &Outputs
         history.stop,
         trained.wall_seconds
     );
-    println!("model   {}", outputs.model.display());
-    println!("history {}", outputs.history.display());
-    println!("curves  {}", outputs.plot.display());
+    outln!("model   {}", outputs.model.display());
+    outln!("history {}", outputs.history.display());
+    outln!("curves  {}", outputs.plot.display());
 }
 
 /// The loss and accuracy panels of the picture.

@@ -33,6 +33,17 @@ use curvature::Result;
 pub fn run(args: &TrainArgs) -> Result<Option<u8>> {
     match &args.resume {
         None => {
+            // `--epochs 0` is "evaluate only": the initial θ₀ is evaluated and written
+            // (benches/peers/ hands it to PyTorch as the common starting point), and
+            // the run says so, so that it is not mistaken for a trained model.
+            // (On --resume, 0 is for the scheduler's check, which names the epoch.)
+            if args.epochs == Some(0) {
+                crate::cli::out::outln!(
+                    "note: --epochs 0 evaluates only: nothing is trained, and the model written holds \
+                     the initial weights θ₀ (init seed {})",
+                    args.seed
+                );
+            }
             let prepared = prepare::prepare(args)?;
             let args = prepared.args.clone();
             let outputs = outputs::plan_outputs(&args, args.overwrite())?;

@@ -19,13 +19,23 @@ impl Outputs {
     /// Creates the folders of the checkpoint and the model: the checkpoint may
     /// be written before the model, so its folder must exist from the start.
     pub fn create_folders(&self) -> Result<()> {
-        for path in [&self.checkpoint, &self.model] {
+        for path in [&self.checkpoint, &self.model, &self.plot] {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).map_err(|source| FileError::Write {
                     path: parent.into(),
                     source,
                 })?;
             }
+        }
+        Ok(())
+    }
+
+    /// Checks that every output can be written (its folder takes a new file),
+    /// before the first epoch: a read-only run directory fails now, not after
+    /// training. Existing files were refused when the outputs were planned.
+    pub fn check_writable(&self) -> Result<()> {
+        for path in [&self.checkpoint, &self.model, &self.history, &self.plot] {
+            curvature::files::check_writable(path, Overwrite::Allow)?;
         }
         Ok(())
     }
@@ -85,12 +95,15 @@ pub(super) fn plan_outputs(args: &TrainArgs, overwrite: Overwrite) -> Result<Out
     })
 }
 
-/// A path as stored in a checkpoint: absolute, so a resume from elsewhere writes the same files.
-pub(super) fn stored_path(p: &Path) -> String {
-    std::path::absolute(p)
-        .unwrap_or_else(|_| p.to_path_buf())
-        .display()
-        .to_string()
+/// An output as a checkpoint stores it: its file name only, which a resume
+/// resolves in the checkpoint's own directory (`resume.rs`: a checkpoint
+/// writes only beside itself). The model, history and checkpoint always share
+/// a folder; a `--plot` elsewhere is drawn beside the checkpoint on resume.
+pub(super) fn stored_name(p: &Path) -> String {
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// runs/<UTC date-time>/, with a suffix if that exists already.

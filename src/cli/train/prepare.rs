@@ -30,9 +30,43 @@ pub(super) fn prepare(given: &TrainArgs) -> Result<Prepared> {
     // Cheap checks of what was given before the data is read.
     if given.optimizer.is_some() {
         optimizer_spec(given)?;
+    } else {
+        // The default optimizer is the same for every data set (kfac; only its
+        // settings depend on the rows): `--set` is checked against it now.
+        let mut defaults = given.clone();
+        defaults.optimizer = Some(defaults::DEFAULT_OPTIMIZER.to_string());
+        optimizer_spec(&defaults)?;
     }
     if let Some(hidden) = &given.hidden {
+        if hidden.trim().is_empty() {
+            return Err(Error::Input(
+                "--hidden is empty: give widths such as `50` or `128,64`, or `none` for a \
+                 network without hidden layers"
+                    .into(),
+            ));
+        }
         hidden_widths(hidden)?;
+    }
+    for (name, value) in [
+        ("--test-fraction", given.test_fraction),
+        ("--validation-fraction", given.validation_fraction),
+    ] {
+        if !(value.is_finite() && (0.0..1.0).contains(&value)) {
+            return Err(Error::Input(format!(
+                "{name} {value}: give a fraction in [0, 1) (0: no such part)"
+            )));
+        }
+    }
+    if given.evidence_every == 0 {
+        return Err(Error::Input(
+            "--evidence-every 0: give the epochs between re-estimations of λ, at least 1".into(),
+        ));
+    }
+    if given.patience == Some(0) {
+        return Err(Error::Input(
+            "--patience 0: give at least 1 epoch without improvement, or leave it out for no early stopping"
+                .into(),
+        ));
     }
     if given.batch_size == Some(0) {
         return Err(Error::Input(
@@ -41,7 +75,7 @@ pub(super) fn prepare(given: &TrainArgs) -> Result<Prepared> {
     }
 
     // Data: test split, then a validation part of the training rows.
-    let full = data::load_path(&given.data)?;
+    let full = data::load_path(given.data_spec())?;
     let loss = choose_loss(given.loss.as_deref(), &full)?;
     let full = if loss == Loss::Ce && full.num_outputs() == 1 {
         full.with_one_hot_targets()
@@ -59,6 +93,7 @@ pub(super) fn prepare(given: &TrainArgs) -> Result<Prepared> {
     let args = &args;
     let spec = optimizer_spec(args)?;
     let mlp = build_mlp(args, &full, loss)?;
+    check_network_memory(&mlp, train_set.len())?;
     let defaults = spec.training_defaults();
     let config = TrainConfig {
         epochs: args.epochs.unwrap_or(defaults.epochs),
@@ -179,4 +214,37 @@ fn hidden_widths(text: &str) -> Result<Vec<usize>> {
             })
         })
         .collect()
+}
+
+/// Bytes per parameter a run holds at least: θ, the best θ, the gradient, a
+/// trial θ and the optimizer's state (about 3 vectors for Adam or CG) in f64,
+/// and the engines' f32 copies (the GPU engine's and the verifier's).
+const BYTES_PER_PARAMETER: u64 = 8 * 8;
+/// Bytes per row and unit: pre-activations, activations and their derivatives
+/// (f32, about 4 arrays of N × width each in the forward and backward passes).
+const BYTES_PER_ACTIVATION: u64 = 4 * 4;
+
+/// Refuses a network too large for this machine before its parameters are
+/// allocated: `--hidden 100000000` would otherwise abort the process when θ is
+/// (W = 7.5·10⁹ parameters, 60 GB for θ alone).
+fn check_network_memory(mlp: &Mlp, rows: usize) -> Result<()> {
+    let w = mlp.num_params() as u64;
+    let units: u64 = mlp.sizes()[1..].iter().map(|&s| s as u64).sum();
+    let need = w.saturating_mul(BYTES_PER_PARAMETER).saturating_add(
+        (rows as u64)
+            .saturating_mul(units)
+            .saturating_mul(BYTES_PER_ACTIVATION),
+    );
+    let available = curvature::engine::memory::available_memory();
+    if need > available {
+        return Err(Error::Input(format!(
+            "the network {} (W = {w} parameters) on {rows} training rows needs about {need} bytes \
+             ({}) for its parameters, optimizer state and activations, more than the {} of memory \
+             available — use smaller --hidden widths",
+            mlp.describe(),
+            curvature::files::human_bytes(need),
+            curvature::files::human_bytes(available)
+        )));
+    }
+    Ok(())
 }

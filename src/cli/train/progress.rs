@@ -1,6 +1,7 @@
 //! What the user sees while a run trains: a progress bar on a terminal, plain
 //! lines otherwise; and where a paused state stands, for messages.
 
+use crate::cli::out::outln;
 use curvature::engine::verify::VerifyState;
 use curvature::optim::StepReport;
 use curvature::train::{Callback, Control, EpochRecord, History, TrainState};
@@ -58,7 +59,7 @@ impl Callback for Progress {
                     bar.set_position(r.epoch as u64);
                     bar.set_message(describe(r));
                 }
-                None => println!(
+                None => outln!(
                     "epoch {:>4}  {}  ({:.2} s)",
                     r.epoch,
                     describe(r),
