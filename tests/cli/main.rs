@@ -11,3 +11,4 @@ mod bench_cli;
 mod cli;
 mod cli_interrupt;
 mod robust_cli;
+mod verify_cli;

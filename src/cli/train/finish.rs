@@ -6,7 +6,7 @@ use super::args::TrainArgs;
 use super::outputs::Outputs;
 use super::prepare::Prepared;
 use super::progress::resume_hint;
-use curvature::engine::verify::VerifyState;
+use curvature::engine::verify::{VerifyMode, VerifyState};
 use curvature::engine::{Curvature, Device};
 use curvature::files::{save_model, write_atomic, FileError};
 use curvature::plot::{self, Panel, PlotError, Series};
@@ -39,13 +39,14 @@ pub(super) fn finish(
 ) -> Result<Option<u8>> {
     report_verification(verify, device);
     refuse_diverged(&trained)?;
+    let verification = device.is_gpu().then(|| verify.to_json());
     // The model as trained: with `--l2 evidence`, the λ of the last epoch.
     let mlp = match trained.history.last() {
         Some(last) => prepared.mlp.with_l2(last.l2)?,
         None => prepared.mlp.clone(),
     };
     let test = test_figures(device, &mlp, prepared, &trained.theta)?;
-    write_outputs(args, &mlp, prepared, outputs, &trained)?;
+    write_outputs(args, &mlp, prepared, outputs, &trained, verification)?;
     print_summary(&trained, test, outputs);
     // The run finished and its outputs are written: its checkpoint is superseded.
     if outputs.checkpoint.exists() {
@@ -57,15 +58,25 @@ pub(super) fn finish(
     Ok(None)
 }
 
-/// On a GPU: how the device compared with the CPU reference.
+/// On a GPU: how the device compared with the CPU reference, by kind of result.
 fn report_verification(verify: &VerifyState, device: &Device) {
+    if !device.is_gpu() {
+        return;
+    }
     match verify.worst() {
         Some((rel, quantity, update)) => println!(
             "verified against the CPU reference: {} checks, worst relative error {rel:.2e} ({quantity}, update {update})",
             verify.checks.borrow().len()
         ),
-        None if device.is_gpu() => println!("verification: no update was made, nothing to compare"),
-        None => {}
+        None if verify.mode() == VerifyMode::Off => {
+            println!("verification off: nothing was checked against the CPU reference")
+        }
+        None => println!("verification: no update was made, nothing to compare"),
+    }
+    if verify.mode() != VerifyMode::Off {
+        for line in verify.summary_lines() {
+            println!("{line}");
+        }
     }
 }
 
@@ -113,6 +124,7 @@ fn write_outputs(
     prepared: &Prepared,
     outputs: &Outputs,
     trained: &Trained,
+    verification: Option<String>,
 ) -> Result<()> {
     let overwrite = args.overwrite();
     let full = &prepared.full;
@@ -130,7 +142,9 @@ fn write_outputs(
         meta.insert("class_names".to_string(), names.join(","));
     }
     save_model(&outputs.model, mlp, &trained.theta, &meta, overwrite)?;
-    write_atomic(&outputs.history, history.to_json().as_bytes(), overwrite)?;
+    // On a GPU the verification summary goes with it.
+    let extra: Vec<(&str, String)> = verification.into_iter().map(|v| ("verification", v)).collect();
+    write_atomic(&outputs.history, history.to_json_with(&extra).as_bytes(), overwrite)?;
     plot::draw(&outputs.plot, &curves(history), overwrite).map_err(|e| match e {
         // A file that cannot be written stays a file error.
         PlotError::File(file) => Error::File(file),
