@@ -690,10 +690,14 @@ fn main_job_reaches_97_percent_on_digits_gpu() {
     }
     assert!(o.status.success(), "{out}\n{err}");
     assert!(out.contains("verified against the CPU reference"), "{out}");
-    assert!(out.contains("verification (auto (budget 10% of the wall time))"), "{out}");
+    assert!(
+        out.contains("verification (auto (budget 10% of the wall time))"),
+        "{out}"
+    );
     for kind in ["loss", "gradient", "K-FAC factors", "Gv", "outputs"] {
         assert!(
-            out.lines().any(|l| l.trim_start().starts_with(kind) && l.contains(" full ")),
+            out.lines()
+                .any(|l| l.trim_start().starts_with(kind) && l.contains(" full ")),
             "{kind} not checked: {out}"
         );
     }

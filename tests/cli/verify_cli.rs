@@ -26,19 +26,34 @@ fn text(bytes: &[u8]) -> String {
 
 /// K-FAC on digits (batches of 128: 11 updates per epoch), 2 epochs, on the GPU.
 const TRAIN: [&str; 8] = [
-    "train", "--device", "gpu", "--quiet", "--epochs", "2", "--run-dir", "run",
+    "train",
+    "--device",
+    "gpu",
+    "--quiet",
+    "--epochs",
+    "2",
+    "--run-dir",
+    "run",
 ];
 const FAULT: (&str, &str) = ("CURVATURE_TEST_CORRUPT_AFTER_UPDATES", "8");
 
 #[test]
 fn verify_every_stops_a_fault_after_update_7_at_update_8_and_off_does_not() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run(&[&TRAIN[..], &["--verify", "every"]].concat(), &[FAULT], dir.path());
+    let out = run(
+        &[&TRAIN[..], &["--verify", "every"]].concat(),
+        &[FAULT],
+        dir.path(),
+    );
     if gpu_support::child_found_no_gpu(&out) {
         return;
     }
     let err = text(&out.stderr);
-    assert!(!out.status.success(), "the fault went unseen: {}", text(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "the fault went unseen: {}",
+        text(&out.stdout)
+    );
     assert!(!err.contains("panicked"), "{err}");
     let lines: Vec<&str> = err
         .lines()
@@ -61,7 +76,11 @@ fn verify_every_stops_a_fault_after_update_7_at_update_8_and_off_does_not() {
     assert!(dir.path().join("run/last-verified.safetensors").exists());
     assert!(!dir.path().join("run/model.safetensors").exists());
 
-    let out = run(&[&TRAIN[..], &["--verify", "off", "--force"]].concat(), &[FAULT], dir.path());
+    let out = run(
+        &[&TRAIN[..], &["--verify", "off", "--force"]].concat(),
+        &[FAULT],
+        dir.path(),
+    );
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     assert!(stdout.contains("verification off"), "{stdout}");
@@ -73,15 +92,20 @@ fn verify_every_stops_a_fault_after_update_7_at_update_8_and_off_does_not() {
 #[test]
 fn verify_every_counts_every_result_by_kind() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run(&[&TRAIN[..], &["--verify", "every"]].concat(), &[], dir.path());
+    let out = run(
+        &[&TRAIN[..], &["--verify", "every"]].concat(),
+        &[],
+        dir.path(),
+    );
     if gpu_support::child_found_no_gpu(&out) {
         return;
     }
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    let history: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run/history.json")).unwrap())
-            .unwrap();
+    let history: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("run/history.json")).unwrap(),
+    )
+    .unwrap();
     let steps = history["updates"].as_u64().unwrap() + history["rejected"].as_u64().unwrap();
     assert_eq!(steps, 22, "1294 rows in batches of 128, 2 epochs");
     let v = &history["verification"];
@@ -108,7 +132,9 @@ fn verify_every_counts_every_result_by_kind() {
     // The printed summary has a line per kind.
     for q in ["gradient", "K-FAC factors", "Gv", "loss"] {
         assert!(
-            stdout.lines().any(|l| l.trim_start().starts_with(q) && l.contains(" full ")),
+            stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with(q) && l.contains(" full ")),
             "{q}: {stdout}"
         );
     }
@@ -129,7 +155,12 @@ fn parity_keeps_the_rows_measured_before_a_failure() {
     }
     let stdout = text(&out.stdout);
     println!("{stdout}");
-    assert_eq!(out.status.code(), Some(1), "{stdout}\n{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
     let row = |op: &str| {
         stdout
             .lines()

@@ -93,7 +93,10 @@ fn run(
     ctx: &Arc<GpuContext>,
     mode: VerifyMode,
     fault: bool,
-) -> (curvature::optim::Result<curvature::train::History>, Rc<VerifyState>) {
+) -> (
+    curvature::optim::Result<curvature::train::History>,
+    Rc<VerifyState>,
+) {
     let case = Case::new(&[6, 9, 4], Activation::Tanh, Loss::Ce, 1e-3, ROWS, 21);
     let x: Array2<f32> = case.x.mapv(|v| v as f32);
     let t: Array2<f32> = case.t.mapv(|v| v as f32);
@@ -164,7 +167,13 @@ fn auto_catches_a_fault_after_update_7_within_its_bound_and_off_does_not() {
     println!("{message}");
     assert!(matches!(err, Error::Verification(_)), "{err:?}");
     assert!(!message.contains('\n'), "not one line: {message}");
-    for what in ["the test GPU", "disagrees with the CPU reference", "worst at index", "device ", "reference "] {
+    for what in [
+        "the test GPU",
+        "disagrees with the CPU reference",
+        "worst at index",
+        "device ",
+        "reference ",
+    ] {
         assert!(message.contains(what), "no `{what}` in: {message}");
     }
     let caught = failed_update(&message);
@@ -179,13 +188,18 @@ fn auto_catches_a_fault_after_update_7_within_its_bound_and_off_does_not() {
     let warm = warm_up_updates(first, BUDGET, UPDATE_SECONDS);
     let bound = bound();
     println!("caught at update {caught}; warm-up {warm} updates, bound {bound} unchecked updates");
-    assert!(caught > LAST_GOOD_UPDATE, "a disagreement before the fault: {message}");
+    assert!(
+        caught > LAST_GOOD_UPDATE,
+        "a disagreement before the fault: {message}"
+    );
     assert!(
         caught <= LAST_GOOD_UPDATE.max(warm) + bound,
         "caught at update {caught}, past the bound {bound} after update {LAST_GOOD_UPDATE} (warm-up {warm})"
     );
     // What it kept: the last update whose checks passed, before the fault.
-    let (kept, theta) = verify.last_verified().expect("updates were verified before the fault");
+    let (kept, theta) = verify
+        .last_verified()
+        .expect("updates were verified before the fault");
     assert!(kept <= LAST_GOOD_UPDATE && kept < caught, "{kept}");
     assert!(theta.iter().all(|v| v.is_finite()));
 
@@ -212,8 +226,18 @@ fn auto_checks_every_kind_within_its_budget_and_counts_them() {
     // The counts are those of the checks made, by kind.
     for k in &summary {
         let of_kind: Vec<_> = checks.iter().filter(|c| c.quantity == k.quantity).collect();
-        assert_eq!(k.full, of_kind.iter().filter(|c| !c.sliced()).count(), "{}", k.quantity);
-        assert_eq!(k.sliced, of_kind.iter().filter(|c| c.sliced()).count(), "{}", k.quantity);
+        assert_eq!(
+            k.full,
+            of_kind.iter().filter(|c| !c.sliced()).count(),
+            "{}",
+            k.quantity
+        );
+        assert_eq!(
+            k.sliced,
+            of_kind.iter().filter(|c| c.sliced()).count(),
+            "{}",
+            k.quantity
+        );
         assert!(k.worst_fraction <= 1.0, "{k:?}");
     }
     let names: Vec<&str> = summary.iter().map(|k| k.quantity).collect();
@@ -225,7 +249,10 @@ fn auto_checks_every_kind_within_its_budget_and_counts_them() {
             .filter(|c| c.quantity == kind)
             .map(|c| c.update)
             .collect();
-        assert!(updates.iter().any(|&u| u > 0), "{kind} checked in update 0 only");
+        assert!(
+            updates.iter().any(|&u| u > 0),
+            "{kind} checked in update 0 only"
+        );
         let first: f64 = checks
             .iter()
             .filter(|c| c.update == 0)
@@ -234,7 +261,11 @@ fn auto_checks_every_kind_within_its_budget_and_counts_them() {
         let warm = warm_up_updates(first, BUDGET, UPDATE_SECONDS);
         let mut last = warm;
         for &u in updates.iter().filter(|&&u| u > warm) {
-            assert!(u - last <= bound() + 1, "{kind}: {} updates unchecked before {u}", u - last - 1);
+            assert!(
+                u - last <= bound() + 1,
+                "{kind}: {} updates unchecked before {u}",
+                u - last - 1
+            );
             last = u;
         }
     }
@@ -250,7 +281,12 @@ fn auto_checks_every_kind_within_its_budget_and_counts_them() {
     let history = result.expect("no fault, no disagreement");
     let steps = history.updates + history.rejected;
     let summary = verify.summary();
-    let count = |q: &str| summary.iter().find(|k| k.quantity == q).map_or(0, |k| k.full);
+    let count = |q: &str| {
+        summary
+            .iter()
+            .find(|k| k.quantity == q)
+            .map_or(0, |k| k.full)
+    };
     assert_eq!(count("gradient"), steps);
     assert_eq!(count("K-FAC factors"), steps);
     assert_eq!(count("Gv"), steps);

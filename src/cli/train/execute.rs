@@ -37,7 +37,8 @@ pub(super) fn execute(
     let precision = args.precision.unwrap_or(curvature::engine::Precision::F32);
     let device = args.device.open()?.with_precision(precision);
     announce(args, &prepared, &device);
-    let verify = Rc::new(VerifyState::new(args.verify_mode(), args.seed).with_device(device.describe()));
+    let verify =
+        Rc::new(VerifyState::new(args.verify_mode(), args.seed).with_device(device.describe()));
     let mut optimizer = prepared.spec.build();
     let start = Start::of(resumed, optimizer.as_mut(), &prepared.mlp, args.seed)?;
     outputs.create_folders()?;
@@ -227,9 +228,13 @@ impl Session<'_> {
                     progress.finish();
                     let e = Error::from(e);
                     let verified = match &e {
-                        Error::Verification(_) => self.save_last_verified(verify).unwrap_or_else(
-                            |e| Some(format!("the last verified weights could not be written: {e}")),
-                        ),
+                        Error::Verification(_) => {
+                            self.save_last_verified(verify).unwrap_or_else(|e| {
+                                Some(format!(
+                                    "the last verified weights could not be written: {e}"
+                                ))
+                            })
+                        }
                         _ => None,
                     };
                     let kept = self.kept_checkpoint();
@@ -282,7 +287,10 @@ impl Session<'_> {
         let Some((update, theta)) = verify.last_verified() else {
             return Ok(None);
         };
-        let path = self.outputs.model.with_file_name("last-verified.safetensors");
+        let path = self
+            .outputs
+            .model
+            .with_file_name("last-verified.safetensors");
         let meta = HashMap::from([("verified_update".to_string(), update.to_string())]);
         save_model(&path, &self.prepared.mlp, &theta, &meta, Overwrite::Allow)?;
         Ok(Some(format!(

@@ -143,8 +143,15 @@ fn write_outputs(
     }
     save_model(&outputs.model, mlp, &trained.theta, &meta, overwrite)?;
     // On a GPU the verification summary goes with it.
-    let extra: Vec<(&str, String)> = verification.into_iter().map(|v| ("verification", v)).collect();
-    write_atomic(&outputs.history, history.to_json_with(&extra).as_bytes(), overwrite)?;
+    let extra: Vec<(&str, String)> = verification
+        .into_iter()
+        .map(|v| ("verification", v))
+        .collect();
+    write_atomic(
+        &outputs.history,
+        history.to_json_with(&extra).as_bytes(),
+        overwrite,
+    )?;
     plot::draw(&outputs.plot, &curves(history), overwrite).map_err(|e| match e {
         // A file that cannot be written stays a file error.
         PlotError::File(file) => Error::File(file),

@@ -4,9 +4,9 @@
 use curvature::engine::verify::VerifyState;
 use curvature::engine::Device;
 use curvature::gpu::GpuContext;
-use curvature::{Error, Result};
 use curvature::optim::StepReport;
 use curvature::train::{Callback, Control, EpochRecord, History, TrainState};
+use curvature::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::rc::Rc;

@@ -20,7 +20,9 @@ mod device;
 pub mod policy;
 mod state;
 
-pub use policy::{unchecked_bound, warm_up_updates, Plan, VerifyMode, DEFAULT_BUDGET, MIN_SLICE_ROWS};
+pub use policy::{
+    unchecked_bound, warm_up_updates, Plan, VerifyMode, DEFAULT_BUDGET, MIN_SLICE_ROWS,
+};
 pub use state::{Check, Clock, KindSummary, VerifyState};
 
 use super::compare::{compare_with_table, Checked};
@@ -127,7 +129,15 @@ impl Verifying {
         let message = if passed {
             String::new()
         } else {
-            disagreement(&self.state, update, quantity, (compared, of_rows), got, want, &comparison)
+            disagreement(
+                &self.state,
+                update,
+                quantity,
+                (compared, of_rows),
+                got,
+                want,
+                &comparison,
+            )
         };
         self.state.push(Check {
             update,
@@ -168,7 +178,11 @@ fn disagreement(
             "worst at index {i}: device {g:.9e}, reference {w:.9e} (diff {:.3e})",
             g - w
         ),
-        _ => format!("{} values against {} of the reference", got.len(), want.len()),
+        _ => format!(
+            "{} values against {} of the reference",
+            got.len(),
+            want.len()
+        ),
     };
     let last = match state.last_verified() {
         Some((u, _)) => format!("the last update verified was {u}"),
@@ -241,25 +255,42 @@ impl Backend for Verifying {
     }
     fn data_loss(&mut self, theta: &[f64], rows: Range<usize>) -> Result<f64> {
         let loss = self.inner.data_loss(theta, rows.clone())?;
-        self.check("loss", LOSS, theta, rows, || vec![vec![loss]], &mut |e, r| {
-            Ok(vec![vec![e.data_loss(theta, r)?]])
-        })?;
+        self.check(
+            "loss",
+            LOSS,
+            theta,
+            rows,
+            || vec![vec![loss]],
+            &mut |e, r| Ok(vec![vec![e.data_loss(theta, r)?]]),
+        )?;
         Ok(loss)
     }
     fn data_loss_grad(&mut self, theta: &[f64], rows: Range<usize>) -> Result<(f64, Vec<f64>)> {
         let (loss, grad) = self.inner.data_loss_grad(theta, rows.clone())?;
         let got = || vec![vec![loss], grad.clone()];
-        self.check("loss and gradient", LOSS_GRAD, theta, rows, got, &mut |e, r| {
-            let (l, g) = e.data_loss_grad(theta, r)?;
-            Ok(vec![vec![l], g])
-        })?;
+        self.check(
+            "loss and gradient",
+            LOSS_GRAD,
+            theta,
+            rows,
+            got,
+            &mut |e, r| {
+                let (l, g) = e.data_loss_grad(theta, r)?;
+                Ok(vec![vec![l], g])
+            },
+        )?;
         Ok((loss, grad))
     }
     fn network_outputs(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
         let y = self.inner.network_outputs(theta, rows.clone())?;
-        self.check("outputs", OUTPUTS, theta, rows, || vec![flat(&y)], &mut |e, r| {
-            Ok(vec![flat(&e.network_outputs(theta, r)?)])
-        })?;
+        self.check(
+            "outputs",
+            OUTPUTS,
+            theta,
+            rows,
+            || vec![flat(&y)],
+            &mut |e, r| Ok(vec![flat(&e.network_outputs(theta, r)?)]),
+        )?;
         Ok(y)
     }
     fn data_products(
@@ -271,9 +302,14 @@ impl Backend for Verifying {
     ) -> Result<Array2<f64>> {
         let got = self.inner.data_products(kind, theta, rows.clone(), v)?;
         let name = product_name(kind);
-        self.check(name, curvature(name), theta, rows, || vec![flat(&got)], &mut |e, r| {
-            Ok(vec![flat(&e.data_products(kind, theta, r, v)?)])
-        })?;
+        self.check(
+            name,
+            curvature(name),
+            theta,
+            rows,
+            || vec![flat(&got)],
+            &mut |e, r| Ok(vec![flat(&e.data_products(kind, theta, r, v)?)]),
+        )?;
         Ok(got)
     }
     fn data_matrix(
@@ -284,9 +320,14 @@ impl Backend for Verifying {
     ) -> Result<Array2<f64>> {
         let got = self.inner.data_matrix(kind, theta, rows.clone())?;
         let name = matrix_name(kind);
-        self.check(name, curvature(name), theta, rows, || vec![flat(&got)], &mut |e, r| {
-            Ok(vec![flat(&e.data_matrix(kind, theta, r)?)])
-        })?;
+        self.check(
+            name,
+            curvature(name),
+            theta,
+            rows,
+            || vec![flat(&got)],
+            &mut |e, r| Ok(vec![flat(&e.data_matrix(kind, theta, r)?)]),
+        )?;
         Ok(got)
     }
     fn data_diagonal(
@@ -297,17 +338,27 @@ impl Backend for Verifying {
     ) -> Result<Vec<f64>> {
         let got = self.inner.data_diagonal(which, theta, rows.clone())?;
         let name = which.name();
-        self.check(name, curvature(name), theta, rows, || vec![got.clone()], &mut |e, r| {
-            Ok(vec![e.data_diagonal(which, theta, r)?])
-        })?;
+        self.check(
+            name,
+            curvature(name),
+            theta,
+            rows,
+            || vec![got.clone()],
+            &mut |e, r| Ok(vec![e.data_diagonal(which, theta, r)?]),
+        )?;
         Ok(got)
     }
     fn data_outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
         let got = self.inner.data_outer_product(theta, rows.clone())?;
         let name = "outer product";
-        self.check(name, curvature(name), theta, rows, || vec![flat(&got)], &mut |e, r| {
-            Ok(vec![flat(&e.data_outer_product(theta, r)?)])
-        })?;
+        self.check(
+            name,
+            curvature(name),
+            theta,
+            rows,
+            || vec![flat(&got)],
+            &mut |e, r| Ok(vec![flat(&e.data_outer_product(theta, r)?)]),
+        )?;
         Ok(got)
     }
     /// A slice of rows takes the draws of the same rows of the whole request (`skip`).
@@ -318,13 +369,22 @@ impl Backend for Verifying {
         rows: Range<usize>,
         skip: usize,
     ) -> Result<Array2<f64>> {
-        let got = self.inner.data_fisher_vectors(fisher, theta, rows.clone(), skip)?;
+        let got = self
+            .inner
+            .data_fisher_vectors(fisher, theta, rows.clone(), skip)?;
         let first = rows.start;
         let got_flat = || vec![flat(&got)];
-        self.check("Fisher vectors", FISHER_VECTORS, theta, rows, got_flat, &mut |e, r| {
-            let skip = skip + (r.start - first);
-            Ok(vec![flat(&e.data_fisher_vectors(fisher, theta, r, skip)?)])
-        })?;
+        self.check(
+            "Fisher vectors",
+            FISHER_VECTORS,
+            theta,
+            rows,
+            got_flat,
+            &mut |e, r| {
+                let skip = skip + (r.start - first);
+                Ok(vec![flat(&e.data_fisher_vectors(fisher, theta, r, skip)?)])
+            },
+        )?;
         Ok(got)
     }
     fn data_kfac_factors(

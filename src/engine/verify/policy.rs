@@ -160,7 +160,13 @@ impl Planner {
     /// How to check the result of `op` on `rows` made in `update`, with `credit`
     /// seconds of budget left (b·T − V; only `auto` reads it). A plan other than
     /// `Skip` counts as that kind's check of this update.
-    pub fn plan(&mut self, op: &'static str, update: usize, rows: Range<usize>, credit: f64) -> Plan {
+    pub fn plan(
+        &mut self,
+        op: &'static str,
+        update: usize,
+        rows: Range<usize>,
+        credit: f64,
+    ) -> Plan {
         let plan = match self.mode {
             VerifyMode::Off => Plan::Skip,
             VerifyMode::Every => Plan::Full,
@@ -184,7 +190,13 @@ impl Planner {
         plan
     }
 
-    fn plan_auto(&mut self, op: &'static str, update: usize, rows: Range<usize>, credit: f64) -> Plan {
+    fn plan_auto(
+        &mut self,
+        op: &'static str,
+        update: usize,
+        rows: Range<usize>,
+        credit: f64,
+    ) -> Plan {
         let n = rows.len();
         let i = self.record(op, update, n);
         let rec = self.ops[i].clone();
@@ -250,7 +262,12 @@ impl Planner {
 /// under `auto` once the first update's debt is paid (module doc): `kinds` kinds used
 /// in every update, `slice_seconds` the cost of the dearest kind's smallest slice,
 /// `budget` b, `update_seconds` the shortest update without verification.
-pub fn unchecked_bound(kinds: usize, slice_seconds: f64, budget: f64, update_seconds: f64) -> usize {
+pub fn unchecked_bound(
+    kinds: usize,
+    slice_seconds: f64,
+    budget: f64,
+    update_seconds: f64,
+) -> usize {
     let wait = (slice_seconds / (budget * update_seconds)).ceil();
     kinds * (wait.max(0.0) as usize + 1)
 }
@@ -269,7 +286,13 @@ mod tests {
     /// check costing `per_row[k]` seconds per row, batches of `batch` rows. Returns the
     /// longest run of updates any kind went unchecked after the warm-up, the warm-up,
     /// and V / T at the end.
-    fn simulate(per_row: &[f64], batch: usize, budget: f64, t_u: f64, updates: usize) -> (usize, usize, f64) {
+    fn simulate(
+        per_row: &[f64],
+        batch: usize,
+        budget: f64,
+        t_u: f64,
+        updates: usize,
+    ) -> (usize, usize, f64) {
         let names: [&'static str; 4] = ["loss and gradient", "K-FAC factors", "Gv", "loss"];
         let mut p = Planner::new(VerifyMode::Auto { budget }, 7);
         let (mut t, mut v) = (0.0f64, 0.0f64);
@@ -318,18 +341,32 @@ mod tests {
         ] {
             let (longest, warm, share) = simulate(&per_row, batch, budget, 1.0, 400);
             let dearest = per_row.iter().fold(0.0f64, |m, &c| m.max(c));
-            let bound = unchecked_bound(per_row.len(), dearest * MIN_SLICE_ROWS as f64, budget, 1.0);
-            assert!(longest <= bound, "{per_row:?}: {longest} unchecked updates > bound {bound}");
-            assert!(warm < 400, "{per_row:?}: never out of the first update's debt");
+            let bound =
+                unchecked_bound(per_row.len(), dearest * MIN_SLICE_ROWS as f64, budget, 1.0);
+            assert!(
+                longest <= bound,
+                "{per_row:?}: {longest} unchecked updates > bound {bound}"
+            );
+            assert!(
+                warm < 400,
+                "{per_row:?}: never out of the first update's debt"
+            );
             // After 400 updates the first update's full checks are a small part of V.
-            assert!(share <= budget * 1.05, "{per_row:?}: verification took {share} of the time");
+            assert!(
+                share <= budget * 1.05,
+                "{per_row:?}: verification took {share} of the time"
+            );
         }
     }
 
     #[test]
     fn a_cheap_check_is_made_in_full_every_update_and_a_dear_one_sliced() {
         let mut p = Planner::new(VerifyMode::Auto { budget: 0.1 }, 1);
-        assert_eq!(p.plan("Gv", 0, 0..128, -1.0), Plan::Full, "the first update always");
+        assert_eq!(
+            p.plan("Gv", 0, 0..128, -1.0),
+            Plan::Full,
+            "the first update always"
+        );
         assert_eq!(p.plan("Gv", 0, 0..128, 1.0), Plan::Skip, "once per update");
         p.measured("Gv", 128, 0.128); // 1 ms per row
         assert_eq!(p.plan("Gv", 1, 0..128, 0.2), Plan::Full);
@@ -337,7 +374,11 @@ mod tests {
             Plan::Sliced(r) => assert_eq!(r.len(), 50),
             other => panic!("{other:?}"),
         }
-        assert_eq!(p.plan("Gv", 3, 0..128, 0.005), Plan::Skip, "under the smallest slice");
+        assert_eq!(
+            p.plan("Gv", 3, 0..128, 0.005),
+            Plan::Skip,
+            "under the smallest slice"
+        );
         // A kind never measured is measured on the smallest slice, whatever the credit.
         match p.plan("Hv", 3, 0..128, -5.0) {
             Plan::Sliced(r) => assert_eq!(r.len(), MIN_SLICE_ROWS),
@@ -355,7 +396,11 @@ mod tests {
         let mut kth = Planner::new(VerifyMode::EveryKth(5), 0);
         assert_eq!(kth.plan("loss and gradient", 0, 0..8, 0.0), Plan::Full);
         assert_eq!(kth.plan("Gv", 0, 0..8, 0.0), Plan::Full);
-        assert_eq!(kth.plan("Hv", 0, 0..8, 0.0), Plan::Skip, "the first curvature product only");
+        assert_eq!(
+            kth.plan("Hv", 0, 0..8, 0.0),
+            Plan::Skip,
+            "the first curvature product only"
+        );
         assert_eq!(kth.plan("loss and gradient", 3, 0..8, 0.0), Plan::Skip);
         assert_eq!(kth.plan("loss and gradient", 5, 0..8, 0.0), Plan::Full);
         assert!(!VerifyMode::EveryKth(5).keeps_device_updates());

@@ -176,9 +176,14 @@ impl GpuDevice {
         if !self.corrupting.load(Ordering::Relaxed) {
             return;
         }
-        let largest = (0..values.len()).max_by(|&a, &b| values[a].abs().total_cmp(&values[b].abs()));
+        let largest =
+            (0..values.len()).max_by(|&a, &b| values[a].abs().total_cmp(&values[b].abs()));
         if let Some(i) = largest {
-            values[i] = if values[i] == 0.0 { 1e-2 } else { values[i] * 1.01 };
+            values[i] = if values[i] == 0.0 {
+                1e-2
+            } else {
+                values[i] * 1.01
+            };
         }
     }
 
