@@ -167,7 +167,7 @@ impl Planner {
         rows: Range<usize>,
         credit: f64,
     ) -> Plan {
-        let plan = match self.mode {
+        match self.mode {
             VerifyMode::Off => Plan::Skip,
             VerifyMode::Every => Plan::Full,
             VerifyMode::EveryKth(k) => {
@@ -186,8 +186,7 @@ impl Planner {
                 }
             }
             VerifyMode::Auto { .. } => self.plan_auto(op, update, rows, credit),
-        };
-        plan
+        }
     }
 
     fn plan_auto(
