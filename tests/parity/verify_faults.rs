@@ -26,9 +26,10 @@ const CHECK_SECONDS_PER_ROW: f64 = 0.004;
 const BUDGET: f64 = 0.1;
 /// The fault appears after this update (0-based): updates 0..=7 are computed right.
 const LAST_GOOD_UPDATE: usize = 7;
-/// 64 rows in batches of 16: 4 updates per epoch; 5 epochs.
+/// 64 rows in batches of 12: 6 updates per epoch (the last of 4 rows), so that the
+/// evaluation after an epoch does not follow update 7; 5 epochs.
 const ROWS: usize = 64;
-const BATCH: usize = 16;
+const BATCH: usize = 12;
 const EPOCHS: usize = 5;
 /// K-FAC's kinds of result in every update: loss and gradient, K-FAC factors, Gv, the
 /// trial point's loss.
@@ -87,10 +88,11 @@ fn state(mode: VerifyMode) -> Rc<VerifyState> {
     })
 }
 
-/// K-FAC on `ctx` through the verifier in `mode`, the fault on after update 7 when
-/// `fault`; the run's result and the verifier.
+/// `optimizer` on `ctx` through the verifier in `mode`, the fault on after update 7
+/// when `fault`; the run's result and the verifier.
 fn run(
     ctx: &Arc<GpuContext>,
+    optimizer: &str,
     mode: VerifyMode,
     fault: bool,
 ) -> (
@@ -114,7 +116,7 @@ fn run(
         batch_size: Some(BATCH),
         ..TrainConfig::default()
     };
-    let mut optimizer = "kfac".parse::<OptimizerSpec>().unwrap().build();
+    let mut optimizer = optimizer.parse::<OptimizerSpec>().unwrap().build();
     let mut theta = case.theta.clone();
     let mut updates = Updates {
         state: verify.clone(),
@@ -158,7 +160,7 @@ fn auto_catches_a_fault_after_update_7_within_its_bound_and_off_does_not() {
         return;
     };
     let auto = VerifyMode::Auto { budget: BUDGET };
-    let (result, verify) = run(&ctx, auto, true);
+    let (result, verify) = run(&ctx, "kfac", auto, true);
     let err = match result {
         Err(e) => Error::from(e),
         Ok(h) => panic!("the fault went unseen through {} updates", h.updates),
@@ -203,9 +205,12 @@ fn auto_catches_a_fault_after_update_7_within_its_bound_and_off_does_not() {
     assert!(kept <= LAST_GOOD_UPDATE && kept < caught, "{kept}");
     assert!(theta.iter().all(|v| v.is_finite()));
 
-    let (result, verify) = run(&ctx, VerifyMode::Off, true);
+    let (result, verify) = run(&ctx, "kfac", VerifyMode::Off, true);
     let history = result.expect("with verification off the wrong values go unseen");
-    assert_eq!(history.updates + history.rejected, EPOCHS * ROWS / BATCH);
+    assert_eq!(
+        history.updates + history.rejected,
+        EPOCHS * ROWS.div_ceil(BATCH)
+    );
     assert!(verify.checks.borrow().is_empty());
 }
 
@@ -214,10 +219,10 @@ fn auto_checks_every_kind_within_its_budget_and_counts_them() {
     let Some(ctx) = context() else {
         return;
     };
-    let (result, verify) = run(&ctx, VerifyMode::Auto { budget: BUDGET }, false);
+    let (result, verify) = run(&ctx, "kfac", VerifyMode::Auto { budget: BUDGET }, false);
     let history = result.expect("no fault, no disagreement");
     let steps = history.updates + history.rejected;
-    assert_eq!(steps, EPOCHS * ROWS / BATCH);
+    assert_eq!(steps, EPOCHS * ROWS.div_ceil(BATCH));
     let checks = verify.checks.borrow();
     let summary = verify.summary();
     for line in verify.summary_lines() {
@@ -277,7 +282,7 @@ fn auto_checks_every_kind_within_its_budget_and_counts_them() {
     assert!(verify.share() <= BUDGET + 1e-12, "share {}", verify.share());
 
     // `every` checks every result in full: one loss and gradient per update at least.
-    let (result, verify) = run(&ctx, VerifyMode::Every, false);
+    let (result, verify) = run(&ctx, "kfac", VerifyMode::Every, false);
     let history = result.expect("no fault, no disagreement");
     let steps = history.updates + history.rejected;
     let summary = verify.summary();
@@ -291,4 +296,55 @@ fn auto_checks_every_kind_within_its_budget_and_counts_them() {
     assert_eq!(count("K-FAC factors"), steps);
     assert_eq!(count("Gv"), steps);
     assert!(summary.iter().all(|k| k.sliced == 0));
+}
+
+/// Momentum trains on the device (θ and the velocity stay there): `auto` checks an
+/// update by splitting the device's run before it. The pieces add up to the run (every
+/// update counted once), and the fault after update 7 is caught within the bound (one
+/// kind in every update, the evaluation's two between epochs).
+#[test]
+fn auto_checks_device_updates_by_splitting_their_runs() {
+    let Some(ctx) = context() else {
+        return;
+    };
+    let auto = VerifyMode::Auto { budget: BUDGET };
+    let (result, verify) = run(&ctx, "momentum", auto, false);
+    let history = result.expect("no fault, no disagreement");
+    assert_eq!(
+        history.updates + history.rejected,
+        EPOCHS * ROWS.div_ceil(BATCH)
+    );
+    let inside: Vec<usize> = verify
+        .checks
+        .borrow()
+        .iter()
+        .filter(|c| {
+            c.quantity == "gradient"
+                && c.update > 0
+                && !c.update.is_multiple_of(ROWS.div_ceil(BATCH))
+        })
+        .map(|c| c.update)
+        .collect();
+    assert!(!inside.is_empty(), "no update checked inside a device run");
+
+    let (result, verify) = run(&ctx, "momentum", auto, true);
+    let message = match result {
+        Err(e) => Error::from(e).to_string(),
+        Ok(h) => panic!("the fault went unseen through {} updates", h.updates),
+    };
+    println!("{message}");
+    let caught = failed_update(&message);
+    let first: f64 = verify
+        .checks
+        .borrow()
+        .iter()
+        .filter(|c| c.update == 0)
+        .map(|c| c.rows as f64 * CHECK_SECONDS_PER_ROW)
+        .sum();
+    let warm = warm_up_updates(first, BUDGET, UPDATE_SECONDS);
+    let slice = MIN_SLICE_ROWS as f64 * CHECK_SECONDS_PER_ROW;
+    let bound = unchecked_bound(3, slice, BUDGET, UPDATE_SECONDS);
+    println!("caught at update {caught}; warm-up {warm} updates, bound {bound}");
+    assert!(caught > LAST_GOOD_UPDATE, "{message}");
+    assert!(caught <= LAST_GOOD_UPDATE.max(warm) + bound, "{message}");
 }
