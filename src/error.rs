@@ -27,7 +27,7 @@ pub enum Error {
     /// depend on the optimizers, which depend on it.
     #[error(transparent)]
     Optim(Box<dyn std::error::Error + Send + Sync>),
-    /// The device disagreed with the CPU reference (`train --verify-every`).
+    /// The device disagreed with the CPU reference (`train --verify`).
     #[error("verification failed: {0}")]
     Verification(String),
     /// A vector, block or row range whose shape does not fit the model or data.

@@ -145,6 +145,9 @@ pub struct Comparison {
     pub mismatches: Vec<(usize, f64, f64)>,
     pub failures: usize,
     pub tolerance: Tolerance,
+    /// max |g − c| / (abs + rel·|c|): the share of its tolerance the worst entry used
+    /// (≤ 1 passes; what `train`'s verification summary reports).
+    pub worst_fraction: f64,
 }
 
 /// How many failing entries a report lists.
@@ -167,10 +170,12 @@ pub fn compare(checked: &[f64], reference: &[f64], tol: Tolerance) -> Comparison
         mismatches: Vec::new(),
         failures: 0,
         tolerance: tol,
+        worst_fraction: 0.0,
     };
     if checked.len() != reference.len() {
         out.failures = checked.len().abs_diff(reference.len()).max(1);
         out.worst_abs = f64::INFINITY;
+        out.worst_fraction = f64::INFINITY;
         return out;
     }
     let mut worst_excess = f64::NEG_INFINITY;
@@ -183,6 +188,13 @@ pub fn compare(checked: &[f64], reference: &[f64], tol: Tolerance) -> Comparison
         if c.abs() > tol.abs {
             out.worst_rel = out.worst_rel.max(err / c.abs());
         }
+        out.worst_fraction = out.worst_fraction.max(if bound > 0.0 {
+            err / bound
+        } else if err > 0.0 {
+            f64::INFINITY
+        } else {
+            0.0
+        });
         let excess = err - bound;
         if excess > worst_excess {
             worst_excess = excess;

@@ -10,7 +10,7 @@
 //!        ├── FastCpuEngine<T> (cpu_fast/, f32/f64 on faer's GEMM)
 //!        ├── GpuEngine        (gpu/, f32 WGSL kernels)
 //!        └── Engine           (device.rs: whichever of the last two a Device opened),
-//!            Verifying        (verify.rs: any backend, checked against the reference)
+//!            Verifying        (verify/: any backend, checked against the reference)
 //! ```
 //!
 //! Like candle's and Burn's backends, a [`Backend`] is narrow: a handful of

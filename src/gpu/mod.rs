@@ -38,7 +38,9 @@
 //!
 //! Test hooks (doc-hidden): [`TestFaults`] (lowered limits, a device lost after N
 //! operations; also from `CURVATURE_TEST_*` variables in `Device::open`) and
-//! `GpuContext::lose_device_for_testing`. Tests: `tests/parity/gpu_faults.rs`.
+//! `GpuContext::lose_device_for_testing`, `GpuContext::corrupt_results_for_testing`
+//! (every result read back wrong from then on, which only verification sees). Tests:
+//! `tests/parity/gpu_faults.rs`, `tests/parity/verify_faults.rs`.
 //!
 //! ## Reproducibility
 //! No shader uses atomics: every reduction runs in a fixed order (the column-sum tree of

@@ -5,7 +5,8 @@
 //! ([`Optimizer::device_rule`](crate::optim::Optimizer::device_rule): the first-order
 //! methods) and the training engine offers the capability
 //! ([`Backend::device_training`](crate::engine::Backend::device_training): the GPU
-//! engine; behind `--verify-every K > 0` not, whose checks fall inside runs);
+//! engine; behind `--verify every` or `--verify-every K > 0` not, whose checks need
+//! every update's gradient on the host; `--verify auto` splits a run where it checks);
 //! otherwise every update is an optimizer step on the host, as before.
 //!
 //! A device run covers the epoch's batches from `next_row` to its end: the

@@ -98,6 +98,19 @@ impl History {
     }
 }
 
+impl History {
+    /// [`History::to_json`] with more members after the others: (key, JSON value).
+    pub fn to_json_with(&self, extra: &[(&str, String)]) -> String {
+        let mut s = self.to_json();
+        s.pop(); // the closing brace
+        for (key, value) in extra {
+            s += &format!(",\"{key}\":{value}");
+        }
+        s.push('}');
+        s
+    }
+}
+
 /// A JSON number, or `null` for NaN and ∞ (which JSON cannot hold).
 fn json_number(v: f64) -> String {
     if v.is_finite() {

@@ -50,7 +50,7 @@
 //! L2 term, the update kernel) with nothing read back, and θ, the state and the
 //! batch losses come back once at the epoch's end (`device.rs`, which also says
 //! how its NaN/∞ guard differs from the host's: per run instead of per update).
-//! Otherwise — CPU engines, second-order methods, `--verify-every K > 0` — every
+//! Otherwise — CPU engines, second-order methods, `--verify every`, `--verify-every K > 0` — every
 //! update is an optimizer step on the host. The state goes back into the
 //! optimizer through its `import_state`, so checkpoints are the same, and a run
 //! resumed on the same device continues bit for bit.

@@ -712,20 +712,29 @@ fn main_job_f32_matches_f64_accuracy_on_digits() {
     );
 }
 
-/// The same on the GPU (llvmpipe in CI), with every 5th update verified against the CPU.
+/// The same on the GPU (llvmpipe in CI), verified by default (`--verify auto`): every
+/// kind of result K-FAC uses is checked against the CPU, the first update in full.
 #[test]
 fn main_job_reaches_97_percent_on_digits_gpu() {
     let dir = tempfile::tempdir().unwrap();
-    let o = curvature(
-        &["train", "--device", "gpu", "--quiet", "--verify-every", "5"],
-        dir.path(),
-    );
+    let o = curvature(&["train", "--device", "gpu", "--quiet"], dir.path());
     let (out, err) = text(&o);
     if gpu_support::child_found_no_gpu(&o) {
         return;
     }
     assert!(o.status.success(), "{out}\n{err}");
     assert!(out.contains("verified against the CPU reference"), "{out}");
+    assert!(
+        out.contains("verification (auto (budget 10% of the wall time))"),
+        "{out}"
+    );
+    for kind in ["loss", "gradient", "K-FAC factors", "Gv", "outputs"] {
+        assert!(
+            out.lines()
+                .any(|l| l.trim_start().starts_with(kind) && l.contains(" full ")),
+            "{kind} not checked: {out}"
+        );
+    }
     let acc = printed_test_accuracy(&out);
     assert!(acc >= 0.97, "test accuracy {acc}: {out}");
 }

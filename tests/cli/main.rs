@@ -17,3 +17,4 @@ mod robust_pipe;
 mod robust_ranges;
 mod robust_reads;
 mod robust_resume;
+mod verify_cli;

@@ -89,14 +89,26 @@ fn zero_epochs_evaluates_only_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
         .args([
-            "train", "--device", "cpu", "--epochs", "0", "--seed", "3", "--quiet", "--out",
+            "train",
+            "--device",
+            "cpu",
+            "--epochs",
+            "0",
+            "--seed",
+            "3",
+            "--quiet",
+            "--out",
             "m.safetensors",
         ])
         .current_dir(dir.path())
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         text.contains("--epochs 0 evaluates only") && text.contains("init seed 3"),
         "{text}"

@@ -17,3 +17,4 @@ mod gpu_faults;
 mod kernels;
 mod products;
 mod reproducibility;
+mod verify_faults;

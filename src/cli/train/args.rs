@@ -5,13 +5,14 @@
 use super::super::common::DeviceArgs;
 use clap::Args;
 use curvature::data;
+use curvature::engine::verify::{VerifyMode, DEFAULT_BUDGET};
 use curvature::engine::Precision;
 use curvature::files::Overwrite;
 use std::path::PathBuf;
 
 /// The arguments that define a run: `--resume` takes them from the checkpoint
 /// and refuses them on its command line (clap ids: the field names).
-const RUN_DEFINING_ARGS: [&str; 21] = [
+const RUN_DEFINING_ARGS: [&str; 23] = [
     "hidden",
     "activation",
     "loss",
@@ -26,7 +27,9 @@ const RUN_DEFINING_ARGS: [&str; 21] = [
     "test_fraction",
     "validation_fraction",
     "patience",
+    "verify",
     "verify_every",
+    "verify_budget",
     "run_dir",
     "out",
     "plot",
@@ -110,10 +113,20 @@ pub struct TrainArgs {
     /// Stop after this many epochs without a better validation loss, keeping the best weights.
     #[arg(long)]
     pub patience: Option<usize>,
-    /// Recompute the loss, gradient and curvature product of the first update and of every K-th
-    /// with the CPU reference and stop if they disagree (0: the first update only).
-    #[arg(long, value_name = "K", default_value_t = 0)]
-    pub verify_every: usize,
+    /// On a GPU, what is checked against the CPU reference (stopping if they disagree): `auto`
+    /// (default) every kind of result the optimizer uses — the first update in full, then as
+    /// many updates as fit --verify-budget, over a random slice of the rows where the whole
+    /// batch does not fit; `every` every result in full, whatever it costs; `off` nothing.
+    #[arg(long, value_name = "auto|every|off", conflicts_with = "verify_every")]
+    pub verify: Option<VerifyArg>,
+    /// With `--verify auto`: the largest fraction of the wall time so far that verification
+    /// may take (0 < F ≤ 1).
+    #[arg(long, value_name = "F", default_value_t = DEFAULT_BUDGET, value_parser = parse_budget)]
+    pub verify_budget: f64,
+    /// Instead of --verify: recompute the loss, gradient and first curvature product of the
+    /// first update and of every K-th with the CPU reference (0: the first update only).
+    #[arg(long, value_name = "K")]
+    pub verify_every: Option<usize>,
     /// The run directory for the model, history and picture (default: runs/<date-time>/).
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
@@ -144,10 +157,50 @@ pub struct TrainArgs {
     pub device: DeviceArgs,
 }
 
+/// `--verify`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum VerifyArg {
+    Auto,
+    Every,
+    Off,
+}
+
+impl VerifyArg {
+    fn name(self) -> &'static str {
+        match self {
+            VerifyArg::Auto => "auto",
+            VerifyArg::Every => "every",
+            VerifyArg::Off => "off",
+        }
+    }
+}
+
+/// A budget: a fraction in (0, 1].
+fn parse_budget(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(b) if b > 0.0 && b <= 1.0 => Ok(b),
+        _ => Err(format!(
+            "`{s}` is not a budget: give the fraction of the wall time verification may take, 0 < F ≤ 1 (e.g. 0.1)"
+        )),
+    }
+}
+
 impl TrainArgs {
     /// The data as given, or the default (`digits`).
     pub(super) fn data_spec(&self) -> &str {
         self.data.as_deref().unwrap_or(DEFAULT_DATA)
+    }
+
+    /// What the verifier checks: `--verify`, else `--verify-every K`, else `auto`.
+    pub(super) fn verify_mode(&self) -> VerifyMode {
+        match (self.verify, self.verify_every) {
+            (Some(VerifyArg::Every), _) => VerifyMode::Every,
+            (Some(VerifyArg::Off), _) => VerifyMode::Off,
+            (None, Some(k)) => VerifyMode::EveryKth(k),
+            (Some(VerifyArg::Auto), _) | (None, None) => VerifyMode::Auto {
+                budget: self.verify_budget,
+            },
+        }
     }
 
     /// Whether files that exist may be replaced (`--force`).
@@ -216,7 +269,7 @@ pub(super) fn to_argv(a: &TrainArgs) -> Vec<String> {
         format!("--seed={}", a.seed),
         format!("--test-fraction={}", a.test_fraction),
         format!("--validation-fraction={}", a.validation_fraction),
-        format!("--verify-every={}", a.verify_every),
+        format!("--verify-budget={}", a.verify_budget),
         format!(
             "--device={}",
             format!("{:?}", a.device.device).to_ascii_lowercase()
@@ -237,6 +290,8 @@ pub(super) fn to_argv(a: &TrainArgs) -> Vec<String> {
         ("batch-size", a.batch_size.map(|b| b.to_string())),
         ("patience", a.patience.map(|p| p.to_string())),
         ("adapter", a.device.adapter.clone()),
+        ("verify", a.verify.map(|v| v.name().to_string())),
+        ("verify-every", a.verify_every.map(|k| k.to_string())),
     ];
     for (key, value) in optional {
         if let Some(value) = value {

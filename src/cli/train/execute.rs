@@ -6,22 +6,22 @@ use super::args::{to_argv, TrainArgs};
 use super::finish::{finish, Trained};
 use super::outputs::{stored_name, Outputs};
 use super::prepare::Prepared;
-use super::progress::{position, resume_hint, Progress};
+use super::progress::{corrupt_hook, position, resume_hint, Progress};
 use super::signals::{Pauser, Signals};
 use crate::cli::out::outln;
 use curvature::analysis::evidence::DENSE_LIMIT;
 use curvature::checkpoint::{save_checkpoint, Checkpoint};
 use curvature::data::Dataset;
-use curvature::engine::verify::{VerifyState, Verifying};
+use curvature::engine::verify::{VerifyMode, VerifyState, Verifying};
 use curvature::engine::{Curvature, Device};
-use curvature::files::FileError;
+use curvature::files::{save_model, FileError, Overwrite};
 use curvature::optim::{Optimizer, ScheduleKind};
 use curvature::train::{
     train_resumable, DataView, Engines, History, Resume, TrainOutcome, TrainState,
 };
 use curvature::{Error, Mlp, Result};
 use ndarray::ArrayView2;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Instant;
@@ -39,7 +39,8 @@ pub(super) fn execute(
     let precision = args.precision.unwrap_or(curvature::engine::Precision::F32);
     let device = args.device.open()?.with_precision(precision);
     announce(args, &prepared, &device);
-    let verify = Rc::new(VerifyState::default());
+    let verify =
+        Rc::new(VerifyState::new(args.verify_mode(), args.seed).with_device(device.describe()));
     let mut optimizer = prepared.spec.build();
     let start = Start::of(resumed, optimizer.as_mut(), &prepared.mlp, args.seed)?;
     outputs.create_folders()?;
@@ -234,7 +235,7 @@ impl Session<'_> {
         let every = args
             .checkpoint_every
             .unwrap_or(prepared.spec.training_defaults().checkpoint_every);
-        let mut progress = Progress::new(epochs, args.quiet, verify.clone());
+        let mut progress = Progress::new(epochs, args.quiet, verify.clone(), corrupt_hook(device)?);
         let mut pauser = Pauser::new(&self.signals, every, epochs);
         let train = view(&prepared.train_set);
         let validation = prepared.val_set.as_ref().map(view);
@@ -260,8 +261,21 @@ impl Session<'_> {
                 Ok(TrainOutcome::Interrupted(state)) => *state,
                 Err(e) => {
                     progress.finish();
+                    let e = Error::from(e);
+                    let verified = match &e {
+                        Error::Verification(_) => {
+                            self.save_last_verified(verify).unwrap_or_else(|e| {
+                                Some(format!(
+                                    "the last verified weights could not be written: {e}"
+                                ))
+                            })
+                        }
+                        _ => None,
+                    };
+                    let kept = self.kept_checkpoint();
+                    let note = verified.map_or(kept.clone(), |v| format!("{v}; {kept}"));
                     // The failure keeps its type (a device fault stays one) with what is kept.
-                    return Err(Error::from(e).noted(self.kept_checkpoint()));
+                    return Err(e.noted(note));
                 }
             };
             let at = position(&state);
@@ -302,6 +316,24 @@ impl Session<'_> {
         Ok(checkpoint)
     }
 
+    /// After a disagreement: the θ of the last verified update, written as a model
+    /// beside the run's (`last-verified.safetensors`); what the error line says of it.
+    fn save_last_verified(&self, verify: &VerifyState) -> Result<Option<String>> {
+        let Some((update, theta)) = verify.last_verified() else {
+            return Ok(None);
+        };
+        let path = self
+            .outputs
+            .model
+            .with_file_name("last-verified.safetensors");
+        let meta = HashMap::from([("verified_update".to_string(), update.to_string())]);
+        save_model(&path, &self.prepared.mlp, &theta, &meta, Overwrite::Allow)?;
+        Ok(Some(format!(
+            "the weights of update {update}, the last verified, are kept in {}",
+            path.display()
+        )))
+    }
+
     /// What a failed run leaves to continue from, for its error line.
     fn kept_checkpoint(&self) -> String {
         match &self.last_checkpoint {
@@ -323,8 +355,8 @@ fn view(ds: &Dataset) -> DataView<'_> {
     }
 }
 
-/// An engine of `device` bound to (x, t); on a GPU wrapped in the verifier,
-/// which checks updates against the CPU reference (`--verify-every`).
+/// An engine of `device` bound to (x, t); on a GPU wrapped in the verifier, which
+/// checks its results against the CPU reference (`--verify`, `--verify-every`).
 fn engine(
     device: &Device,
     mlp: &Mlp,
@@ -334,9 +366,9 @@ fn engine(
     t: ArrayView2<f32>,
 ) -> Result<Box<dyn Curvature>> {
     let engine: Box<dyn Curvature> = Box::new(device.engine(mlp, x, t)?);
-    if !device.is_gpu() {
+    if !device.is_gpu() || args.verify_mode() == VerifyMode::Off {
         return Ok(engine);
     }
-    let verifying = Verifying::new(engine, mlp, x, t, args.verify_every, verify.clone())?;
+    let verifying = Verifying::new(engine, mlp, x, t, verify.clone())?;
     Ok(Box::new(verifying))
 }

@@ -7,7 +7,7 @@ use super::outputs::Outputs;
 use super::prepare::Prepared;
 use super::progress::resume_hint;
 use crate::cli::out::outln;
-use curvature::engine::verify::VerifyState;
+use curvature::engine::verify::{VerifyMode, VerifyState};
 use curvature::engine::{Curvature, Device};
 use curvature::files::{save_model, write_atomic, FileError};
 use curvature::plot::{self, Legend, Panel, PlotError, PlotLayout, Series};
@@ -40,13 +40,14 @@ pub(super) fn finish(
 ) -> Result<Option<u8>> {
     report_verification(verify, device);
     refuse_diverged(&trained)?;
+    let verification = device.is_gpu().then(|| verify.to_json());
     // The model as trained: with `--l2 evidence`, the λ of the last epoch.
     let mlp = match trained.history.last() {
         Some(last) => prepared.mlp.with_l2(last.l2)?,
         None => prepared.mlp.clone(),
     };
     let test = test_figures(device, &mlp, prepared, &trained.theta)?;
-    write_outputs(args, &mlp, prepared, outputs, &trained)?;
+    write_outputs(args, &mlp, prepared, outputs, &trained, verification)?;
     if prepared.config.evidence_every.is_some() {
         report_evidence(&trained.history);
     }
@@ -67,15 +68,25 @@ pub(super) fn finish(
     Ok(None)
 }
 
-/// On a GPU: how the device compared with the CPU reference.
+/// On a GPU: how the device compared with the CPU reference, by kind of result.
 fn report_verification(verify: &VerifyState, device: &Device) {
+    if !device.is_gpu() {
+        return;
+    }
     match verify.worst() {
         Some((rel, quantity, update)) => outln!(
             "verified against the CPU reference: {} checks, worst relative error {rel:.2e} ({quantity}, update {update})",
             verify.checks.borrow().len()
         ),
-        None if device.is_gpu() => outln!("verification: no update was made, nothing to compare"),
-        None => {}
+        None if verify.mode() == VerifyMode::Off => {
+            outln!("verification off: nothing was checked against the CPU reference")
+        }
+        None => outln!("verification: no update was made, nothing to compare"),
+    }
+    if verify.mode() != VerifyMode::Off {
+        for line in verify.summary_lines() {
+            outln!("{line}");
+        }
     }
 }
 
@@ -140,6 +151,7 @@ fn write_outputs(
     prepared: &Prepared,
     outputs: &Outputs,
     trained: &Trained,
+    verification: Option<String>,
 ) -> Result<()> {
     let overwrite = args.overwrite();
     let full = &prepared.full;
@@ -157,7 +169,16 @@ fn write_outputs(
         meta.insert("class_names".to_string(), names.join(","));
     }
     save_model(&outputs.model, mlp, &trained.theta, &meta, overwrite)?;
-    write_atomic(&outputs.history, history.to_json().as_bytes(), overwrite)?;
+    // On a GPU the verification summary goes with it.
+    let extra: Vec<(&str, String)> = verification
+        .into_iter()
+        .map(|v| ("verification", v))
+        .collect();
+    write_atomic(
+        &outputs.history,
+        history.to_json_with(&extra).as_bytes(),
+        overwrite,
+    )?;
     // The panels share their series (train, validation) colour for colour: one
     // legend below them, where it covers no curve (accuracy sits in the corner).
     let layout = PlotLayout {

@@ -3,21 +3,50 @@
 
 use crate::cli::out::outln;
 use curvature::engine::verify::VerifyState;
+use curvature::engine::Device;
+use curvature::gpu::GpuContext;
 use curvature::optim::StepReport;
 use curvature::train::{Callback, Control, EpochRecord, History, TrainState};
+use curvature::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::rc::Rc;
+use std::sync::Arc;
+
+/// Test hook: `CURVATURE_TEST_CORRUPT_AFTER_UPDATES=N` makes every result the GPU reads
+/// back wrong after the N-th update of this process (`GpuContext::corrupt_results_for_testing`),
+/// so that tests see what verification catches. Unset in use.
+pub(super) fn corrupt_hook(device: &Device) -> Result<Option<(usize, Arc<GpuContext>)>> {
+    const NAME: &str = "CURVATURE_TEST_CORRUPT_AFTER_UPDATES";
+    let Ok(v) = std::env::var(NAME) else {
+        return Ok(None);
+    };
+    let n = v
+        .trim()
+        .parse()
+        .map_err(|_| Error::Input(format!("{NAME}={v}: give a whole number, or unset it")))?;
+    Ok(match device {
+        Device::Gpu(ctx) => Some((n, ctx.clone())),
+        _ => None,
+    })
+}
 
 /// Per-epoch progress: a bar on a terminal, plain lines otherwise or with --quiet.
 /// It also advances the verifier's update counter.
 pub(super) struct Progress {
     bar: Option<ProgressBar>,
     verify: Rc<VerifyState>,
+    /// The test hook's update count and device ([`corrupt_hook`]).
+    corrupt: Option<(usize, Arc<GpuContext>)>,
 }
 
 impl Progress {
-    pub fn new(epochs: usize, quiet: bool, verify: Rc<VerifyState>) -> Progress {
+    pub fn new(
+        epochs: usize,
+        quiet: bool,
+        verify: Rc<VerifyState>,
+        corrupt: Option<(usize, Arc<GpuContext>)>,
+    ) -> Progress {
         let bar = (!quiet && std::io::stdout().is_terminal()).then(|| {
             let bar = ProgressBar::new(epochs as u64);
             if let Ok(style) =
@@ -27,7 +56,11 @@ impl Progress {
             }
             bar
         });
-        Progress { bar, verify }
+        Progress {
+            bar,
+            verify,
+            corrupt,
+        }
     }
 
     pub fn finish(&self) {
@@ -70,7 +103,13 @@ impl Callback for Progress {
         Control::Continue
     }
     fn on_update_end(&mut self, _report: &StepReport) -> Control {
-        self.verify.updates.set(self.verify.updates.get() + 1);
+        let done = self.verify.updates.get() + 1;
+        self.verify.updates.set(done);
+        if let Some((after, ctx)) = &self.corrupt {
+            if done == *after {
+                ctx.corrupt_results_for_testing();
+            }
+        }
         Control::Continue
     }
 }

@@ -5,7 +5,7 @@
 
 use super::adapter::{summarize, AdapterSummary};
 use crate::gpu::error::{human_bytes, one_line, GpuError};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Largest staging buffer for reading results back; longer results are read in pieces
@@ -78,6 +78,8 @@ pub(super) struct GpuDevice {
     lose_after_ops: Option<u64>,
     /// Operations run through `Runner::run` (counted for `lose_after_ops`).
     ops_run: AtomicU64,
+    /// Test hook: every result read back from now on is wrong ([`GpuDevice::corrupt`]).
+    corrupting: AtomicBool,
     /// Command buffers submitted to the queue (an operation is one, plus one per
     /// further piece of a long readback).
     submits: AtomicU64,
@@ -146,6 +148,7 @@ impl GpuDevice {
             limits,
             lose_after_ops: faults.lose_device_after_ops,
             ops_run: AtomicU64::new(0),
+            corrupting: AtomicBool::new(false),
             submits: AtomicU64::new(0),
             device_error,
             lost,
@@ -158,6 +161,29 @@ impl GpuDevice {
         let done = self.ops_run.fetch_add(1, Ordering::Relaxed);
         if self.lose_after_ops == Some(done) {
             self.lose_for_testing();
+        }
+    }
+
+    /// Test hook: from now on every result read back is wrong (a device that starts
+    /// computing wrong values in the middle of a run, which only verification sees).
+    pub fn corrupt_for_testing(&self) {
+        self.corrupting.store(true, Ordering::Relaxed);
+    }
+
+    /// Makes a result read back wrong when the test hook asks: its largest |entry| 1%
+    /// too large (far outside every f32 tolerance, and finite, so no NaN guard sees it).
+    pub fn corrupt(&self, values: &mut [f32]) {
+        if !self.corrupting.load(Ordering::Relaxed) {
+            return;
+        }
+        let largest =
+            (0..values.len()).max_by(|&a, &b| values[a].abs().total_cmp(&values[b].abs()));
+        if let Some(i) = largest {
+            values[i] = if values[i] == 0.0 {
+                1e-2
+            } else {
+                values[i] * 1.01
+            };
         }
     }
 

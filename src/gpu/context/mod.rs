@@ -116,6 +116,14 @@ impl GpuContext {
         self.device.submits()
     }
 
+    /// Test hook: from now on every result this context reads back is wrong (its largest
+    /// entry 1% too large): a device that computes wrong values from some point of a run
+    /// on, which only verification against the reference can see.
+    #[doc(hidden)]
+    pub fn corrupt_results_for_testing(&self) {
+        self.device.corrupt_for_testing()
+    }
+
     /// Test hook: destroys the device, as a driver reset would lose it. Every later
     /// operation on this context (and on engines that share it) returns `GpuError::Lost`.
     #[doc(hidden)]

@@ -449,8 +449,11 @@ impl Runner {
     /// Runs `op` (one encoder, one submit) and returns the `readback` range (empty if none).
     pub fn run(&mut self, op: Op, readback: Option<Readback>) -> Result<Vec<f32>, GpuError> {
         self.ctx.device.count_operation();
-        self.executor
-            .run(&self.ctx.device, &self.ctx.pipelines, op, readback)
+        let mut out = self
+            .executor
+            .run(&self.ctx.device, &self.ctx.pipelines, op, readback)?;
+        self.ctx.device.corrupt(&mut out);
+        Ok(out)
     }
 
     /// Runs `op` (one encoder, one submit) and returns each of the `readbacks` ranges,
@@ -461,8 +464,13 @@ impl Runner {
         readbacks: &[Readback],
     ) -> Result<Vec<Vec<f32>>, GpuError> {
         self.ctx.device.count_operation();
-        self.executor
-            .run_gather(&self.ctx.device, &self.ctx.pipelines, op, readbacks)
+        let mut out =
+            self.executor
+                .run_gather(&self.ctx.device, &self.ctx.pipelines, op, readbacks)?;
+        for part in &mut out {
+            self.ctx.device.corrupt(part);
+        }
+        Ok(out)
     }
 }
 
