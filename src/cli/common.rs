@@ -69,6 +69,22 @@ pub fn take_part(ds: Dataset, part: SplitPart, test_fraction: f64, seed: u64) ->
     Ok(chosen)
 }
 
+/// The data set `data` as the model saw its training rows: a CSV file scaled by the
+/// model's stored scaling (its training data's statistics), not by its own — the same
+/// rows then give the same outputs here as in `predict`.
+fn load_model_data(saved: &SavedModel, model: &Path, data: &str) -> Result<Dataset> {
+    let stored = match saved.metadata.get("scaling") {
+        Some(s) => Some(data::Scaling::from_metadata(s).map_err(|e| {
+            Error::Input(format!(
+                "{}: its stored input scaling is unreadable ({e}): retrain the model",
+                model.display()
+            ))
+        })?),
+        None => None,
+    };
+    Ok(data::load_path_scaled(data, stored.as_ref())?)
+}
+
 /// Loads a model file and the `part` of a data set (the split the model was
 /// trained with, from its metadata), checked to fit each other.
 pub fn load_model_and_part(
@@ -78,7 +94,7 @@ pub fn load_model_and_part(
 ) -> Result<(SavedModel, Dataset)> {
     let saved = load_model(model)?;
     let (fraction, seed) = stored_split(&saved);
-    let ds = take_part(data::load_path(data)?, part, fraction, seed)?;
+    let ds = take_part(load_model_data(&saved, model, data)?, part, fraction, seed)?;
     check_fits(&saved, model, &ds)?;
     Ok((saved, ds))
 }
@@ -88,7 +104,7 @@ pub fn load_model_and_part(
 pub fn load_model_train_test(model: &Path, data: &str) -> Result<(SavedModel, Dataset, Dataset)> {
     let saved = load_model(model)?;
     let (fraction, seed) = stored_split(&saved);
-    let all = data::load_path(data)?;
+    let all = load_model_data(&saved, model, data)?;
     let train = take_part(all.clone(), SplitPart::Train, fraction, seed)?;
     let test = take_part(all, SplitPart::Test, fraction, seed)?;
     check_fits(&saved, model, &train)?;

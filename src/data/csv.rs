@@ -82,6 +82,18 @@ pub fn load_csv(path: &Path, opts: &CsvOptions) -> Result<Dataset, DataError> {
     load_csv_from_bytes(&read_raw(path)?, path, opts)
 }
 
+/// [`load_csv`] with X scaled by `stored` (a model's, from its metadata) instead of a
+/// scaling fitted to this file: rows a model is evaluated on must be scaled as its
+/// training rows were, whatever this file's own statistics. WidthMismatch when the
+/// scaling's width is not the file's input width.
+pub fn load_csv_with_scaling(
+    path: &Path,
+    opts: &CsvOptions,
+    stored: &Scaling,
+) -> Result<Dataset, DataError> {
+    load_csv_scaled(&read_raw(path)?, path, opts, Some(stored))
+}
+
 /// [`load_csv`] on file contents already in memory (gzip or plain, detected by content);
 /// `path` only names the source in errors and the data set. The same checks and errors
 /// except NotFound and Io.
@@ -89,6 +101,16 @@ pub fn load_csv_from_bytes(
     raw: &[u8],
     path: &Path,
     opts: &CsvOptions,
+) -> Result<Dataset, DataError> {
+    load_csv_scaled(raw, path, opts, None)
+}
+
+/// The loader: X scaled by `stored` when given, else by a scaling fitted to X.
+fn load_csv_scaled(
+    raw: &[u8],
+    path: &Path,
+    opts: &CsvOptions,
+    stored: Option<&Scaling>,
 ) -> Result<Dataset, DataError> {
     let bytes = decode(raw, path)?;
     let text = as_text(&bytes, path)?;
@@ -115,7 +137,20 @@ pub fn load_csv_from_bytes(
         return Err(DataError::new(DataErrorKind::Empty, path, None));
     }
     let mut x = read_inputs(rows, width, Some(target), path)?;
-    let scaling = Scaling::fit(opts.scaling, x.view());
+    let scaling = match stored {
+        Some(s) if s.width() != x.ncols() => {
+            return Err(DataError::new(
+                DataErrorKind::WidthMismatch {
+                    expected: s.width(),
+                    found: x.ncols(),
+                },
+                path,
+                None,
+            ))
+        }
+        Some(s) => s.clone(),
+        None => Scaling::fit(opts.scaling, x.view()),
+    };
     scaling.apply(&mut x);
     let mut ds = match opts.task {
         CsvTask::Regression => Dataset {

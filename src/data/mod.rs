@@ -23,8 +23,9 @@ mod source;
 mod split;
 
 pub use csv::{
-    load_csv, load_csv_from_bytes, load_inputs_csv, load_inputs_csv_from_bytes, CsvOptions,
-    CsvTask, TargetColumn, MAX_INTEGER_CLASSES, MAX_ONE_HOT_ENTRIES,
+    load_csv, load_csv_from_bytes, load_csv_with_scaling, load_inputs_csv,
+    load_inputs_csv_from_bytes, CsvOptions, CsvTask, TargetColumn, MAX_INTEGER_CLASSES,
+    MAX_ONE_HOT_ENTRIES,
 };
 pub use dataset::{one_hot, Dataset, Task};
 pub use digits::{
@@ -33,8 +34,9 @@ pub use digits::{
 pub use error::{DataError, DataErrorKind, Position};
 pub use idx::{load_idx, load_idx_from_bytes, IDX_CLASSES};
 pub use named::{
-    data_dir, load_named, load_path, load_path_with, DATASET_NAMES, DIGITS_FILE, GAUSSIANS_MEANS,
-    GAUSSIANS_PER_CLASS, GAUSSIANS_SEED, MNIST10K_IMAGES_FILE, MNIST10K_LABELS_FILE,
+    data_dir, load_named, load_path, load_path_scaled, load_path_with, DATASET_NAMES, DIGITS_FILE,
+    GAUSSIANS_MEANS, GAUSSIANS_PER_CLASS, GAUSSIANS_SEED, MNIST10K_IMAGES_FILE,
+    MNIST10K_LABELS_FILE,
 };
 pub use scaling::{Scaling, ScalingKind};
 pub use split::{

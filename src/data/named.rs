@@ -1,7 +1,7 @@
 //! The named data sets: the two bundled digit sets and three small teaching problems
 //! generated in code; and `load_path`, which takes a name or a path.
 
-use super::csv::{load_csv, CsvOptions};
+use super::csv::{load_csv, load_csv_with_scaling, CsvOptions};
 use super::dataset::{Dataset, Task};
 use super::digits::load_digits_csv;
 use super::error::{DataError, DataErrorKind};
@@ -106,6 +106,21 @@ pub fn load_path_with(spec: &str, csv: &CsvOptions) -> Result<Dataset, DataError
         return load_idx(path, &labels);
     }
     load_csv(path, csv)
+}
+
+/// [`load_path`] for rows a model is evaluated on: a CSV file is scaled by the model's
+/// `stored` scaling instead of its own statistics (named sets and IDX files have fixed
+/// scalings, the same for every file, and load as [`load_path`] loads them).
+pub fn load_path_scaled(spec: &str, stored: Option<&Scaling>) -> Result<Dataset, DataError> {
+    let Some(stored) = stored else {
+        return load_path(spec);
+    };
+    let path = Path::new(spec);
+    let file_name = path.file_name().and_then(|f| f.to_str()).unwrap_or("");
+    if DATASET_NAMES.contains(&spec) || spec.contains(',') || file_name.contains("-images-idx3-") {
+        return load_path(spec);
+    }
+    load_csv_with_scaling(path, &CsvOptions::default(), stored)
 }
 
 /// A two-class set with T (N, 1) holding the label as 0/1.

@@ -17,4 +17,5 @@ mod robust_pipe;
 mod robust_ranges;
 mod robust_reads;
 mod robust_resume;
+mod robust_scaling;
 mod verify_cli;

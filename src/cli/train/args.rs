@@ -221,14 +221,16 @@ const DEFAULT_DATA: &str = "digits";
 /// confirm with `--data` on resume). Never `--force`, `--out`, `--run-dir`,
 /// `--plot` or `--resume`: a checkpoint from elsewhere must not choose what is
 /// written or replaced.
-pub(super) const STORED_KEYS: [&str; 19] = [
+pub(super) const STORED_KEYS: [&str; 21] = [
     "data",
     "set",
     "evidence-every",
     "seed",
     "test-fraction",
     "validation-fraction",
+    "verify",
     "verify-every",
+    "verify-budget",
     "device",
     "hidden",
     "activation",
