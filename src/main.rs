@@ -95,6 +95,7 @@ curvature bench --workload L --device gpu")]
 }
 
 fn main() -> ExitCode {
+    cli::runtime_dir::ensure_runtime_dir();
     let cli = Cli::parse();
     let outcome = match &cli.command {
         Command::Train(args) => match cli::train::run(args) {

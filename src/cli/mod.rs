@@ -11,4 +11,5 @@ pub mod out;
 pub mod parity;
 pub mod predict;
 pub mod prune;
+pub mod runtime_dir;
 pub mod train;

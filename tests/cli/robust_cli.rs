@@ -71,3 +71,20 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+/// Mesa's "XDG_RUNTIME_DIR is invalid or not set" (printed twice by its Vulkan
+/// drivers, llvmpipe included) no longer appears when the variable is unset: the
+/// process points it at a private directory of its own (issue 21, item 9). In CI,
+/// where Mesa is installed, this fails without that.
+#[test]
+fn no_mesa_runtime_dir_message_without_xdg_runtime_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_curvature"))
+        .arg("devices")
+        .env_remove("XDG_RUNTIME_DIR")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
+}
