@@ -236,14 +236,16 @@ impl<T: Real> Block<T> {
                         let p = &out_p[s * kk..(s + 1) * kk];
                         let a_row = &ra[r * kk..(r + 1) * kk];
                         if ce {
-                            // s·(diag(p) − ppᵀ) r = s·p ⊙ (r − pᵀr)
-                            let mut pr = T::zero();
-                            for (pv, rv) in p.iter().zip(a_row) {
-                                pr += *pv * *rv;
-                            }
+                            // s·(diag(p) − ppᵀ) r = s·p_k·Σ_j p_j (r_k − r_j) (Σ_j p_j = 1):
+                            // free of the cancellation of r_k − pᵀr when p is nearly
+                            // one-hot (the GPU's loss_hess has the same form and says why).
                             let f = out_s[s] * scale;
-                            for ((d, pv), rv) in d_row.iter_mut().zip(p).zip(a_row) {
-                                *d = f * *pv * (*rv - pr);
+                            for ((d, pv), rk) in d_row.iter_mut().zip(p).zip(a_row) {
+                                let mut spread = T::zero();
+                                for (pj, rj) in p.iter().zip(a_row) {
+                                    spread += *pj * (*rk - *rj);
+                                }
+                                *d = f * *pv * spread;
                             }
                         } else {
                             for ((d, h), rv) in d_row.iter_mut().zip(p).zip(a_row) {
