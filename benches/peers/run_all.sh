@@ -29,8 +29,8 @@
 #   b. examples/train_timing, the same run built from the same library calls, timing each
 #      epoch's update loop alone, in f64 (what train uses) and in f32.
 #   c. benches/peers/torch_epoch.py: SGD (lr 0.1, momentum 0.9) then Adam (lr 1e-3), float32,
-#      from curvature's θ₀ (curvature train --epochs 0), same λ (curvature's default 1e-3
-#      on the weights), update loop timed, plus one no-grad evaluation of the training set.
+#      from curvature's θ₀ (curvature train --epochs 0), same λ (1e-3 on the weights,
+#      curvature's default before the defaults were chosen on validation; kept for comparability), update loop timed, plus one no-grad evaluation of the training set.
 # Block 2 (whole fits), for each thread count and seed:
 #   a. curvature train with its defaults (chosen by the data: K-FAC, relu, f32; see
 #      src/cli/train/defaults.rs): the wall time it prints (training only) and its test accuracy;
@@ -53,7 +53,7 @@ SEEDS=${SEEDS-"0 1 2 3 4"}
 MNIST_SEEDS=${MNIST_SEEDS-"0 1 2 3 4"}
 EPOCH_DATA=${EPOCH_DATA:-"mnist10k digits"}
 MNIST_OPTIMIZERS=${MNIST_OPTIMIZERS-"kfac adam adamw rmsprop adagrad momentum nesterov gd hessian-diag hessian-free cg-pr lbfgs"}
-L2=0.001 # curvature train's default λ, given to torch too
+L2=0.001 # the epoch block's λ (curvature's former default), given to torch too
 BIN=$CARGO_TARGET_DIR/release
 PEERS=$ROOT/benches/peers
 
