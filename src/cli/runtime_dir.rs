@@ -18,8 +18,9 @@ pub fn ensure_runtime_dir() {
     if valid {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("curvature-runtime-{}", user_id()));
-    if create_private(&dir).is_ok() {
+    let uid = user_id();
+    let dir = std::env::temp_dir().join(format!("curvature-runtime-{uid}"));
+    if create_private(&dir, uid).is_ok() {
         std::env::set_var("XDG_RUNTIME_DIR", &dir);
     }
 }
@@ -38,8 +39,9 @@ fn user_id() -> u32 {
     }
 }
 
-/// Creates `dir` with mode 0700 (unix), or accepts it when it already is our directory.
-fn create_private(dir: &std::path::Path) -> std::io::Result<()> {
+/// Creates `dir` with mode 0700 (unix), or accepts it when it already is the
+/// private directory of user `uid`.
+fn create_private(dir: &std::path::Path, uid: u32) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
@@ -48,7 +50,7 @@ fn create_private(dir: &std::path::Path) -> std::io::Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 // Only a real directory (not a link) that is private.
                 let m = std::fs::symlink_metadata(dir)?;
-                if m.is_dir() && m.permissions().mode() & 0o077 == 0 && m.uid() == user_id() {
+                if m.is_dir() && m.permissions().mode() & 0o077 == 0 && m.uid() == uid {
                     Ok(())
                 } else {
                     Err(e)
@@ -59,6 +61,7 @@ fn create_private(dir: &std::path::Path) -> std::io::Result<()> {
     }
     #[cfg(not(unix))]
     {
+        let _ = uid; // no owner to compare off unix
         std::fs::create_dir_all(dir)
     }
 }

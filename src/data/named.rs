@@ -93,6 +93,15 @@ pub fn load_path(spec: &str) -> Result<Dataset, DataError> {
 /// - any other path → [`load_csv`] with `csv` (a digits-format file loads fine this way too,
 ///   standardised instead of /16; call [`load_digits_csv`] for the exact digits scaling).
 pub fn load_path_with(spec: &str, csv: &CsvOptions) -> Result<Dataset, DataError> {
+    load_by_spec(spec, csv, None)
+}
+
+/// The dispatch of [`load_path_with`]; a CSV is scaled by `stored` when given.
+fn load_by_spec(
+    spec: &str,
+    csv: &CsvOptions,
+    stored: Option<&Scaling>,
+) -> Result<Dataset, DataError> {
     if DATASET_NAMES.contains(&spec) {
         return load_named(spec);
     }
@@ -105,22 +114,17 @@ pub fn load_path_with(spec: &str, csv: &CsvOptions) -> Result<Dataset, DataError
         let labels = path.with_file_name(file_name.replace("-images-idx3-", "-labels-idx1-"));
         return load_idx(path, &labels);
     }
-    load_csv(path, csv)
+    match stored {
+        Some(stored) => load_csv_with_scaling(path, csv, stored),
+        None => load_csv(path, csv),
+    }
 }
 
 /// [`load_path`] for rows a model is evaluated on: a CSV file is scaled by the model's
 /// `stored` scaling instead of its own statistics (named sets and IDX files have fixed
 /// scalings, the same for every file, and load as [`load_path`] loads them).
 pub fn load_path_scaled(spec: &str, stored: Option<&Scaling>) -> Result<Dataset, DataError> {
-    let Some(stored) = stored else {
-        return load_path(spec);
-    };
-    let path = Path::new(spec);
-    let file_name = path.file_name().and_then(|f| f.to_str()).unwrap_or("");
-    if DATASET_NAMES.contains(&spec) || spec.contains(',') || file_name.contains("-images-idx3-") {
-        return load_path(spec);
-    }
-    load_csv_with_scaling(path, &CsvOptions::default(), stored)
+    load_by_spec(spec, &CsvOptions::default(), stored)
 }
 
 /// A two-class set with T (N, 1) holding the label as 0/1.

@@ -51,8 +51,9 @@ fn write_vector(path: &Path, v: Vec<f64>) {
     write_tensors(path, &[tensor], HashMap::new(), false, Overwrite::Refuse).unwrap();
 }
 
-/// A 64-7-10 digits model with seeded weights, saved in `dir`.
-fn digits_model(dir: &Path) -> (PathBuf, Mlp, Vec<f64>) {
+/// A 64-7-10 digits model with seeded weights, saved in `dir` as `model.safetensors`
+/// (the CLI tests' common fixture).
+pub(crate) fn digits_model(dir: &Path) -> (PathBuf, Mlp, Vec<f64>) {
     let mlp = Mlp::with_hidden(&[64, 7, 10], Activation::Tanh, Loss::Ce, 1e-3).unwrap();
     let theta = mlp.init_params(5);
     let path = dir.join("model.safetensors");

@@ -4,9 +4,6 @@
 //! anything. The unwritable folder is a read-only directory, or `/proc` where
 //! the tests run as root (which a directory's mode does not stop).
 
-use curvature::files::{save_model, Overwrite};
-use curvature::{Activation, Loss, Mlp};
-use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -79,18 +76,10 @@ fn unwritable_outputs_are_refused_before_the_work() {
         "train ran epochs before failing: {stdout}"
     );
 
-    let mlp = Mlp::with_hidden(&[64, 7, 10], Activation::Tanh, Loss::Ce, 1e-3).unwrap();
-    save_model(
-        &d.join("m.safetensors"),
-        &mlp,
-        &mlp.init_params(5),
-        &HashMap::new(),
-        Overwrite::Refuse,
-    )
-    .unwrap();
+    crate::cli::digits_model(d);
     let base = [
         "--model",
-        "m.safetensors",
+        "model.safetensors",
         "--data",
         "digits",
         "--device",

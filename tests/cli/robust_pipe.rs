@@ -2,9 +2,6 @@
 //! quietly, and `train` whose stdout reader went away still trains and saves
 //! its model, instead of panicking with "failed printing to stdout" (exit 101).
 
-use curvature::files::{save_model, Overwrite};
-use curvature::{Activation, Loss, Mlp};
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -35,19 +32,11 @@ fn quiet_success(what: &str, out: &Output) {
 fn a_closed_stdout_ends_printing_not_the_command() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mlp = Mlp::with_hidden(&[64, 7, 10], Activation::Tanh, Loss::Ce, 1e-3).unwrap();
-    save_model(
-        &d.join("m.safetensors"),
-        &mlp,
-        &mlp.init_params(5),
-        &HashMap::new(),
-        Overwrite::Refuse,
-    )
-    .unwrap();
+    crate::cli::digits_model(d);
     let eval = [
         "eval",
         "--model",
-        "m.safetensors",
+        "model.safetensors",
         "--data",
         "digits",
         "--device",

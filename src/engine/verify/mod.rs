@@ -209,33 +209,37 @@ const LOSS_GRAD: Parts = &[("loss", Checked::Loss), ("gradient", Checked::Gradie
 const OUTPUTS: Parts = &[("outputs", Checked::Values)];
 const FISHER_VECTORS: Parts = &[("Fisher vectors", Checked::Curvature)];
 
-/// The one-part `Parts` of a curvature result named `name`.
-fn curvature(name: &'static str) -> Parts {
-    match name {
-        "Hv" => &[("Hv", Checked::Curvature)],
-        "Gv" => &[("Gv", Checked::Curvature)],
-        "Hessian" => &[("Hessian", Checked::Curvature)],
-        "GGN" => &[("GGN", Checked::Curvature)],
-        "outer product" => &[("outer product", Checked::Curvature)],
-        "K-FAC factors" => &[("K-FAC factors", Checked::Curvature)],
-        "diag Hessian" => &[("diag Hessian", Checked::Curvature)],
-        "diag GGN" => &[("diag GGN", Checked::Curvature)],
-        _ => &[("diag Becker-LeCun", Checked::Curvature)],
+const OUTER_PRODUCT: Parts = &[("outer product", Checked::Curvature)];
+const KFAC_FACTORS: Parts = &[("K-FAC factors", Checked::Curvature)];
+
+/// The one-part `Parts` of a block of products of `kind`.
+fn product_parts(kind: Kind) -> Parts {
+    match kind {
+        Kind::Hessian => &[("Hv", Checked::Curvature)],
+        Kind::GaussNewton => &[("Gv", Checked::Curvature)],
     }
 }
 
-fn product_name(kind: Kind) -> &'static str {
+/// The one-part `Parts` of the full matrix of `kind`.
+fn matrix_parts(kind: Kind) -> Parts {
     match kind {
-        Kind::Hessian => "Hv",
-        Kind::GaussNewton => "Gv",
+        Kind::Hessian => &[("Hessian", Checked::Curvature)],
+        Kind::GaussNewton => &[("GGN", Checked::Curvature)],
     }
 }
 
-fn matrix_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Hessian => "Hessian",
-        Kind::GaussNewton => "GGN",
+/// The one-part `Parts` of a diagonal, named as [`Diagonal::name`].
+fn diagonal_parts(which: Diagonal) -> Parts {
+    match which {
+        Diagonal::Hessian => &[("diag Hessian", Checked::Curvature)],
+        Diagonal::GaussNewton => &[("diag GGN", Checked::Curvature)],
+        Diagonal::BeckerLeCun => &[("diag Becker-LeCun", Checked::Curvature)],
     }
+}
+
+/// The operation a one-part `Parts` checks: its part's name.
+fn op_of(parts: Parts) -> &'static str {
+    parts[0].0
 }
 
 /// The factors A_l then B_l, flattened.
@@ -301,10 +305,10 @@ impl Backend for Verifying {
         v: ArrayView2<f64>,
     ) -> Result<Array2<f64>> {
         let got = self.inner.data_products(kind, theta, rows.clone(), v)?;
-        let name = product_name(kind);
+        let parts = product_parts(kind);
         self.check(
-            name,
-            curvature(name),
+            op_of(parts),
+            parts,
             theta,
             rows,
             || vec![flat(&got)],
@@ -319,10 +323,10 @@ impl Backend for Verifying {
         rows: Range<usize>,
     ) -> Result<Array2<f64>> {
         let got = self.inner.data_matrix(kind, theta, rows.clone())?;
-        let name = matrix_name(kind);
+        let parts = matrix_parts(kind);
         self.check(
-            name,
-            curvature(name),
+            op_of(parts),
+            parts,
             theta,
             rows,
             || vec![flat(&got)],
@@ -337,10 +341,10 @@ impl Backend for Verifying {
         rows: Range<usize>,
     ) -> Result<Vec<f64>> {
         let got = self.inner.data_diagonal(which, theta, rows.clone())?;
-        let name = which.name();
+        let parts = diagonal_parts(which);
         self.check(
-            name,
-            curvature(name),
+            op_of(parts),
+            parts,
             theta,
             rows,
             || vec![got.clone()],
@@ -350,10 +354,9 @@ impl Backend for Verifying {
     }
     fn data_outer_product(&mut self, theta: &[f64], rows: Range<usize>) -> Result<Array2<f64>> {
         let got = self.inner.data_outer_product(theta, rows.clone())?;
-        let name = "outer product";
         self.check(
-            name,
-            curvature(name),
+            op_of(OUTER_PRODUCT),
+            OUTER_PRODUCT,
             theta,
             rows,
             || vec![flat(&got)],
@@ -394,9 +397,9 @@ impl Backend for Verifying {
         rows: Range<usize>,
     ) -> Result<KroneckerFactors> {
         let got = self.inner.data_kfac_factors(fisher, theta, rows.clone())?;
-        let name = "K-FAC factors";
         let got_flat = || vec![flat_factors(&got)];
-        self.check(name, curvature(name), theta, rows, got_flat, &mut |e, r| {
+        let op = op_of(KFAC_FACTORS);
+        self.check(op, KFAC_FACTORS, theta, rows, got_flat, &mut |e, r| {
             Ok(vec![flat_factors(&e.data_kfac_factors(fisher, theta, r)?)])
         })?;
         Ok(got)
