@@ -73,16 +73,22 @@ pub fn take_part(ds: Dataset, part: SplitPart, test_fraction: f64, seed: u64) ->
 /// model's stored scaling (its training data's statistics), not by its own — the same
 /// rows then give the same outputs here as in `predict`.
 fn load_model_data(saved: &SavedModel, model: &Path, data: &str) -> Result<Dataset> {
-    let stored = match saved.metadata.get("scaling") {
-        Some(s) => Some(data::Scaling::from_metadata(s).map_err(|e| {
+    let stored = stored_scaling(saved, model)?;
+    Ok(data::load_path_scaled(data, stored.as_ref())?)
+}
+
+/// The input scaling stored in a model's metadata by `train` (None for a model
+/// without one), which every command applies to rows the model is given.
+pub fn stored_scaling(saved: &SavedModel, model: &Path) -> Result<Option<data::Scaling>> {
+    match saved.metadata.get("scaling") {
+        Some(s) => data::Scaling::from_metadata(s).map(Some).map_err(|e| {
             Error::Input(format!(
                 "{}: its stored input scaling is unreadable ({e}): retrain the model",
                 model.display()
             ))
-        })?),
-        None => None,
-    };
-    Ok(data::load_path_scaled(data, stored.as_ref())?)
+        }),
+        None => Ok(None),
+    }
 }
 
 /// Loads a model file and the `part` of a data set (the split the model was

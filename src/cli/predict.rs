@@ -1,9 +1,10 @@
 //! `curvature predict`: one prediction and its class probabilities per input row.
 
+use super::common::stored_scaling;
 use super::eval::predicted_classes;
 use crate::cli::out::outln;
 use clap::Args;
-use curvature::data::{load_inputs_csv, Scaling};
+use curvature::data::load_inputs_csv;
 use curvature::{cpu, Error, Result};
 use std::path::PathBuf;
 
@@ -23,10 +24,7 @@ pub struct PredictArgs {
 
 pub fn run(args: &PredictArgs) -> Result<()> {
     let model = curvature::files::load_model(&args.model)?;
-    let scaling = match model.metadata.get("scaling") {
-        Some(s) => Some(Scaling::from_metadata(s)?),
-        None => None,
-    };
+    let scaling = stored_scaling(&model, &args.model)?;
     let x = load_inputs_csv(
         &args.input,
         args.header,
